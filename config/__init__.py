@@ -1,0 +1,23 @@
+"""Configuration: the only package that reads the environment and the TOML file."""
+
+from config.settings import (
+    ArchiveConfig,
+    ConfigError,
+    Environment,
+    S3Options,
+    Settings,
+    StorageConfig,
+    TransferTuning,
+    load_settings,
+)
+
+__all__ = [
+    "ArchiveConfig",
+    "ConfigError",
+    "Environment",
+    "S3Options",
+    "Settings",
+    "StorageConfig",
+    "TransferTuning",
+    "load_settings",
+]

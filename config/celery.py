@@ -1,0 +1,57 @@
+"""Celery settings for long transfers on a Redis broker (see shared RELIABILITY.md §1).
+
+The ledger decides what runs; the broker only carries hints. So: late acks and reject on worker
+loss (a killed worker's message comes back), prefetch 1 (no hoarding), a visibility timeout longer
+than any task, no result backend, and no countdowns (waits live in the ledger).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VISIBILITY_TIMEOUT = 6 * 3600  # seconds; longer than the hard time limit below
+TASK_TIME_LIMIT = 4 * 3600
+TRANSFER_QUEUE = "archiver.transfers"
+
+
+def celery_config(broker_url: str) -> dict[str, Any]:
+    """The Celery configuration, as a plain dict (tests check every key is a real setting)."""
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "max_retries": 3,
+    }
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": transport,
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_pool_acquire_timeout": 5,
+        "task_default_queue": TRANSFER_QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_time_limit": TASK_TIME_LIMIT,
+        "task_soft_time_limit": TASK_TIME_LIMIT - 300,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2,
+        },
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": 20.0,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_max_memory_per_child": 1_000_000,
+    }

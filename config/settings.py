@@ -1,0 +1,327 @@
+"""Typed, frozen settings: environment variables plus the TOML file named by ARCHIVER_CONFIG.
+
+The TOML file declares storages in Stream's own external-storage schema (``name``,
+``storage_type``, ``bucket``, ``path``, provider keys inside ``[storages.aws_s3]``), so a Stream
+user can copy theirs. Unknown keys are errors. Any secret may be written ``"env:NAME"`` or
+``"file:/path"``; secrets are `SecretStr` and never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_STORAGE_NAME = "local"
+DEFAULT_LOCAL_ROOT = "./archive"
+STREAM_S3 = "stream-s3"  # Stream's built-in storage: "leave it with Stream"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the source, the field and the fault."""
+
+
+def _resolve_secret(value: Any) -> Any:
+    """Turn ``env:NAME`` / ``file:/path`` into the secret they point at."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        path = Path(value[5:])
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"48h"``, ``"14d"``, ``"250ms"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    raise ValueError(f"expected a duration such as '90s', '15m', '48h' or '14d', got {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Options(_Strict):
+    """``[storages.aws_s3]``: Stream's S3Request, plus what S3-compatible stores need."""
+
+    s3_region: str
+    s3_api_key: Secret | None = None  # without it: the default AWS credential chain
+    s3_secret: Secret | None = None
+    s3_custom_endpoint_url: str | None = None  # any S3-compatible store (path-style addressing)
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> S3Options:
+        if (self.s3_api_key is None) != (self.s3_secret is None):
+            raise ValueError("s3_api_key and s3_secret must be given together")
+        return self
+
+
+class StorageConfig(_Strict):
+    """One ``[[storages]]`` entry."""
+
+    name: str = Field(min_length=1)
+    storage_type: Literal["s3", "gcs", "abs", "local"]
+    bucket: str = Field(min_length=1)  # for local: the root directory
+    path: str = ""  # prefix inside the bucket
+    aws_s3: S3Options | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == STREAM_S3:
+            raise ValueError(f"{STREAM_S3!r} is Stream's own storage and cannot be redefined")
+        return name
+
+    @field_validator("path")
+    @classmethod
+    def _relative_prefix(cls, path: str) -> str:
+        parts = [p for p in path.replace("\\", "/").split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise ValueError("must not contain '.' or '..' segments")
+        return "/".join(parts) + ("/" if parts else "")
+
+    @model_validator(mode="after")
+    def _provider_table(self) -> StorageConfig:
+        if self.storage_type == "s3" and self.aws_s3 is None:
+            raise ValueError("storage_type 's3' needs a [storages.aws_s3] table with s3_region")
+        if self.storage_type != "s3" and self.aws_s3 is not None:
+            raise ValueError(f"aws_s3 is only for storage_type 's3', not {self.storage_type!r}")
+        return self
+
+
+class TransferTuning(_Strict):
+    """``[transfer]``: how bytes move. Memory per transfer is about part_size × (parts_in_flight + 1)."""
+
+    part_size: ByteSize = ByteSize(8 * 1024 * 1024)
+    parts_in_flight: int = Field(default=4, ge=1, le=64)
+    multipart_threshold: ByteSize = ByteSize(16 * 1024 * 1024)
+    read_chunk: ByteSize = ByteSize(1024 * 1024)
+    connect_timeout: Duration = timedelta(seconds=10)
+    read_timeout: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _s3_minimum(self) -> TransferTuning:
+        if self.part_size < 5 * 1024 * 1024:
+            raise ValueError("part_size must be at least 5MiB (S3's minimum part size)")
+        return self
+
+
+_KEY_FIELDS = {
+    "call_type": "t",
+    "call_id": "i",
+    "call_cid": "t:i",
+    "filename": "f",
+    "kind": "recording",
+    "session_id": "s",
+    "recording_type": "composite",
+    "year": "2026",
+    "month": "01",
+    "day": "01",
+}
+
+
+class ArchiveConfig(_Strict):
+    """The TOML file, top level."""
+
+    default_storage: str = LOCAL_STORAGE_NAME
+    download_hosts: tuple[str, ...] = ("*.stream-io-cdn.com",)
+    key_template: str = "{call_type}/{call_id}/{filename}"
+    call_types: dict[str, str] = Field(default_factory=dict)
+    storages: tuple[StorageConfig, ...] = ()
+    transfer: TransferTuning = TransferTuning()
+    sweep_every: Duration = timedelta(seconds=60)  # scheduler: how often due transfers are queued
+    redispatch_after: Duration = timedelta(minutes=5)  # a queued transfer no worker took is re-queued
+    transfer_lease: Duration = timedelta(minutes=2)  # a worker's claim; renewed while it runs
+    retry_backoff: Duration = timedelta(seconds=10)  # first retry wait, doubled per attempt
+    retry_backoff_max: Duration = timedelta(minutes=15)
+    retention: Duration = timedelta(days=14)  # Stream deletes a file this long after it ended
+
+    @field_validator("key_template")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            rendered = template.format(**_KEY_FIELDS)
+        except (KeyError, IndexError, ValueError) as exc:
+            known = ", ".join(sorted(_KEY_FIELDS))
+            raise ValueError(f"unknown or malformed placeholder {exc} (known: {known})") from None
+        if "{filename}" not in template:
+            raise ValueError("must contain {filename}, or files of one call would overwrite each other")
+        if not rendered.strip("/"):
+            raise ValueError("renders to an empty key")
+        return template
+
+    @field_validator("download_hosts")
+    @classmethod
+    def _hosts_given(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        if not hosts or any(not h.strip() for h in hosts):
+            raise ValueError("must list at least one host pattern, none empty")
+        return tuple(h.strip().lower() for h in hosts)
+
+    @model_validator(mode="after")
+    def _routes_exist(self) -> ArchiveConfig:
+        names = [s.name for s in self.storages]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"storages: duplicate name(s) {', '.join(duplicates)}")
+        known = set(names) | {STREAM_S3}
+        if not self.storages and self.default_storage == LOCAL_STORAGE_NAME:
+            return self
+        if self.default_storage not in known:
+            raise ValueError(f"default_storage: no storage named {self.default_storage!r}")
+        for call_type, target in self.call_types.items():
+            if target not in known:
+                raise ValueError(f"call_types.{call_type}: no storage named {target!r}")
+        return self
+
+    def effective_storages(self) -> tuple[StorageConfig, ...]:
+        """The declared storages; with none declared, a local directory ``./archive``."""
+        if self.storages:
+            return self.storages
+        return (StorageConfig(name=LOCAL_STORAGE_NAME, storage_type="local", bucket=DEFAULT_LOCAL_ROOT),)
+
+    def storage(self, name: str) -> StorageConfig:
+        for storage in self.effective_storages():
+            if storage.name == name:
+                return storage
+        raise KeyError(name)
+
+
+class Environment(BaseSettings):
+    """Environment variables. STREAM_API_KEY and STREAM_API_SECRET are required."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    stream_api_key: str = Field(min_length=1)
+    stream_api_secret: SecretStr
+    stream_base_url: str = "https://video.stream-io-api.com"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    archiver_broker_url: str | None = None  # the Celery broker, when not REDIS_URL
+    archiver_config: Path | None = None
+    archiver_log_format: Literal["auto", "json", "console"] = "auto"
+    archiver_log_level: str = "INFO"
+
+    @field_validator("stream_api_secret")
+    @classmethod
+    def _secret_given(cls, secret: SecretStr) -> SecretStr:
+        if not secret.get_secret_value():
+            raise ValueError("must not be empty")
+        return secret
+
+
+class Settings(BaseModel):
+    """Everything the service is configured with, read once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: Environment
+    archive: ArchiveConfig
+    config_path: Path | None = None
+
+    @property
+    def broker_url(self) -> str:
+        return self.env.archiver_broker_url or self.env.redis_url
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured, so log output can be scrubbed of them."""
+        found = [self.env.stream_api_secret.get_secret_value()]
+        for storage in self.archive.effective_storages():
+            s3 = storage.aws_s3
+            if s3 is not None:
+                found += [s.get_secret_value() for s in (s3.s3_api_key, s3.s3_secret) if s]
+        for url in (self.env.redis_url, self.env.archiver_broker_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                found.append(password)
+        return [s for s in found if s]
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def load_archive_config(path: Path | None) -> ArchiveConfig:
+    """Read and validate the TOML file (or the defaults when there is none)."""
+    if path is None:
+        return ArchiveConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return ArchiveConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from None
+
+
+def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
+    source = os.environ if environ is None else environ
+    required = ("STREAM_API_KEY", "STREAM_API_SECRET")
+    missing = [name for name in required if not source.get(name)]
+    if missing:
+        raise ConfigError(
+            "missing required environment variable(s): "
+            + ", ".join(missing)
+            + " (your Stream app's API key and secret, from the Stream dashboard)"
+        )
+    values = {k.lower(): v for k, v in source.items() if k.upper() in _ENV_NAMES}
+    try:
+        return Environment.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "environment")) from None
+
+
+_ENV_NAMES = {name.upper() for name in Environment.model_fields}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment and the TOML file it names; raise ConfigError on any fault."""
+    env = load_environment(environ)
+    archive = load_archive_config(env.archiver_config)
+    return Settings(env=env, archive=archive, config_path=env.archiver_config)

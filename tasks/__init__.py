@@ -1,0 +1,1 @@
+"""Celery: the app and its thin tasks. Everything real happens in `worker`."""

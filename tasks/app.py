@@ -1,0 +1,37 @@
+"""The Celery app, configured from the settings (read once, in the process that imports this)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery, signals
+
+from config import Settings, load_settings
+from config.celery import celery_config
+from config.logging import configure_logging, register_secrets
+
+TRANSFER_TASK = "archiver.archive_transfer"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("archiver", include=["tasks.transfers"])
+    app.config_from_object(celery_config(settings.broker_url))
+    return app
+
+
+settings = load_settings()
+register_secrets(settings.secrets())
+app = create_celery(settings)
+
+
+@signals.setup_logging.connect
+def _use_our_logging(**_: Any) -> None:
+    """Celery must not configure logging itself: ours scrubs URLs and secrets."""
+    configure_logging(settings.env.archiver_log_level, settings.env.archiver_log_format)
+
+
+def enqueue_transfers(ids: Sequence[str]) -> None:
+    """Hand transfers to the workers. Best effort: the ledger sweep catches what is lost."""
+    for transfer_id in ids:
+        app.send_task(TRANSFER_TASK, args=[transfer_id])

@@ -1,0 +1,147 @@
+"""The Redis ledger's atomic steps (worker/ledger.py), against a real redis-server."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from worker.files import StreamFile, transfer_id
+from worker.ledger import Ledger, NewTransfer, now_ms
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def a_file(filename: str = "rec_default_x_1.mp4", url: str = "https://cdn/x?sig=1",
+           session_id: str | None = "s1") -> StreamFile:
+    return StreamFile(call_cid="default:x", kind="recording", filename=filename, url=url,
+                      start_time=END - timedelta(minutes=5), end_time=END, session_id=session_id)
+
+
+def record(ledger: Ledger, file: StreamFile, storage: str = "local", dispatch_at: int | None = None) -> str:
+    tid = transfer_id(file.file_id, storage)
+    ledger.record(file, [NewTransfer(tid, storage, f"default/x/{file.filename}")],
+                  expires_at=END + timedelta(days=14), dispatch_at=dispatch_at or now_ms())
+    return tid
+
+
+def test_recording_a_file_creates_a_queued_transfer_with_its_deadline(ledger: Ledger) -> None:
+    tid = record(ledger, a_file())
+    transfer = ledger.get(tid)
+    assert transfer is not None
+    assert (transfer.state, transfer.attempts, transfer.storage) == ("queued", 0, "local")
+    assert transfer.expires_at == END + timedelta(days=14)
+    assert ledger.ids("queued") == [tid]
+    assert ledger.redis.zscore("archiver:expiry", tid) is not None
+
+
+def test_recording_again_changes_nothing_but_reports_it_known(ledger: Ledger) -> None:
+    file = a_file()
+    tid = transfer_id(file.file_id, "local")
+    first = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END, dispatch_at=1)
+    again = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END, dispatch_at=1)
+    assert (first.file_is_new, first.transfers_created) == (True, 1)
+    assert (again.file_is_new, again.transfers_created) == (False, 0)
+    assert ledger.ids() == [tid]
+
+
+def test_concurrent_deliveries_of_one_file_give_one_transfer(ledger: Ledger, redis_url: str) -> None:
+    file = a_file()
+
+    def deliver(_: int) -> bool:
+        client = Ledger(redis.Redis.from_url(redis_url, decode_responses=True))
+        return client.record(file, [NewTransfer(transfer_id(file.file_id, "local"), "local", "k")],
+                             expires_at=END, dispatch_at=1).file_is_new
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(deliver, range(40)))
+    assert outcomes.count(True) == 1
+    assert len(ledger.ids()) == 1
+
+
+def test_a_later_delivery_fills_in_a_missing_session_id_and_a_fresh_url(ledger: Ledger) -> None:
+    legacy = a_file(session_id=None)
+    record(ledger, legacy)
+    record(ledger, a_file(session_id="s9", url="https://cdn/x?sig=2"))
+    stored = ledger.file(legacy.file_id)
+    assert (stored["session_id"], stored["url"]) == ("s9", "https://cdn/x?sig=2")
+
+
+def test_claim_takes_a_lease_and_bumps_the_fencing_epoch(ledger: Ledger) -> None:
+    tid = record(ledger, a_file())
+    first = ledger.claim(tid, "w1", 60_000)
+    assert (first.status, first.epoch) == ("claimed", 1)
+    assert ledger.claim(tid, "w2", 60_000).status == "busy"
+    transfer = ledger.get(tid)
+    assert transfer is not None and (transfer.state, transfer.attempts, transfer.lease_owner) == (
+        "transferring", 1, "w1")
+
+
+def test_an_expired_lease_can_be_taken_over_and_fences_out_the_old_worker(ledger: Ledger) -> None:
+    tid = record(ledger, a_file())
+    old = ledger.claim(tid, "w1", 1_000)
+    assert old.claimed
+    new = ledger.claim(tid, "w2", 60_000, now=now_ms() + 2_000)
+    assert new.claimed and new.epoch == old.epoch + 1
+    assert not ledger.heartbeat(tid, old.epoch, 60_000)
+    assert not ledger.finish(tid, old.epoch, "archived", bytes=1)
+    assert ledger.finish(tid, new.epoch, "archived", bytes=7, sha256="ab")
+    transfer = ledger.get(tid)
+    assert transfer is not None and (transfer.state, transfer.bytes, transfer.attempts) == ("archived", 7, 2)
+
+
+def test_a_backed_off_transfer_is_not_claimed_before_its_time(ledger: Ledger) -> None:
+    tid = record(ledger, a_file())
+    claim = ledger.claim(tid, "w1", 60_000)
+    later = now_ms() + 60_000
+    assert ledger.finish(tid, claim.epoch, "queued", due_ms=later, next_attempt_at=later, error="boom")
+    assert ledger.claim(tid, "w1", 60_000).status == "not_due"
+    assert ledger.claim(tid, "w1", 60_000, now=later + 1).claimed
+
+
+def test_finished_transfers_leave_the_due_and_expiry_indexes(ledger: Ledger) -> None:
+    tid = record(ledger, a_file())
+    claim = ledger.claim(tid, "w", 60_000)
+    ledger.finish(tid, claim.epoch, "archived", bytes=1)
+    assert ledger.redis.zscore("archiver:due", tid) is None
+    assert ledger.redis.zscore("archiver:expiry", tid) is None
+    assert ledger.ids("archived") == [tid] and ledger.ids("transferring") == []
+    assert ledger.claim(tid, "w", 60_000).status == "archived"
+
+
+def test_take_due_returns_due_transfers_once_per_redispatch_period(ledger: Ledger) -> None:
+    now = now_ms()
+    due = record(ledger, a_file("a.mp4"), dispatch_at=now - 1)
+    record(ledger, a_file("b.mp4"), dispatch_at=now + 60_000)
+    assert ledger.take_due(30_000, now=now) == [due]
+    assert ledger.take_due(30_000, now=now) == []
+    assert ledger.take_due(30_000, now=now + 30_001) == [due]
+
+
+def test_a_running_transfer_becomes_due_when_its_lease_runs_out(ledger: Ledger) -> None:
+    tid = record(ledger, a_file(), dispatch_at=now_ms() + 600_000)
+    ledger.claim(tid, "w", 1_000)
+    assert ledger.take_due(60_000) == []
+    assert ledger.take_due(60_000, now=now_ms() + 2_000) == [tid]
+
+
+def test_only_one_scheduler_holds_the_lock(ledger: Ledger) -> None:
+    assert ledger.acquire_lock("a", 10_000)
+    assert not ledger.acquire_lock("b", 10_000)
+    assert ledger.acquire_lock("a", 10_000)
+    ledger.release_lock("b")
+    assert not ledger.acquire_lock("b", 10_000)
+    ledger.release_lock("a")
+    assert ledger.acquire_lock("b", 10_000)
+
+
+def test_json_shape_has_the_public_fields_in_rfc3339(ledger: Ledger) -> None:
+    tid = record(ledger, a_file())
+    transfer = ledger.get(tid)
+    assert transfer is not None
+    shape = transfer.to_json()
+    for field in ("id", "call_cid", "session_id", "kind", "filename", "storage", "key", "state", "bytes",
+                  "sha256", "attempts", "error", "expires_at"):
+        assert field in shape
+    assert shape["expires_at"] == "2026-12-04T12:00:00.000Z"

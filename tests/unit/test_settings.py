@@ -1,0 +1,155 @@
+"""Configuration loading and validation (config/settings.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+from config.settings import parse_duration
+
+BASE_ENV = {"STREAM_API_KEY": "k", "STREAM_API_SECRET": "very-secret-value"}
+
+
+def env_with(tmp_path: Path, toml: str) -> dict[str, str]:
+    path = tmp_path / "archiver.toml"
+    path.write_text(toml)
+    return BASE_ENV | {"ARCHIVER_CONFIG": str(path)}
+
+
+def test_without_api_key_and_secret_it_names_both() -> None:
+    with pytest.raises(ConfigError, match="STREAM_API_KEY, STREAM_API_SECRET"):
+        load_settings({})
+
+
+def test_with_only_the_api_key_and_secret_it_archives_to_a_local_directory() -> None:
+    settings = load_settings(BASE_ENV)
+    (storage,) = settings.archive.effective_storages()
+    assert (storage.storage_type, storage.bucket) == ("local", "./archive")
+    assert settings.archive.default_storage == storage.name
+    assert settings.env.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.env.stream_base_url == "https://video.stream-io-api.com"
+    assert settings.broker_url == settings.env.redis_url
+    assert settings.archive.download_hosts == ("*.stream-io-cdn.com",)
+    assert settings.archive.key_template == "{call_type}/{call_id}/{filename}"
+
+
+def test_the_broker_can_live_elsewhere() -> None:
+    settings = load_settings(BASE_ENV | {"ARCHIVER_BROKER_URL": "redis://broker:6379/1"})
+    assert settings.broker_url == "redis://broker:6379/1"
+
+
+STREAM_SCHEMA = """
+default_storage = "my-s3"
+download_hosts = ["*.stream-io-cdn.com"]
+key_template = "{call_type}/{call_id}/{filename}"
+
+[call_types]
+allhands = "my-s3"
+
+[[storages]]
+name = "my-s3"
+storage_type = "s3"
+bucket = "my-bucket"
+path = "directory_name/"
+[storages.aws_s3]
+s3_region = "us-east-1"
+s3_api_key = "AKIAEXAMPLE"
+s3_secret = "env:MY_S3_SECRET"
+s3_custom_endpoint_url = "http://127.0.0.1:9000"
+"""
+
+
+def test_stream_external_storage_schema_is_read_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_S3_SECRET", "from-the-environment")
+    settings = load_settings(env_with(tmp_path, STREAM_SCHEMA))
+    storage = settings.archive.storage("my-s3")
+    assert storage.aws_s3 is not None
+    assert storage.path == "directory_name/"
+    assert storage.aws_s3.s3_secret is not None
+    assert storage.aws_s3.s3_secret.get_secret_value() == "from-the-environment"
+    assert settings.archive.call_types == {"allhands": "my-s3"}
+
+
+def test_secrets_never_show_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_S3_SECRET", "from-the-environment")
+    settings = load_settings(env_with(tmp_path, STREAM_SCHEMA))
+    shown = repr(settings) + str(settings)
+    for secret in ("from-the-environment", "AKIAEXAMPLE", "very-secret-value"):
+        assert secret not in shown
+    assert set(settings.secrets()) >= {"from-the-environment", "AKIAEXAMPLE", "very-secret-value"}
+
+
+def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("file-secret\n")
+    toml = STREAM_SCHEMA.replace('"env:MY_S3_SECRET"', f'"file:{tmp_path / "secret"}"')
+    settings = load_settings(env_with(tmp_path, toml))
+    s3 = settings.archive.storage("my-s3").aws_s3
+    assert s3 is not None and s3.s3_secret is not None
+    assert s3.s3_secret.get_secret_value() == "file-secret"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (('"env:MY_S3_SECRET"', '"env:NOT_SET_ANYWHERE"'), "storages.0.aws_s3.s3_secret", "NOT_SET_ANYWHERE is not set"),
+        (('storage_type = "s3"', 'storage_type = "ftp"'), "storages.0.storage_type", "'s3', 'gcs', 'abs' or 'local'"),
+        (('s3_region = "us-east-1"', 's3_regoin = "us-east-1"'), "storages.0.aws_s3.s3_regoin", "Extra inputs"),
+        (('default_storage = "my-s3"', 'default_storage = "nope"'), "(top level)", "no storage named 'nope'"),
+        (('allhands = "my-s3"', 'allhands = "nope"'), "(top level)", "call_types.allhands"),
+        (('key_template = "{call_type}/{call_id}/{filename}"', 'key_template = "{call}/{filename}"'),
+         "key_template", "unknown or malformed placeholder"),
+        (('key_template = "{call_type}/{call_id}/{filename}"', 'key_template = "{call_type}"'),
+         "key_template", "must contain {filename}"),
+        (('path = "directory_name/"', 'path = "../up"'), "storages.0.path", "'..'"),
+        (('download_hosts = ["*.stream-io-cdn.com"]', 'download_hosts = []'), "download_hosts", "at least one"),
+    ],
+)
+def test_errors_name_the_file_the_field_and_the_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: tuple[str, str], field: str, reason: str
+) -> None:
+    monkeypatch.setenv("MY_S3_SECRET", "x" * 8)
+    toml = STREAM_SCHEMA.replace(*change)
+    assert toml != STREAM_SCHEMA
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_with(tmp_path, toml))
+    message = str(caught.value)
+    assert str(tmp_path / "archiver.toml") in message
+    assert field in message
+    assert reason in message
+    assert "x" * 8 not in message and "AKIAEXAMPLE" not in message
+
+
+def test_an_s3_storage_needs_its_aws_s3_table(tmp_path: Path) -> None:
+    toml = 'default_storage = "a"\n[[storages]]\nname = "a"\nstorage_type = "s3"\nbucket = "b"\n'
+    with pytest.raises(ConfigError, match=r"storages\.0: .*\[storages\.aws_s3\]"):
+        load_settings(env_with(tmp_path, toml))
+
+
+def test_invalid_toml_and_missing_files_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(env_with(tmp_path, "default_storage = "))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(BASE_ENV | {"ARCHIVER_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_stream_s3_is_a_reserved_route_not_a_storage(tmp_path: Path) -> None:
+    settings = load_settings(env_with(tmp_path, STREAM_SCHEMA.replace('allhands = "my-s3"', 'allhands = "stream-s3"')
+                                      .replace('"env:MY_S3_SECRET"', '"s"')))
+    assert settings.archive.call_types["allhands"] == "stream-s3"
+    with pytest.raises(ConfigError, match="reserved|Stream's own"):
+        load_settings(env_with(tmp_path, STREAM_SCHEMA.replace('name = "my-s3"', 'name = "stream-s3"')))
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("90s", 90), ("15m", 900), ("48h", 172800),
+                                                ("14d", 1209600), (5, 5)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "archiver.example.toml"
+    monkeypatch.setenv("S3_SECRET_ACCESS_KEY", "example")
+    settings = load_settings(BASE_ENV | {"ARCHIVER_CONFIG": str(example)})
+    assert settings.archive.storages

@@ -1,0 +1,1 @@
+"""The archiver's domain: webhooks, ledger, transfers, storage. Never imports Celery."""

@@ -1,0 +1,154 @@
+"""The `archiver` command: run the service's parts, and look at the ledger.
+
+This is the edge: it wires the domain (`worker`) to Celery (`tasks`), so it alone may import both
+(lazily, so `archiver transfers …` never builds a Celery app).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config import ConfigError, Settings, load_settings
+from config.logging import configure_logging, register_secrets
+from worker.ledger import STATES, Ledger, connect, rfc3339
+
+app = typer.Typer(help="Archive Stream Video recordings and transcriptions into your own storage.",
+                  no_args_is_help=True, add_completion=False)
+transfers_app = typer.Typer(help="Look at the transfer ledger.", no_args_is_help=True)
+app.add_typer(transfers_app, name="transfers")
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    """Load the configuration or stop with its error (exit 2)."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    register_secrets(settings.secrets())
+    configure_logging(settings.env.archiver_log_level, settings.env.archiver_log_format)
+    return settings
+
+
+def _ledger(settings: Settings, *, fail_fast: bool = False) -> Ledger:
+    ledger = Ledger(connect(settings.env.redis_url, fail_fast=fail_fast))
+    try:
+        ledger.ping()
+    except redis.RedisError as exc:
+        err.print(f"[bold red]Redis is unreachable[/] (REDIS_URL): {exc}", highlight=False)
+        raise typer.Exit(3) from None
+    return ledger
+
+
+def _enqueue(ids: Sequence[str]) -> None:
+    from tasks.app import enqueue_transfers  # noqa: PLC0415 - the edge imports Celery lazily
+
+    enqueue_transfers(ids)
+
+
+@app.command()
+def web(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000) -> None:
+    """Run the webhook receiver (POST /webhooks/stream, GET /healthz, GET /readyz)."""
+    import uvicorn  # noqa: PLC0415
+
+    from worker.web import create_app  # noqa: PLC0415
+
+    settings = _settings()
+    ledger = _ledger(settings, fail_fast=True)
+    api = create_app(settings, ledger, _enqueue)
+    uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=20)
+
+
+@app.command()
+def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Transfer processes.")] = 2,
+           ) -> None:
+    """Run a Celery worker that performs transfers."""
+    settings = _settings()
+    _ledger(settings)
+    from config.celery import TRANSFER_QUEUE  # noqa: PLC0415
+    from tasks.app import app as celery_app  # noqa: PLC0415
+
+    celery_app.worker_main(["worker", "-Q", TRANSFER_QUEUE, "-c", str(concurrency), "-P", "prefork",
+                            "--without-gossip", "--without-mingle", "-l", settings.env.archiver_log_level])
+
+
+@app.command()
+def scheduler() -> None:
+    """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock)."""
+    from worker.scheduler import run_scheduler  # noqa: PLC0415
+
+    settings = _settings()
+    ledger = _ledger(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_scheduler(ledger, settings.archive, _enqueue, stop)
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Interface for the webhook receiver.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port for the webhook receiver.")] = 8000,
+          concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Transfer processes.")] = 2,
+          ) -> None:
+    """Run web receiver, worker and scheduler together on this machine."""
+    from worker.service import serve_all  # noqa: PLC0415
+
+    settings = _settings()
+    raise typer.Exit(serve_all(settings, host=host, port=port, concurrency=concurrency, console=out))
+
+
+@transfers_app.command("list")
+def list_transfers(
+    state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(STATES)}.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List transfers, oldest first."""
+    if state is not None and state not in STATES:
+        err.print(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+        raise typer.Exit(2)
+    ledger = _ledger(_settings())
+    rows = ledger.iter_transfers(state)
+    if as_json:
+        for transfer in rows:
+            sys.stdout.write(json.dumps(transfer.to_json()) + "\n")
+        return
+    table = Table("id", "state", "call_cid", "kind", "filename", "storage", "bytes", "attempts", "expires_at",
+                  "error")
+    for t in rows:
+        table.add_row(t.id, t.state, t.call_cid, t.kind, t.filename, t.storage,
+                      "" if t.bytes is None else str(t.bytes), str(t.attempts), rfc3339(t.expires_at) or "",
+                      (t.error or "")[:80])
+    out.print(table)
+
+
+@transfers_app.command("show")
+def show_transfer(transfer_id: Annotated[str, typer.Argument(help="A transfer id (t_…).")]) -> None:
+    """Show one transfer as JSON."""
+    ledger = _ledger(_settings())
+    transfer = ledger.get(transfer_id)
+    if transfer is None:
+        err.print(f"no transfer {transfer_id!r}")
+        raise typer.Exit(1)
+    sys.stdout.write(json.dumps(transfer.to_json(), indent=2) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The archiver's one error tree.
+
+Every failure the domain raises is one of these; lower-layer errors (httpx, botocore, OS) are
+mapped at the edge that calls them, with ``raise ... from exc``::
+
+    ArchiverError
+    ├── InvalidWebhook            refused at intake: nothing is recorded
+    │   ├── BadCredentials            wrong X-Api-Key or X-Signature (HTTP 401)
+    │   ├── PayloadTooLarge           body over the limit, compressed or not (HTTP 413)
+    │   └── MalformedPayload          not JSON, or a required field missing (HTTP 400)
+    ├── TransientError            retried with backoff (kept in the ledger) until the file's deadline
+    │   ├── SourceUnavailable         transport error, 5xx or 429 from the download host
+    │   ├── SourceMissing             403/404/410: URL expired or file gone; `lost` after the deadline
+    │   ├── IncompleteDownload        the body ended before (or went past) Content-Length
+    │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout
+    │   └── VerificationFailed        the stored object does not match what was sent
+    ├── PermanentError            recorded as `failed` with its reason until retried by command
+    │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
+    │   └── StorageRefused            credentials refused, bucket missing, no permission
+    └── LeaseLost                 another worker holds the transfer now: stop without writing
+
+Configuration errors are `config.ConfigError` (the config package sits below this one).
+"""
+
+from __future__ import annotations
+
+
+class ArchiverError(Exception):
+    """Base of every error the archiver raises on purpose."""
+
+
+class InvalidWebhook(ArchiverError):
+    """A webhook delivery that must be refused; ``status`` is the HTTP answer."""
+
+    status = 400
+
+
+class BadCredentials(InvalidWebhook):
+    status = 401
+
+
+class PayloadTooLarge(InvalidWebhook):
+    status = 413
+
+
+class MalformedPayload(InvalidWebhook):
+    status = 400
+
+
+class TransientError(ArchiverError):
+    """Worth retrying later: the same attempt may well succeed."""
+
+
+class SourceUnavailable(TransientError):
+    pass
+
+
+class SourceMissing(TransientError):
+    """The source answered that the file is not there (or the URL no longer grants it)."""
+
+
+class IncompleteDownload(TransientError):
+    pass
+
+
+class StorageUnavailable(TransientError):
+    pass
+
+
+class VerificationFailed(TransientError):
+    pass
+
+
+class PermanentError(ArchiverError):
+    """Retrying will not help until an operator changes something."""
+
+
+class DownloadRefused(PermanentError):
+    pass
+
+
+class StorageRefused(PermanentError):
+    pass
+
+
+class LeaseLost(ArchiverError):
+    """The transfer was claimed by another worker (its lease expired); this copy must stop."""

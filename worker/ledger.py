@@ -1,0 +1,260 @@
+"""The transfer ledger in Redis: the source of truth (the Celery queue is only a hint).
+
+States::
+
+    queued ──claim──▶ transferring ──▶ archived
+      ▲                    │  ├──────▶ failed    (permanent error; kept until retried by command)
+      └──── backoff ───────┘  └──────▶ lost      (the source no longer has it; never archived)
+    skipped                 (the route says not to archive)
+
+Every change is one Lua script (`worker.ledger_scripts`), so a crash never leaves half a change.
+A running transfer holds a lease (renewed by heartbeat) and a fencing epoch: a worker whose lease
+was taken over can no longer write its result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from worker import ledger_scripts as lua
+from worker.files import StreamFile
+
+State = Literal["queued", "transferring", "archived", "failed", "skipped", "lost"]
+STATES: tuple[State, ...] = ("queued", "transferring", "archived", "failed", "skipped", "lost")
+TERMINAL: frozenset[str] = frozenset({"archived", "failed", "skipped", "lost"})
+DEFAULT_PREFIX = "archiver:"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(value: str | int | None) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def connect(url: str, *, fail_fast: bool = False, name: str = "archiver") -> redis.Redis:
+    """A Redis client with timeouts; `fail_fast` (the web receiver) gives up within ~2 s."""
+    retries, connect_timeout = (1, 1.0) if fail_fast else (5, 5.0)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=5.0,
+        socket_connect_timeout=connect_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        client_name=name,
+    )
+
+
+@dataclass(frozen=True)
+class NewTransfer:
+    """A transfer to record with its file: its id, storage, key, and first state."""
+
+    id: str
+    storage: str
+    key: str
+    state: State = "queued"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One file to one storage, as the ledger holds it."""
+
+    id: str
+    file_id: str
+    call_cid: str
+    kind: str
+    filename: str
+    session_id: str | None
+    storage: str
+    key: str
+    state: str
+    attempts: int
+    epoch: int
+    bytes: int | None
+    sha256: str | None
+    error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    next_attempt_at: datetime | None
+    expires_at: datetime | None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    raw: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Transfer:
+        def opt(name: str) -> str | None:
+            return h.get(name) or None
+
+        size = opt("bytes")
+        return cls(
+            id=h["id"], file_id=h["file_id"], call_cid=h.get("call_cid", ""), kind=h.get("kind", ""),
+            filename=h.get("filename", ""), session_id=opt("session_id"), storage=h.get("storage", ""),
+            key=h.get("key", ""), state=h["state"], attempts=int(h.get("attempts", 0)),
+            epoch=int(h.get("epoch", 0)), bytes=int(size) if size else None, sha256=opt("sha256"),
+            error=opt("error"), created_at=from_ms(opt("created_at")), updated_at=from_ms(opt("updated_at")),
+            next_attempt_at=from_ms(opt("next_attempt_at")), expires_at=from_ms(opt("expires_at")),
+            lease_owner=opt("lease_owner"), lease_until=from_ms(opt("lease_until")), raw=h,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape (`archiver transfers list --json`): times in RFC 3339 UTC."""
+        return {
+            "id": self.id, "call_cid": self.call_cid, "session_id": self.session_id, "kind": self.kind,
+            "filename": self.filename, "storage": self.storage, "key": self.key, "state": self.state,
+            "bytes": self.bytes, "sha256": self.sha256, "attempts": self.attempts, "error": self.error,
+            "expires_at": rfc3339(self.expires_at), "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at), "next_attempt_at": rfc3339(self.next_attempt_at),
+            "file_id": self.file_id,
+        }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of asking to run a transfer: `epoch` is the fencing token when claimed."""
+
+    status: str
+    epoch: int = 0
+
+    @property
+    def claimed(self) -> bool:
+        return self.status == "claimed"
+
+
+@dataclass(frozen=True)
+class Intake:
+    file_is_new: bool
+    transfers_created: int
+
+
+def _strings(values: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+class Ledger:
+    """Typed access to the ledger's keys and scripts."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._intake = client.register_script(lua.INTAKE)
+        self._claim = client.register_script(lua.CLAIM)
+        self._heartbeat = client.register_script(lua.HEARTBEAT)
+        self._finish = client.register_script(lua.FINISH)
+        self._take_due = client.register_script(lua.TAKE_DUE)
+        self._lock = client.register_script(lua.LOCK)
+        self._unlock = client.register_script(lua.UNLOCK)
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
+               dispatch_at: int, now: int | None = None) -> Intake:
+        """Record `file` and its transfers in one step; existing ones are left as they are."""
+        now = now_ms() if now is None else now
+        expires = to_ms(expires_at)
+        file_fields = _strings({
+            "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename, "url": file.url,
+            "session_id": file.session_id, "recording_type": file.recording_type,
+            "egress_id": file.egress_id, "start_time": to_ms(file.start_time),
+            "end_time": to_ms(file.end_time), "expires_at": expires,
+        })
+        rows = [{
+            "id": t.id, "state": t.state, "due": str(dispatch_at), "expires": str(expires),
+            "fields": _strings({
+                "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename,
+                "session_id": file.session_id, "storage": t.storage, "key": t.key,
+                "expires_at": expires, "next_attempt_at": now, "error": t.error,
+            }),
+        } for t in transfers]
+        result = self._intake(args=[self.prefix, now, json.dumps({"id": file.file_id, "fields": file_fields}),
+                                    json.dumps(rows)])
+        is_new, created = cast(list[int], result)
+        return Intake(bool(is_new), int(created))
+
+    def claim(self, transfer_id: str, owner: str, lease_ms: int, now: int | None = None) -> Claim:
+        status, epoch = cast(list[Any], self._claim(
+            args=[self.prefix, transfer_id, owner, now_ms() if now is None else now, lease_ms]))
+        return Claim(str(status), int(epoch))
+
+    def heartbeat(self, transfer_id: str, epoch: int, lease_ms: int) -> bool:
+        return bool(self._heartbeat(args=[self.prefix, transfer_id, epoch, now_ms(), lease_ms]))
+
+    def finish(self, transfer_id: str, epoch: int, state: State, *, due_ms: int | None = None,
+               **fields: Any) -> bool:
+        """Move a claimed transfer to `state`; False when this worker's claim was taken over."""
+        args = [self.prefix, transfer_id, epoch, now_ms(), state, "" if due_ms is None else due_ms,
+                json.dumps(_strings(fields))]
+        return bool(self._finish(args=args))
+
+    def take_due(self, redispatch_ms: int, limit: int = 500, now: int | None = None) -> list[str]:
+        """Transfers due now, each pushed back by `redispatch_ms` (so a lost message is re-sent)."""
+        ids = self._take_due(args=[self.prefix, now_ms() if now is None else now, redispatch_ms, limit])
+        return [str(i) for i in cast(list[Any], ids)]
+
+    def acquire_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(self._lock(args=[self.prefix, token, ttl_ms]))
+
+    def release_lock(self, token: str) -> None:
+        self._unlock(args=[self.prefix, token])
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, transfer_id: str) -> Transfer | None:
+        h = cast(dict[str, str], self.redis.hgetall(f"{self.prefix}transfer:{transfer_id}"))
+        return Transfer.from_hash(h) if h else None
+
+    def file(self, file_id: str) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(f"{self.prefix}file:{file_id}"))
+
+    def transfers_of(self, file_id: str) -> list[str]:
+        return sorted(cast(set[str], self.redis.smembers(f"{self.prefix}file:{file_id}:transfers")))
+
+    def count(self, state: str) -> int:
+        return int(cast(int, self.redis.zcard(f"{self.prefix}state:{state}")))
+
+    def ids(self, state: str | None = None) -> list[str]:
+        key = f"{self.prefix}state:{state}" if state else f"{self.prefix}transfers"
+        return [str(i) for i in cast(list[Any], self.redis.zrange(key, 0, -1))]
+
+    def iter_transfers(self, state: str | None = None, batch: int = 500) -> Iterator[Transfer]:
+        ids = self.ids(state)
+        for start in range(0, len(ids), batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in ids[start:start + batch]:
+                pipe.hgetall(f"{self.prefix}transfer:{tid}")
+            for h in pipe.execute():
+                if h:
+                    yield Transfer.from_hash(h)
+
+    def due_at(self, transfer_id: str) -> float | None:
+        score = self.redis.zscore(f"{self.prefix}due", transfer_id)
+        return None if score is None else float(cast(float, score))

@@ -1,0 +1,133 @@
+"""The ledger's Lua scripts: every state change is one atomic script.
+
+Keys (prefix P, default ``archiver:``):
+  P file:<fid>            HASH  the file: call_cid, kind, filename, url, session_id, times…
+  P file:<fid>:transfers  SET   its transfer ids
+  P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…
+  P transfers             ZSET  every transfer by creation time (ms)
+  P state:<state>         ZSET  transfers in a state, by last update (ms)
+  P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a
+                                queued one, the lease end of a running one
+  P expiry                ZSET  when Stream deletes the file (ms), for transfers not yet finished
+Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
+ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
+"""
+
+# ARGV: prefix, now, file_json, transfers_json  ->  {file_is_new, transfers_created}
+INTAKE = """
+local p, now = ARGV[1], tonumber(ARGV[2])
+local file = cjson.decode(ARGV[3])
+local transfers = cjson.decode(ARGV[4])
+local fkey = p .. 'file:' .. file.id
+local is_new = redis.call('EXISTS', fkey) == 0
+local flat = {}
+for k, v in pairs(file.fields) do
+  if is_new or k == 'url' or (k == 'session_id' and redis.call('HEXISTS', fkey, k) == 0) then
+    flat[#flat + 1] = k; flat[#flat + 1] = v
+  end
+end
+if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
+if is_new then redis.call('HSET', fkey, 'created_at', now) end
+local created = 0
+for _, t in ipairs(transfers) do
+  local tkey = p .. 'transfer:' .. t.id
+  if redis.call('EXISTS', tkey) == 0 then
+    local tf = {'id', t.id, 'file_id', file.id, 'state', t.state, 'attempts', 0, 'epoch', 0,
+                'created_at', now, 'updated_at', now}
+    for k, v in pairs(t.fields) do tf[#tf + 1] = k; tf[#tf + 1] = v end
+    redis.call('HSET', tkey, unpack(tf))
+    redis.call('SADD', fkey .. ':transfers', t.id)
+    redis.call('ZADD', p .. 'transfers', now, t.id)
+    redis.call('ZADD', p .. 'state:' .. t.state, now, t.id)
+    if t.state == 'queued' then
+      redis.call('ZADD', p .. 'due', t.due, t.id)
+      redis.call('ZADD', p .. 'expiry', t.expires, t.id)
+    end
+    created = created + 1
+  end
+end
+return {is_new and 1 or 0, created}
+"""
+
+# ARGV: prefix, tid, owner, now, lease_ms  ->  {status, epoch}
+# status: claimed | missing | not_due | busy | <terminal state>
+CLAIM = """
+local p, tid, owner, now, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local tkey = p .. 'transfer:' .. tid
+local t = redis.call('HMGET', tkey, 'state', 'next_attempt_at', 'lease_until')
+local state = t[1]
+if not state then return {'missing', 0} end
+if state == 'queued' then
+  if t[2] and tonumber(t[2]) > now then return {'not_due', 0} end
+elseif state == 'transferring' then
+  if tonumber(t[3] or '0') > now then return {'busy', 0} end
+else
+  return {state, 0}
+end
+local epoch = redis.call('HINCRBY', tkey, 'epoch', 1)
+redis.call('HINCRBY', tkey, 'attempts', 1)
+redis.call('HSET', tkey, 'state', 'transferring', 'lease_owner', owner, 'lease_until', now + lease,
+           'updated_at', now)
+redis.call('ZREM', p .. 'state:' .. state, tid)
+redis.call('ZADD', p .. 'state:transferring', now, tid)
+redis.call('ZADD', p .. 'due', now + lease, tid)
+return {'claimed', epoch}
+"""
+
+# ARGV: prefix, tid, epoch, now, lease_ms  ->  1 if the lease was extended, 0 if it is lost
+HEARTBEAT = """
+local p, tid, now, lease = ARGV[1], ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
+local tkey = p .. 'transfer:' .. tid
+local t = redis.call('HMGET', tkey, 'state', 'epoch')
+if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', tkey, 'lease_until', now + lease)
+redis.call('ZADD', p .. 'due', now + lease, tid)
+return 1
+"""
+
+# ARGV: prefix, tid, epoch, now, new_state, due_ms ('' = none), fields_json  ->  1 or 0 (fenced out)
+FINISH = """
+local p, tid, now, new = ARGV[1], ARGV[2], tonumber(ARGV[4]), ARGV[5]
+local tkey = p .. 'transfer:' .. tid
+local t = redis.call('HMGET', tkey, 'state', 'epoch')
+if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
+local flat = {'state', new, 'updated_at', now}
+for k, v in pairs(cjson.decode(ARGV[7])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+redis.call('HSET', tkey, unpack(flat))
+redis.call('HDEL', tkey, 'lease_owner', 'lease_until')
+redis.call('ZREM', p .. 'state:transferring', tid)
+redis.call('ZADD', p .. 'state:' .. new, now, tid)
+if new == 'queued' then
+  redis.call('ZADD', p .. 'due', tonumber(ARGV[6]), tid)
+else
+  redis.call('ZREM', p .. 'due', tid)
+  redis.call('ZREM', p .. 'expiry', tid)
+end
+return 1
+"""
+
+# ARGV: prefix, now, redispatch_ms, limit  ->  ids now due, each pushed back by redispatch_ms
+TAKE_DUE = """
+local p, now, later = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, id in ipairs(ids) do redis.call('ZADD', p .. 'due', later, id) end
+return ids
+"""
+
+# ARGV: prefix, token, ttl_ms  ->  1 if this token holds the lock now
+LOCK = """
+local key = ARGV[1] .. 'scheduler:lock'
+local holder = redis.call('GET', key)
+if holder == false or holder == ARGV[2] then
+  redis.call('SET', key, ARGV[2], 'PX', tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+# ARGV: prefix, token  ->  1 if released
+UNLOCK = """
+local key = ARGV[1] .. 'scheduler:lock'
+if redis.call('GET', key) == ARGV[2] then return redis.call('DEL', key) end
+return 0
+"""

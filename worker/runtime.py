@@ -1,0 +1,57 @@
+"""What a worker process needs to run transfers, built once per process from the settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+import httpx
+
+from config import ArchiveConfig, Settings
+from worker.ledger import Ledger, connect
+from worker.source import http_client
+from worker.storage import Storage
+from worker.storage.registry import build_storage
+
+
+@dataclass
+class Runtime:
+    """Settings, ledger, download client and storages of one worker process."""
+
+    settings: Settings
+    ledger: Ledger
+    http: httpx.Client
+    owner: str
+    _storages: dict[str, Storage] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        tuning = settings.archive.transfer
+        return cls(
+            settings=settings,
+            ledger=Ledger(connect(settings.env.redis_url, name="archiver-worker")),
+            http=http_client(
+                settings.archive.download_hosts,
+                tuning.connect_timeout.total_seconds(),
+                tuning.read_timeout.total_seconds(),
+            ),
+            owner=f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+    @property
+    def archive(self) -> ArchiveConfig:
+        return self.settings.archive
+
+    def storage(self, name: str) -> Storage:
+        """The storage called `name`, built on first use and kept for the process's life."""
+        if name not in self._storages:
+            self._storages[name] = build_storage(self.archive.storage(name), self.archive.transfer)
+        return self._storages[name]
+
+    def close(self) -> None:
+        for storage in self._storages.values():
+            storage.close()
+        self._storages.clear()
+        self.http.close()
+        self.ledger.redis.close()

@@ -1,0 +1,62 @@
+"""The sweep: queue every transfer that is due and not running, one scheduler at a time.
+
+It covers what the broker can lose: a webhook whose task was never queued, a message dropped
+by a crash, a worker that died holding a lease, and every retry whose wait has passed.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+
+import redis
+import structlog
+
+from config import ArchiveConfig
+from worker.ledger import Ledger
+
+log = structlog.get_logger(__name__)
+Enqueue = Callable[[Sequence[str]], None]
+BATCH = 500
+
+
+def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
+    """Queue every due transfer now; return how many were queued."""
+    redispatch_ms = int(archive.redispatch_after.total_seconds() * 1000)
+    total = 0
+    while True:
+        ids = ledger.take_due(redispatch_ms, limit=BATCH)
+        if ids:
+            enqueue(ids)
+            total += len(ids)
+        if len(ids) < BATCH:
+            return total
+
+
+def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop: threading.Event) -> None:
+    """Sweep every `sweep_every` while holding the scheduler lock, until `stop` is set."""
+    token = uuid.uuid4().hex
+    every = archive.sweep_every.total_seconds()
+    ttl_ms = int(every * 3000) + 5000
+    leading = False
+    log.info("scheduler_started", sweep_every_s=every)
+    while not stop.is_set():
+        try:
+            holds = ledger.acquire_lock(token, ttl_ms)
+            if holds != leading:
+                log.info("scheduler_lock_acquired" if holds else "scheduler_standby")
+                leading = holds
+            if holds:
+                queued = sweep_once(ledger, archive, enqueue)
+                if queued:
+                    log.info("sweep_queued_transfers", count=queued)
+        except redis.RedisError as exc:
+            log.warning("sweep_skipped", reason=f"ledger unavailable: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the scheduler
+            log.error("sweep_failed", error=str(exc))
+        stop.wait(every)
+    try:
+        ledger.release_lock(token)
+    except redis.RedisError:
+        pass

@@ -1,0 +1,148 @@
+"""One transfer: claim it, stream the file from Stream into its storage, verify, record.
+
+The bytes go from the download straight into the storage writer, in chunks: never the whole
+file in memory, never a temporary copy on local disk. Size and SHA-256 are computed on the way;
+the download must match its Content-Length and the stored object its size. Transient errors put
+the transfer back to ``queued`` with a capped, jittered, exponential wait kept in the ledger (not
+in a Celery countdown); permanent ones make it ``failed``; a file the source no longer has after
+its deletion deadline is ``lost``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import structlog
+
+from worker.errors import (
+    LeaseLost,
+    PermanentError,
+    SourceMissing,
+    TransientError,
+    VerificationFailed,
+)
+from worker.files import content_type_for
+from worker.lease import Heartbeat
+from worker.ledger import Transfer, now_ms, to_ms
+from worker.runtime import Runtime
+from worker.source import check_url, open_download
+from worker.storage import Storage
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Copied:
+    bytes: int
+    sha256: str
+
+
+def backoff_ms(attempts: int, base_ms: int, cap_ms: int) -> int:
+    """Exponential in the attempts so far, capped, with jitter in [half, full] of the step."""
+    step = min(cap_ms, base_ms * 2 ** max(0, min(attempts - 1, 30)))
+    return int(step * random.uniform(0.5, 1.0))
+
+
+def run_transfer(runtime: Runtime, transfer_id: str) -> str:
+    """Run `transfer_id` if it is due and nobody else runs it; return what happened."""
+    lease_ms = int(runtime.archive.transfer_lease.total_seconds() * 1000)
+    claim = runtime.ledger.claim(transfer_id, runtime.owner, lease_ms)
+    if not claim.claimed:
+        log.info("transfer_not_claimed", transfer_id=transfer_id, status=claim.status)
+        return claim.status
+    transfer = runtime.ledger.get(transfer_id)
+    assert transfer is not None  # claimed a moment ago; transfers are never deleted while live
+    with structlog.contextvars.bound_contextvars(
+        transfer_id=transfer_id, call_cid=transfer.call_cid, storage=transfer.storage
+    ):
+        return _run_claimed(runtime, transfer, claim.epoch, lease_ms)
+
+
+def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int) -> str:
+    ledger = runtime.ledger
+    log.info("transfer_started", attempt=transfer.attempts, key=transfer.key)
+    try:
+        with Heartbeat(ledger, transfer.id, epoch, lease_ms) as lease:
+            copied = _copy(runtime, transfer, lease)
+            lease.check()
+    except LeaseLost as exc:
+        log.warning("transfer_lease_lost", reason=str(exc))
+        return "lease_lost"
+    except PermanentError as exc:
+        ledger.finish(transfer.id, epoch, "failed", error=str(exc))
+        log.error("transfer_failed", error=str(exc))
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - anything else is retried: losing a file is worse
+        return _retry_later(runtime, transfer, epoch, exc)
+    if not ledger.finish(transfer.id, epoch, "archived", bytes=copied.bytes, sha256=copied.sha256, error=""):
+        log.warning("transfer_result_fenced_out", bytes=copied.bytes)
+        return "lease_lost"
+    log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
+    return "archived"
+
+
+def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exception) -> str:
+    now = now_ms()
+    reason = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}"
+    expires = to_ms(transfer.expires_at) if transfer.expires_at else None
+    if isinstance(exc, SourceMissing) and expires is not None and now >= expires:
+        runtime.ledger.finish(transfer.id, epoch, "lost", error=f"past its deletion deadline: {reason}")
+        log.error("recording_lost", error=reason)
+        return "lost"
+    archive = runtime.archive
+    delay = backoff_ms(
+        transfer.attempts,
+        int(archive.retry_backoff.total_seconds() * 1000),
+        int(archive.retry_backoff_max.total_seconds() * 1000),
+    )
+    runtime.ledger.finish(transfer.id, epoch, "queued", due_ms=now + delay, next_attempt_at=now + delay,
+                          error=reason)
+    level = log.warning if isinstance(exc, TransientError) else log.exception
+    level("transfer_retry_scheduled", error=reason, retry_in_s=round(delay / 1000, 1),
+          attempt=transfer.attempts)
+    return "retry"
+
+
+def _metadata(file: dict[str, str], transfer: Transfer) -> dict[str, str]:
+    values = {
+        "call_cid": transfer.call_cid,
+        "session_id": file.get("session_id"),
+        "recording_type": file.get("recording_type"),
+        "start_time": file.get("start_time"),
+        "end_time": file.get("end_time"),
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def _copy(runtime: Runtime, transfer: Transfer, lease: Heartbeat) -> Copied:
+    file = runtime.ledger.file(transfer.file_id)
+    url = file["url"]
+    check_url(url, runtime.archive.download_hosts)
+    storage = runtime.storage(transfer.storage)
+    digest = hashlib.sha256()
+    chunk_size = int(runtime.archive.transfer.read_chunk)
+    with open_download(runtime.http, url, chunk_size) as download, storage.open_writer(
+        transfer.key,
+        content_type=content_type_for(transfer.filename),
+        metadata=_metadata(file, transfer),
+        size_hint=download.length,
+    ) as writer:
+        for chunk in download.chunks():
+            digest.update(chunk)
+            writer.write(chunk)
+            lease.check()
+        lease.check()
+        writer.commit()
+    _verify(storage, transfer.key, download.received)
+    return Copied(download.received, digest.hexdigest())
+
+
+def _verify(storage: Storage, key: str, size: int) -> None:
+    try:
+        stored = storage.stat(key)
+    except FileNotFoundError:
+        raise VerificationFailed(f"{storage.describe()}: {key} is missing right after upload") from None
+    if stored.size != size:
+        raise VerificationFailed(f"{storage.describe()}: {key} holds {stored.size} bytes, sent {size}")

@@ -1,0 +1,145 @@
+"""Stream webhook deliveries: decompress, authenticate, parse.
+
+Order matters: the body is gunzipped (bounded, so a small gzip bomb cannot grow past the limit),
+``X-Api-Key`` is compared, then ``X-Signature`` (lowercase hex HMAC-SHA256 of the *uncompressed*
+body keyed with the API secret) is checked in constant time, and only then is JSON parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
+from worker.files import Kind, StreamFile
+
+MAX_BODY = 1024 * 1024
+READY_EVENTS: dict[str, tuple[Kind, str]] = {
+    "call.recording_ready": ("recording", "call_recording"),
+    "call.transcription_ready": ("transcription", "call_transcription"),
+}
+
+
+def decompress(body: bytes, content_encoding: str | None, limit: int = MAX_BODY) -> bytes:
+    """Return the uncompressed body; raise PayloadTooLarge past `limit`, MalformedPayload if broken."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is over {limit} bytes")
+        return body
+    if encoding != "gzip":
+        raise MalformedPayload(f"unsupported Content-Encoding {encoding!r}")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise MalformedPayload(f"body is not valid gzip: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"uncompressed body is over {limit} bytes")
+    if not inflater.eof:
+        raise MalformedPayload("gzip body is truncated")
+    return out
+
+
+def sign(body: bytes, secret: str) -> str:
+    """Stream's webhook signature of `body`."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def authenticate(body: bytes, headers: Mapping[str, str], api_key: str, secret: str) -> None:
+    """Raise BadCredentials unless X-Api-Key matches and X-Signature signs `body`."""
+    given_key = headers.get("x-api-key", "")
+    if not hmac.compare_digest(given_key.encode(), api_key.encode()):
+        raise BadCredentials("X-Api-Key does not match this app's API key")
+    signature = headers.get("x-signature", "").strip().lower()
+    if not signature:
+        raise BadCredentials("X-Signature header is missing")
+    if not hmac.compare_digest(signature.encode(), sign(body, secret).encode()):
+        raise BadCredentials("X-Signature does not match the body")
+
+
+def parse_timestamp(value: Any, field: str) -> datetime:
+    """An RFC 3339 string (any precision) or integer nanoseconds since the epoch, as UTC."""
+    if isinstance(value, bool):
+        raise MalformedPayload(f"{field}: expected a timestamp, got {value!r}")
+    if isinstance(value, int):
+        seconds, nanos = divmod(value, 1_000_000_000)
+        try:
+            return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+        except (OverflowError, OSError, ValueError):
+            raise MalformedPayload(f"{field}: timestamp {value} is out of range") from None
+    if isinstance(value, str):
+        return _parse_rfc3339(value, field)
+    raise MalformedPayload(f"{field}: expected an RFC 3339 string or integer nanoseconds")
+
+
+def _parse_rfc3339(text: str, field: str) -> datetime:
+    cleaned = text.strip().replace("z", "Z")
+    if "." in cleaned:  # Python parses at most 6 fractional digits; Stream sends 9
+        head, _, tail = cleaned.partition(".")
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        cleaned = f"{head}.{tail[:min(digits, 6)]}{tail[digits:]}"
+    try:
+        parsed = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise MalformedPayload(f"{field}: {text!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise MalformedPayload(f"{field}: {text!r} has no time zone")
+    return parsed.astimezone(UTC)
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """The event object; MalformedPayload unless the body is a JSON object with a string `type`."""
+    try:
+        event = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise MalformedPayload("body is not a JSON object")
+    if not isinstance(event.get("type"), str):
+        raise MalformedPayload("type: missing or not a string")
+    return event
+
+
+def _text(obj: Mapping[str, Any], field: str, where: str, *, required: bool = True) -> str | None:
+    value = obj.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise MalformedPayload(f"{where}{field}: missing or not a non-empty string")
+    return value
+
+
+def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
+    """The file a ready event announces, or None for an event type the archiver ignores."""
+    if event["type"] not in READY_EVENTS:
+        return None
+    kind, section = READY_EVENTS[event["type"]]
+    call_cid = _text(event, "call_cid", "")
+    assert call_cid is not None
+    call_type, _, call_id = call_cid.partition(":")
+    if not call_type or not call_id:
+        raise MalformedPayload(f"call_cid: {call_cid!r} is not '<type>:<id>'")
+    item = event.get(section)
+    if not isinstance(item, dict):
+        raise MalformedPayload(f"{section}: missing or not an object")
+    where = f"{section}."
+    filename, url = _text(item, "filename", where), _text(item, "url", where)
+    assert filename is not None and url is not None
+    return StreamFile(
+        call_cid=call_cid,
+        kind=kind,
+        filename=filename,
+        url=url,
+        start_time=parse_timestamp(item.get("start_time"), where + "start_time"),
+        end_time=parse_timestamp(item.get("end_time"), where + "end_time"),
+        session_id=_text(item, "session_id", where, required=False),
+        recording_type=_text(item, "recording_type", where, required=False)
+        or _text(event, "recording_type", "", required=False),
+        egress_id=_text(event, "egress_id", "", required=False),
+    )
