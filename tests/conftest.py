@@ -10,12 +10,14 @@ import pytest
 import redis
 
 from config import Settings, load_settings
+from tests.fakestream.server import FakeStream, start_fake_stream
+from tests.support.moto import moto_client, moto_server  # noqa: F401 - session fixtures, used by name
 from tests.support.redis import RedisServer
 from tests.support.settings import write_config
 from worker.ledger import Ledger
 
 API_KEY = "test-api-key"
-API_SECRET = "test-api-secret-0123456789"
+API_SECRET = "test-api-secret-0123456789-abcdefghij"
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +43,13 @@ def ledger(redis_url: str) -> Iterator[Ledger]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield Ledger(client)
     client.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStream]:
+    """A fake Stream (API, CDN, webhook sender) for this app's key and secret."""
+    with start_fake_stream(API_KEY, API_SECRET) as stream:
+        yield stream
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import redis
@@ -52,10 +52,11 @@ def _ledger(settings: Settings, *, fail_fast: bool = False) -> Ledger:
     return ledger
 
 
-def _enqueue(ids: Sequence[str]) -> None:
+def _celery_enqueue() -> Callable[[Sequence[str]], None]:
+    """The function that hands transfer ids to Celery (imported only by commands that queue)."""
     from tasks.app import enqueue_transfers  # noqa: PLC0415 - the edge imports Celery lazily
 
-    enqueue_transfers(ids)
+    return enqueue_transfers
 
 
 @app.command()
@@ -68,7 +69,7 @@ def web(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "12
 
     settings = _settings()
     ledger = _ledger(settings, fail_fast=True)
-    api = create_app(settings, ledger, _enqueue)
+    api = create_app(settings, ledger, _celery_enqueue())
     uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=20)
 
@@ -96,7 +97,7 @@ def scheduler() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_scheduler(ledger, settings.archive, _enqueue, stop)
+    run_scheduler(ledger, settings.archive, _celery_enqueue(), stop)
 
 
 @app.command()

@@ -211,8 +211,8 @@ class Ledger:
     def finish(self, transfer_id: str, epoch: int, state: State, *, due_ms: int | None = None,
                **fields: Any) -> bool:
         """Move a claimed transfer to `state`; False when this worker's claim was taken over."""
-        args = [self.prefix, transfer_id, epoch, now_ms(), state, "" if due_ms is None else due_ms,
-                json.dumps(_strings(fields))]
+        args: list[str | int] = [self.prefix, transfer_id, epoch, now_ms(), state,
+                                 "" if due_ms is None else due_ms, json.dumps(_strings(fields))]
         return bool(self._finish(args=args))
 
     def take_due(self, redispatch_ms: int, limit: int = 500, now: int | None = None) -> list[str]:
@@ -239,7 +239,7 @@ class Ledger:
         return sorted(cast(set[str], self.redis.smembers(f"{self.prefix}file:{file_id}:transfers")))
 
     def count(self, state: str) -> int:
-        return int(cast(int, self.redis.zcard(f"{self.prefix}state:{state}")))
+        return int(self.redis.zcard(f"{self.prefix}state:{state}"))
 
     def ids(self, state: str | None = None) -> list[str]:
         key = f"{self.prefix}state:{state}" if state else f"{self.prefix}transfers"
@@ -257,4 +257,4 @@ class Ledger:
 
     def due_at(self, transfer_id: str) -> float | None:
         score = self.redis.zscore(f"{self.prefix}due", transfer_id)
-        return None if score is None else float(cast(float, score))
+        return None if score is None else float(score)

@@ -93,7 +93,8 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "reason"),
     [
-        (('"env:MY_S3_SECRET"', '"env:NOT_SET_ANYWHERE"'), "storages.0.aws_s3.s3_secret", "NOT_SET_ANYWHERE is not set"),
+        (('"env:MY_S3_SECRET"', '"env:NOT_SET_ANYWHERE"'), "storages.0.aws_s3.s3_secret",
+         "NOT_SET_ANYWHERE is not set"),
         (('storage_type = "s3"', 'storage_type = "ftp"'), "storages.0.storage_type", "'s3', 'gcs', 'abs' or 'local'"),
         (('s3_region = "us-east-1"', 's3_regoin = "us-east-1"'), "storages.0.aws_s3.s3_regoin", "Extra inputs"),
         (('default_storage = "my-s3"', 'default_storage = "nope"'), "(top level)", "no storage named 'nope'"),

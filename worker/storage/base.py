@@ -114,5 +114,5 @@ class Storage(ABC):
         """Where this storage writes, for logs and the CLI (never a credential), e.g.
         ``s3://bucket/prefix/`` or ``/srv/archive/prefix/``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends have nothing to release
         """Release connections and threads. Idempotent."""

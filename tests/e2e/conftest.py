@@ -1,0 +1,88 @@
+"""End-to-end fixtures: the fake Stream, moto_server, and the archiver's real processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import API_KEY, API_SECRET
+from tests.fakestream.server import FakeStream
+from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY, create_bucket, s3_client
+from tests.support.processes import ArchiverProcesses, wait_until
+from tests.support.settings import write_config
+
+FAST = {
+    "sweep_every": "0.5s",
+    "redispatch_after": "4s",
+    "transfer_lease": "6s",
+    "retry_backoff": "0.3s",
+    "retry_backoff_max": "1s",
+    "transfer": {"part_size": "5MiB", "multipart_threshold": "5MiB", "connect_timeout": "2s",
+                 "read_timeout": "10s"},
+}
+
+
+def s3_storage(endpoint: str, bucket: str, name: str = "s3", path: str = "recordings/") -> dict[str, Any]:
+    return {"name": name, "storage_type": "s3", "bucket": bucket, "path": path,
+            "aws_s3": {"s3_region": REGION, "s3_api_key": ACCESS_KEY, "s3_secret": SECRET_KEY,
+                       "s3_custom_endpoint_url": endpoint}}
+
+
+def local_storage(root: Path, name: str = "disk") -> dict[str, Any]:
+    return {"name": name, "storage_type": "local", "bucket": str(root), "path": ""}
+
+
+class Archiver(ArchiverProcesses):
+    """The archiver's processes plus ways to read its ledger through its own CLI."""
+
+    def transfers(self, state: str | None = None) -> list[dict[str, Any]]:
+        args = ["transfers", "list", "--json"] + (["--state", state] if state else [])
+        result = self.cli(*args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def wait_for_states(self, count: int, state: str = "archived", timeout: float = 60.0) -> list[dict[str, Any]]:
+        def done() -> bool:
+            return len(self.transfers(state)) >= count
+
+        try:
+            wait_until(done, timeout=timeout, interval=0.5, message=f"{count} transfer(s) {state}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nledger: {self.transfers()}\nlogs:\n{self.logs()[-6000:]}") from None
+        return self.transfers(state)
+
+
+@pytest.fixture
+def archiver(tmp_path: Path, redis_url: str, fake: FakeStream) -> Iterator[Callable[..., Archiver]]:
+    """archiver(storages=[...], **top_level) → Archiver with a config written for it (nothing started)."""
+    made: list[Archiver] = []
+
+    def make(storages: list[dict[str, Any]], **top: Any) -> Archiver:
+        config: dict[str, Any] = {"default_storage": storages[0]["name"], "download_hosts": [fake.cdn_host],
+                                  **FAST, **top, "storages": storages}
+        path = write_config(tmp_path / "archiver.toml", config)
+        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
+               "STREAM_BASE_URL": fake.base_url, "ARCHIVER_CONFIG": str(path)}
+        processes = Archiver(env, tmp_path / "run")
+        made.append(processes)
+        return processes
+
+    yield make
+    for processes in made:
+        processes.stop_all()
+
+
+@pytest.fixture
+def bucket(moto_server: str) -> Iterator[str]:
+    client = s3_client(moto_server)
+    yield create_bucket(client)
+    client.close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

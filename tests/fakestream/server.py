@@ -1,0 +1,369 @@
+"""A local fake of Stream Video for tests: REST API + signed-URL CDN + webhook sender.
+
+Two real HTTP/1.1 servers on 127.0.0.1 (free ports, daemon threads): the REST API at
+``base_url`` and the CDN at ``cdn_host``. Usage::
+
+    with start_fake_stream() as fake:
+        rec = fake.add_recording("default:abc", b"...")
+        fake.deliver("http://127.0.0.1:8000/webhooks/stream", rec)
+
+Finding (getstream 7.0.0): the SDK decodes every date-time with ``datetime_from_unix_ns``, i.e.
+``int(value)``; an RFC 3339 string fails with ValueError (surfaced as StreamApiException). So the
+REST default here is ``timestamp_format = "ns"``; set ``"rfc3339"`` to test lenient parsers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from tests.fakestream.api import Api, ApiConfig, ApiHandler
+from tests.fakestream.callresponse import call_response
+from tests.fakestream.cdn import Cdn, CdnHandler, UrlSigner
+from tests.fakestream.events import (
+    ready_event,
+    recording_ready_event,
+    send_webhook,
+    send_webhook_with_retries,
+    transcription_ready_event,
+)
+from tests.fakestream.httpbase import RunningServer
+from tests.fakestream.models import (
+    RECORDING_TYPES,
+    CallRecord,
+    FileKind,
+    StoredFile,
+    TimestampFormat,
+    cdn_path_for,
+    default_filename,
+    digest_content,
+    new_egress_id,
+    new_session_id,
+    now_utc,
+    split_cid,
+    utc,
+)
+from tests.fakestream.store import ApiRequest, Store
+
+__all__ = [
+    "ApiRequest",
+    "FakeStream",
+    "StoredFile",
+    "recording_ready_event",
+    "send_webhook",
+    "send_webhook_with_retries",
+    "start_fake_stream",
+    "transcription_ready_event",
+]
+
+MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and pytest turns warnings into errors
+DEFAULT_API_SECRET = "fake-secret-for-tests-0123456789abcdef0123456789abcdef"
+
+
+class _CallSession:
+    """Sentinel meaning "use the call's session id" for ``session_id`` parameters."""
+
+
+CALL_SESSION: Any = _CallSession()
+
+
+class FakeStream:
+    """The running fake (see module docstring). All methods are thread-safe."""
+
+    def __init__(self, api_key: str, api_secret: str, app_id: int) -> None:
+        if len(api_secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"api_secret must be at least {MIN_SECRET_BYTES} bytes: PyJWT warns on "
+                "shorter HS256 keys and filterwarnings=error turns that into a failure"
+            )
+        self.api_key, self.api_secret, self.app_id = api_key, api_secret, app_id
+        self.url_lifetime = timedelta(minutes=15)
+        self.timestamp_format: TimestampFormat = "ns"
+        self._store = Store()
+        self._signer = UrlSigner()
+        self._cdn = Cdn(self._store, self._signer)
+        config = ApiConfig(api_key, api_secret, lambda: self.timestamp_format, self.signed_url)
+        self._api = Api(self._store, config)
+        self._cdn_server = RunningServer(_bind(CdnHandler, "cdn", self._cdn))
+        self._api_server = RunningServer(_bind(ApiHandler, "api", self._api))
+        self.base_url = f"http://{self._api_server.host}"
+        self.cdn_host = self._cdn_server.host
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        """No secret in the repr."""
+        return f"FakeStream(base_url={self.base_url!r}, cdn_host={self.cdn_host!r}, app_id={self.app_id})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Shut both servers down (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._cdn_server.stop()
+        self._api_server.stop()
+
+    def __enter__(self) -> FakeStream:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ calls
+
+    def add_call(
+        self,
+        call_type: str,
+        call_id: str,
+        *,
+        ended_at: datetime | None = None,
+        created_at: datetime | None = None,
+        custom: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create (or update) a call; returns its CallResponse dict in the current timestamp format.
+
+        Defaults: ``ended_at`` None (ongoing), ``created_at`` one hour before ``ended_at`` (or now).
+        """
+        cid = f"{call_type}:{call_id}"
+        split_cid(cid)
+        with self._store.lock:
+            existing = self._store.get_call(cid)
+            ended = utc(ended_at) if ended_at is not None else (existing.ended_at if existing else None)
+            created = (
+                utc(created_at)
+                if created_at is not None
+                else (existing.created_at if existing else (ended or now_utc()) - timedelta(hours=1))
+            )
+            call = CallRecord(
+                call_type,
+                call_id,
+                created_at=created,
+                updated_at=max(created, ended or created),
+                ended_at=ended,
+                session_id=existing.session_id if existing else new_session_id(),
+                custom=dict(custom) if custom is not None else (existing.custom if existing else {}),
+            )
+            self._store.put_call(call)
+        return call_response(call, self.timestamp_format)
+
+    def _ensure_call(self, call_cid: str, start: datetime, end: datetime) -> CallRecord:
+        """The call of a new file, created (ended at the file's end) when unknown."""
+        call = self._store.get_call(call_cid)
+        if call is None:
+            call_type, call_id = split_cid(call_cid)
+            self.add_call(call_type, call_id, created_at=start - timedelta(seconds=5), ended_at=end)
+            call = self._store.get_call(call_cid)
+        assert call is not None
+        return call
+
+    # ------------------------------------------------------------------ files
+
+    def add_recording(
+        self,
+        call_cid: str,
+        content: bytes | Path,
+        *,
+        filename: str | None = None,
+        session_id: str | None = CALL_SESSION,
+        recording_type: str | None = "composite",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        audio_only: bool = False,
+        participant: str = "user-1",
+        egress_id: str | None = None,
+    ) -> StoredFile:
+        """Store a recording. ``session_id`` defaults to the call's session (a generated UUID); pass None
+        for a legacy file without one. ``recording_type`` None also means legacy. Filenames default to
+        Stream's patterns (``audio_only`` → ``_audio_…mp3``; individual uses ``participant``)."""
+        if recording_type is not None and recording_type not in RECORDING_TYPES:
+            raise ValueError(f"recording_type must be one of {RECORDING_TYPES} or None")
+        return self._add_file(
+            "recording",
+            call_cid,
+            content,
+            filename=filename,
+            session_id=session_id,
+            recording_type=recording_type,
+            start_time=start_time,
+            end_time=end_time,
+            name_options={"audio_only": audio_only, "participant": participant},
+            egress_id=egress_id,
+        )
+
+    def add_transcription(
+        self,
+        call_cid: str,
+        content: bytes | Path,
+        *,
+        filename: str | None = None,
+        session_id: str | None = CALL_SESSION,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        egress_id: str | None = None,
+    ) -> StoredFile:
+        """Store a transcription (JSONL); same defaults as :meth:`add_recording`."""
+        return self._add_file(
+            "transcription",
+            call_cid,
+            content,
+            filename=filename,
+            session_id=session_id,
+            recording_type=None,
+            start_time=start_time,
+            end_time=end_time,
+            name_options={},
+            egress_id=egress_id,
+        )
+
+    def _add_file(
+        self,
+        kind: FileKind,
+        call_cid: str,
+        content: bytes | Path,
+        *,
+        filename: str | None,
+        session_id: str | None,
+        recording_type: str | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        name_options: dict[str, Any],
+        egress_id: str | None,
+    ) -> StoredFile:
+        """Hash the content, pick name/times/session, register the file and sign its first URL."""
+        end = utc(end_time) if end_time is not None else now_utc()
+        start = utc(start_time) if start_time is not None else end - timedelta(minutes=1)
+        size, sha256, md5 = digest_content(content)
+        with self._store.lock:
+            call = self._ensure_call(call_cid, start, end)
+            name = filename or self._free_name(kind, call_cid, start, recording_type, name_options)
+            stored = StoredFile(
+                call_cid=call_cid,
+                kind=kind,
+                filename=name,
+                session_id=call.session_id if isinstance(session_id, _CallSession) else session_id,
+                recording_type=recording_type,
+                start_time=start,
+                end_time=end,
+                content=content,
+                size=size,
+                sha256=sha256,
+                url="",
+                egress_id=egress_id or new_egress_id(),
+                etag=f'"{md5}"',
+                cdn_path=cdn_path_for(self.app_id, kind, call_cid, name),
+            )
+            stored = replace(stored, url=self.signed_url(stored))
+            self._store.add_file(stored)
+        return stored
+
+    def _free_name(
+        self, kind: FileKind, call_cid: str, start: datetime, recording_type: str | None, options: dict[str, Any]
+    ) -> str:
+        """Default filename; bumps the millisecond stamp while the name is taken."""
+        for bump in range(1000):
+            name = default_filename(
+                kind, call_cid, start + timedelta(milliseconds=bump), recording_type=recording_type, **options
+            )
+            if not self._store.has_file(call_cid, kind, name):
+                return name
+        raise ValueError("could not find a free default filename")
+
+    def signed_url(self, file: StoredFile, lifetime: timedelta | None = None) -> str:
+        """A fresh CloudFront-style signed CDN URL (negative ``lifetime`` → already expired)."""
+        life = self.url_lifetime if lifetime is None else lifetime
+        expires = int(now_utc().timestamp() + life.total_seconds())
+        return self._signer.url(self.cdn_host, file.cdn_path, expires)
+
+    def delete_file(self, file: StoredFile) -> None:
+        """Delete a file as Stream's retention would: CDN 404, gone from the list endpoints."""
+        self._store.delete(file)
+
+    def files(self, call_cid: str, kind: FileKind = "recording") -> list[StoredFile]:
+        """Live (not deleted) files of a call."""
+        return self._store.live_files(call_cid, kind)
+
+    # ------------------------------------------------------------------ faults and observation
+
+    def fail_next(self, path_contains: str, status: int, count: int = 1) -> None:
+        """The next ``count`` CDN GETs whose path contains ``path_contains`` answer ``status``."""
+        self._cdn.faults.add("fail", path_contains, status, count)
+
+    def truncate_next(self, path_contains: str, after_bytes: int, count: int = 1) -> None:
+        """The next ``count`` matching CDN GETs announce the full Content-Length, then close after N bytes."""
+        self._cdn.faults.add("truncate", path_contains, after_bytes, count)
+
+    def fail_next_api(self, path_contains: str, status: int, count: int = 1) -> None:
+        """The next ``count`` authenticated REST requests whose path matches answer ``status`` (APIError)."""
+        self._api.faults.add("fail", path_contains, status, count)
+
+    @property
+    def missing_file_status(self) -> int:
+        """What the CDN answers for a deleted/unknown key: 404 (default) or 403 (S3 without ListBucket)."""
+        return self._cdn.missing_file_status
+
+    @missing_file_status.setter
+    def missing_file_status(self, status: int) -> None:
+        if status not in (403, 404):
+            raise ValueError("missing_file_status must be 403 or 404")
+        self._cdn.missing_file_status = status
+
+    @property
+    def cdn_requests(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(method, escaped path without query, headers with lower-cased names) of every CDN request so far."""
+        with self._store.lock:
+            return list(self._store.cdn_requests)
+
+    @property
+    def api_requests(self) -> list[ApiRequest]:
+        """Every REST request so far (method, path, query, headers, body)."""
+        with self._store.lock:
+            return list(self._store.api_requests)
+
+    def downloads_of(self, file: StoredFile) -> int:
+        """How many CDN GETs of ``file`` started sending its body (200/206, including truncated ones)."""
+        return self._store.downloads_of(file)
+
+    # ------------------------------------------------------------------ webhooks
+
+    def event_for(
+        self, file: StoredFile, *, legacy: bool = False, ns_timestamps: bool | None = None, url: str | None = None
+    ) -> dict[str, Any]:
+        """The ready event for ``file`` with a fresh signed URL; timestamps follow ``timestamp_format``
+        unless ``ns_timestamps`` is given."""
+        ns = self.timestamp_format == "ns" if ns_timestamps is None else ns_timestamps
+        return ready_event(file, legacy=legacy, ns_timestamps=ns, url=url or self.signed_url(file))
+
+    def deliver(
+        self,
+        target_url: str,
+        file: StoredFile,
+        *,
+        legacy: bool = False,
+        ns_timestamps: bool | None = None,
+        url: str | None = None,
+        **send_kwargs: Any,
+    ) -> httpx.Response:
+        """Send the file's ready event to ``target_url`` signed with this app's credentials.
+        ``send_kwargs`` go to :func:`send_webhook` (gzip, webhook_id, attempt, signature, headers_override, client)."""
+        event = self.event_for(file, legacy=legacy, ns_timestamps=ns_timestamps, url=url)
+        return send_webhook(target_url, event, api_key=self.api_key, api_secret=self.api_secret, **send_kwargs)
+
+
+def _bind(handler: type, attribute: str, value: object) -> type:
+    """A handler subclass with ``attribute`` preset (handlers are instantiated per connection)."""
+    return type(handler.__name__, (handler,), {attribute: value})
+
+
+def start_fake_stream(
+    api_key: str = "fake-key", api_secret: str = DEFAULT_API_SECRET, app_id: int = 1129528
+) -> FakeStream:
+    """Start a FakeStream (usable as a context manager that stops it). The secret must be ≥ 32 bytes."""
+    return FakeStream(api_key, api_secret, app_id)

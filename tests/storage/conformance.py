@@ -1,0 +1,194 @@
+"""The storage contract, written once: a backend joins with ``class TestX(StorageConformance)`` and
+four fixtures.
+
+- ``storage``: the backend under test, configured with the prefix `PREFIX`; parts of 5 MiB and a
+  multipart threshold of 5 MiB where the backend has them;
+- ``leftovers``: a callable listing what a writer may have left behind (temporary files, pending
+  multipart uploads): it must stay empty after every commit and abort;
+- ``raw_keys``: a callable listing every object's full key (prefix included) behind the storage's back;
+- ``secrets`` (optional): credentials that must never show in ``describe()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import pytest
+
+from worker.storage.base import Storage, StoredObject
+
+MiB = 1024 * 1024
+PREFIX = "archive/run/"
+VIDEO = "video/mp4"
+HOSTILE_KEYS = [
+    "é/日本.mp4",
+    "with space/file name.mp4",
+    "what?/is=this&.mp4",
+    "hash#tag.mp4",
+    "%41percent%2F.mp4",
+    "plus+sign.mp4",
+    ".hidden.mp4",
+    "long/" + "x" * 200,
+]
+ILLEGAL_KEYS = ["", "../x", "a/../../x", "..", "/abs", "a//b", "a/./b", "a/", "nul\x00.mp4", "back\\slash.mp4"]
+
+
+def uneven(data: bytes) -> Iterator[bytes]:
+    """`data` in chunks of irregular sizes, none aligned with a part."""
+    sizes, position, turn = (1, 65_537, MiB + 3, 3 * MiB - 1), 0, 0
+    while position < len(data):
+        yield data[position : position + sizes[turn % len(sizes)]]
+        position += sizes[turn % len(sizes)]
+        turn += 1
+
+
+def write(
+    storage: Storage, key: str, chunks: Iterable[bytes], content_type: str = VIDEO, **metadata: str
+) -> StoredObject:
+    with storage.open_writer(key, content_type=content_type, metadata=metadata) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+        return writer.commit()
+
+
+def read(storage: Storage, key: str) -> bytes:
+    return b"".join(storage.read(key))
+
+
+class StorageConformance:
+    """What every backend promises (see `worker.storage.base`)."""
+
+    @pytest.fixture
+    def secrets(self) -> list[str]:
+        return []
+
+    def test_small_round_trip(self, storage: Storage) -> None:
+        """A small object reads back byte for byte; commit and stat report its size."""
+        data = os.urandom(10_000)
+        assert write(storage, "calls/a.mp4", [data[:3], data[3:]]).size == len(data)
+        assert read(storage, "calls/a.mp4") == data
+        assert storage.stat("calls/a.mp4").size == len(data)
+
+    def test_multipart_sized_round_trip(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
+        """A ~12 MiB object written in uneven chunks reads back exactly, and nothing is left pending."""
+        data = os.urandom(12 * MiB + 12_345)
+        assert write(storage, "big.mp4", uneven(data)).size == len(data)
+        assert storage.stat("big.mp4").size == len(data)
+        assert read(storage, "big.mp4") == data
+        assert leftovers() == []
+
+    def test_empty_object(self, storage: Storage) -> None:
+        """An object of 0 bytes exists after commit and reads back empty."""
+        assert write(storage, "empty.json", [], "application/json").size == 0
+        assert storage.stat("empty.json").size == 0
+        assert read(storage, "empty.json") == b""
+
+    def test_read_respects_chunk_size(self, storage: Storage) -> None:
+        """read() yields chunks no larger than asked, which join back into the object."""
+        data = os.urandom(5000)
+        write(storage, "chunked.bin", [data])
+        chunks = list(storage.read("chunked.bin", chunk_size=1000))
+        assert b"".join(chunks) == data and max(map(len, chunks)) <= 1000
+
+    @pytest.mark.parametrize("size", [1000, 11 * MiB], ids=["small", "past-threshold"])
+    def test_abort_leaves_nothing(self, storage: Storage, leftovers: Callable[[], list[str]], size: int) -> None:
+        """Aborting, before or after the multipart threshold, leaves no object and no partial upload."""
+        writer = storage.open_writer("aborted.mp4", content_type=VIDEO, metadata={})
+        for chunk in uneven(os.urandom(size)):
+            writer.write(chunk)
+        writer.abort()
+        writer.abort()  # idempotent
+        assert not writer.committed
+        with pytest.raises(FileNotFoundError):
+            storage.stat("aborted.mp4")
+        assert leftovers() == []
+
+    def test_exception_inside_context_aborts(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
+        """Leaving the writer's `with` block by an exception aborts it: nothing becomes visible."""
+        with pytest.raises(RuntimeError), storage.open_writer("crash.mp4", content_type=VIDEO, metadata={}) as w:
+            w.write(os.urandom(6 * MiB))
+            raise RuntimeError("download failed")
+        with pytest.raises(FileNotFoundError):
+            storage.stat("crash.mp4")
+        assert leftovers() == []
+
+    def test_missing_key(self, storage: Storage) -> None:
+        """stat and read of a key never written raise FileNotFoundError (read at once)."""
+        with pytest.raises(FileNotFoundError):
+            storage.stat("nope/missing.mp4")
+        with pytest.raises(FileNotFoundError):
+            storage.read("nope/missing.mp4")
+
+    def test_delete(self, storage: Storage) -> None:
+        """Deleting a missing key is fine; deleting an object makes it missing."""
+        storage.delete("never/written.mp4")
+        write(storage, "doomed.mp4", [b"bye"])
+        storage.delete("doomed.mp4")
+        with pytest.raises(FileNotFoundError):
+            storage.stat("doomed.mp4")
+
+    def test_metadata_and_content_type_round_trip(self, storage: Storage) -> None:
+        """Metadata (non-ASCII, %, spaces at the ends included) and content type come back as written."""
+        metadata: Mapping[str, str] = {"call_cid": "default:abc-123", "title": " été 日本 %41 + ? # "}
+        committed = write(storage, "meta.mp4", [b"x"], "video/webm", **metadata)
+        stored = storage.stat("meta.mp4")
+        assert dict(stored.metadata) == dict(committed.metadata) == metadata
+        assert stored.content_type == committed.content_type == "video/webm"
+
+    def test_overwrite_replaces(self, storage: Storage) -> None:
+        """Writing an existing key replaces the whole object, its size and its metadata."""
+        write(storage, "same.mp4", [b"first version, longer"], version="1")
+        write(storage, "same.mp4", [b"second"], version="2")
+        assert read(storage, "same.mp4") == b"second"
+        assert storage.stat("same.mp4").size == 6
+        assert storage.stat("same.mp4").metadata == {"version": "2"}
+
+    def test_invisible_until_commit(self, storage: Storage) -> None:
+        """Before commit the object does not exist, whatever has been written; commit flips `committed`."""
+        with storage.open_writer("pending.mp4", content_type=VIDEO, metadata={}) as writer:
+            writer.write(os.urandom(6 * MiB))
+            with pytest.raises(FileNotFoundError):
+                storage.stat("pending.mp4")
+            assert not writer.committed
+            writer.commit()
+            assert writer.committed
+            with pytest.raises(ValueError):
+                writer.write(b"more")
+        assert storage.stat("pending.mp4").size == 6 * MiB
+
+    @pytest.mark.parametrize("key", HOSTILE_KEYS)
+    def test_hostile_keys_round_trip(self, storage: Storage, raw_keys: Callable[[], list[str]], key: str) -> None:
+        """Legal but awkward keys are stored under exactly that name and read back."""
+        write(storage, key, [key.encode()])
+        assert storage.stat(key).key == key
+        assert read(storage, key) == key.encode()
+        assert PREFIX + key in raw_keys()
+        storage.delete(key)
+        with pytest.raises(FileNotFoundError):
+            storage.stat(key)
+
+    @pytest.mark.parametrize("key", ILLEGAL_KEYS)
+    def test_illegal_keys_refused(self, storage: Storage, key: str) -> None:
+        """Empty, absolute, traversing and NUL/backslash keys raise ValueError on every method."""
+        with pytest.raises(ValueError):
+            storage.open_writer(key, content_type=VIDEO, metadata={})
+        for method in (storage.stat, storage.read, storage.delete):
+            with pytest.raises(ValueError):
+                method(key)
+
+    def test_prefix_respected(self, storage: Storage, raw_keys: Callable[[], list[str]]) -> None:
+        """The object lands under the configured prefix, and nowhere else."""
+        write(storage, "a/b.mp4", [b"data"])
+        assert raw_keys() == [PREFIX + "a/b.mp4"]
+
+    def test_describe_has_no_secret(self, storage: Storage, secrets: list[str]) -> None:
+        """describe() names the place with its prefix and never a credential."""
+        text = storage.describe()
+        assert PREFIX in text
+        assert not [secret for secret in secrets if secret in text]
+
+    def test_close_is_idempotent(self, storage: Storage) -> None:
+        """close() may be called more than once."""
+        storage.close()
+        storage.close()

@@ -1,0 +1,31 @@
+"""LocalStorage joins the conformance suite: a root directory in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.storage.conformance import PREFIX, StorageConformance
+from worker.storage.local import PARTIAL_SUFFIX, LocalStorage
+
+
+class TestLocal(StorageConformance):
+    @pytest.fixture
+    def root(self, tmp_path: Path) -> Path:
+        return tmp_path / "root"
+
+    @pytest.fixture
+    def storage(self, root: Path) -> Iterator[LocalStorage]:
+        storage = LocalStorage("local-test", root, PREFIX)
+        yield storage
+        storage.close()
+
+    @pytest.fixture
+    def leftovers(self, root: Path) -> Callable[[], list[str]]:
+        return lambda: [str(path) for path in root.rglob(f"*{PARTIAL_SUFFIX}")]
+
+    @pytest.fixture
+    def raw_keys(self, root: Path) -> Callable[[], list[str]]:
+        return lambda: sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())

@@ -1,0 +1,148 @@
+"""What only LocalStorage does: OS error mapping, symlink safety, xattrs, temp files, the root."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from worker.errors import StorageRefused, StorageUnavailable
+from worker.storage.local import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage("disk", tmp_path / "root", "p")
+
+
+def write(storage: LocalStorage, key: str, data: bytes = b"data") -> None:
+    with storage.open_writer(key, content_type="video/mp4", metadata={"a": "1"}) as writer:
+        writer.write(data)
+        writer.commit()
+
+
+@pytest.fixture
+def denied_dir(storage: LocalStorage) -> Iterator[Path]:
+    """A directory inside the storage where creating files is refused by the kernel. As root,
+    chmod does not deny, so the directory is made immutable (chattr +i) instead."""
+    directory = storage.base / "denied"
+    directory.mkdir()
+    if os.geteuid() != 0:
+        directory.chmod(0o500)
+        yield directory
+        directory.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(directory)], capture_output=True, check=False).returncode:
+        pytest.skip("running as root without CAP_LINUX_IMMUTABLE: no way to deny a write here")
+    yield directory
+    subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+
+def test_permission_denied_is_refused(storage: LocalStorage, denied_dir: Path) -> None:
+    """A directory the process may not write in gives StorageRefused naming the path and the reason."""
+    with pytest.raises(StorageRefused, match=r"p/denied/x\.mp4: .*(EACCES|EPERM)"):
+        write(storage, "denied/x.mp4")
+
+
+def test_parent_is_a_file_is_refused(storage: LocalStorage) -> None:
+    """A key below an existing object ("a" then "a/b") cannot be written: StorageRefused."""
+    write(storage, "a")
+    with pytest.raises(StorageRefused, match="p/a/b"):
+        write(storage, "a/b")
+    with pytest.raises(FileNotFoundError):
+        storage.stat("a/b")
+
+
+def test_symlink_out_of_root_is_refused(storage: LocalStorage, tmp_path: Path) -> None:
+    """A symbolic link leading outside the root is never followed, for writing or reading."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("no")
+    (storage.base / "escape").symlink_to(outside)
+    with pytest.raises(StorageRefused, match="symbolic link"):
+        write(storage, "escape/x.mp4")
+    with pytest.raises(StorageRefused):
+        storage.stat("escape/secret.txt")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_symlink_inside_root_is_followed(storage: LocalStorage) -> None:
+    """A link that stays inside the root is an ordinary path."""
+    (storage.base / "real").mkdir()
+    (storage.base / "alias").symlink_to(storage.base / "real")
+    write(storage, "alias/x.mp4", b"via link")
+    assert (storage.base / "real" / "x.mp4").read_bytes() == b"via link"
+
+
+def test_metadata_lives_in_one_xattr(storage: LocalStorage) -> None:
+    """Content type and metadata are one JSON extended attribute on the file."""
+    write(storage, "m.mp4")
+    stored = json.loads(os.getxattr(storage.base / "m.mp4", XATTR))
+    assert stored == {"content_type": "video/mp4", "metadata": {"a": "1"}}
+
+
+def test_no_xattr_support_drops_metadata_with_a_warning(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the filesystem refuses xattrs the bytes are still archived; the labels are dropped, loudly."""
+
+    def refuse(*_: object) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refuse)
+    with capture_logs() as logs:
+        write(storage, "plain.mp4", b"bytes")
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["storage_metadata_dropped"]
+    stored = storage.stat("plain.mp4")
+    assert (stored.size, stored.content_type, dict(stored.metadata)) == (5, None, {})
+
+
+def test_oversized_metadata_is_dropped_with_a_warning(storage: LocalStorage) -> None:
+    """Metadata too large for one extended attribute is dropped, loudly, instead of failing as "disk full"."""
+    with capture_logs() as logs:
+        with storage.open_writer("big-meta.mp4", content_type="video/mp4", metadata={"n": "x" * 5000}) as writer:
+            writer.write(b"bytes")
+            writer.commit()
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["storage_metadata_dropped"]
+    assert storage.stat("big-meta.mp4").metadata == {}
+
+
+def test_temporary_file_is_hidden_beside_the_target(storage: LocalStorage) -> None:
+    """While writing, the only file is a hidden .partial one in the object's own directory."""
+    with storage.open_writer("dir/x.mp4", content_type="video/mp4", metadata={}) as writer:
+        writer.write(b"half")
+        names = os.listdir(storage.base / "dir")
+        assert len(names) == 1 and names[0].startswith(".x.mp4.") and names[0].endswith(PARTIAL_SUFFIX)
+        writer.commit()
+    assert os.listdir(storage.base / "dir") == ["x.mp4"]
+
+
+def test_relative_root_is_resolved_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative root means "relative to the working directory when built", and is created."""
+    monkeypatch.chdir(tmp_path)
+    storage = LocalStorage("rel", "archive/here")
+    monkeypatch.chdir("/")
+    write(storage, "k.mp4")
+    assert (tmp_path / "archive" / "here" / "k.mp4").is_file()
+    assert storage.describe() == f"{tmp_path}/archive/here/"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (errno.ENOSPC, StorageUnavailable),
+        (errno.EIO, StorageUnavailable),
+        (errno.EACCES, StorageRefused),
+        (errno.EPERM, StorageRefused),
+        (errno.EROFS, StorageRefused),
+    ],
+)
+def test_os_error_mapping(code: int, expected: type[Exception]) -> None:
+    """Full disk and I/O errors are transient; permission and read-only errors are permanent."""
+    error = storage_error(OSError(code, os.strerror(code)), "disk", "write", "p/k.mp4")
+    assert isinstance(error, expected)
+    assert "p/k.mp4" in str(error) and os.strerror(code) in str(error) and errno.errorcode[code] in str(error)

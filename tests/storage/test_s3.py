@@ -1,0 +1,36 @@
+"""S3Storage joins the conformance suite, against a real moto_server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from mypy_boto3_s3 import S3Client
+
+from tests.storage.conformance import PREFIX, StorageConformance
+from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket, s3_storage
+from worker.storage.s3 import S3Storage
+
+
+class TestS3(StorageConformance):
+    @pytest.fixture
+    def bucket(self, moto_client: S3Client) -> str:
+        return create_bucket(moto_client)
+
+    @pytest.fixture
+    def storage(self, moto_server: str, bucket: str) -> Iterator[S3Storage]:
+        storage = s3_storage(moto_server, bucket, PREFIX)
+        yield storage
+        storage.close()
+
+    @pytest.fixture
+    def leftovers(self, moto_client: S3Client, bucket: str) -> Callable[[], list[str]]:
+        return lambda: [u["Key"] for u in moto_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+    @pytest.fixture
+    def raw_keys(self, moto_client: S3Client, bucket: str) -> Callable[[], list[str]]:
+        return lambda: sorted(o["Key"] for o in moto_client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    @pytest.fixture
+    def secrets(self) -> list[str]:
+        return [ACCESS_KEY, SECRET_KEY]

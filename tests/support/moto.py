@@ -1,0 +1,115 @@
+"""A real ``moto_server`` process on a free loopback port, and small S3 helpers for tests.
+
+The session fixture `moto_server` lives here so any conftest can re-export it::
+
+    from tests.support.moto import moto_client, moto_server  # noqa: F401  (fixtures, used by name)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from config.settings import StorageConfig, TransferTuning
+from tests.support.ports import free_port, wait_for_port
+from worker.storage.s3 import S3Storage
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MOTO_SERVER = Path(sys.executable).parent / "moto_server"
+REGION = "us-east-1"
+ACCESS_KEY = "AKIAMOTOTESTKEY00001"
+SECRET_KEY = "moto-test-secret-do-not-print-0123456789"
+MiB = 1024 * 1024
+# moto's minimum part size, so that a ~12 MiB object is already a three-part upload.
+TEST_TUNING = TransferTuning.model_validate(
+    {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "parts_in_flight": 2,
+     "connect_timeout": "2s", "read_timeout": "30s"}
+)  # fmt: skip
+
+
+def start_moto_server() -> tuple[str, Callable[[], None]]:
+    """Start ``moto_server -H 127.0.0.1 -p <free port>``; return its URL and a stop function."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # it logs every request; a pipe nobody reads would fill and block it
+    )
+
+    def stop() -> None:
+        if process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    try:
+        wait_for_port(port, timeout=30)
+    except TimeoutError:
+        stop()
+        raise
+    return f"http://127.0.0.1:{port}", stop
+
+
+def s3_client(endpoint_url: str) -> S3Client:
+    """A plain boto3 client for moto, to look behind a storage's back."""
+    return boto3.session.Session().client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+def create_bucket(client: S3Client, name: str | None = None) -> str:
+    """Create a bucket (a fresh unique name by default) and return its name."""
+    bucket = name or f"test-{uuid.uuid4().hex[:20]}"
+    client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+def s3_config(endpoint_url: str, bucket: str, prefix: str = "", name: str = "s3-test") -> StorageConfig:
+    """A ``[[storages]]`` entry for `bucket` on moto, with the test credentials."""
+    options = {"s3_region": REGION, "s3_api_key": ACCESS_KEY, "s3_secret": SECRET_KEY,
+               "s3_custom_endpoint_url": endpoint_url}  # fmt: skip
+    return StorageConfig.model_validate(
+        {"name": name, "storage_type": "s3", "bucket": bucket, "path": prefix, "aws_s3": options}
+    )
+
+
+def s3_storage(endpoint_url: str, bucket: str, prefix: str = "", tuning: TransferTuning = TEST_TUNING) -> S3Storage:
+    """An S3Storage on moto, built the way the service builds it (`from_config`)."""
+    return S3Storage.from_config(s3_config(endpoint_url, bucket, prefix), tuning)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The endpoint URL of one moto_server shared by the whole test session."""
+    url, stop = start_moto_server()
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def moto_client(moto_server: str) -> Iterator[S3Client]:
+    """A plain boto3 client on the session's moto_server (thread-safe, shared)."""
+    client = s3_client(moto_server)
+    yield client
+    client.close()

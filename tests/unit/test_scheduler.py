@@ -1,0 +1,55 @@
+"""The sweep (worker/scheduler.py) against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tests.unit.test_ledger import a_file, record
+from worker.ledger import Ledger, now_ms
+from worker.scheduler import run_scheduler, sweep_once
+
+
+def test_sweep_queues_what_is_due_once_per_redispatch_period(ledger: Ledger, make_settings: Any) -> None:
+    archive = make_settings(redispatch_after="1h").archive
+    due = record(ledger, a_file("a.mp4"), dispatch_at=now_ms() - 1)
+    record(ledger, a_file("b.mp4"), dispatch_at=now_ms() + 3_600_000)
+    queued: list[str] = []
+    assert sweep_once(ledger, archive, queued.extend) == 1
+    assert sweep_once(ledger, archive, queued.extend) == 0
+    assert queued == [due]
+
+
+def test_sweep_goes_through_more_than_one_batch(ledger: Ledger, make_settings: Any) -> None:
+    archive = make_settings().archive
+    for n in range(1203):
+        record(ledger, a_file(f"{n}.mp4"), dispatch_at=1)
+    queued: list[str] = []
+    assert sweep_once(ledger, archive, queued.extend) == 1203
+    assert len(set(queued)) == 1203
+
+
+def run_for(ledger: Ledger, archive: Any, seconds: float) -> list[str]:
+    queued: list[str] = []
+    stop = threading.Event()
+
+    def enqueue(ids: Sequence[str]) -> None:
+        queued.extend(ids)
+
+    thread = threading.Thread(target=run_scheduler, args=(ledger, archive, enqueue, stop))
+    thread.start()
+    time.sleep(seconds)
+    stop.set()
+    thread.join(timeout=5)
+    return queued
+
+
+def test_a_standby_scheduler_does_not_sweep(ledger: Ledger, make_settings: Any) -> None:
+    archive = make_settings(sweep_every="0.1s").archive
+    record(ledger, a_file(), dispatch_at=1)
+    assert ledger.acquire_lock("someone-else", 60_000)
+    assert run_for(ledger, archive, 0.5) == []
+    ledger.release_lock("someone-else")
+    assert len(run_for(ledger, archive, 0.5)) == 1

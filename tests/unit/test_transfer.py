@@ -1,0 +1,101 @@
+"""One transfer run in-process (worker/transfer.py): real Redis, local disk, the fake Stream's CDN."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakestream.models import StoredFile
+from tests.fakestream.server import FakeStream
+from worker.errors import LeaseLost
+from worker.intake import record_file
+from worker.lease import Heartbeat
+from worker.ledger import now_ms
+from worker.runtime import Runtime
+from worker.transfer import backoff_ms, run_transfer
+from worker.webhooks import ready_file
+
+
+@pytest.fixture
+def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Runtime]:
+    settings = make_settings(
+        download_hosts=[fake.cdn_host], retry_backoff="10s", retry_backoff_max="1m",
+        storages=[{"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "archive")}],
+        default_storage="disk",
+    )
+    runtime = Runtime.from_settings(settings)
+    yield runtime
+    runtime.close()
+
+
+def record(runtime: Runtime, fake: FakeStream, file: StoredFile) -> str:
+    stream_file = ready_file(fake.event_for(file))
+    assert stream_file is not None
+    (tid,) = record_file(runtime.archive, runtime.ledger, stream_file).transfer_ids
+    return tid
+
+
+def test_a_transfer_archives_and_a_second_run_does_nothing(runtime: Runtime, fake: FakeStream,
+                                                            tmp_path: Path) -> None:
+    file = fake.add_recording("default:once", b"abc" * 1000)
+    tid = record(runtime, fake, file)
+    assert run_transfer(runtime, tid) == "archived"
+    assert run_transfer(runtime, tid) == "archived"
+    assert fake.downloads_of(file) == 1
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and (transfer.bytes, transfer.sha256) == (file.size, file.sha256)
+    assert (tmp_path / "archive" / transfer.key).read_bytes() == file.read_bytes()
+
+
+def test_a_transient_error_backs_off_in_the_ledger(runtime: Runtime, fake: FakeStream) -> None:
+    file = fake.add_recording("default:retry", b"x" * 100)
+    tid = record(runtime, fake, file)
+    fake.fail_next(file.filename, 500)
+    before = now_ms()
+    assert run_transfer(runtime, tid) == "retry"
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and transfer.state == "queued" and "answered 500" in (transfer.error or "")
+    assert transfer.next_attempt_at is not None
+    wait_ms = transfer.next_attempt_at.timestamp() * 1000 - before
+    assert 5_000 - 50 <= wait_ms <= 10_000 + 1_000
+    assert runtime.ledger.due_at(tid) == pytest.approx(transfer.next_attempt_at.timestamp() * 1000, abs=2)
+    assert run_transfer(runtime, tid) == "not_due"
+
+
+def test_a_file_gone_after_its_deadline_is_lost(runtime: Runtime, fake: FakeStream) -> None:
+    ended = fake.add_recording("default:old", b"x" * 10, end_time=datetime.now(UTC) - timedelta(days=15))
+    tid = record(runtime, fake, ended)
+    fake.delete_file(ended)
+    assert run_transfer(runtime, tid) == "lost"
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and transfer.state == "lost" and "deadline" in (transfer.error or "")
+
+
+def test_a_file_gone_before_its_deadline_is_retried(runtime: Runtime, fake: FakeStream) -> None:
+    file = fake.add_recording("default:gone", b"x" * 10)
+    tid = record(runtime, fake, file)
+    fake.delete_file(file)
+    assert run_transfer(runtime, tid) == "retry"
+
+
+def test_backoff_grows_to_its_cap_with_jitter() -> None:
+    waits = [backoff_ms(n, 1_000, 60_000) for n in range(1, 12)]
+    assert 500 <= waits[0] <= 1_000
+    assert 4_000 <= waits[3] <= 8_000
+    assert all(30_000 <= w <= 60_000 for w in waits[7:])
+
+
+def test_heartbeat_notices_a_takeover(runtime: Runtime, fake: FakeStream) -> None:
+    tid = record(runtime, fake, fake.add_recording("default:hb", b"x"))
+    claim = runtime.ledger.claim(tid, "me", 300)
+    with Heartbeat(runtime.ledger, tid, claim.epoch, 300) as lease:
+        lease.check()
+        assert runtime.ledger.claim(tid, "other", 60_000, now=now_ms() + 1_000).claimed
+        time.sleep(0.4)
+        with pytest.raises(LeaseLost, match="taken over"):
+            lease.check()

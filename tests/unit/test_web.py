@@ -1,0 +1,159 @@
+"""The webhook receiver over real HTTP (worker/web.py), with a real Redis ledger."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from config import Settings
+from tests.conftest import API_KEY, API_SECRET
+from tests.support.webserver import serve_in_thread
+from worker.ledger import Ledger, connect
+from worker.web import create_app
+from worker.webhooks import sign
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+
+
+class Receiver:
+    def __init__(self, base: str, queued: list[str], ledger: Ledger) -> None:
+        self.base, self.queued, self.ledger = base, queued, ledger
+
+    def post(self, body: bytes, *, secret: str = API_SECRET, key: str = API_KEY, compress: bool = False,
+             **headers: str) -> httpx.Response:
+        sent = {"X-API-KEY": key, "X-SIGNATURE": sign(body, secret), "Content-Type": "application/json",
+                "X-WEBHOOK-ID": "wh-1", "X-WEBHOOK-ATTEMPT": "1"} | headers
+        if compress:
+            sent["Content-Encoding"] = "gzip"
+            body = gzip.compress(body)
+        return httpx.post(f"{self.base}/webhooks/stream", content=body, headers=sent, timeout=10)
+
+
+def serve(settings: Settings, ledger: Ledger) -> Any:
+    queued: list[str] = []
+
+    def enqueue(ids: Sequence[str]) -> None:
+        queued.extend(ids)
+
+    return serve_in_thread(create_app(settings, ledger, enqueue)), queued
+
+
+@pytest.fixture
+def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
+    settings = make_settings()
+    server, queued = serve(settings, ledger)
+    with server as base:
+        yield Receiver(base, queued, ledger)
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def test_a_new_recording_is_recorded_and_queued(receiver: Receiver) -> None:
+    response = receiver.post(sample("call.recording_ready.json"))
+    assert response.status_code == 202
+    (tid,) = response.json()["transfers"]
+    transfer = receiver.ledger.get(tid)
+    assert transfer is not None and transfer.state == "queued"
+    assert transfer.key == ("audio_room/1_dtxQ4PTcFRTweqGBx5TpN/"
+                            "rec_audio_room_1_dtxQ4PTcFRTweqGBx5TpN_audio_1760301883205.mp3")
+    assert receiver.queued == [tid]
+
+
+def test_a_known_file_answers_200_and_is_not_queued_again(receiver: Receiver) -> None:
+    body = sample("call.recording_ready.json")
+    assert receiver.post(body).status_code == 202
+    for _ in range(4):
+        assert receiver.post(body).status_code == 200
+    assert len(receiver.ledger.ids()) == 1
+    assert len(receiver.queued) == 1
+
+
+@pytest.mark.parametrize("name", ["call.recording_ready.legacy.json", "call.recording_ready.ns-timestamps.json",
+                                  "call.transcription_ready.json"])
+def test_legacy_nanosecond_and_transcription_payloads_are_accepted(receiver: Receiver, name: str) -> None:
+    assert receiver.post(sample(name)).status_code == 202
+
+
+def test_a_gzip_body_is_verified_over_its_uncompressed_bytes(receiver: Receiver) -> None:
+    assert receiver.post(sample("call.transcription_ready.json"), compress=True).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"secret": "another-secret"}, {"key": "another-key"}, {"X-SIGNATURE": ""}, {"X-SIGNATURE": "00" * 32}],
+)
+def test_bad_credentials_get_401_and_record_nothing(receiver: Receiver, change: dict[str, str]) -> None:
+    response = receiver.post(sample("call.recording_ready.json"), **change)
+    assert response.status_code == 401
+    assert "error" in response.json()
+    assert receiver.ledger.ids() == [] and receiver.queued == []
+    assert receiver.ledger.redis.dbsize() == 0
+
+
+def test_malformed_payloads_get_400_with_the_reason(receiver: Receiver) -> None:
+    event = json.loads(sample("call.recording_ready.json"))
+    del event["call_recording"]["url"]
+    response = receiver.post(json.dumps(event).encode())
+    assert response.status_code == 400
+    assert "call_recording.url" in response.json()["error"]
+    assert receiver.post(b"{oops").status_code == 400
+    assert receiver.ledger.redis.dbsize() == 0
+
+
+def test_other_events_get_200_and_are_ignored(receiver: Receiver) -> None:
+    response = receiver.post(json.dumps({"type": "call.session_started", "call_cid": "a:b"}).encode())
+    assert (response.status_code, response.json()["status"]) == (200, "ignored")
+    assert receiver.ledger.redis.dbsize() == 0
+
+
+def test_bodies_over_one_mib_get_413(receiver: Receiver) -> None:
+    big = json.dumps({"type": "call.session_started", "pad": "x" * (1024 * 1024)}).encode()
+    assert receiver.post(big).status_code == 413
+    bomb = json.dumps({"type": "call.session_started", "pad": "x" * (3 * 1024 * 1024)}).encode()
+    assert receiver.post(bomb, compress=True).status_code == 413
+
+
+def test_stream_s3_route_records_the_file_as_skipped(make_settings: Any, ledger: Ledger) -> None:
+    settings = make_settings(default_storage="stream-s3")
+    server, queued = serve(settings, ledger)
+    with server as base:
+        response = Receiver(base, queued, ledger).post(sample("call.recording_ready.json"))
+    assert response.status_code == 202
+    (transfer,) = list(ledger.iter_transfers())
+    assert transfer.state == "skipped" and "stream-s3" in (transfer.error or "")
+    assert queued == []
+
+
+def test_redis_down_gives_503_and_health_stays_alive(make_settings: Any) -> None:
+    settings = make_settings()
+    dead = Ledger(connect("redis://127.0.0.1:1/0", fail_fast=True))
+    server, queued = serve(settings, dead)
+    with server as base:
+        response = Receiver(base, queued, dead).post(sample("call.recording_ready.json"))
+        assert response.status_code == 503
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code == 503
+    assert queued == []
+
+
+def test_readyz_is_200_when_redis_answers(receiver: Receiver) -> None:
+    assert httpx.get(f"{receiver.base}/readyz").json() == {"status": "ready"}
+
+
+def test_an_enqueue_failure_still_answers_202(make_settings: Any, ledger: Ledger) -> None:
+    def broken(_: Sequence[str]) -> None:
+        raise redis.ConnectionError("broker down")
+
+    with serve_in_thread(create_app(make_settings(), ledger, broken)) as base:
+        response = Receiver(base, [], ledger).post(sample("call.recording_ready.json"))
+    assert response.status_code == 202
+    assert len(ledger.ids("queued")) == 1

@@ -1,0 +1,42 @@
+"""The one rule every backend applies to the keys it is given, before touching anything.
+
+A key is *relative* and ``/``-separated: ``call_type/call_id/file.mp4``. Any byte sequence a
+filesystem and S3 both accept is allowed inside a segment (unicode, spaces, ``?``, ``#``, ``%41``,
+``+``), but not the shapes that mean something else to one of them:
+
+- empty key, or an empty segment (``a//b``, ``/abs``, ``a/``): S3 would keep it, a filesystem would
+  collapse it, so the same key would name different objects on different backends;
+- ``.`` or ``..`` segments: path traversal on a filesystem, and rewritten by some S3 clients;
+- NUL (no filesystem accepts it) and backslash (a separator on Windows and in some S3 tools).
+
+Backends call `check_key` first and raise its ValueError unchanged: a refused key is a bug in the
+caller (keys come from `worker.keys.object_key`), not a storage fault.
+"""
+
+from __future__ import annotations
+
+_FORBIDDEN_CHARS = {"\x00": "NUL", "\\": "backslash"}
+_FORBIDDEN_SEGMENTS = {"": "an empty", ".": "a '.'", "..": "a '..'"}
+
+
+def check_key(key: str) -> str:
+    """Return `key` unchanged when it is a safe relative key; raise ValueError saying why not."""
+    if not key:
+        raise ValueError("storage key is empty")
+    for char, name in _FORBIDDEN_CHARS.items():
+        if char in key:
+            raise ValueError(f"storage key {key!r} contains a {name} character")
+    if key.startswith("/"):
+        raise ValueError(f"storage key {key!r} is absolute; keys are relative to the storage's prefix")
+    for segment in key.split("/"):
+        if segment in _FORBIDDEN_SEGMENTS:
+            raise ValueError(f"storage key {key!r} has {_FORBIDDEN_SEGMENTS[segment]} path segment")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Return a normalised prefix: ``""`` or ``"a/b/"``. Raises ValueError like `check_key`."""
+    stripped = prefix.strip("/")
+    if not stripped:
+        return ""
+    return check_key(stripped) + "/"
