@@ -19,7 +19,7 @@ from worker.ledger import Ledger, connect
 from worker.web import create_app
 from worker.webhooks import sign
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 class Receiver:

@@ -12,7 +12,7 @@ import pytest
 from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
 from worker.webhooks import MAX_BODY, authenticate, decompress, parse_event, parse_timestamp, ready_file, sign
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SECRET = "s3cr3t"
 
 
