@@ -42,6 +42,20 @@ def _settings() -> Settings:
     return settings
 
 
+def _check_storages(settings: Settings) -> None:
+    """Stop (exit 2) when a configured storage cannot even be built (unknown type, bad options)."""
+    from worker.runtime import Runtime  # noqa: PLC0415
+
+    runtime = Runtime.from_settings(settings)
+    try:
+        runtime.check_storages()
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        runtime.close()
+
+
 def _ledger(settings: Settings, *, fail_fast: bool = False) -> Ledger:
     ledger = Ledger(connect(settings.env.redis_url, fail_fast=fail_fast))
     try:
@@ -79,6 +93,7 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help=
            ) -> None:
     """Run a Celery worker that performs transfers."""
     settings = _settings()
+    _check_storages(settings)
     _ledger(settings)
     from config.celery import TRANSFER_QUEUE  # noqa: PLC0415
     from tasks.app import app as celery_app  # noqa: PLC0415
@@ -109,6 +124,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface for the webhook rece
     from worker.service import serve_all  # noqa: PLC0415
 
     settings = _settings()
+    _check_storages(settings)
     raise typer.Exit(serve_all(settings, host=host, port=port, concurrency=concurrency, console=out))
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from config import ArchiveConfig, Settings
+from config import ArchiveConfig, ConfigError, Settings
+from worker.errors import StorageRefused
 from worker.ledger import Ledger, connect
 from worker.source import http_client
 from worker.storage import Storage
@@ -44,10 +45,26 @@ class Runtime:
         return self.settings.archive
 
     def storage(self, name: str) -> Storage:
-        """The storage called `name`, built on first use and kept for the process's life."""
+        """The storage called `name`, built on first use and kept for the process's life.
+
+        Raises StorageRefused when the configuration no longer has it or cannot build it.
+        """
         if name not in self._storages:
-            self._storages[name] = build_storage(self.archive.storage(name), self.archive.transfer)
+            try:
+                self._storages[name] = build_storage(self.archive.storage(name), self.archive.transfer)
+            except KeyError:
+                raise StorageRefused(f"no storage named {name!r} in the configuration any more") from None
+            except (ConfigError, ValueError) as exc:
+                raise StorageRefused(f"storage {name!r} cannot be used: {exc}") from None
         return self._storages[name]
+
+    def check_storages(self) -> None:
+        """Build every configured storage now, so a broken one stops the process at start."""
+        for storage in self.archive.effective_storages():
+            try:
+                self.storage(storage.name)
+            except StorageRefused as exc:
+                raise ConfigError(str(exc)) from None
 
     def close(self) -> None:
         for storage in self._storages.values():

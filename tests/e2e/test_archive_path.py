@@ -43,7 +43,7 @@ def test_recording_and_transcription_land_byte_identical_on_local_disk(
     recording = fake.add_recording("default:standup-1", os.urandom(3 * MiB + 17))
     transcript = fake.add_transcription("default:standup-1", b'{"type":"speech","text":"hello"}\n' * 500)
     assert fake.deliver(url, recording).status_code == 202
-    assert fake.deliver(url, transcript, gzip=True).status_code == 202
+    assert fake.deliver(url, transcript, gzip=True, ns_timestamps=False).status_code == 202  # RFC 3339
 
     archived = service.wait_for_states(2)
     for file in (recording, transcript):

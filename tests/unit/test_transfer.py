@@ -99,3 +99,19 @@ def test_heartbeat_notices_a_takeover(runtime: Runtime, fake: FakeStream) -> Non
         time.sleep(0.4)
         with pytest.raises(LeaseLost, match="taken over"):
             lease.check()
+
+
+def test_a_storage_removed_from_the_config_fails_the_transfer_with_the_reason(
+    runtime: Runtime, fake: FakeStream, make_settings: Any, tmp_path: Path
+) -> None:
+    tid = record(runtime, fake, fake.add_recording("default:moved", b"x"))
+    other = Runtime.from_settings(make_settings(
+        download_hosts=[fake.cdn_host], default_storage="elsewhere",
+        storages=[{"name": "elsewhere", "storage_type": "local", "bucket": str(tmp_path / "elsewhere")}],
+    ))
+    try:
+        assert run_transfer(other, tid) == "failed"
+    finally:
+        other.close()
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and "no storage named 'disk'" in (transfer.error or "")
