@@ -26,8 +26,8 @@ app = typer.Typer(help="Archive Stream Video recordings and transcriptions into 
                   no_args_is_help=True, add_completion=False)
 transfers_app = typer.Typer(help="Look at the transfer ledger.", no_args_is_help=True)
 app.add_typer(transfers_app, name="transfers")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
