@@ -82,28 +82,80 @@ class _Strict(BaseModel):
 
 
 class S3Options(_Strict):
-    """``[storages.aws_s3]``: Stream's S3Request, plus what S3-compatible stores need."""
+    """``[storages.aws_s3]``: Stream's S3Request, plus what AWS and S3-compatible stores need."""
 
     s3_region: str
     s3_api_key: Secret | None = None  # without it: the default AWS credential chain
     s3_secret: Secret | None = None
     s3_custom_endpoint_url: str | None = None  # any S3-compatible store (path-style addressing)
+    s3_role_arn: str | None = None  # assume this role (STS) with the credentials above or the chain
+    s3_external_id: str | None = None  # the role's ExternalId condition, if it has one
+    s3_sse: Literal["AES256", "aws:kms"] | None = None  # server-side encryption
+    s3_sse_kms_key_id: str | None = None  # with s3_sse = "aws:kms": the key (default: the AWS-managed key)
+    s3_storage_class: str | None = None  # e.g. STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE
+    s3_tags: dict[str, str] = Field(default_factory=dict)  # object tags
+    # when_supported: boto3's default CRC checksums (AWS, moto); when_required: only where S3 requires
+    # one, plus a Content-MD5 that S3-compatible stores (MinIO, R2, B2, Wasabi, Ceph) accept.
+    s3_request_checksum: Literal["when_supported", "when_required"] = "when_supported"
 
     @model_validator(mode="after")
-    def _key_pair(self) -> S3Options:
+    def _consistent(self) -> S3Options:
         if (self.s3_api_key is None) != (self.s3_secret is None):
             raise ValueError("s3_api_key and s3_secret must be given together")
+        if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
+            raise ValueError("s3_sse_kms_key_id needs s3_sse = \"aws:kms\"")
+        if self.s3_external_id and not self.s3_role_arn:
+            raise ValueError("s3_external_id needs s3_role_arn")
         return self
 
 
+class AzureOptions(_Strict):
+    """``[storages.azure_blob]``: Stream's AzureRequest (a service principal), and other ways in.
+
+    One way to authenticate is used, in this order: ``abs_connection_string``; ``abs_sas_token``;
+    ``abs_account_key``; a service principal (``abs_client_id`` + ``abs_client_secret`` +
+    ``abs_tenant_id``); else managed identity / the environment (azure-identity's default chain).
+    """
+
+    abs_account_name: str | None = None
+    abs_client_id: str | None = None
+    abs_client_secret: Secret | None = None
+    abs_tenant_id: str | None = None
+    abs_connection_string: Secret | None = None
+    abs_account_key: Secret | None = None
+    abs_sas_token: Secret | None = None
+    abs_endpoint_url: str | None = None  # emulators and sovereign clouds; default https://<account>.blob.core.windows.net
+    abs_authority_host: str | None = None  # Entra ID authority for the service principal (sovereign clouds)
+    abs_server_side_copy: bool = True  # let Azure fetch the source itself (Put Block From URL) when it can
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AzureOptions:
+        principal = (self.abs_client_id, self.abs_client_secret, self.abs_tenant_id)
+        if any(principal) and not all(principal):
+            raise ValueError("abs_client_id, abs_client_secret and abs_tenant_id must be given together")
+        if not self.abs_connection_string and not self.abs_account_name and not self.abs_endpoint_url:
+            raise ValueError("needs abs_account_name (or abs_connection_string, or abs_endpoint_url)")
+        return self
+
+
+BUILT_IN_TYPES = ("s3", "gcs", "abs", "local")
+
+
 class StorageConfig(_Strict):
-    """One ``[[storages]]`` entry."""
+    """One ``[[storages]]`` entry: Stream's external-storage fields, plus ``local`` and plug-ins."""
 
     name: str = Field(min_length=1)
-    storage_type: Literal["s3", "gcs", "abs", "local"]
-    bucket: str = Field(min_length=1)  # for local: the root directory
+    storage_type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # s3 | gcs | abs | local | a plug-in's name
+    bucket: str = Field(min_length=1)  # bucket or container; for local: the root directory
     path: str = ""  # prefix inside the bucket
     aws_s3: S3Options | None = None
+    azure_blob: AzureOptions | None = None
+    # Google Cloud Storage keys sit in the storage's own table, as in Stream's schema:
+    gcs_credentials: Secret | None = None  # the service-account JSON itself, as Stream takes it
+    gcs_credentials_file: Path | None = None  # or a path to it; neither: the environment's default credentials
+    gcs_endpoint_url: str | None = None  # an emulator or compatible service (STORAGE_EMULATOR_HOST works too)
+    gcs_project: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # a plug-in backend's own settings
 
     @field_validator("name")
     @classmethod
@@ -121,11 +173,24 @@ class StorageConfig(_Strict):
         return "/".join(parts) + ("/" if parts else "")
 
     @model_validator(mode="after")
-    def _provider_table(self) -> StorageConfig:
-        if self.storage_type == "s3" and self.aws_s3 is None:
+    def _provider_keys(self) -> StorageConfig:
+        kind = self.storage_type
+        if kind == "s3" and self.aws_s3 is None:
             raise ValueError("storage_type 's3' needs a [storages.aws_s3] table with s3_region")
-        if self.storage_type != "s3" and self.aws_s3 is not None:
-            raise ValueError(f"aws_s3 is only for storage_type 's3', not {self.storage_type!r}")
+        if kind == "abs" and self.azure_blob is None:
+            raise ValueError("storage_type 'abs' needs a [storages.azure_blob] table")
+        foreign = {
+            "aws_s3": kind != "s3" and self.aws_s3 is not None,
+            "azure_blob": kind != "abs" and self.azure_blob is not None,
+            "gcs_*": kind != "gcs" and any((self.gcs_credentials, self.gcs_credentials_file,
+                                            self.gcs_endpoint_url, self.gcs_project)),
+            "options": kind in BUILT_IN_TYPES and bool(self.options),
+        }
+        for key, misplaced in foreign.items():
+            if misplaced:
+                raise ValueError(f"{key} does not belong to a storage of storage_type {kind!r}")
+        if self.gcs_credentials and self.gcs_credentials_file:
+            raise ValueError("give gcs_credentials or gcs_credentials_file, not both")
         return self
 
 
@@ -265,14 +330,23 @@ class Settings(BaseModel):
         """Every secret value configured, so log output can be scrubbed of them."""
         found = [self.env.stream_api_secret.get_secret_value()]
         for storage in self.archive.effective_storages():
-            s3 = storage.aws_s3
-            if s3 is not None:
-                found += [s.get_secret_value() for s in (s3.s3_api_key, s3.s3_secret) if s]
+            found += [s.get_secret_value() for s in storage_secrets(storage)]
         for url in (self.env.redis_url, self.env.archiver_broker_url):
             password = urlsplit(url).password if url else None
             if password:
                 found.append(password)
         return [s for s in found if s]
+
+
+def storage_secrets(storage: StorageConfig) -> list[SecretStr]:
+    """Every secret a storage entry holds (for scrubbing logs and error messages)."""
+    values: list[SecretStr | None] = [storage.gcs_credentials]
+    if storage.aws_s3 is not None:
+        values += [storage.aws_s3.s3_api_key, storage.aws_s3.s3_secret]
+    if storage.azure_blob is not None:
+        az = storage.azure_blob
+        values += [az.abs_client_secret, az.abs_connection_string, az.abs_account_key, az.abs_sas_token]
+    return [v for v in values if v is not None]
 
 
 def _describe(error: ValidationError, source: str) -> str:

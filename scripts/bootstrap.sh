@@ -56,3 +56,13 @@ ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   command -v redis-server >/dev/null 2>&1 || die "redis-server is still missing after installing it"
 }
+
+AZURITE_VERSION="3.35.0"  # the newest Azurite that runs on Debian 12's Node 20
+
+ensure_azurite() {
+  [ -x "$ROOT/.tools/node_modules/.bin/azurite-blob" ] && return 0
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  say "installing Azurite $AZURITE_VERSION (the Azure Storage emulator) into .tools/ with npm"
+  npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "azurite@$AZURITE_VERSION" >/dev/null \
+    || die "npm install azurite@$AZURITE_VERSION failed (see above)"
+}

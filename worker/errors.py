@@ -12,17 +12,19 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   ├── SourceUnavailable         transport error, 5xx or 429 from the download host
     │   ├── SourceMissing             403/404/410: URL expired or file gone; `lost` after the deadline
     │   ├── IncompleteDownload        the body ended before (or went past) Content-Length
-    │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout
+    │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout (.reason)
     │   └── VerificationFailed        the stored object does not match what was sent
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
-    │   └── StorageRefused            credentials refused, bucket missing, no permission
+    │   └── StorageRefused            credentials refused, bucket missing, no permission (.reason)
     └── LeaseLost                 another worker holds the transfer now: stop without writing
 
 Configuration errors are `config.ConfigError` (the config package sits below this one).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class ArchiverError(Exception):
@@ -63,8 +65,20 @@ class IncompleteDownload(TransientError):
     pass
 
 
+# Why a storage refused or failed, for `archiver storage check` and operators. Backends set it when
+# they map their SDK's error; "other" when nothing more precise is known.
+StorageReason = Literal[
+    "unreachable", "credentials", "missing_bucket", "permission", "checksum_rejected", "throttled",
+    "server_error", "disk_full", "other",
+]
+
+
 class StorageUnavailable(TransientError):
-    pass
+    """Transient: reasons unreachable, throttled, server_error, disk_full, other."""
+
+    def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
+        super().__init__(message)
+        self.reason: StorageReason = reason
 
 
 class VerificationFailed(TransientError):
@@ -80,7 +94,11 @@ class DownloadRefused(PermanentError):
 
 
 class StorageRefused(PermanentError):
-    pass
+    """Permanent: reasons credentials, missing_bucket, permission, checksum_rejected, other."""
+
+    def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
+        super().__init__(message)
+        self.reason: StorageReason = reason
 
 
 class LeaseLost(ArchiverError):

@@ -67,12 +67,12 @@ def test_serve_starts_its_own_redis_and_archives_to_the_local_directory(tmp_path
 
 
 def test_a_storage_that_cannot_be_built_stops_the_worker_at_start(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "gcs.toml", {
+    config = write_config(tmp_path / "ftp.toml", {
         "default_storage": "cloud",
-        "storages": [{"name": "cloud", "storage_type": "gcs", "bucket": "b"}],
+        "storages": [{"name": "cloud", "storage_type": "ftp", "bucket": "b"}],
     })
     env = BASE_ENV | {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "ARCHIVER_CONFIG": str(config)}
     result = subprocess.run([sys.executable, "-m", "worker.cli", "worker"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
-    assert "cloud" in result.stderr and "not available" in result.stderr
+    assert "storages.cloud: unknown storage_type 'ftp'" in result.stderr

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import pytest
 
+from worker.checksums import Digests, Hasher
 from worker.storage.base import Storage, StoredObject
 
 MiB = 1024 * 1024
@@ -52,6 +53,18 @@ def write(
         return writer.commit()
 
 
+def write_with_digests(storage: Storage, key: str, data: bytes) -> tuple[StoredObject, Digests]:
+    """Write `data` in uneven chunks and commit it with SHA-256 and the backend's native checksum."""
+    native = storage.capabilities.native_checksum
+    hasher = Hasher((native,) if native else ())
+    with storage.open_writer(key, content_type=VIDEO, metadata={"call_cid": "default:x"}) as writer:
+        for chunk in uneven(data):
+            hasher.update(chunk)
+            writer.write(chunk)
+        digests = hasher.digests()
+        return writer.commit(digests), digests
+
+
 def read(storage: Storage, key: str) -> bytes:
     return b"".join(storage.read(key))
 
@@ -69,6 +82,28 @@ class StorageConformance:
         assert write(storage, "calls/a.mp4", [data[:3], data[3:]]).size == len(data)
         assert read(storage, "calls/a.mp4") == data
         assert storage.stat("calls/a.mp4").size == len(data)
+
+    def test_single_request_objects_carry_their_sha256(self, storage: Storage) -> None:
+        """A small object committed with digests keeps its SHA-256 where stat can see it."""
+        data = os.urandom(100_000)
+        _, digests = write_with_digests(storage, "sum/small.mp4", data)
+        stored = storage.stat("sum/small.mp4")
+        assert stored.checksums.get("sha256") == digests.sha256
+        native = storage.capabilities.native_checksum
+        if native and native in stored.checksums:
+            assert stored.checksums[native] == digests.get(native)
+
+    def test_multipart_objects_carry_the_native_checksum(self, storage: Storage) -> None:
+        """A multipart-sized object committed with digests has the store's native full-object
+        checksum (when the backend declares one), equal to what was computed while streaming."""
+        data = os.urandom(11 * MiB + 7)
+        _, digests = write_with_digests(storage, "sum/big.mp4", data)
+        stored = storage.stat("sum/big.mp4")
+        assert stored.size == len(data)
+        native = storage.capabilities.native_checksum
+        if native:
+            assert stored.checksums.get(native) == digests.get(native)
+        assert read(storage, "sum/big.mp4") == data
 
     def test_multipart_sized_round_trip(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
         """A ~12 MiB object written in uneven chunks reads back exactly, and nothing is left pending."""

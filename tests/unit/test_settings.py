@@ -95,7 +95,10 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
     [
         (('"env:MY_S3_SECRET"', '"env:NOT_SET_ANYWHERE"'), "storages.0.aws_s3.s3_secret",
          "NOT_SET_ANYWHERE is not set"),
-        (('storage_type = "s3"', 'storage_type = "ftp"'), "storages.0.storage_type", "'s3', 'gcs', 'abs' or 'local'"),
+        (('storage_type = "s3"', 'storage_type = "S3 "'), "storages.0.storage_type", "should match pattern"),
+        (('storage_type = "s3"', 'storage_type = "gcs"'), "storages.0", "aws_s3 does not belong"),
+        (('s3_region = "us-east-1"', 's3_region = "us-east-1"\ns3_sse_kms_key_id = "k"'), "storages.0.aws_s3",
+         "needs s3_sse"),
         (('s3_region = "us-east-1"', 's3_regoin = "us-east-1"'), "storages.0.aws_s3.s3_regoin", "Extra inputs"),
         (('default_storage = "my-s3"', 'default_storage = "nope"'), "(top level)", "no storage named 'nope'"),
         (('allhands = "my-s3"', 'allhands = "nope"'), "(top level)", "call_types.allhands"),

@@ -8,10 +8,17 @@ Errors: a backend maps its SDK's errors at its edge to `worker.errors`:
 ``StorageUnavailable`` (transient: 5xx, throttling, timeouts, resets), ``StorageRefused``
 (permanent: credentials, missing bucket, permission), and ``FileNotFoundError`` for a missing key.
 
-Writing is streaming: ``open_writer`` → ``write(chunk)``… → ``commit()``; or ``abort()``. The
-object becomes visible only at ``commit`` (never half-written), and an aborted writer leaves
+Writing is streaming: ``open_writer`` → ``write(chunk)``… → ``commit(digests)``; or ``abort()``.
+The object becomes visible only at ``commit`` (never half-written), and an aborted writer leaves
 nothing behind (no temporary file, no pending multipart upload). Memory stays bounded by the
 backend's part size × parts in flight, whatever the object's size.
+
+Checksums: the caller computes SHA-256 and the backend's ``capabilities.native_checksum`` while
+streaming and hands them to ``commit``. A backend puts ``sha256`` into the object's metadata where
+it can set metadata after the bytes (one-request uploads, local files), and gives the store its
+native full-object checksum so the store itself checks the bytes (CRC32C on S3 and GCS, MD5 on
+Azure). ``stat`` reports, in ``StoredObject.checksums``, every checksum the store keeps for the
+object (``sha256`` from metadata, ``crc32c``, ``md5``), in `worker.checksums` wire form.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar, Self
+
+from worker.checksums import Digests
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class StoredObject:
     metadata: Mapping[str, str] = field(default_factory=dict)
     content_type: str | None = None
     etag: str | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict)  # "sha256" (hex), "crc32c", "md5" (base64)
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class Capabilities:
 
     multipart: bool = False
     server_side_copy: bool = False
-    native_checksum: str | None = None  # "crc32c" | "md5" | None
+    native_checksum: str | None = None  # "crc32c" | "md5" | None: what `commit` wants in its digests
 
 
 class ObjectWriter(ABC):
@@ -51,9 +61,11 @@ class ObjectWriter(ABC):
         """Append bytes. Raises StorageUnavailable / StorageRefused."""
 
     @abstractmethod
-    def commit(self) -> StoredObject:
-        """Make the object visible under its key, atomically. Raises StorageUnavailable /
-        StorageRefused; after an error the writer is aborted."""
+    def commit(self, digests: Digests | None = None) -> StoredObject:
+        """Make the object visible under its key, atomically. `digests` describe every byte
+        written (see the module docstring for what a backend does with them). Raises
+        StorageUnavailable / StorageRefused (VerificationFailed when the store rejects a checksum);
+        after an error the writer is aborted."""
 
     @abstractmethod
     def abort(self) -> None:

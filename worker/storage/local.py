@@ -37,6 +37,7 @@ from typing import IO, Self
 import structlog
 
 from config.settings import StorageConfig, TransferTuning
+from worker.checksums import Digests
 from worker.errors import StorageRefused, StorageUnavailable
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
@@ -177,7 +178,9 @@ class LocalStorage(Storage):
             content_type, metadata = self._load_attributes(path)
         except OSError as exc:
             raise self.error(exc, "read the attributes of", key) from exc
-        return StoredObject(key=key, size=result.st_size, metadata=metadata, content_type=content_type)
+        checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
+        return StoredObject(key=key, size=result.st_size, metadata=metadata, content_type=content_type,
+                            checksums=checksums)
 
     def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Chunks of at most `chunk_size` bytes. Raises FileNotFoundError at once when there is no
@@ -245,10 +248,13 @@ class _LocalWriter(ObjectWriter):
             raise self._fail(exc, "write") from exc
         self._size += len(data)
 
-    def commit(self) -> StoredObject:
-        """fsync, label, rename over the final name, fsync the directory. Raises StorageRefused /
-        StorageUnavailable (the writer is then aborted); ValueError when already aborted."""
+    def commit(self, digests: Digests | None = None) -> StoredObject:
+        """fsync, label (with the SHA-256 from `digests`), rename over the final name, fsync the
+        directory. Raises StorageRefused / StorageUnavailable (the writer is then aborted);
+        ValueError when already aborted."""
         self._require_open()
+        if digests is not None:
+            self._metadata = {**self._metadata, "sha256": digests.sha256}
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -259,7 +265,8 @@ class _LocalWriter(ObjectWriter):
         except OSError as exc:
             raise self._fail(exc, "commit") from exc
         self._state = "committed"
-        return StoredObject(self._key, self._size, dict(self._metadata), self._content_type)
+        checksums = {"sha256": digests.sha256} if digests is not None else {}
+        return StoredObject(self._key, self._size, dict(self._metadata), self._content_type, checksums=checksums)
 
     def abort(self) -> None:
         """Close and unlink the temporary file. Never raises: a failure here is only logged, so that

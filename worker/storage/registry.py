@@ -4,7 +4,9 @@ A plug-in is a distribution declaring an entry point in the group ``archiver.sto
 is the storage type and whose value is its `Storage` subclass, e.g. in its ``pyproject.toml``::
 
     [project.entry-points."archiver.storages"]
-    gcs = "archiver_gcs:GCSStorage"
+    ftp = "archiver_ftp:FTPStorage"
+
+A plug-in's own settings come from the storage's ``options`` table (``[storages.options]``).
 
 Every backend class offers ``from_config(config: StorageConfig, tuning: TransferTuning) -> Self``.
 Importing a backend's SDK happens only when a storage of that type is built.
@@ -27,11 +29,8 @@ ENTRY_POINT_GROUP = "archiver.storages"
 BUILTIN: dict[str, str] = {
     "local": "worker.storage.local:LocalStorage",
     "s3": "worker.storage.s3:S3Storage",
-}
-# Storage types the configuration accepts but this version does not ship (a plug-in may).
-RESERVED: dict[str, str] = {
-    "gcs": "Google Cloud Storage",
-    "abs": "Azure Blob Storage",
+    "gcs": "worker.storage.gcs:GCSStorage",
+    "abs": "worker.storage.azure:AzureStorage",
 }
 
 
@@ -52,14 +51,11 @@ def _find(storage_type: str, name: str) -> object:
     plugins = entry_points(group=ENTRY_POINT_GROUP).select(name=storage_type)
     for plugin in plugins:
         return plugin.load()
-    if storage_type in RESERVED:
-        raise ConfigError(
-            f"storages.{name}: storage_type {storage_type!r} ({RESERVED[storage_type]}) is not available "
-            f"in this version of the archiver; install a plug-in that provides it "
-            f"(entry point group {ENTRY_POINT_GROUP!r}) or choose 's3' or 'local'"
-        )
     known = ", ".join(sorted({*BUILTIN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}))
-    raise ConfigError(f"storages.{name}: unknown storage_type {storage_type!r} (available: {known})")
+    raise ConfigError(
+        f"storages.{name}: unknown storage_type {storage_type!r} (available: {known}); a plug-in "
+        f"provides a new one through the entry point group {ENTRY_POINT_GROUP!r}"
+    )
 
 
 def storage_class(storage_type: str, name: str = "?") -> StorageClass:

@@ -185,8 +185,9 @@ class S3Storage(Storage):
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "stat", key, missing=True)
         metadata = {name: unquote(value) for name, value in head.get("Metadata", {}).items()}
+        checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         etag = head.get("ETag", "").strip('"') or None
-        return StoredObject(key, head["ContentLength"], metadata, head.get("ContentType"), etag)
+        return StoredObject(key, head["ContentLength"], metadata, head.get("ContentType"), etag, checksums)
 
     def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """GET the object, streamed. Raises FileNotFoundError at once when there is none;

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 import structlog
 from botocore import exceptions as boto
 
+from worker.checksums import Digests
 from worker.storage.base import ObjectWriter, StoredObject
 
 if TYPE_CHECKING:
@@ -81,12 +82,14 @@ class S3Writer(ObjectWriter):
                 if self._filled == part_size:
                     self._part_full()
 
-    def commit(self) -> StoredObject:
+    def commit(self, digests: Digests | None = None) -> StoredObject:
         """PutObject, or upload the last part and complete the multipart upload. Raises
         StorageRefused / StorageUnavailable (the writer is then aborted); ValueError when closed."""
         with self._aborting_on_error("commit"):
             if self._upload_id is None and self._held and self._size > self._s.tuning.multipart_threshold:
                 self._upload_id = self._create_upload()  # past the threshold by less than a part
+            if self._upload_id is None and digests is not None:
+                self._metadata = {**self._metadata, "sha256": digests.sha256}  # one request: labels go too
             etag = self._put() if self._upload_id is None else self._complete(self._upload_id)
         self._state = "committed"
         metadata = {name: unquote(value) for name, value in self._metadata.items()}

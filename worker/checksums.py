@@ -1,0 +1,74 @@
+"""Digests computed while the bytes stream past: SHA-256 always, and the store's native checksum.
+
+Wire forms are the stores' own: CRC32C and MD5 as base64 of the big-endian bytes (S3's
+``x-amz-checksum-crc32c``, GCS's ``crc32c``/``md5Hash``, Azure's ``Content-MD5``), SHA-256 as hex.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import google_crc32c
+
+NATIVE = ("crc32c", "md5")
+_new_crc32c: Callable[[], Any] = google_crc32c.Checksum  # the library ships no types
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def crc32c_b64(data: bytes) -> str:
+    """CRC32C of `data` in its wire form."""
+    return b64(google_crc32c.value(data).to_bytes(4, "big"))
+
+
+def md5_b64(data: bytes) -> str:
+    return b64(hashlib.md5(data, usedforsecurity=False).digest())
+
+
+@dataclass(frozen=True)
+class Digests:
+    """What was written: its size, SHA-256 (hex) and, when asked for, CRC32C and MD5 (base64)."""
+
+    size: int
+    sha256: str
+    crc32c: str | None = None
+    md5: str | None = None
+
+    def get(self, algorithm: str) -> str | None:
+        value: str | None = getattr(self, algorithm, None)
+        return value
+
+
+class Hasher:
+    """Feeds every chunk to SHA-256 and to the native checksums in `extra` ("crc32c", "md5")."""
+
+    def __init__(self, extra: tuple[str, ...] | frozenset[str] = ()) -> None:
+        unknown = set(extra) - set(NATIVE)
+        if unknown:
+            raise ValueError(f"unknown checksum(s): {sorted(unknown)}")
+        self._sha256 = hashlib.sha256()
+        self._md5: Any = hashlib.md5(usedforsecurity=False) if "md5" in extra else None
+        self._crc32c: Any = _new_crc32c() if "crc32c" in extra else None
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._sha256.update(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
+        if self._crc32c is not None:
+            self._crc32c.update(chunk)
+
+    def digests(self) -> Digests:
+        return Digests(
+            size=self.size,
+            sha256=self._sha256.hexdigest(),
+            crc32c=b64(self._crc32c.digest()) if self._crc32c is not None else None,
+            md5=b64(self._md5.digest()) if self._md5 is not None else None,
+        )
