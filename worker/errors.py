@@ -17,6 +17,7 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
     │   └── StorageRefused            credentials refused, bucket missing, no permission (.reason)
+    ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     └── LeaseLost                 another worker holds the transfer now: stop without writing
 
 Configuration errors are `config.ConfigError` (the config package sits below this one).
@@ -99,6 +100,11 @@ class StorageRefused(PermanentError):
     def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
         super().__init__(message)
         self.reason: StorageReason = reason
+
+
+class CopyRefused(ArchiverError):
+    """A server-side copy (the store fetching the URL itself) was refused or is not implemented;
+    nothing is left behind, and the caller streams the bytes through the worker instead."""
 
 
 class LeaseLost(ArchiverError):

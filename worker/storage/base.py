@@ -121,6 +121,21 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Remove the object; a missing one is not an error."""
 
+    def copy_from_url(
+        self,
+        key: str,
+        url: str,
+        *,
+        size: int,
+        content_type: str,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        """Only where ``capabilities.server_side_copy``: the store itself fetches `url` (`size`
+        bytes, a signed URL that must stay valid meanwhile) into `key`, so the bytes skip the
+        worker. Raises CopyRefused when the store cannot or will not (nothing is left behind: the
+        caller streams instead), StorageRefused / StorageUnavailable otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} declares no server-side copy")
+
     @abstractmethod
     def describe(self) -> str:
         """Where this storage writes, for logs and the CLI (never a credential), e.g.
