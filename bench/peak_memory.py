@@ -25,7 +25,7 @@ from tests.fakestream.server import start_fake_stream
 from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY, create_bucket, s3_client, start_moto_server
 from tests.support.redis import RedisServer
 from tests.support.settings import write_config
-from worker.intake import record_file
+from worker.intake import record_routes
 from worker.ledger import Ledger, connect
 from worker.webhooks import ready_file
 
@@ -76,7 +76,7 @@ def main() -> None:
                     file = fake.add_recording(f"bench:{storage['name']}", source)
                     stream_file = ready_file(fake.event_for(file))
                     assert stream_file is not None
-                    (tid,) = record_file(settings.archive, ledger, stream_file).transfer_ids
+                    (tid,) = record_routes(settings.archive, ledger, stream_file).transfer_ids
                     figures = measure(env, tid)
                     mb = args.mib * (1 << 20) / 1e6
                     table.add_row(storage["name"], str(args.mib), figures["outcome"],

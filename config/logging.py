@@ -95,5 +95,5 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3"):
+    for noisy in ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3", "azure", "google"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

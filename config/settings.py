@@ -225,13 +225,26 @@ _KEY_FIELDS = {
 }
 
 
+Route = str | list[str]  # one storage name, or several (one transfer per destination)
+
+
+def _names(route: Route) -> list[str]:
+    return [route] if isinstance(route, str) else list(route)
+
+
 class ArchiveConfig(_Strict):
     """The TOML file, top level."""
 
-    default_storage: str = LOCAL_STORAGE_NAME
+    default_storage: Route = LOCAL_STORAGE_NAME
     download_hosts: tuple[str, ...] = ("*.stream-io-cdn.com",)
     key_template: str = "{call_type}/{call_id}/{filename}"
-    call_types: dict[str, str] = Field(default_factory=dict)
+    call_types: dict[str, Route] = Field(default_factory=dict)
+    # Per call: this key in the call's `custom` data (read with GetCall) names its storage(s).
+    # "" turns call-level routing off (then the receiver records transfers itself).
+    call_storage_key: str = "archive_storage"
+    call_cache_ttl: Duration = timedelta(minutes=10)  # how long a call's custom data is reused
+    # When GetCall keeps failing this long (or is refused), route by call type / default instead.
+    call_lookup_timeout: Duration = timedelta(minutes=10)
     storages: tuple[StorageConfig, ...] = ()
     transfer: TransferTuning = TransferTuning()
     sweep_every: Duration = timedelta(seconds=60)  # scheduler: how often due transfers are queued
@@ -240,6 +253,16 @@ class ArchiveConfig(_Strict):
     retry_backoff: Duration = timedelta(seconds=10)  # first retry wait, doubled per attempt
     retry_backoff_max: Duration = timedelta(minutes=15)
     retention: Duration = timedelta(days=14)  # Stream deletes a file this long after it ended
+
+    @field_validator("default_storage", "call_types")
+    @classmethod
+    def _routes_not_empty(cls, value: Any) -> Any:
+        routes = value.values() if isinstance(value, dict) else [value]
+        for route in routes:
+            names = _names(route)
+            if not names or any(not n for n in names) or len(set(names)) != len(names):
+                raise ValueError("a route is a storage name or a non-empty list of distinct names")
+        return value
 
     @field_validator("key_template")
     @classmethod
@@ -269,14 +292,24 @@ class ArchiveConfig(_Strict):
         if duplicates:
             raise ValueError(f"storages: duplicate name(s) {', '.join(duplicates)}")
         known = set(names) | {STREAM_S3}
-        if not self.storages and self.default_storage == LOCAL_STORAGE_NAME:
-            return self
-        if self.default_storage not in known:
-            raise ValueError(f"default_storage: no storage named {self.default_storage!r}")
-        for call_type, target in self.call_types.items():
-            if target not in known:
-                raise ValueError(f"call_types.{call_type}: no storage named {target!r}")
+        if not self.storages:
+            known.add(LOCAL_STORAGE_NAME)
+        routes = {"default_storage": self.default_storage} | {f"call_types.{t}": r for t, r in self.call_types.items()}
+        for where, route in routes.items():
+            for target in _names(route):
+                if target not in known:
+                    raise ValueError(f"{where}: no storage named {target!r}")
+            if STREAM_S3 in _names(route) and len(_names(route)) > 1:
+                raise ValueError(f"{where}: {STREAM_S3!r} (leave it with Stream) cannot be combined with others")
         return self
+
+    def default_names(self) -> list[str]:
+        """The storages of `default_storage`."""
+        return _names(self.default_storage)
+
+    def route_names(self, call_type: str) -> list[str]:
+        """The storages a file of `call_type` goes to when the call itself names none."""
+        return _names(self.call_types.get(call_type, self.default_storage))
 
     def effective_storages(self) -> tuple[StorageConfig, ...]:
         """The declared storages; with none declared, a local directory ``./archive``."""

@@ -12,6 +12,7 @@ from config.celery import celery_config
 from config.logging import configure_logging, register_secrets
 
 TRANSFER_TASK = "archiver.archive_transfer"
+ROUTE_TASK = "archiver.route_file"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -31,7 +32,8 @@ def _use_our_logging(**_: Any) -> None:
     configure_logging(settings.env.archiver_log_level, settings.env.archiver_log_format)
 
 
-def enqueue_transfers(ids: Sequence[str]) -> None:
-    """Hand transfers to the workers. Best effort: the ledger sweep catches what is lost."""
-    for transfer_id in ids:
-        app.send_task(TRANSFER_TASK, args=[transfer_id])
+def enqueue(ids: Sequence[str]) -> None:
+    """Hand transfers (``t_…``) and files waiting for their routes (``f_…``) to the workers.
+    Best effort: the ledger sweep catches what is lost."""
+    for ledger_id in ids:
+        app.send_task(ROUTE_TASK if ledger_id.startswith("f_") else TRANSFER_TASK, args=[ledger_id])

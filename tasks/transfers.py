@@ -1,11 +1,12 @@
-"""The transfer task: a thin adapter from a Celery message to `worker.transfer.run_transfer`."""
+"""The tasks: thin adapters from Celery messages to `worker` functions. Safe to deliver many times."""
 
 from __future__ import annotations
 
 import structlog
 from celery import signals
 
-from tasks.app import TRANSFER_TASK, app, settings
+from tasks.app import ROUTE_TASK, TRANSFER_TASK, app, enqueue, settings
+from worker.intake import resolve_file
 from worker.runtime import Runtime
 from worker.transfer import run_transfer
 
@@ -31,5 +32,14 @@ def archive_transfer(transfer_id: str) -> None:
     """Run one transfer if it is due and not running elsewhere. Safe to deliver many times."""
     try:
         run_transfer(runtime(), transfer_id)
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@app.task(name=ROUTE_TASK, ignore_result=True)
+def route_file(file_id: str) -> None:
+    """Find a file's destinations (call-level routing) and queue its transfers."""
+    try:
+        enqueue(resolve_file(runtime(), file_id))
     finally:
         structlog.contextvars.clear_contextvars()

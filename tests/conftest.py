@@ -54,10 +54,11 @@ def fake() -> Iterator[FakeStream]:
 
 @pytest.fixture
 def make_settings(tmp_path: Path, redis_url: str) -> Any:
-    """Build Settings from a real TOML file: make_settings(storages=[...], **top_level)."""
+    """Build Settings from a real TOML file: make_settings(storages=[...], **top_level); environment
+    variables beyond the Stream credentials and REDIS_URL go in `env`."""
 
-    def build(**archive: Any) -> Settings:
-        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url}
+    def build(env: dict[str, str] | None = None, **archive: Any) -> Settings:
+        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url, **(env or {})}
         if archive:
             env["ARCHIVER_CONFIG"] = str(write_config(tmp_path / "archiver.toml", archive))
         return load_settings(env)

@@ -14,18 +14,23 @@ from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import redis
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from config import ConfigError, Settings, load_settings
 from config.logging import configure_logging, register_secrets
+from worker.errors import ArchiverError
 from worker.ledger import STATES, Ledger, connect, rfc3339
 
+log = structlog.get_logger("worker.cli")
 app = typer.Typer(help="Archive Stream Video recordings and transcriptions into your own storage.",
                   no_args_is_help=True, add_completion=False)
 transfers_app = typer.Typer(help="Look at the transfer ledger.", no_args_is_help=True)
 app.add_typer(transfers_app, name="transfers")
+storage_app = typer.Typer(help="The configured storages.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -42,13 +47,25 @@ def _settings() -> Settings:
     return settings
 
 
-def _check_storages(settings: Settings) -> None:
-    """Stop (exit 2) when a configured storage cannot even be built (unknown type, bad options)."""
+def _check_storages(settings: Settings, *, probe: bool = False) -> None:
+    """Stop (exit 2) when a configured storage cannot even be built (unknown type, bad options).
+
+    With `probe`, also run each storage's check (as `archiver storage check` does): a storage that
+    fails it is reported loudly, but the others keep being served.
+    """
     from worker.runtime import Runtime  # noqa: PLC0415
+    from worker.storage.check import check_storage  # noqa: PLC0415
 
     runtime = Runtime.from_settings(settings)
     try:
         runtime.check_storages()
+        for storage in settings.archive.effective_storages() if probe else ():
+            report = check_storage(runtime.storage(storage.name), settings.archive.transfer)
+            if report.ok:
+                log.info("storage_check_passed", storage=storage.name, where=report.described)
+            else:
+                log.error("storage_check_failed", storage=storage.name, reason=report.reason, error=report.message,
+                          note="transfers to this storage will be retried; the others are served")
     except ConfigError as exc:
         err.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -67,10 +84,10 @@ def _ledger(settings: Settings, *, fail_fast: bool = False) -> Ledger:
 
 
 def _celery_enqueue() -> Callable[[Sequence[str]], None]:
-    """The function that hands transfer ids to Celery (imported only by commands that queue)."""
-    from tasks.app import enqueue_transfers  # noqa: PLC0415 - the edge imports Celery lazily
+    """The function that hands ledger ids to Celery (imported only by commands that queue)."""
+    from tasks.app import enqueue  # noqa: PLC0415 - the edge imports Celery lazily
 
-    return enqueue_transfers
+    return enqueue
 
 
 @app.command()
@@ -93,7 +110,7 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help=
            ) -> None:
     """Run a Celery worker that performs transfers."""
     settings = _settings()
-    _check_storages(settings)
+    _check_storages(settings, probe=True)
     _ledger(settings)
     from config.celery import TRANSFER_QUEUE  # noqa: PLC0415
     from tasks.app import app as celery_app  # noqa: PLC0415
@@ -161,6 +178,54 @@ def show_transfer(transfer_id: Annotated[str, typer.Argument(help="A transfer id
         err.print(f"no transfer {transfer_id!r}")
         raise typer.Exit(1)
     sys.stdout.write(json.dumps(transfer.to_json(), indent=2) + "\n")
+
+
+@storage_app.command("list")
+def list_storages(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+                  ) -> None:
+    """Names, types, buckets, prefixes, and which call types route where (secrets masked)."""
+    from worker.storage.listing import describe_storages  # noqa: PLC0415
+
+    rows = describe_storages(_settings().archive)
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+        return
+    table = Table("name", "type", "bucket", "path", "endpoint", "credentials", "routes")
+    for row in rows:
+        table.add_row(row["name"], row["storage_type"], row["bucket"], row["path"], row["endpoint"] or "",
+                      row["credentials"], ", ".join(row["routes"]))
+    out.print(table)
+
+
+@storage_app.command("check")
+def check_storage_command(name: Annotated[str, typer.Argument(help="A storage name from the configuration.")],
+                          ) -> None:
+    """Write, read back, verify and remove probe objects (like Stream's check, and more)."""
+    from worker.runtime import Runtime  # noqa: PLC0415
+    from worker.storage.check import check_storage  # noqa: PLC0415
+
+    settings = _settings()
+    if name not in {s.name for s in settings.archive.effective_storages()}:
+        err.print(f"no storage named {name!r} in the configuration")
+        raise typer.Exit(2)
+    runtime = Runtime.from_settings(settings)
+    try:
+        report = check_storage(runtime.storage(name), settings.archive.transfer)
+    except ArchiverError as exc:
+        err.print(f"[bold red]{name}: cannot be used[/]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    table = Table("step", "ok", "seconds", "detail")
+    for step in report.steps:
+        table.add_row(step.name, "yes" if step.ok else "[red]NO[/]", f"{step.seconds:.2f}", step.detail)
+    out.print(f"{report.storage}: {report.described}")
+    out.print(table)
+    if not report.ok:
+        err.print(f"[bold red]check failed[/] ({report.reason}): {report.message}", highlight=False)
+        raise typer.Exit(1)
+    out.print("[green]ok[/]")
 
 
 def main() -> None:

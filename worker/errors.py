@@ -13,10 +13,12 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   ├── SourceMissing             403/404/410: URL expired or file gone; `lost` after the deadline
     │   ├── IncompleteDownload        the body ended before (or went past) Content-Length
     │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout (.reason)
+    │   ├── StreamUnavailable         Stream's API: transport error, 5xx, or 429 beyond our patience
     │   └── VerificationFailed        the stored object does not match what was sent
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
-    │   └── StorageRefused            credentials refused, bucket missing, no permission (.reason)
+    │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
+    │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     └── LeaseLost                 another worker holds the transfer now: stop without writing
 
@@ -75,7 +77,8 @@ StorageReason = Literal[
 
 
 class StorageUnavailable(TransientError):
-    """Transient: reasons unreachable, throttled, server_error, disk_full, other."""
+    """Transient: reasons unreachable, throttled, server_error, checksum_rejected (bytes damaged on the
+    way), disk_full, other."""
 
     def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
         super().__init__(message)
@@ -100,6 +103,22 @@ class StorageRefused(PermanentError):
     def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
         super().__init__(message)
         self.reason: StorageReason = reason
+
+
+class StreamApiError(ArchiverError):
+    """An error answer from Stream's API, with its body's ``code`` and ``message``."""
+
+    def __init__(self, message: str, *, status: int = 0, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class StreamUnavailable(StreamApiError, TransientError):
+    pass
+
+
+class StreamRefused(StreamApiError, PermanentError):
+    pass
 
 
 class CopyRefused(ArchiverError):

@@ -1,29 +1,44 @@
-"""From a verified ready event to ledger entries: one file, one transfer per destination."""
+"""From a verified ready event to ledger entries: one file, one transfer per destination.
+
+With call-level routing on (``call_storage_key`` set, the default), the receiver cannot know the
+destinations without asking Stream for the call, which it must not do while Stream waits for its
+answer: it records the file alone, and `resolve_file` (run by a task) records the transfers.
+"""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
 
 from config import ArchiveConfig, Settings
-from worker.files import StreamFile, transfer_id
+from worker.errors import StreamRefused, StreamUnavailable
+from worker.files import Kind, StreamFile, transfer_id
 from worker.keys import object_key
 from worker.ledger import Ledger, NewTransfer, now_ms
 from worker.routing import route
+from worker.runtime import Runtime
 from worker.webhooks import authenticate, decompress, parse_event, ready_file
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """What intake did: `new_file` decides 202 vs 200; `to_queue` are transfers just created."""
+    """What intake did: `new_file` decides 202 vs 200; the ids are what to hand to the workers now."""
 
     file_id: str
     new_file: bool
     transfer_ids: list[str]
-    to_queue: list[str] = field(default_factory=list)
+    to_queue: list[str] = field(default_factory=list)  # transfers just created, and files to route
 
 
-def plan_transfers(archive: ArchiveConfig, file: StreamFile) -> list[NewTransfer]:
+def plan_transfers(archive: ArchiveConfig, file: StreamFile, call: Mapping[str, Any] | None = None
+                   ) -> list[NewTransfer]:
     """One transfer per destination the routing rules give `file`."""
     key = object_key(archive.key_template, file)
     return [
@@ -34,20 +49,33 @@ def plan_transfers(archive: ArchiveConfig, file: StreamFile) -> list[NewTransfer
             state="skipped" if r.skip_reason else "queued",
             error=r.skip_reason,
         )
-        for r in route(archive, file)
+        for r in route(archive, file, call)
     ]
 
 
-def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile) -> Recorded:
-    """Record `file` and its transfers atomically; known ones are left untouched."""
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile,
+                  call: Mapping[str, Any] | None = None) -> Recorded:
+    """Record `file` with its transfers (`call`: its GetCall data, for call-level routing)."""
     now = now_ms()
-    transfers = plan_transfers(archive, file)
-    redispatch = int(archive.redispatch_after.total_seconds() * 1000)
+    transfers = plan_transfers(archive, file, call)
     intake = ledger.record(file, transfers, expires_at=file.expires_at(archive.retention),
-                           dispatch_at=now + redispatch, now=now)
-    ids = [t.id for t in transfers]
+                           dispatch_at=now + _ms(archive.redispatch_after.total_seconds()), now=now)
     queued = [t.id for t in transfers if t.state == "queued"] if intake.transfers_created else []
-    return Recorded(file.file_id, intake.file_is_new, ids, queued)
+    return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued)
+
+
+def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile) -> Recorded:
+    """Record a delivered file: with its transfers, or, with call-level routing, to be routed."""
+    if not archive.call_storage_key:
+        return record_routes(archive, ledger, file)
+    now = now_ms()
+    intake = ledger.record(file, [], expires_at=file.expires_at(archive.retention), dispatch_at=now, now=now,
+                           route_at=now + _ms(archive.redispatch_after.total_seconds()))
+    return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [])
 
 
 def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
@@ -64,3 +92,55 @@ def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
     if file is None:
         return str(event["type"])
     return record_file(settings.archive, ledger, file)
+
+
+def stored_file(record: Mapping[str, str]) -> StreamFile:
+    """The StreamFile a ledger file record describes."""
+    def moment(name: str) -> datetime:
+        return datetime.fromtimestamp(int(record[name]) / 1000, UTC)
+
+    kind: Kind = "transcription" if record["kind"] == "transcription" else "recording"
+    return StreamFile(call_cid=record["call_cid"], kind=kind, filename=record["filename"], url=record["url"],
+                      start_time=moment("start_time"), end_time=moment("end_time"),
+                      session_id=record.get("session_id") or None,
+                      recording_type=record.get("recording_type") or None,
+                      egress_id=record.get("egress_id") or None)
+
+
+def _lookup_call(runtime: Runtime, call_cid: str) -> dict[str, Any] | None:
+    cached = runtime.ledger.cached_call(call_cid)
+    if cached is not False:
+        return cached
+    call_type, _, call_id = call_cid.partition(":")
+    call = runtime.stream.get_call(call_type, call_id)
+    runtime.ledger.cache_call(call_cid, call, _ms(runtime.archive.call_cache_ttl.total_seconds()))
+    return call
+
+
+def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
+    """Find a waiting file's destinations (asking Stream for its call) and record its transfers.
+
+    Returns the transfers to queue. While Stream's API is unavailable the file waits and is tried
+    again; past ``call_lookup_timeout`` (or when Stream refuses), call type and default decide.
+    """
+    record = runtime.ledger.file(file_id)
+    if record.get("routing") != "pending":
+        return []
+    file, archive = stored_file(record), runtime.archive
+    try:
+        call = _lookup_call(runtime, file.call_cid)
+    except StreamUnavailable as exc:
+        waited = now_ms() - int(record.get("created_at", now_ms()))
+        if waited < _ms(archive.call_lookup_timeout.total_seconds()):
+            delay = _ms(archive.retry_backoff.total_seconds() * random.uniform(0.5, 1.0))
+            runtime.ledger.defer_routing(file_id, now_ms() + delay, str(exc))
+            log.warning("call_lookup_retry", call_cid=file.call_cid, file_id=file_id, error=str(exc))
+            return []
+        log.error("call_lookup_gave_up", call_cid=file.call_cid, file_id=file_id, error=str(exc))
+        call = None
+    except StreamRefused as exc:
+        log.error("call_lookup_refused", call_cid=file.call_cid, file_id=file_id, error=str(exc))
+        call = None
+    recorded = record_routes(archive, runtime.ledger, file, call)
+    log.info("file_routed", call_cid=file.call_cid, file_id=file_id, transfer_ids=recorded.transfer_ids)
+    return recorded.to_queue

@@ -168,6 +168,7 @@ class Ledger:
         self._heartbeat = client.register_script(lua.HEARTBEAT)
         self._finish = client.register_script(lua.FINISH)
         self._take_due = client.register_script(lua.TAKE_DUE)
+        self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
 
@@ -177,8 +178,12 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
-               dispatch_at: int, now: int | None = None) -> Intake:
-        """Record `file` and its transfers in one step; existing ones are left as they are."""
+               dispatch_at: int, now: int | None = None, route_at: int | None = None) -> Intake:
+        """Record `file` and its transfers in one step; existing ones are left as they are.
+
+        With `route_at`, the file's destinations are not known yet (no transfers are given): it
+        waits in the ``unrouted`` index until `resolve` time; without it, `transfers` are its routes.
+        """
         now = now_ms() if now is None else now
         expires = to_ms(expires_at)
         file_fields = _strings({
@@ -196,7 +201,7 @@ class Ledger:
             }),
         } for t in transfers]
         result = self._intake(args=[self.prefix, now, json.dumps({"id": file.file_id, "fields": file_fields}),
-                                    json.dumps(rows)])
+                                    json.dumps(rows), "" if route_at is None else route_at])
         is_new, created = cast(list[int], result)
         return Intake(bool(is_new), int(created))
 
@@ -215,10 +220,27 @@ class Ledger:
                                  "" if due_ms is None else due_ms, json.dumps(_strings(fields))]
         return bool(self._finish(args=args))
 
-    def take_due(self, redispatch_ms: int, limit: int = 500, now: int | None = None) -> list[str]:
-        """Transfers due now, each pushed back by `redispatch_ms` (so a lost message is re-sent)."""
-        ids = self._take_due(args=[self.prefix, now_ms() if now is None else now, redispatch_ms, limit])
+    def take_due(self, redispatch_ms: int, limit: int = 500, now: int | None = None,
+                 index: Literal["due", "unrouted"] = "due") -> list[str]:
+        """Transfers (or, with index="unrouted", files waiting for their routes) due now, each
+        pushed back by `redispatch_ms` (so a lost message is sent again later)."""
+        ids = self._take_due(args=[self.prefix, now_ms() if now is None else now, redispatch_ms, limit, index])
         return [str(i) for i in cast(list[Any], ids)]
+
+    def defer_routing(self, file_id: str, due_ms: int, error: str) -> bool:
+        """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
+        return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))
+
+    def cached_call(self, call_cid: str) -> dict[str, Any] | None | Literal[False]:
+        """A call's cached GetCall data; None if Stream had no such call; False if not cached."""
+        raw = self.redis.get(f"{self.prefix}call:{call_cid}")
+        if raw is None:
+            return False
+        value = json.loads(cast(str, raw))
+        return value if isinstance(value, dict) else None
+
+    def cache_call(self, call_cid: str, call: dict[str, Any] | None, ttl_ms: int) -> None:
+        self.redis.set(f"{self.prefix}call:{call_cid}", json.dumps(call), px=max(1, ttl_ms))
 
     def acquire_lock(self, token: str, ttl_ms: int) -> bool:
         return bool(self._lock(args=[self.prefix, token, ttl_ms]))

@@ -9,17 +9,31 @@ Keys (prefix P, default ``archiver:``):
   P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a
                                 queued one, the lease end of a running one
   P expiry                ZSET  when Stream deletes the file (ms), for transfers not yet finished
+  P unrouted              ZSET  files whose destinations are not known yet (call-level routing needs
+                                the call's data): when to (re)try resolving them (ms)
+  P call:<cid>            STRING a call's GetCall data, cached for call_cache_ttl
 Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
 ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
 """
 
-# ARGV: prefix, now, file_json, transfers_json  ->  {file_is_new, transfers_created}
+# ARGV: prefix, now, file_json, transfers_json, route_due  ->  {file_is_new, transfers_created}
+# route_due '' means the transfers given are the file's routes; a time means "route it later".
 INTAKE = """
 local p, now = ARGV[1], tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
 local fkey = p .. 'file:' .. file.id
 local is_new = redis.call('EXISTS', fkey) == 0
+if ARGV[5] ~= '' then
+  if is_new then
+    redis.call('HSET', fkey, 'routing', 'pending')
+    redis.call('ZADD', p .. 'unrouted', tonumber(ARGV[5]), file.id)
+  end
+elseif redis.call('HGET', fkey, 'routing') == 'pending' then
+  redis.call('HSET', fkey, 'routing', 'resolved')
+  redis.call('HDEL', fkey, 'routing_error')
+  redis.call('ZREM', p .. 'unrouted', file.id)
+end
 local flat = {}
 for k, v in pairs(file.fields) do
   if is_new or k == 'url' or (k == 'session_id' and redis.call('HEXISTS', fkey, k) == 0) then
@@ -106,12 +120,22 @@ end
 return 1
 """
 
-# ARGV: prefix, now, redispatch_ms, limit  ->  ids now due, each pushed back by redispatch_ms
+# ARGV: prefix, now, redispatch_ms, limit, index ('due' | 'unrouted')
+#   ->  ids now due, each pushed back by redispatch_ms (so a lost message is sent again later)
 TAKE_DUE = """
-local p, now, later = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-for _, id in ipairs(ids) do redis.call('ZADD', p .. 'due', later, id) end
+local key, now, later = ARGV[1] .. ARGV[5], tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, id in ipairs(ids) do redis.call('ZADD', key, later, id) end
 return ids
+"""
+
+# ARGV: prefix, file_id, due_ms, error  ->  1 if the file still waits for its routes
+DEFER_ROUTING = """
+local fkey = ARGV[1] .. 'file:' .. ARGV[2]
+if redis.call('HGET', fkey, 'routing') ~= 'pending' then return 0 end
+redis.call('HSET', fkey, 'routing_error', ARGV[4])
+redis.call('ZADD', ARGV[1] .. 'unrouted', tonumber(ARGV[3]), ARGV[2])
+return 1
 """
 
 # ARGV: prefix, token, ttl_ms  ->  1 if this token holds the lock now

@@ -14,6 +14,7 @@ from worker.ledger import Ledger, connect
 from worker.source import http_client
 from worker.storage import Storage
 from worker.storage.registry import build_storage
+from worker.stream import StreamClient
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Runtime:
     http: httpx.Client
     owner: str
     _storages: dict[str, Storage] = field(default_factory=dict)
+    _stream: StreamClient | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -43,6 +45,15 @@ class Runtime:
     @property
     def archive(self) -> ArchiveConfig:
         return self.settings.archive
+
+    @property
+    def stream(self) -> StreamClient:
+        """Stream's REST API, connected on first use."""
+        if self._stream is None:
+            env = self.settings.env
+            self._stream = StreamClient(env.stream_base_url, env.stream_api_key,
+                                        env.stream_api_secret.get_secret_value())
+        return self._stream
 
     def storage(self, name: str) -> Storage:
         """The storage called `name`, built on first use and kept for the process's life.
@@ -71,4 +82,6 @@ class Runtime:
             storage.close()
         self._storages.clear()
         self.http.close()
+        if self._stream is not None:
+            self._stream.close()
         self.ledger.redis.close()

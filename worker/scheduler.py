@@ -1,4 +1,5 @@
-"""The sweep: queue every transfer that is due and not running, one scheduler at a time.
+"""The sweep: queue every transfer that is due and not running (and every file waiting for its
+routes), one scheduler at a time.
 
 It covers what the broker can lose: a webhook whose task was never queued, a message dropped
 by a crash, a worker that died holding a lease, and every retry whose wait has passed.
@@ -22,16 +23,18 @@ BATCH = 500
 
 
 def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
-    """Queue every due transfer now; return how many were queued."""
+    """Queue every due transfer, and every file due for routing, now; return how many."""
     redispatch_ms = int(archive.redispatch_after.total_seconds() * 1000)
     total = 0
-    while True:
-        ids = ledger.take_due(redispatch_ms, limit=BATCH)
-        if ids:
-            enqueue(ids)
-            total += len(ids)
-        if len(ids) < BATCH:
-            return total
+    for index in ("unrouted", "due"):
+        while True:
+            ids = ledger.take_due(redispatch_ms, limit=BATCH, index=index)
+            if ids:
+                enqueue(ids)
+                total += len(ids)
+            if len(ids) < BATCH:
+                break
+    return total
 
 
 def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop: threading.Event) -> None:

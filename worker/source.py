@@ -111,3 +111,17 @@ def _check_status(response: httpx.Response, shown: str) -> None:
     if status in MISSING_STATUSES:
         raise SourceMissing(f"{shown} answered {status}: the URL expired or the file is gone")
     raise SourceUnavailable(f"{shown} answered {status}")
+
+
+def source_size(client: httpx.Client, url: str) -> int:
+    """The source's Content-Length, from a HEAD request (for a server-side copy)."""
+    shown = redact_url(url)
+    try:
+        response = client.head(url)
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(f"cannot reach {shown}: {type(exc).__name__}: {scrub(str(exc))}") from None
+    _check_status(response, shown)
+    length = response.headers.get("content-length", "")
+    if not length.isdigit():
+        raise SourceUnavailable(f"{shown} gave no Content-Length")
+    return int(length)

@@ -75,7 +75,10 @@ def test_s3_multipart_upload_is_byte_identical_and_leaves_no_upload_open(
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     head = client.head_object(Bucket=bucket, Key=f"recordings/allhands/q4/{big.filename}")
     assert head["ContentType"] == "video/mp4"
-    assert head["Metadata"]["call_cid"] == "allhands:q4"
+    metadata = head["Metadata"]
+    assert (metadata["call_cid"], metadata["session_id"], metadata["recording_type"]) == (
+        "allhands:q4", big.session_id, "composite")
+    assert metadata["start_time"].endswith("Z") and metadata["end_time"] > metadata["start_time"]
 
     logs = service.logs()
     assert "recording_archived" in logs
@@ -192,7 +195,7 @@ def test_a_url_outside_download_hosts_is_refused(
 def test_transfers_list_json_has_the_public_fields(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
 ) -> None:
-    service = archiver([local_storage(tmp_path / "archive")])
+    service = archiver([local_storage(tmp_path / "archive")], call_storage_key="")
     url = service.start_web()
     recording = fake.add_recording("default:fields", b"x" * 10)
     fake.deliver(url, recording)

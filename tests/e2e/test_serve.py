@@ -43,6 +43,7 @@ def test_serve_starts_its_own_redis_and_archives_to_the_local_directory(tmp_path
     config = write_config(tmp_path / "archiver.toml", {"download_hosts": [fake.cdn_host], "sweep_every": "1s"})
     env = BASE_ENV | {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET,
                       "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "ARCHIVER_CONFIG": str(config),
+                      "STREAM_BASE_URL": fake.base_url,
                       "ARCHIVER_LOG_FORMAT": "json"}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:

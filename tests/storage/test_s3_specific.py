@@ -25,7 +25,8 @@ from tests.support.moto import (
     s3_storage,
 )
 from tests.support.ports import free_port
-from worker.errors import StorageRefused, StorageUnavailable
+from worker.checksums import Digests
+from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.s3 import S3Storage, make_client
 
 MiB = 1024 * 1024
@@ -221,3 +222,73 @@ def test_error_mapping(storage: S3Storage, error: Exception, expected: type[Exce
         storage.raise_mapped(error, "stat", "k.mp4", missing=True)
     assert raised.value.__cause__ is error
     assert "s3-test" in str(raised.value) and "p/k.mp4" in str(raised.value)
+
+
+def _sts_error(code: str, status: int) -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "AssumeRole")
+
+
+def _with_message(code: str, status: int, message: str) -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (_client_error("InvalidAccessKeyId", 403), "credentials"),
+        (_client_error("SignatureDoesNotMatch", 403), "credentials"),
+        (_client_error("ExpiredToken", 400), "credentials"),
+        (_client_error("InvalidToken", 400), "credentials"),
+        (_sts_error("AccessDenied", 403), "credentials"),
+        (_sts_error("InvalidClientTokenId", 403), "credentials"),
+        (NoCredentialsError(), "credentials"),
+        (_client_error("AccessDenied", 403), "permission"),
+        (_client_error("AllAccessDisabled", 403), "permission"),
+        (_client_error("NoSuchBucket", 404), "missing_bucket"),
+        (_with_message("InvalidArgument", 400, "x-amz-checksum-crc32 header not supported"), "checksum_rejected"),
+        (_with_message("NotImplemented", 501, "Header 'x-amz-checksum-crc32' with value 'x' not implemented"),
+         "checksum_rejected"),
+        (_with_message("InvalidRequest", 400, "Content-MD5 is not supported"), "checksum_rejected"),
+        (_client_error("BadDigest", 400), "checksum_rejected"),
+        (_client_error("XAmzContentSHA256Mismatch", 400), "checksum_rejected"),
+        (_client_error("InvalidDigest", 400), "checksum_rejected"),
+        (_client_error("SlowDown", 503), "throttled"),
+        (_client_error("ServiceUnavailable", 503), "throttled"),
+        (_client_error("TooManyRequests", 429), "throttled"),
+        (_client_error("InternalError", 500), "server_error"),
+        (_sts_error("InternalFailure", 500), "server_error"),
+        (_client_error("NotImplemented", 501), "server_error"),
+        (_client_error("RequestTimeout", 400), "other"),
+        (_client_error("InvalidArgument", 400), "other"),
+        (EndpointConnectionError(endpoint_url="http://x"), "unreachable"),
+        (ReadTimeoutError(endpoint_url="http://x"), "unreachable"),
+    ],
+)  # fmt: skip
+def test_error_reasons(storage: S3Storage, error: Exception, reason: str) -> None:
+    """Each error carries the reason an operator can act on; a rejected checksum says what to set."""
+    with pytest.raises((StorageRefused, StorageUnavailable)) as raised:
+        storage.raise_mapped(error, "write", "k.mp4")
+    mapped = raised.value
+    assert isinstance(mapped, StorageRefused | StorageUnavailable) and mapped.reason == reason
+    assert ('s3_request_checksum = "when_required"' in str(mapped)) == (reason == "checksum_rejected")
+
+
+def test_digests_of_other_bytes_are_refused(storage: S3Storage, moto_client: S3Client, bucket: str) -> None:
+    """Digests describing another size than what was written fail the commit (VerificationFailed),
+    and nothing is left: no object, no pending upload."""
+    with pytest.raises(VerificationFailed), storage.open_writer("v.mp4", content_type="video/mp4", metadata={}) as w:
+        w.write(os.urandom(11 * MiB))
+        w.commit(Digests(size=10, sha256="0" * 64, crc32c="AAAAAA=="))
+    assert pending(moto_client, bucket) == []
+    with pytest.raises(FileNotFoundError):
+        storage.stat("v.mp4")
+
+
+@pytest.mark.parametrize("code", ["BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"])
+def test_a_digest_the_store_finds_wrong_is_retried(storage: S3Storage, code: str) -> None:
+    """Bytes damaged on the way are worth sending again: transient, not a permanent refusal."""
+    with pytest.raises(StorageUnavailable) as raised:
+        storage.raise_mapped(_client_error(code, 400), "write", "k.mp4")
+    assert raised.value.reason == "checksum_rejected"

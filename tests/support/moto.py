@@ -7,6 +7,7 @@ The session fixture `moto_server` lives here so any conftest can re-export it::
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import uuid
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
+# moto computes a full-object CRC32C with the `crc32c` package and silently falls back to CRC32 without
+# it (moto/s3/utils.py `compute_checksum`). When that package is missing, moto_server runs with a
+# stand-in module built on google-crc32c (a dependency of ours), so CRC32C values it reports are real.
+_CRC32C_SHIM = """
+import importlib.machinery, sys, types, google_crc32c
+shim = types.ModuleType("crc32c")
+shim.__spec__ = importlib.machinery.ModuleSpec("crc32c", None)
+shim.crc32c = lambda data, value=0: google_crc32c.extend(value, bytes(data))
+sys.modules["crc32c"] = shim
+from moto.server import main
+sys.exit(main())
+"""
 REGION = "us-east-1"
 ACCESS_KEY = "AKIAMOTOTESTKEY00001"
 SECRET_KEY = "moto-test-secret-do-not-print-0123456789"
@@ -37,11 +50,18 @@ TEST_TUNING = TransferTuning.model_validate(
 )  # fmt: skip
 
 
+def moto_command() -> list[str]:
+    """``moto_server``, or the same through a CRC32C stand-in when the `crc32c` package is missing."""
+    if importlib.util.find_spec("crc32c") is not None:
+        return [str(MOTO_SERVER)]
+    return [sys.executable, "-c", _CRC32C_SHIM]
+
+
 def start_moto_server() -> tuple[str, Callable[[], None]]:
     """Start ``moto_server -H 127.0.0.1 -p <free port>``; return its URL and a stop function."""
     port = free_port()
     process = subprocess.Popen(
-        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        [*moto_command(), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # it logs every request; a pipe nobody reads would fill and block it
     )

@@ -19,7 +19,7 @@ class ArchiverProcesses:
     """Starts archiver commands with one environment; keeps each one's log in a file."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = {**os.environ, **env, "ARCHIVER_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **env, "ARCHIVER_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
         self.log_dir = log_dir
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.web_port: int | None = None

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fakestream.models import StoredFile
 from tests.fakestream.server import FakeStream
-from worker.errors import LeaseLost
-from worker.intake import record_file
+from worker.errors import CopyRefused, LeaseLost
+from worker.intake import record_routes
 from worker.lease import Heartbeat
 from worker.ledger import now_ms
 from worker.runtime import Runtime
+from worker.storage.base import Capabilities, StoredObject
+from worker.storage.local import LocalStorage
 from worker.transfer import backoff_ms, run_transfer
 from worker.webhooks import ready_file
 
@@ -36,7 +40,7 @@ def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Ru
 def record(runtime: Runtime, fake: FakeStream, file: StoredFile) -> str:
     stream_file = ready_file(fake.event_for(file))
     assert stream_file is not None
-    (tid,) = record_file(runtime.archive, runtime.ledger, stream_file).transfer_ids
+    (tid,) = record_routes(runtime.archive, runtime.ledger, stream_file).transfer_ids
     return tid
 
 
@@ -115,3 +119,54 @@ def test_a_storage_removed_from_the_config_fails_the_transfer_with_the_reason(
         other.close()
     transfer = runtime.ledger.get(tid)
     assert transfer is not None and "no storage named 'disk'" in (transfer.error or "")
+
+
+class PullingStorage(LocalStorage):
+    """A local store that can fetch a URL itself, like Azure's Put Block From URL."""
+
+    capabilities = Capabilities(server_side_copy=True)
+
+    def copy_from_url(self, key: str, url: str, *, size: int, content_type: str,
+                      metadata: Mapping[str, str]) -> StoredObject:
+        with self.open_writer(key, content_type=content_type, metadata=metadata) as writer:
+            writer.write(httpx.get(url).content)
+            return writer.commit()
+
+
+class RefusingStorage(LocalStorage):
+    capabilities = Capabilities(server_side_copy=True)
+
+    def copy_from_url(self, key: str, url: str, *, size: int, content_type: str,
+                      metadata: Mapping[str, str]) -> StoredObject:
+        raise CopyRefused("this store cannot reach the source")
+
+
+class LyingStorage(LocalStorage):
+    """Reports a checksum that does not match what it was sent."""
+
+    def stat(self, key: str) -> StoredObject:
+        stored = super().stat(key)
+        return StoredObject(stored.key, stored.size, stored.metadata, stored.content_type, None, {"sha256": "0" * 64})
+
+
+@pytest.mark.parametrize("kind", [PullingStorage, RefusingStorage])
+def test_server_side_copy_and_its_fallback_to_streaming(runtime: Runtime, fake: FakeStream, tmp_path: Path,
+                                                        kind: type[LocalStorage]) -> None:
+    """The store pulls the file itself; or, when it refuses, the worker streams it: once either way."""
+    runtime._storages["disk"] = kind("disk", tmp_path / "archive")
+    file = fake.add_recording("default:pull", os.urandom(50_000))
+    tid = record(runtime, fake, file)
+    assert run_transfer(runtime, tid) == "archived"
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and transfer.sha256 == file.sha256
+    assert (tmp_path / "archive" / transfer.key).read_bytes() == file.read_bytes()
+    assert fake.downloads_of(file) == 1
+
+
+def test_a_checksum_the_store_reports_wrong_fails_verification(runtime: Runtime, fake: FakeStream,
+                                                               tmp_path: Path) -> None:
+    runtime._storages["disk"] = LyingStorage("disk", tmp_path / "archive")
+    tid = record(runtime, fake, fake.add_recording("default:liar", b"abc"))
+    assert run_transfer(runtime, tid) == "retry"
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and "has sha256 000" in (transfer.error or "")

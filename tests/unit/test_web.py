@@ -47,7 +47,7 @@ def serve(settings: Settings, ledger: Ledger) -> Any:
 
 @pytest.fixture
 def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    settings = make_settings()
+    settings = make_settings(call_storage_key="")  # routes known at intake: no call lookup
     server, queued = serve(settings, ledger)
     with server as base:
         yield Receiver(base, queued, ledger)
@@ -122,8 +122,21 @@ def test_bodies_over_one_mib_get_413(receiver: Receiver) -> None:
     assert receiver.post(bomb, compress=True).status_code == 413
 
 
+def test_with_call_routing_the_file_waits_for_its_routes(make_settings: Any, ledger: Ledger) -> None:
+    server, queued = serve(make_settings(), ledger)
+    with server as base:
+        response = Receiver(base, queued, ledger).post(sample("call.recording_ready.json"))
+        assert Receiver(base, queued, ledger).post(sample("call.recording_ready.json")).status_code == 200
+    assert response.status_code == 202
+    assert response.json()["transfers"] == []
+    file_id = response.json()["file_id"]
+    assert queued == [file_id]
+    assert ledger.file(file_id)["routing"] == "pending"
+    assert ledger.redis.zscore("archiver:unrouted", file_id) is not None
+
+
 def test_stream_s3_route_records_the_file_as_skipped(make_settings: Any, ledger: Ledger) -> None:
-    settings = make_settings(default_storage="stream-s3")
+    settings = make_settings(default_storage="stream-s3", call_storage_key="")
     server, queued = serve(settings, ledger)
     with server as base:
         response = Receiver(base, queued, ledger).post(sample("call.recording_ready.json"))
@@ -153,7 +166,7 @@ def test_an_enqueue_failure_still_answers_202(make_settings: Any, ledger: Ledger
     def broken(_: Sequence[str]) -> None:
         raise redis.ConnectionError("broker down")
 
-    with serve_in_thread(create_app(make_settings(), ledger, broken)) as base:
+    with serve_in_thread(create_app(make_settings(call_storage_key=""), ledger, broken)) as base:
         response = Receiver(base, [], ledger).post(sample("call.recording_ready.json"))
     assert response.status_code == 202
     assert len(ledger.ids("queued")) == 1

@@ -64,8 +64,8 @@ class ObjectWriter(ABC):
     def commit(self, digests: Digests | None = None) -> StoredObject:
         """Make the object visible under its key, atomically. `digests` describe every byte
         written (see the module docstring for what a backend does with them). Raises
-        StorageUnavailable / StorageRefused (VerificationFailed when the store rejects a checksum);
-        after an error the writer is aborted."""
+        StorageUnavailable / StorageRefused (reason "checksum_rejected" when the store finds a
+        checksum wrong, or refuses the way it was sent); after an error the writer is aborted."""
 
     @abstractmethod
     def abort(self) -> None:
@@ -93,7 +93,7 @@ class Storage(ABC):
     """A destination for archived files: a bucket (or directory) and a prefix inside it."""
 
     storage_type: ClassVar[str]
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()  # a backend may set its own per instance
 
     def __init__(self, name: str) -> None:
         self.name = name

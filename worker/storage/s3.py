@@ -16,8 +16,28 @@ space, controls and non-ASCII) and decoded by `stat`; other S3 tools see the enc
 *keys* must be ASCII letters, digits, ``-_.`` (ValueError) and come back lowercased. A stat in a
 missing bucket says FileNotFoundError (HEAD gets a bare 404 either way); a write there is refused.
 
-Errors map at this edge: credentials, permission, missing bucket and other 4xx → StorageRefused; 5xx,
-throttling, timeouts, connection errors → StorageUnavailable; a missing key on stat/read →
+Options (``[storages.aws_s3]``): ``s3_sse`` / ``s3_sse_kms_key_id``, ``s3_storage_class`` and
+``s3_tags`` go on every PutObject and CreateMultipartUpload (ServerSideEncryption, SSEKMSKeyId,
+StorageClass, Tagging). Credentials and roles: `worker.storage.s3_client`.
+
+Checksums, by ``s3_request_checksum``:
+
+- ``when_supported`` (boto3's default; AWS, moto): ``native_checksum = "crc32c"``. A single PUT carries
+  the CRC32C from the commit digests (or SHA-256 when the digests have no CRC32C, or a CRC32C of the body
+  when there are no digests), so the store checks the bytes; a multipart upload is created with a
+  FULL_OBJECT CRC32C, each part carries its own CRC32C (computed by the writer with google-crc32c, so
+  botocore needs no awscrt) and the completion carries the whole object's CRC32C from the digests and
+  its size. `stat` reports the full-object CRC32C the store keeps (``checksums["crc32c"]``).
+- ``when_required`` (MinIO, R2, B2, Wasabi, Ceph, ...): botocore adds no ``x-amz-checksum-*`` header and
+  validates no response checksum; every PUT body and every part carries a ``Content-MD5`` computed by the
+  writer, which these stores check. ``native_checksum = None``: S3 keeps no whole-object MD5 of a
+  multipart upload (its ETag is an MD5 of the parts' MD5s, and with SSE-KMS not an MD5 at all), so `stat`
+  has nothing comparable to report.
+
+In both modes a single PUT also carries ``sha256`` in its metadata; a multipart upload cannot (its
+metadata is fixed before the first byte).
+
+Errors map at this edge (`worker.storage.s3_errors`, with a ``reason``); a missing key on stat/read is
 FileNotFoundError. Messages name the storage, bucket, key, S3 code and message, never a credential.
 """
 
@@ -27,56 +47,29 @@ import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NoReturn, Self
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
-import boto3
 import structlog
 from botocore import exceptions as boto
-from botocore.config import Config
 
 from config.settings import S3Options, StorageConfig, TransferTuning
-from worker.errors import StorageRefused, StorageUnavailable
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
+from worker.storage.s3_client import make_client
+from worker.storage.s3_errors import CHECKSUM_HINT, MISSING_CODES, classify, classify_exception
 from worker.storage.s3_writer import S3Writer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+__all__ = ["S3Storage", "encode_metadata", "make_client", "object_args", "public_endpoint"]
+
 MAX_KEY_BYTES = 1024
-_UNAVAILABLE_CODES = frozenset(
-    "SlowDown RequestTimeout InternalError ServiceUnavailable Throttling ThrottlingException RequestLimitExceeded"
-    " TooManyRequests RequestThrottled OperationAborted NoSuchUpload BandwidthLimitExceeded".split()
-)
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_UNAVAILABLE_ERRORS = (boto.ConnectionError, boto.HTTPClientError, boto.IncompleteReadError, boto.FlexibleChecksumError)
-_REFUSED_ERRORS = (boto.NoCredentialsError, boto.PartialCredentialsError)
 _META_KEY = re.compile(r"[A-Za-z0-9._-]+")
 _META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 log = structlog.get_logger(__name__)
-
-
-def make_client(options: S3Options, tuning: TransferTuning, *, max_attempts: int = 3) -> S3Client:
-    """A boto3 S3 client: path-style, standard retries, timeouts and pool sized from `tuning`."""
-    config = Config(
-        region_name=options.s3_region,
-        s3={"addressing_style": "path"},
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
-        connect_timeout=tuning.connect_timeout.total_seconds(),
-        read_timeout=tuning.read_timeout.total_seconds(),
-        max_pool_connections=max(10, tuning.parts_in_flight + 2),
-    )
-    key, secret = options.s3_api_key, options.s3_secret
-    return boto3.session.Session().client(
-        "s3",
-        region_name=options.s3_region,
-        endpoint_url=options.s3_custom_endpoint_url,
-        config=config,
-        aws_access_key_id=key.get_secret_value() if key else None,
-        aws_secret_access_key=secret.get_secret_value() if secret else None,
-    )
 
 
 def public_endpoint(url: str) -> str:
@@ -93,11 +86,25 @@ def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return {name: quote(value, safe=_META_SAFE) for name, value in metadata.items()}
 
 
+def object_args(options: S3Options) -> dict[str, Any]:
+    """What every PutObject and CreateMultipartUpload carries: encryption, storage class, tags."""
+    args: dict[str, Any] = {}
+    if options.s3_sse:
+        args["ServerSideEncryption"] = options.s3_sse
+    if options.s3_sse_kms_key_id:
+        args["SSEKMSKeyId"] = options.s3_sse_kms_key_id
+    if options.s3_storage_class:
+        args["StorageClass"] = options.s3_storage_class
+    if options.s3_tags:
+        args["Tagging"] = urlencode(options.s3_tags, quote_via=quote)
+    return args
+
+
 class S3Storage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "s3"
-    capabilities = Capabilities(multipart=True)
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c")  # per instance: see __init__
 
     def __init__(
         self,
@@ -109,27 +116,34 @@ class S3Storage(Storage):
         tuning: TransferTuning,
         endpoint: str | None = None,
         secrets: Sequence[str] = (),
+        options: S3Options | None = None,
     ) -> None:
-        """`secrets` are scrubbed from every error message. Raises ValueError for a bad prefix."""
+        """`secrets` are scrubbed from every error message; `options` give encryption, storage class
+        and tags (the checksum mode comes from the client's config). Raises ValueError for a bad prefix."""
         super().__init__(name)
         self.client, self.bucket, self.prefix, self.tuning = client, bucket, check_prefix(prefix), tuning
         self.endpoint = public_endpoint(endpoint) if endpoint else None
         self._secrets = [s for s in secrets if s]
-        self._checksum = getattr(client.meta.config, "request_checksum_calculation", None) == "when_supported"
+        required = getattr(client.meta.config, "request_checksum_calculation", None) == "when_required"
+        self.checksum: Literal["crc32c", "md5"] = "md5" if required else "crc32c"
+        # per instance, as the checksum mode is per storage (base.py still declares a ClassVar):
+        self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c")
+        self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
-        """Build the client from ``config.aws_s3``. Raises ValueError when that table is missing."""
+        """Build the client from ``config.aws_s3`` (nothing is sent yet). Raises ValueError when that
+        table is missing."""
         options = config.aws_s3
         if options is None:
             raise ValueError(f"storage {config.name!r}: storage_type 's3' needs an aws_s3 table")
         secrets = [s.get_secret_value() for s in (options.s3_api_key, options.s3_secret) if s]
-        client = make_client(options, tuning)
+        client = make_client(options, tuning, name=config.name)
         return cls(
             config.name, client, bucket=config.bucket, prefix=config.path, tuning=tuning,
-            endpoint=options.s3_custom_endpoint_url, secrets=secrets,
+            endpoint=options.s3_custom_endpoint_url, secrets=secrets, options=options,
         )  # fmt: skip
 
     def full_key(self, key: str) -> str:
@@ -140,20 +154,32 @@ class S3Storage(Storage):
         return full
 
     def raise_mapped(self, exc: Exception, action: str, key: str, *, missing: bool = False) -> NoReturn:
-        """Raise the `worker.errors` exception for a botocore error (`missing`: 404 means no key)."""
+        """Raise the `worker.errors` exception (with its reason) for a botocore error; `missing`: a
+        404 means no such key (FileNotFoundError). Anything else is raised unchanged."""
         where = f"s3 storage {self.name!r}: {action} s3://{self.bucket}/{self.prefix}{key}"
         if isinstance(exc, boto.ClientError):
             error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
             code, status = str(error.get("Code", "Unknown")), int(meta.get("HTTPStatusCode", 0))
-            text = self._scrub(f"{where} failed: {code} (HTTP {status}): {error.get('Message', '')}")
-            if missing and (code in _MISSING_CODES or (status == 404 and code != "NoSuchBucket")):
-                raise FileNotFoundError(text) from exc
-            transient = code in _UNAVAILABLE_CODES or status >= 500 or status == 429
-            raise (StorageUnavailable if transient else StorageRefused)(text) from exc
-        if isinstance(exc, _UNAVAILABLE_ERRORS + _REFUSED_ERRORS):
-            kind = StorageRefused if isinstance(exc, _REFUSED_ERRORS) else StorageUnavailable
-            raise kind(self._scrub(f"{where} failed: {type(exc).__name__}: {exc}")) from exc
-        raise exc
+            message, operation = str(error.get("Message", "")), exc.operation_name
+            text = f"{where} failed: {code} (HTTP {status}): {message}"
+            if missing and (code in MISSING_CODES or (status == 404 and code != "NoSuchBucket")):
+                raise FileNotFoundError(self._scrub(text)) from exc
+            kind, reason = classify(code, status, message, operation)
+            if operation == "AssumeRole":
+                text = f"{where} failed: assuming the role was refused: {code} (HTTP {status}): {message}"
+            if reason == "checksum_rejected":
+                text += f" ({self._checksum_hint()})"
+            raise kind(self._scrub(text), reason=reason) from exc
+        mapped = classify_exception(exc)
+        if mapped is None:
+            raise exc
+        kind, reason = mapped
+        raise kind(self._scrub(f"{where} failed: {type(exc).__name__}: {exc}"), reason=reason) from exc
+
+    def _checksum_hint(self) -> str:
+        if self.checksum == "crc32c":
+            return CHECKSUM_HINT
+        return "the store refused the Content-MD5 header or found it wrong"
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -167,10 +193,6 @@ class S3Storage(Storage):
                 self._pool = ThreadPoolExecutor(self.tuning.parts_in_flight, thread_name_prefix="s3-part")
             return self._pool.submit(fn, *args)
 
-    def checksum_args(self) -> dict[str, Any]:
-        """What s3transfer sends: a CRC32 per part when botocore computes checksums by default."""
-        return {"ChecksumAlgorithm": "CRC32"} if self._checksum else {}
-
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
     ) -> ObjectWriter:
@@ -179,13 +201,18 @@ class S3Storage(Storage):
         return S3Writer(self, key, self.full_key(key), content_type, encode_metadata(metadata))
 
     def stat(self, key: str) -> StoredObject:
-        """HEAD the object. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
+        """HEAD the object (asking for its checksum). Raises FileNotFoundError, ValueError,
+        StorageRefused / StorageUnavailable."""
+        extra: dict[str, Any] = {"ChecksumMode": "ENABLED"} if self.checksum == "crc32c" else {}
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key), **extra)
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "stat", key, missing=True)
         metadata = {name: unquote(value) for name, value in head.get("Metadata", {}).items()}
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
+        crc32c = head.get("ChecksumCRC32C", "")
+        if crc32c and "-" not in crc32c and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+            checksums["crc32c"] = crc32c  # a COMPOSITE one ("…-N") is a checksum of checksums
         etag = head.get("ETag", "").strip('"') or None
         return StoredObject(key, head["ContentLength"], metadata, head.get("ContentType"), etag, checksums)
 

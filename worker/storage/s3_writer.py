@@ -1,22 +1,23 @@
 """The S3 streaming writer: one PutObject, or a multipart upload with bounded parts in flight.
 
-See `worker.storage.s3` for the memory bound and the error mapping it relies on.
+See `worker.storage.s3` for the memory bound, the checksums sent in each mode and the error mapping.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from io import BytesIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import structlog
 from botocore import exceptions as boto
 
-from worker.checksums import Digests
+from worker.checksums import Digests, b64, crc32c_b64, md5_b64
+from worker.errors import VerificationFailed
 from worker.storage.base import ObjectWriter, StoredObject
 
 if TYPE_CHECKING:
@@ -83,17 +84,34 @@ class S3Writer(ObjectWriter):
                     self._part_full()
 
     def commit(self, digests: Digests | None = None) -> StoredObject:
-        """PutObject, or upload the last part and complete the multipart upload. Raises
-        StorageRefused / StorageUnavailable (the writer is then aborted); ValueError when closed."""
+        """PutObject, or upload the last part and complete the multipart upload, with the checksums
+        of `digests` (see `worker.storage.s3`). Raises StorageRefused / StorageUnavailable,
+        VerificationFailed when `digests` do not describe the bytes written (the writer is then
+        aborted); ValueError when closed."""
         with self._aborting_on_error("commit"):
+            if digests is not None and digests.size != self._size:
+                raise VerificationFailed(
+                    f"s3 storage {self._s.name!r}: digests describe {digests.size} bytes for {self._key!r}, "
+                    f"{self._size} were written"
+                )
             if self._upload_id is None and self._held and self._size > self._s.tuning.multipart_threshold:
                 self._upload_id = self._create_upload()  # past the threshold by less than a part
             if self._upload_id is None and digests is not None:
                 self._metadata = {**self._metadata, "sha256": digests.sha256}  # one request: labels go too
-            etag = self._put() if self._upload_id is None else self._complete(self._upload_id)
+            if self._upload_id is None:
+                response = self._put(digests)
+            else:
+                response = self._complete(self._upload_id, digests)
         self._state = "committed"
+        return self._stored(response)
+
+    def _stored(self, response: Mapping[str, Any]) -> StoredObject:
         metadata = {name: unquote(value) for name, value in self._metadata.items()}
-        return StoredObject(self._key, self._size, metadata, self._content_type, etag.strip('"') or None)
+        checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
+        if "-" not in response.get("ChecksumCRC32C", "-"):
+            checksums["crc32c"] = response["ChecksumCRC32C"]
+        etag = str(response.get("ETag", "")).strip('"') or None
+        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums)
 
     def abort(self) -> None:
         """Cancel queued parts, wait for running ones, abort the multipart upload. Never raises: a
@@ -124,12 +142,14 @@ class S3Writer(ObjectWriter):
             self._submit(part)
 
     def _create_upload(self) -> str:
+        full_object: dict[str, Any] = {"ChecksumAlgorithm": "CRC32C", "ChecksumType": "FULL_OBJECT"}
         created = self._s.client.create_multipart_upload(
             Bucket=self._s.bucket,
             Key=self._full_key,
             ContentType=self._content_type,
             Metadata=self._metadata,
-            **self._s.checksum_args(),
+            **self._s.object_args,
+            **(full_object if self._s.checksum == "crc32c" else {}),
         )
         return created["UploadId"]
 
@@ -150,6 +170,7 @@ class S3Writer(ObjectWriter):
 
     def _upload_part(self, number: int, part: bytes) -> CompletedPartTypeDef:
         assert self._upload_id is not None
+        checksum = self._body_checksum(part)
         response = self._s.client.upload_part(
             Bucket=self._s.bucket,
             Key=self._full_key,
@@ -157,33 +178,48 @@ class S3Writer(ObjectWriter):
             PartNumber=number,
             Body=BytesIO(part),
             ContentLength=len(part),
-            **self._s.checksum_args(),
+            **checksum,
         )
         completed: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
-        if "ChecksumCRC32" in response:
-            completed["ChecksumCRC32"] = response["ChecksumCRC32"]
+        if "ChecksumCRC32C" in checksum:
+            completed["ChecksumCRC32C"] = checksum["ChecksumCRC32C"]
         return completed
 
-    def _put(self) -> str:
+    def _body_checksum(self, body: bytes, digests: Digests | None = None) -> dict[str, Any]:
+        """The checksum a request carries for `body`: from `digests` when they describe it, else
+        computed here (CRC32C in "crc32c" mode, Content-MD5 in "md5" mode)."""
+        if self._s.checksum == "md5":
+            return {"ContentMD5": md5_b64(body)}
+        if digests is not None and digests.crc32c is None:
+            return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": b64(bytes.fromhex(digests.sha256))}
+        crc32c = digests.crc32c if digests is not None and digests.crc32c else crc32c_b64(body)
+        return {"ChecksumAlgorithm": "CRC32C", "ChecksumCRC32C": crc32c}
+
+    def _put(self, digests: Digests | None) -> Mapping[str, Any]:
         body = b"".join(piece for part in [*self._held, self._pieces] for piece in part)
         self._pieces, self._held = [], []
-        response = self._s.client.put_object(
+        return self._s.client.put_object(
             Bucket=self._s.bucket,
             Key=self._full_key,
             Body=BytesIO(body),
             ContentLength=len(body),
             ContentType=self._content_type,
             Metadata=self._metadata,
+            **self._s.object_args,
+            **self._body_checksum(body, digests),
         )
-        return response.get("ETag", "")
 
-    def _complete(self, upload_id: str) -> str:
+    def _complete(self, upload_id: str, digests: Digests | None) -> Mapping[str, Any]:
         for part in [*self._held, self._pieces]:
             if part:
                 self._submit(part)
         self._pieces, self._held = [], []
         parts = [future.result() for future in self._parts]
-        response = self._s.client.complete_multipart_upload(
-            Bucket=self._s.bucket, Key=self._full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        whole: dict[str, Any] = {}
+        if self._s.checksum == "crc32c":
+            whole = {"ChecksumType": "FULL_OBJECT", "MpuObjectSize": self._size}
+            if digests is not None and digests.crc32c:
+                whole["ChecksumCRC32C"] = digests.crc32c
+        return self._s.client.complete_multipart_upload(
+            Bucket=self._s.bucket, Key=self._full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **whole
         )
-        return response.get("ETag", "")

@@ -1,0 +1,80 @@
+"""Routing end to end: per call (GetCall custom data), per call type, default, stream-s3, fan-out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Archiver, local_storage, s3_storage
+from tests.fakestream.server import FakeStream
+from tests.support.moto import s3_client
+
+pytestmark = pytest.mark.e2e
+
+
+def start_all(archiver: Archiver) -> str:
+    url = archiver.start_web()
+    archiver.start_worker()
+    archiver.start_scheduler()
+    return url
+
+
+def test_call_custom_data_then_call_type_then_default_choose_the_storage(
+    archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path, moto_server: str, bucket: str
+) -> None:
+    service = archiver(
+        [local_storage(tmp_path / "disk"), s3_storage(moto_server, bucket), local_storage(tmp_path / "alt", "alt")],
+        call_types={"allhands": "alt", "livestream": "stream-s3"},
+    )
+    url = start_all(service)
+    fake.add_call("default", "legal", custom={"archive_storage": "s3"})
+    fake.add_call("allhands", "q4", custom={"archive_storage": ["s3", "disk"]})
+    by_call = fake.add_recording("default:legal", os.urandom(1000))
+    fan_out = fake.add_recording("allhands:q4", os.urandom(2000))
+    by_type = fake.add_recording("allhands:weekly", os.urandom(3000))
+    by_default = fake.add_recording("default:plain", os.urandom(4000))
+    skipped = fake.add_recording("livestream:launch", os.urandom(10))
+    for file in (by_call, fan_out, by_type, by_default, skipped):
+        assert fake.deliver(url, file).status_code == 202
+
+    archived = service.wait_for_states(5)
+    where = {(t["filename"], t["storage"]) for t in archived}
+    assert where == {(by_call.filename, "s3"), (fan_out.filename, "s3"), (fan_out.filename, "disk"),
+                     (by_type.filename, "alt"), (by_default.filename, "disk")}
+    (skip,) = service.transfers("skipped")
+    assert skip["filename"] == skipped.filename and "call_types.livestream" in skip["error"]
+    body = s3_client(moto_server).get_object(Bucket=bucket, Key=f"recordings/default/legal/{by_call.filename}")
+    assert body["Body"].read() == by_call.read_bytes()
+    assert (tmp_path / "alt" / "allhands" / "weekly" / by_type.filename).read_bytes() == by_type.read_bytes()
+    assert fake.downloads_of(fan_out) == 2
+
+
+def test_fan_out_with_one_destination_failing_still_archives_the_other(
+    archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path, moto_server: str
+) -> None:
+    service = archiver([local_storage(tmp_path / "disk"), s3_storage(moto_server, "bucket-that-is-not-there")],
+                       default_storage=["disk", "s3"])
+    url = start_all(service)
+    recording = fake.add_recording("default:both", os.urandom(5000))
+    assert fake.deliver(url, recording).status_code == 202
+    (ok,) = service.wait_for_states(1)
+    (failed,) = service.wait_for_states(1, state="failed")
+    assert (ok["storage"], failed["storage"]) == ("disk", "s3")
+    assert "NoSuchBucket" in failed["error"]
+
+
+def test_stream_api_down_falls_back_to_the_call_type_route_after_the_lookup_timeout(
+    archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
+) -> None:
+    service = archiver([local_storage(tmp_path / "disk")], call_lookup_timeout="5s")
+    url = start_all(service)
+    fake.fail_next_api("/video/call/", 503, count=1000)
+    recording = fake.add_recording("default:api-down", os.urandom(100))
+    assert fake.deliver(url, recording).status_code == 202
+    (entry,) = service.wait_for_states(1, timeout=60)
+    assert entry["storage"] == "disk"
+    logs = service.logs()
+    assert "call_lookup_retry" in logs and "call_lookup_gave_up" in logs

@@ -1,0 +1,49 @@
+"""AzureStorage joins the conformance suite, against a real Azurite (authenticated by a SAS token)."""
+
+# ruff: noqa: F811 - the fixtures imported by name (azurite, entra, ...) are the tests' parameters
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.storage.conformance import PREFIX, StorageConformance
+from tests.support.azurite import (  # noqa: F401 - azurite is a session fixture, used by name
+    ACCOUNT_KEY,
+    account_sas,
+    azure_storage,
+    azurite,
+    blob_names,
+    create_container,
+    uncommitted,
+)
+from worker.storage.azure import AzureStorage
+
+
+class TestAzure(StorageConformance):
+    @pytest.fixture
+    def container(self, azurite: str) -> str:
+        return create_container(azurite)
+
+    @pytest.fixture
+    def sas(self) -> str:
+        return account_sas()
+
+    @pytest.fixture
+    def storage(self, azurite: str, container: str, sas: str) -> Iterator[AzureStorage]:
+        storage = azure_storage(azurite, container, PREFIX, abs_sas_token=sas)
+        yield storage
+        storage.close()
+
+    @pytest.fixture
+    def leftovers(self, azurite: str, container: str) -> Callable[[], list[str]]:
+        return lambda: uncommitted(azurite, container)
+
+    @pytest.fixture
+    def raw_keys(self, azurite: str, container: str) -> Callable[[], list[str]]:
+        return lambda: blob_names(azurite, container)
+
+    @pytest.fixture
+    def secrets(self, sas: str) -> list[str]:
+        return [ACCOUNT_KEY, sas]

@@ -1,0 +1,130 @@
+"""Stream's server-side REST API, the parts the archiver needs (``shared/stream-api.md`` §3–4).
+
+Auth as Stream's SDKs do it: ``?api_key=`` on every request, a server JWT (HS256 with the API
+secret, ``{"server": true}``) in ``Authorization`` with no ``Bearer`` prefix, ``stream-auth-type:
+jwt``, and an identifying client header. Transport errors and 5xx are retried with backoff; a 429
+waits as ``Retry-After`` / ``X-RateLimit-Reset`` say (within limits) and goes on. Every error
+carries Stream's ``code`` and ``message``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+import structlog
+
+from worker.errors import StreamRefused, StreamUnavailable
+
+log = structlog.get_logger(__name__)
+MAX_RATE_LIMIT_WAIT = 60.0
+
+
+def _client_version() -> str:
+    try:
+        return version("stream-archiver")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def server_token(api_secret: str) -> str:
+    """The server-side JWT Stream expects (no expiry, as the SDKs sign it)."""
+    return jwt.encode({"server": True}, api_secret, algorithm="HS256")
+
+
+class StreamClient:
+    """A small synchronous client; one per process (it keeps HTTP connections open)."""
+
+    def __init__(self, base_url: str, api_key: str, api_secret: str, *, timeout: float = 10.0,
+                 attempts: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._attempts, self._sleep = attempts, sleep
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            params={"api_key": api_key},
+            headers={
+                "Authorization": server_token(api_secret),
+                "stream-auth-type": "jwt",
+                "X-Stream-Client": f"stream-archiver-{_client_version()}",
+                "Accept-Encoding": "gzip",
+            },
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get_call(self, call_type: str, call_id: str) -> dict[str, Any] | None:
+        """GetCall's ``call`` object, or None when Stream has no such call."""
+        path = f"/api/v2/video/call/{quote(call_type, safe='')}/{quote(call_id, safe='')}"
+        try:
+            body = self.request("GET", path)
+        except StreamRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        call = body.get("call")
+        return call if isinstance(call, dict) else None
+
+    def request(self, method: str, path: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One API call with retries; the decoded JSON body. Raises StreamRefused / StreamUnavailable."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = self._http.request(method, path, json=json)
+            except httpx.HTTPError as exc:
+                failure: StreamUnavailable = StreamUnavailable(f"Stream API {method} {path}: {type(exc).__name__}")
+                wait = self._backoff(attempt)
+            else:
+                if response.status_code < 400:
+                    return _json(response)
+                failure_or_refusal = _error(method, path, response)
+                if isinstance(failure_or_refusal, StreamRefused):
+                    raise failure_or_refusal
+                failure = failure_or_refusal
+                wait = _rate_limit_wait(response) if response.status_code == 429 else self._backoff(attempt)
+            if attempt == self._attempts or wait > MAX_RATE_LIMIT_WAIT:
+                raise failure
+            log.warning("stream_api_retry", method=method, path=path, error=str(failure), wait_s=round(wait, 2))
+            self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return float(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise StreamUnavailable(f"Stream API answered {response.status_code} with a body that is not JSON") from None
+    return body if isinstance(body, dict) else {}
+
+
+def _error(method: str, path: str, response: httpx.Response) -> StreamRefused | StreamUnavailable:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    code, message = body.get("code"), body.get("message") or response.reason_phrase
+    text = f"Stream API {method} {path} answered {response.status_code} (code {code}): {message}"
+    transient = response.status_code in (408, 429) or response.status_code >= 500
+    kind = StreamUnavailable if transient and not body.get("unrecoverable") else StreamRefused
+    return kind(text, status=response.status_code, code=code if isinstance(code, int) else None)
+
+
+def _rate_limit_wait(response: httpx.Response) -> float:
+    """Seconds to wait after a 429, from Retry-After or X-RateLimit-Reset (unix seconds)."""
+    retry_after = response.headers.get("retry-after", "")
+    if retry_after.strip().isdigit():
+        return float(retry_after)
+    reset = response.headers.get("x-ratelimit-reset", "")
+    if reset.strip().isdigit():
+        return max(0.0, float(reset) - time.time()) + 0.1
+    return 1.0
