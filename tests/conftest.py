@@ -11,7 +11,9 @@ import redis
 
 from config import Settings, load_settings
 from tests.fakestream.server import FakeStream, start_fake_stream
-from tests.support.moto import moto_client, moto_server  # noqa: F401 - session fixtures, used by name
+from tests.support.azurite import azurite  # noqa: F401 - session fixtures, used by name
+from tests.support.gcs import gcs_emulator  # noqa: F401
+from tests.support.moto import moto_client, moto_server  # noqa: F401
 from tests.support.redis import RedisServer
 from tests.support.settings import write_config
 from worker.ledger import Ledger

@@ -10,6 +10,8 @@ import pytest
 
 from tests.e2e.conftest import Archiver, local_storage, s3_storage
 from tests.fakestream.server import FakeStream
+from tests.support import azurite as az
+from tests.support import gcs
 from tests.support.moto import s3_client
 
 pytestmark = pytest.mark.e2e
@@ -78,3 +80,33 @@ def test_stream_api_down_falls_back_to_the_call_type_route_after_the_lookup_time
     assert entry["storage"] == "disk"
     logs = service.logs()
     assert "call_lookup_retry" in logs and "call_lookup_gave_up" in logs
+
+
+def test_one_recording_to_s3_gcs_azure_and_local_disk_at_once(
+    archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path, moto_server: str, bucket: str,
+    gcs_emulator: str, azurite: str,
+) -> None:
+    gcs_bucket, container = gcs.create_bucket(gcs_emulator), az.create_container(azurite)
+    service = archiver([
+        local_storage(tmp_path / "disk"),
+        s3_storage(moto_server, bucket),
+        {"name": "gcs", "storage_type": "gcs", "bucket": gcs_bucket, "path": "calls/",
+         "gcs_endpoint_url": gcs_emulator},
+        {"name": "abs", "storage_type": "abs", "bucket": container,
+         "azure_blob": {"abs_connection_string": az.connection_string(azurite)}},
+    ])
+    url = start_all(service)
+    fake.add_call("board", "meeting", custom={"archive_storage": ["s3", "gcs", "abs", "disk"]})
+    recording = fake.add_recording("board:meeting", os.urandom(6 * 1024 * 1024 + 1))
+    assert fake.deliver(url, recording).status_code == 202
+
+    archived = service.wait_for_states(4, timeout=90)
+    assert {t["storage"] for t in archived} == {"s3", "gcs", "abs", "disk"}
+    assert all(t["sha256"] == recording.sha256 for t in archived)
+    key = f"board/meeting/{recording.filename}"
+    original = recording.read_bytes()
+    assert (tmp_path / "disk" / key).read_bytes() == original
+    assert s3_client(moto_server).get_object(Bucket=bucket, Key=f"recordings/{key}")["Body"].read() == original
+    gcs_object = gcs.object_resource(gcs_emulator, gcs_bucket, f"calls/{key}")
+    assert gcs_object is not None and int(gcs_object["size"]) == len(original)
+    assert az.container_client(azurite, container).download_blob(key).readall() == original

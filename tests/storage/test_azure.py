@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.storage.conformance import PREFIX, StorageConformance
-from tests.support.azurite import (  # noqa: F401 - azurite is a session fixture, used by name
+from tests.support.azurite import (
     ACCOUNT_KEY,
     account_sas,
     azure_storage,
-    azurite,
     blob_names,
     create_container,
     uncommitted,

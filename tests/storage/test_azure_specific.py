@@ -19,14 +19,13 @@ from azure.storage.blob import BlobClient
 
 from config.settings import AzureOptions
 from tests.storage.conformance import write, write_with_digests
-from tests.support.azurite import (  # noqa: F401 - azurite and azurite_tls are session fixtures, used by name
+from tests.support.azurite import (  # noqa: F401 - azurite_tls is a session fixture, used by name
     ACCOUNT,
     ACCOUNT_KEY,
     TEST_TUNING,
     account_sas,
     azure_config,
     azure_storage,
-    azurite,
     azurite_tls,
     blob_names,
     connection_string,

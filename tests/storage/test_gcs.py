@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.storage.conformance import PREFIX, StorageConformance
-from tests.support.gcs import create_bucket, gcs_emulator, gcs_storage, list_objects, watch  # noqa: F401
+from tests.support.gcs import create_bucket, gcs_storage, list_objects, watch
 from worker.storage.gcs import GCSStorage
 
 

@@ -22,7 +22,6 @@ from tests.support.gcs import (
     MiB,
     create_bucket,
     gcs_config,
-    gcs_emulator,  # noqa: F401 - a fixture, used by name
     gcs_storage,
     list_objects,
     object_resource,

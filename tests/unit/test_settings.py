@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -152,8 +153,48 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
-def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "archiver.example.toml"
     monkeypatch.setenv("S3_SECRET_ACCESS_KEY", "example")
-    settings = load_settings(BASE_ENV | {"ARCHIVER_CONFIG": str(example)})
-    assert settings.archive.storages
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "example")
+    text = example.read_text().replace("file:/etc/archiver/gcs-service-account.json", "{}")
+    copy = tmp_path / "example.toml"
+    copy.write_text(text)
+    settings = load_settings(BASE_ENV | {"ARCHIVER_CONFIG": str(copy)})
+    assert {s.storage_type for s in settings.archive.storages} == {"s3", "gcs", "abs", "local"}
+
+
+@pytest.mark.parametrize(
+    ("storage", "reason"),
+    [
+        ({"storage_type": "s3", "gcs_credentials": "{}", "aws_s3": {"s3_region": "x"}}, "gcs_* does not belong"),
+        ({"storage_type": "abs"}, "needs a [storages.azure_blob] table"),
+        ({"storage_type": "abs", "azure_blob": {"abs_account_name": "a", "abs_client_id": "c"}},
+         "must be given together"),
+        ({"storage_type": "abs", "azure_blob": {"abs_server_side_copy": False}}, "needs abs_account_name"),
+        ({"storage_type": "gcs", "gcs_credentials": "{}", "gcs_credentials_file": "/x"}, "not both"),
+        ({"storage_type": "local", "options": {"a": 1}}, "options does not belong"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_external_id": "e"}}, "needs s3_role_arn"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_sse": "DES"}}, "'AES256' or 'aws:kms'"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_request_checksum": "never"}}, "when_supported"),
+    ],
+)
+def test_provider_keys_are_checked(tmp_path: Path, storage: dict[str, object], reason: str) -> None:
+    import tomli_w  # noqa: PLC0415
+
+    config = {"default_storage": "x", "storages": [{"name": "x", "bucket": "b", **storage}]}
+    with pytest.raises(ConfigError, match=re.escape(reason)):
+        load_settings(env_with(tmp_path, tomli_w.dumps(config)))
+
+
+def test_call_types_may_fan_out_and_stream_s3_stays_alone(tmp_path: Path) -> None:
+    storages = [{"name": n, "storage_type": "local", "bucket": n} for n in ("a", "b")]
+    import tomli_w  # noqa: PLC0415
+
+    ok = {"default_storage": ["a", "b"], "call_types": {"x": ["b"], "y": "stream-s3"}, "storages": storages}
+    settings = load_settings(env_with(tmp_path, tomli_w.dumps(ok)))
+    assert settings.archive.route_names("x") == ["b"] and settings.archive.default_names() == ["a", "b"]
+    for bad, reason in [({"default_storage": ["a", "a"]}, "distinct"), ({"default_storage": []}, "non-empty"),
+                        ({"call_types": {"x": ["a", "stream-s3"]}}, "cannot be combined")]:
+        with pytest.raises(ConfigError, match=reason):
+            load_settings(env_with(tmp_path, tomli_w.dumps({**ok, **bad})))
