@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from config import ArchiveConfig, Settings
-from worker.errors import StreamRefused, StreamUnavailable
+from worker.errors import MalformedPayload, StreamRefused, StreamUnavailable
 from worker.files import Kind, StreamFile, transfer_id
 from worker.keys import object_key
 from worker.ledger import Ledger, NewTransfer, now_ms
@@ -78,20 +78,53 @@ def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile) -> Rec
     return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [])
 
 
+@dataclass(frozen=True)
+class FailureNoted:
+    """A `call.recording_failed` / `call.transcription_failed` event, kept in the ledger."""
+
+    call_cid: str
+    kind: str
+
+
+FAILURE_EVENTS = {"call.recording_failed": "recording", "call.transcription_failed": "transcription"}
+
+
+def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
+    """Keep Stream's word that a recording or transcription will never arrive, and say it loudly."""
+    kind = FAILURE_EVENTS[str(event["type"])]
+    call_cid = str(event.get("call_cid") or "")
+    if ":" not in call_cid:
+        raise MalformedPayload(f"call_cid: {call_cid!r} is not '<type>:<id>'")
+    record = {"call_cid": call_cid, "kind": kind, "egress_id": event.get("egress_id"),
+              "recording_type": event.get("recording_type"), "error": event.get("error"),
+              "created_at": event.get("created_at"), "noted_at": now_ms()}
+    ledger.note_failure(record)
+    log.error(f"stream_{kind}_failed", call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
+              note=f"Stream reports this {kind} failed: it will never arrive")
+    return FailureNoted(call_cid, kind)
+
+
+def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]) -> Recorded | FailureNoted | str:
+    """Record one authenticated Stream event (from the webhook or SQS): a ready file, a failure, or
+    (returned as its type) an event the archiver ignores. Raises MalformedPayload, redis errors."""
+    if event["type"] in FAILURE_EVENTS:
+        return note_failure(ledger, event)
+    file = ready_file(event)
+    if file is None:
+        return str(event["type"])
+    return record_file(settings.archive, ledger, file)
+
+
 def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
-                    headers: Mapping[str, str]) -> Recorded | str:
-    """Check and record one webhook delivery; returns the ignored event type for other events.
+                    headers: Mapping[str, str]) -> Recorded | FailureNoted | str:
+    """Check and record one webhook delivery (see `record_event`).
 
     Raises InvalidWebhook subclasses (nothing recorded) and redis errors (nothing answered 2xx).
     """
     raw = decompress(body, headers.get("content-encoding"))
     env = settings.env
     authenticate(raw, headers, env.stream_api_key, env.stream_api_secret.get_secret_value())
-    event = parse_event(raw)
-    file = ready_file(event)
-    if file is None:
-        return str(event["type"])
-    return record_file(settings.archive, ledger, file)
+    return record_event(settings, ledger, parse_event(raw))
 
 
 def stored_file(record: Mapping[str, str]) -> StreamFile:

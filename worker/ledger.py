@@ -231,6 +231,19 @@ class Ledger:
         """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
         return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))
 
+    def note_failure(self, record: dict[str, Any], keep: int = 10_000) -> None:
+        """Keep a failure event Stream reported (newest first, the last `keep` of them)."""
+        key = f"{self.prefix}stream_failures"
+        pipe = self.redis.pipeline()
+        pipe.lpush(key, json.dumps(record))
+        pipe.ltrim(key, 0, keep - 1)
+        pipe.execute()
+
+    def stream_failures(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The failure events Stream reported, newest first."""
+        return [json.loads(raw) for raw in cast(list[str], self.redis.lrange(f"{self.prefix}stream_failures", 0,
+                                                                              limit - 1))]
+
     def cached_call(self, call_cid: str) -> dict[str, Any] | None | Literal[False]:
         """A call's cached GetCall data; None if Stream had no such call; False if not cached."""
         raw = self.redis.get(f"{self.prefix}call:{call_cid}")

@@ -21,6 +21,7 @@ import jwt
 import structlog
 
 from worker.errors import StreamRefused, StreamUnavailable
+from worker.files import Kind
 
 log = structlog.get_logger(__name__)
 MAX_RATE_LIMIT_WAIT = 60.0
@@ -59,9 +60,35 @@ class StreamClient:
     def close(self) -> None:
         self._http.close()
 
+    def query_calls(self, filter_conditions: dict[str, Any], *, sort: list[dict[str, Any]] | None = None,
+                    limit: int = 100, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of QueryCalls: the ``call`` objects and the cursor of the next page (None at the end)."""
+        body: dict[str, Any] = {"filter_conditions": filter_conditions, "limit": min(max(limit, 1), 100)}
+        if sort:
+            body["sort"] = sort
+        if cursor:
+            body["next"] = cursor
+        page = self.request("POST", "/api/v2/video/calls", json=body)
+        calls = [entry["call"] for entry in page.get("calls") or [] if isinstance(entry, dict)
+                 and isinstance(entry.get("call"), dict)]
+        next_cursor = page.get("next")
+        return calls, next_cursor if isinstance(next_cursor, str) and next_cursor else None
+
+    def list_files(self, call_cid: str, kind: Kind) -> list[dict[str, Any]]:
+        """ListRecordings or ListTranscriptions: every stored file of the call, with fresh signed URLs."""
+        section = "recordings" if kind == "recording" else "transcriptions"
+        body = self.request("GET", f"{_call_path(call_cid)}/{section}")
+        return [item for item in body.get(section) or [] if isinstance(item, dict)]
+
+    def delete_file(self, call_cid: str, kind: Kind, session_id: str, filename: str) -> None:
+        """DeleteRecording or DeleteTranscription (files on Stream's own storage only)."""
+        section = "recordings" if kind == "recording" else "transcriptions"
+        path = f"{_call_path(call_cid)}/{quote(session_id, safe='')}/{section}/{quote(filename, safe='')}"
+        self.request("DELETE", path)
+
     def get_call(self, call_type: str, call_id: str) -> dict[str, Any] | None:
         """GetCall's ``call`` object, or None when Stream has no such call."""
-        path = f"/api/v2/video/call/{quote(call_type, safe='')}/{quote(call_id, safe='')}"
+        path = _call_path(f"{call_type}:{call_id}")
         try:
             body = self.request("GET", path)
         except StreamRefused as exc:
@@ -96,6 +123,11 @@ class StreamClient:
     @staticmethod
     def _backoff(attempt: int) -> float:
         return float(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+
+def _call_path(call_cid: str) -> str:
+    call_type, _, call_id = call_cid.partition(":")
+    return f"/api/v2/video/call/{quote(call_type, safe='')}/{quote(call_id, safe='')}"
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -168,9 +168,6 @@ def _verify(storage: Storage, key: str, digests: Digests) -> None:
         stored = storage.stat(key)
     except FileNotFoundError:
         raise VerificationFailed(f"{storage.describe()}: {key} is missing right after upload") from None
-    if stored.size != digests.size:
-        raise VerificationFailed(f"{storage.describe()}: {key} holds {stored.size} bytes, sent {digests.size}")
-    for algorithm, value in stored.checksums.items():
-        ours = digests.get(algorithm)
-        if ours is not None and value != ours:
-            raise VerificationFailed(f"{storage.describe()}: {key} has {algorithm} {value}, sent {ours}")
+    problem = stored.mismatch(digests)
+    if problem:
+        raise VerificationFailed(f"{storage.describe()}: {problem}")

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from config import Settings
 from worker.errors import InvalidWebhook
-from worker.intake import Recorded, accept_delivery
+from worker.intake import FailureNoted, Recorded, accept_delivery
 from worker.ledger import Ledger
 from worker.webhooks import MAX_BODY
 
@@ -48,6 +48,8 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
             log.error("webhook_not_recorded", reason=f"ledger unavailable: {exc}", webhook_id=delivery)
             return JSONResponse({"error": "ledger unavailable, retry later"}, status_code=503,
                                 headers={"Retry-After": "5"})
+        if isinstance(outcome, FailureNoted):
+            return JSONResponse({"status": "failure_noted", "call_cid": outcome.call_cid, "kind": outcome.kind})
         if not isinstance(outcome, Recorded):
             return JSONResponse({"status": "ignored", "type": outcome})
         if outcome.to_queue:

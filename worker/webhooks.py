@@ -128,7 +128,14 @@ def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
     item = event.get(section)
     if not isinstance(item, dict):
         raise MalformedPayload(f"{section}: missing or not an object")
-    where = f"{section}."
+    return file_from_item(call_cid, kind, item, f"{section}.", event)
+
+
+def file_from_item(call_cid: str, kind: Kind, item: Mapping[str, Any], where: str = "",
+                   event: Mapping[str, Any] | None = None) -> StreamFile:
+    """A CallRecording / CallTranscription object (from an event, or ListRecordings) as a StreamFile.
+    Raises MalformedPayload naming the field (prefixed with `where`)."""
+    outer = event or {}
     filename, url = _text(item, "filename", where), _text(item, "url", where)
     assert filename is not None and url is not None
     return StreamFile(
@@ -140,6 +147,6 @@ def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
         end_time=parse_timestamp(item.get("end_time"), where + "end_time"),
         session_id=_text(item, "session_id", where, required=False),
         recording_type=_text(item, "recording_type", where, required=False)
-        or _text(event, "recording_type", "", required=False),
-        egress_id=_text(event, "egress_id", "", required=False),
+        or _text(outer, "recording_type", "", required=False),
+        egress_id=_text(outer, "egress_id", "", required=False),
     )

@@ -40,6 +40,13 @@ def local_storage(root: Path, name: str = "disk") -> dict[str, Any]:
 class Archiver(ArchiverProcesses):
     """The archiver's processes plus ways to read its ledger through its own CLI."""
 
+    def start_all(self) -> str:
+        """Web receiver, one worker and the scheduler; returns the webhook URL."""
+        url = self.start_web()
+        self.start_worker()
+        self.start_scheduler()
+        return url
+
     def transfers(self, state: str | None = None) -> list[dict[str, Any]]:
         args = ["transfers", "list", "--json"] + (["--state", state] if state else [])
         result = self.cli(*args)

@@ -27,19 +27,12 @@ pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 
 
-def start_all(archiver: Archiver) -> str:
-    url = archiver.start_web()
-    archiver.start_worker()
-    archiver.start_scheduler()
-    return url
-
-
 def test_recording_and_transcription_land_byte_identical_on_local_disk(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
 ) -> None:
     root = tmp_path / "archive"
     service = archiver([local_storage(root)])
-    url = start_all(service)
+    url = service.start_all()
     recording = fake.add_recording("default:standup-1", os.urandom(3 * MiB + 17))
     transcript = fake.add_transcription("default:standup-1", b'{"type":"speech","text":"hello"}\n' * 500)
     assert fake.deliver(url, recording).status_code == 202
@@ -60,7 +53,7 @@ def test_s3_multipart_upload_is_byte_identical_and_leaves_no_upload_open(
     archiver: Callable[..., Archiver], fake: FakeStream, moto_server: str, bucket: str
 ) -> None:
     service = archiver([s3_storage(moto_server, bucket)])
-    url = start_all(service)
+    url = service.start_all()
     big = fake.add_recording("allhands:q4", os.urandom(12 * MiB + 123), recording_type="composite")
     small = fake.add_transcription("allhands:q4", b"{}\n" * 100)
     for file in (big, small):
@@ -92,7 +85,7 @@ def test_five_concurrent_deliveries_give_one_transfer_and_one_upload(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
 ) -> None:
     service = archiver([local_storage(tmp_path / "archive")])
-    url = start_all(service)
+    url = service.start_all()
     recording = fake.add_recording("default:dupes", os.urandom(MiB))
     with ThreadPoolExecutor(5) as pool:
         statuses = sorted(pool.map(lambda _: fake.deliver(url, recording).status_code, range(5)))
@@ -155,7 +148,7 @@ def test_transient_source_errors_are_retried_and_never_stored_short(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
 ) -> None:
     service = archiver([local_storage(tmp_path / "archive")])
-    url = start_all(service)
+    url = service.start_all()
     recording = fake.add_recording("default:flaky", os.urandom(2 * MiB))
     fake.fail_next(recording.filename, 503, count=1)
     fake.truncate_next(recording.filename, after_bytes=MiB, count=1)
@@ -172,7 +165,7 @@ def test_a_missing_bucket_is_a_permanent_failure_with_its_reason(
     archiver: Callable[..., Archiver], fake: FakeStream, moto_server: str
 ) -> None:
     service = archiver([s3_storage(moto_server, "no-such-bucket-here")])
-    url = start_all(service)
+    url = service.start_all()
     recording = fake.add_recording("default:nobucket", b"x" * 4096)
     assert fake.deliver(url, recording).status_code == 202
     (entry,) = service.wait_for_states(1, state="failed")
@@ -184,7 +177,7 @@ def test_a_url_outside_download_hosts_is_refused(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
 ) -> None:
     service = archiver([local_storage(tmp_path / "archive")], download_hosts=["*.stream-io-cdn.com"])
-    url = start_all(service)
+    url = service.start_all()
     recording = fake.add_recording("default:ssrf", b"x" * 100)
     assert fake.deliver(url, recording).status_code == 202
     (entry,) = service.wait_for_states(1, state="failed")

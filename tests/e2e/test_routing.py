@@ -17,13 +17,6 @@ from tests.support.moto import s3_client
 pytestmark = pytest.mark.e2e
 
 
-def start_all(archiver: Archiver) -> str:
-    url = archiver.start_web()
-    archiver.start_worker()
-    archiver.start_scheduler()
-    return url
-
-
 def test_call_custom_data_then_call_type_then_default_choose_the_storage(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path, moto_server: str, bucket: str
 ) -> None:
@@ -31,7 +24,7 @@ def test_call_custom_data_then_call_type_then_default_choose_the_storage(
         [local_storage(tmp_path / "disk"), s3_storage(moto_server, bucket), local_storage(tmp_path / "alt", "alt")],
         call_types={"allhands": "alt", "livestream": "stream-s3"},
     )
-    url = start_all(service)
+    url = service.start_all()
     fake.add_call("default", "legal", custom={"archive_storage": "s3"})
     fake.add_call("allhands", "q4", custom={"archive_storage": ["s3", "disk"]})
     by_call = fake.add_recording("default:legal", os.urandom(1000))
@@ -59,7 +52,7 @@ def test_fan_out_with_one_destination_failing_still_archives_the_other(
 ) -> None:
     service = archiver([local_storage(tmp_path / "disk"), s3_storage(moto_server, "bucket-that-is-not-there")],
                        default_storage=["disk", "s3"])
-    url = start_all(service)
+    url = service.start_all()
     recording = fake.add_recording("default:both", os.urandom(5000))
     assert fake.deliver(url, recording).status_code == 202
     (ok,) = service.wait_for_states(1)
@@ -72,7 +65,7 @@ def test_stream_api_down_falls_back_to_the_call_type_route_after_the_lookup_time
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
 ) -> None:
     service = archiver([local_storage(tmp_path / "disk")], call_lookup_timeout="5s")
-    url = start_all(service)
+    url = service.start_all()
     fake.fail_next_api("/video/call/", 503, count=1000)
     recording = fake.add_recording("default:api-down", os.urandom(100))
     assert fake.deliver(url, recording).status_code == 202
@@ -95,7 +88,7 @@ def test_one_recording_to_s3_gcs_azure_and_local_disk_at_once(
         {"name": "abs", "storage_type": "abs", "bucket": container,
          "azure_blob": {"abs_connection_string": az.connection_string(azurite)}},
     ])
-    url = start_all(service)
+    url = service.start_all()
     fake.add_call("board", "meeting", custom={"archive_storage": ["s3", "gcs", "abs", "disk"]})
     recording = fake.add_recording("board:meeting", os.urandom(6 * 1024 * 1024 + 1))
     assert fake.deliver(url, recording).status_code == 202

@@ -14,6 +14,7 @@ import redis
 
 from config import Settings
 from tests.conftest import API_KEY, API_SECRET
+from tests.support.processes import wait_until
 from tests.support.webserver import serve_in_thread
 from worker.ledger import Ledger, connect
 from worker.web import create_app
@@ -65,7 +66,7 @@ def test_a_new_recording_is_recorded_and_queued(receiver: Receiver) -> None:
     assert transfer is not None and transfer.state == "queued"
     assert transfer.key == ("audio_room/1_dtxQ4PTcFRTweqGBx5TpN/"
                             "rec_audio_room_1_dtxQ4PTcFRTweqGBx5TpN_audio_1760301883205.mp3")
-    assert receiver.queued == [tid]
+    wait_until(lambda: receiver.queued == [tid], timeout=5, message="the transfer to be queued after the answer")
 
 
 def test_a_known_file_answers_200_and_is_not_queued_again(receiver: Receiver) -> None:
@@ -74,7 +75,7 @@ def test_a_known_file_answers_200_and_is_not_queued_again(receiver: Receiver) ->
     for _ in range(4):
         assert receiver.post(body).status_code == 200
     assert len(receiver.ledger.ids()) == 1
-    assert len(receiver.queued) == 1
+    wait_until(lambda: len(receiver.queued) == 1, timeout=5, message="one transfer to be queued")
 
 
 @pytest.mark.parametrize("name", ["call.recording_ready.legacy.json", "call.recording_ready.ns-timestamps.json",
@@ -130,7 +131,7 @@ def test_with_call_routing_the_file_waits_for_its_routes(make_settings: Any, led
     assert response.status_code == 202
     assert response.json()["transfers"] == []
     file_id = response.json()["file_id"]
-    assert queued == [file_id]
+    wait_until(lambda: queued == [file_id], timeout=5, message="the file to be queued for routing")
     assert ledger.file(file_id)["routing"] == "pending"
     assert ledger.redis.zscore("archiver:unrouted", file_id) is not None
 
@@ -170,3 +171,18 @@ def test_an_enqueue_failure_still_answers_202(make_settings: Any, ledger: Ledger
         response = Receiver(base, [], ledger).post(sample("call.recording_ready.json"))
     assert response.status_code == 202
     assert len(ledger.ids("queued")) == 1
+
+
+def test_stream_failure_events_are_kept(receiver: Receiver) -> None:
+    event = {"type": "call.recording_failed", "created_at": "2026-11-27T10:00:00Z", "call_cid": "default:broken",
+             "egress_id": "EG_1", "recording_type": "composite"}
+    response = receiver.post(json.dumps(event).encode())
+    assert (response.status_code, response.json()["status"]) == (200, "failure_noted")
+    transcription = {"type": "call.transcription_failed", "created_at": 1764237600000000000,
+                     "call_cid": "default:broken", "egress_id": "EG_2", "error": "no audio"}
+    assert receiver.post(json.dumps(transcription).encode()).json()["kind"] == "transcription"
+    newest, oldest = receiver.ledger.stream_failures()
+    assert (newest["kind"], newest["error"], oldest["egress_id"]) == ("transcription", "no audio", "EG_1")
+    assert receiver.ledger.ids() == []
+    bad = receiver.post(json.dumps({**event, "call_cid": "nocolon"}).encode())
+    assert bad.status_code == 400 and "call_cid" in bad.json()["error"]

@@ -43,6 +43,17 @@ class StoredObject:
     etag: str | None = None
     checksums: Mapping[str, str] = field(default_factory=dict)  # "sha256" (hex), "crc32c", "md5" (base64)
 
+    def mismatch(self, digests: Digests) -> str | None:
+        """Why this object is not the bytes `digests` describe (its size, or any checksum the store
+        reports that differs), or None when it matches."""
+        if self.size != digests.size:
+            return f"{self.key} holds {self.size} bytes, {digests.size} were written"
+        for algorithm, value in self.checksums.items():
+            ours = digests.get(algorithm)
+            if ours is not None and value != ours:
+                return f"{self.key} has {algorithm} {value}, {ours} was written"
+        return None
+
 
 @dataclass(frozen=True)
 class Capabilities:

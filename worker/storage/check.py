@@ -129,13 +129,10 @@ class _Probe:
 
     def _stat(self, key: str) -> str:
         """Size and every reported checksum must match what was written. Raises VerificationFailed."""
-        stored, expected = self.storage.stat(key), self.digests[key]
-        if stored.size != expected.size:
-            raise VerificationFailed(f"{key} holds {stored.size} bytes, {expected.size} were written")
-        for algorithm, value in stored.checksums.items():
-            ours = expected.get(algorithm)
-            if ours is not None and value != ours:
-                raise VerificationFailed(f"{key} has {algorithm} {value}, {ours} was written")
+        stored = self.storage.stat(key)
+        problem = stored.mismatch(self.digests[key])
+        if problem:
+            raise VerificationFailed(problem)
         reported = ", ".join(f"{name} matches" for name in sorted(stored.checksums)) or "no checksum reported"
         if key == self.big_key and self.native and self.native not in stored.checksums:
             reported += f"; the store did not report its {self.native}"
