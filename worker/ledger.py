@@ -227,6 +227,15 @@ class Ledger:
         ids = self._take_due(args=[self.prefix, now_ms() if now is None else now, redispatch_ms, limit, index])
         return [str(i) for i in cast(list[Any], ids)]
 
+    def soonest_to_expire(self, transfer_ids: list[str]) -> list[str]:
+        """`transfer_ids` ordered by when Stream deletes their files, soonest first (unknown last)."""
+        if not transfer_ids:
+            return []
+        scores: list[float | None] = self.redis.zmscore(f"{self.prefix}expiry", transfer_ids)
+        last = float("inf")
+        return [tid for _, tid in sorted(zip((last if s is None else s for s in scores), transfer_ids,
+                                             strict=True))]
+
     def defer_routing(self, file_id: str, due_ms: int, error: str) -> bool:
         """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
         return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))

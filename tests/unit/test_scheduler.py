@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from tests.unit.test_ledger import a_file, record
-from worker.ledger import Ledger, now_ms
+from tests.unit.test_ledger import END, a_file, record
+from worker.files import transfer_id
+from worker.ledger import Ledger, NewTransfer, now_ms
 from worker.scheduler import run_scheduler, sweep_once
 
 
@@ -53,3 +55,16 @@ def test_a_standby_scheduler_does_not_sweep(ledger: Ledger, make_settings: Any) 
     assert run_for(ledger, archive, 0.5) == []
     ledger.release_lock("someone-else")
     assert len(run_for(ledger, archive, 0.5)) == 1
+
+
+def test_due_transfers_go_out_soonest_to_expire_first(ledger: Ledger, make_settings: Any) -> None:
+    archive = make_settings().archive
+    ids = []
+    for days in (13, 2, 9, 1):
+        file = a_file(f"{days}.mp4")
+        tid = transfer_id(file.file_id, "local")
+        ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END + timedelta(days=days), dispatch_at=1)
+        ids.append((days, tid))
+    queued: list[str] = []
+    sweep_once(ledger, archive, queued.extend)
+    assert queued == [tid for _, tid in sorted(ids)]
