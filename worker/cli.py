@@ -121,15 +121,52 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help=
 
 @app.command()
 def scheduler() -> None:
-    """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock)."""
-    from worker.scheduler import run_scheduler  # noqa: PLC0415
+    """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock); delete
+    archived files from Stream every `reconcile_every` when `delete_from_stream` is on."""
+    from worker.deletion import delete_archived  # noqa: PLC0415
+    from worker.runtime import Runtime  # noqa: PLC0415
+    from worker.scheduler import PeriodicJob, run_scheduler  # noqa: PLC0415
 
     settings = _settings()
     ledger = _ledger(settings)
+    runtime = Runtime.from_settings(settings)
+    every = settings.archive.reconcile_every.total_seconds()
+    jobs = [PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False))
+            ] if settings.archive.delete_from_stream else []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_scheduler(ledger, settings.archive, _celery_enqueue(), stop)
+    try:
+        run_scheduler(ledger, settings.archive, _celery_enqueue(), stop, jobs)
+    finally:
+        runtime.close()
+
+
+@app.command("delete-archived")
+def delete_archived_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
+) -> None:
+    """Delete from Stream every file that every destination has archived and verified."""
+    from worker.deletion import delete_archived  # noqa: PLC0415
+    from worker.runtime import Runtime  # noqa: PLC0415
+
+    settings = _settings()
+    _ledger(settings)
+    runtime = Runtime.from_settings(settings)
+    try:
+        summary = delete_archived(runtime, dry_run=dry_run)
+    finally:
+        runtime.close()
+    table = Table("call_cid", "kind", "filename", "archived at")
+    for item in summary.candidates:
+        table.add_row(item.call_cid, item.kind, item.filename, ", ".join(item.destinations))
+    out.print(table)
+    if dry_run:
+        out.print(f"{len(summary.candidates)} file(s) would be deleted from Stream (dry run: nothing deleted)")
+        return
+    out.print(f"deleted {summary.deleted}, already gone {summary.already_gone}, failed {summary.failed}")
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -240,6 +240,11 @@ class Ledger:
         """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
         return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))
 
+    def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
+        """Record that the file no longer needs deleting from Stream (and how that ended)."""
+        self.redis.hset(f"{self.prefix}file:{file_id}",
+                        mapping={"deleted_from_stream_at": now_ms(), "deleted_from_stream": outcome})
+
     def note_failure(self, record: dict[str, Any], keep: int = 10_000) -> None:
         """Keep a failure event Stream reported (newest first, the last `keep` of them)."""
         key = f"{self.prefix}stream_failures"

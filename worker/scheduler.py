@@ -8,8 +8,10 @@ by a crash, a worker that died holding a lease, and every retry whose wait has p
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import redis
 import structlog
@@ -42,13 +44,34 @@ def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
     return total
 
 
-def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop: threading.Event) -> None:
-    """Sweep every `sweep_every` while holding the scheduler lock, until `stop` is set."""
+@dataclass
+class PeriodicJob:
+    """Something the scheduler runs every `every` seconds (reconciliation, deletion), once at start."""
+
+    name: str
+    every: float
+    run: Callable[[], object]
+    next_at: float = 0.0
+
+    def run_if_due(self) -> None:
+        if time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + self.every
+        try:
+            self.run()
+        except Exception as exc:  # noqa: BLE001 - one failed pass must not end the scheduler
+            log.error("periodic_job_failed", job=self.name, error=str(exc))
+
+
+def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop: threading.Event,
+                  jobs: Sequence[PeriodicJob] = ()) -> None:
+    """Sweep every `sweep_every`, and run `jobs` when due, while holding the scheduler lock, until
+    `stop` is set. Jobs run in this thread: a long one delays the next sweep, never skips it."""
     token = uuid.uuid4().hex
     every = archive.sweep_every.total_seconds()
     ttl_ms = int(every * 3000) + 5000
     leading = False
-    log.info("scheduler_started", sweep_every_s=every)
+    log.info("scheduler_started", sweep_every_s=every, jobs=[job.name for job in jobs])
     while not stop.is_set():
         try:
             holds = ledger.acquire_lock(token, ttl_ms)
@@ -59,6 +82,9 @@ def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop
                 queued = sweep_once(ledger, archive, enqueue)
                 if queued:
                     log.info("sweep_queued_transfers", count=queued)
+                for job in jobs:
+                    job.run_if_due()
+                    ledger.acquire_lock(token, ttl_ms)  # a long job must not let the lock lapse
         except redis.RedisError as exc:
             log.warning("sweep_skipped", reason=f"ledger unavailable: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the scheduler
