@@ -217,6 +217,28 @@ def show_transfer(transfer_id: Annotated[str, typer.Argument(help="A transfer id
     sys.stdout.write(json.dumps(transfer.to_json(), indent=2) + "\n")
 
 
+@app.command()
+def doctor() -> None:
+    """Check Stream's credentials, Redis (reachable, persistence, eviction) and every storage."""
+    from worker.doctor import diagnose  # noqa: PLC0415
+    from worker.runtime import Runtime  # noqa: PLC0415
+
+    settings = _settings()
+    runtime = Runtime.from_settings(settings)
+    try:
+        findings = diagnose(runtime)
+    finally:
+        runtime.close()
+    table = Table("", "what", "finding")
+    for finding in findings:
+        table.add_row("[green]ok[/]" if finding.ok else "[red]PROBLEM[/]", finding.area, finding.detail)
+    out.print(table)
+    problems = [f for f in findings if not f.ok]
+    if problems:
+        err.print(f"[bold red]{len(problems)} problem(s)[/]", highlight=False)
+        raise typer.Exit(1)
+
+
 @storage_app.command("list")
 def list_storages(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
                   ) -> None:

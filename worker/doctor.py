@@ -1,0 +1,71 @@
+"""`archiver doctor`: is everything the service depends on in order? Each finding says what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import redis
+
+from worker.errors import ArchiverError, StreamRefused, StreamUnavailable
+from worker.runtime import Runtime
+from worker.storage.check import check_storage
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str
+    ok: bool
+    detail: str
+
+
+def _stream(runtime: Runtime) -> Finding:
+    where = runtime.settings.env.stream_base_url
+    try:
+        runtime.stream.query_calls({}, limit=1)
+    except StreamRefused as exc:
+        return Finding("stream", False, f"{where} refused the API key or secret: {exc}")
+    except StreamUnavailable as exc:
+        return Finding("stream", False, f"cannot reach Stream's API at {where}: {exc}")
+    return Finding("stream", True, f"{where} accepts STREAM_API_KEY and STREAM_API_SECRET")
+
+
+def _redis(runtime: Runtime) -> Iterator[Finding]:
+    client = runtime.ledger.redis
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        yield Finding("redis", False, f"unreachable (REDIS_URL): {exc}")
+        return
+    yield Finding("redis", True, "reachable")
+    try:
+        config = client.config_get("appendonly") | client.config_get("maxmemory-policy")
+    except redis.RedisError as exc:
+        yield Finding("redis persistence", False, f"cannot read its configuration ({exc}); check it is set up "
+                                                  "with appendonly yes and maxmemory-policy noeviction")
+        return
+    aof, policy = config.get("appendonly"), config.get("maxmemory-policy")
+    yield Finding("redis persistence", aof == "yes",
+                  "appendonly yes" if aof == "yes" else
+                  f"appendonly is {aof!r}: a restart loses the ledger's last writes; set appendonly yes")
+    yield Finding("redis eviction", policy == "noeviction",
+                  "maxmemory-policy noeviction" if policy == "noeviction" else
+                  f"maxmemory-policy is {policy!r}: Redis may evict ledger and queue keys; set noeviction")
+
+
+def _storages(runtime: Runtime) -> Iterator[Finding]:
+    for storage in runtime.archive.effective_storages():
+        area = f"storage {storage.name}"
+        try:
+            report = check_storage(runtime.storage(storage.name), runtime.archive.transfer)
+        except ArchiverError as exc:
+            yield Finding(area, False, str(exc))
+            continue
+        detail = report.described if report.ok else f"{report.reason}: {report.message}"
+        yield Finding(area, report.ok, detail)
+
+
+def diagnose(runtime: Runtime) -> list[Finding]:
+    """Stream's credentials (one cheap API call), Redis (reachable, persistent, no eviction), and each
+    storage (the same round trip as `archiver storage check`)."""
+    return [_stream(runtime), *_redis(runtime), *_storages(runtime)]
