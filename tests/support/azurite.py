@@ -16,7 +16,6 @@ Azurite is installed into ``.tools/`` by ``scripts/test``. It is started with
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,7 +37,8 @@ from azure.storage.blob import (
 )
 
 from config.settings import StorageConfig, TransferTuning
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
+from tests.support.servers import start_process
 from worker.storage.azure import AzureStorage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,23 +62,7 @@ def start_azurite(workdir: Path, *, tls: tuple[Path, Path] | None = None) -> tup
                "--skipApiVersionCheck", "--silent", "--disableTelemetry"]  # fmt: skip
     if tls is not None:
         command += ["--cert", str(tls[0]), "--key", str(tls[1]), "--oauth", "basic"]
-    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def stop() -> None:
-        if process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    try:
-        wait_for_port(port, timeout=30)
-    except TimeoutError:
-        stop()
-        raise
+    stop = start_process(command, port, cwd=workdir)
     scheme = "https" if tls is not None else "http"
     return f"{scheme}://127.0.0.1:{port}/{ACCOUNT}", stop
 

@@ -11,7 +11,6 @@ what a storage really sent (a `requests` response hook on its session: observed,
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config.settings import StorageConfig, TransferTuning
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
+from tests.support.servers import start_process
 from worker.storage.gcs import GCSStorage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,30 +42,9 @@ def start_gcs_emulator() -> tuple[str, Callable[[], None]]:
     """Start ``gcp-storage-emulator start --host 127.0.0.1 --port <free> --in-memory`` (with session
     cancelling added: `tests.support.gcs_emulator_main`); return its URL and a stop function."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.gcs_emulator_main", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--in-memory", "--quiet"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # a pipe nobody reads would fill and block it
-    )
-
-    def stop() -> None:
-        if process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    try:
-        wait_for_port(port, timeout=30)
-    except TimeoutError:
-        stop()
-        raise
-    return f"http://127.0.0.1:{port}", stop
+    command = [sys.executable, "-m", "tests.support.gcs_emulator_main", "start", "--host", "127.0.0.1",
+               "--port", str(port), "--in-memory", "--quiet"]  # fmt: skip
+    return f"http://127.0.0.1:{port}", start_process(command, port, cwd=REPO)
 
 
 def create_bucket(endpoint: str, name: str | None = None) -> str:

@@ -8,7 +8,6 @@ The session fixture `moto_server` lives here so any conftest can re-export it::
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +19,8 @@ import pytest
 from botocore.config import Config
 
 from config.settings import StorageConfig, TransferTuning
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
+from tests.support.servers import start_process
 from worker.storage.s3 import S3Storage
 
 if TYPE_CHECKING:
@@ -60,27 +60,7 @@ def moto_command() -> list[str]:
 def start_moto_server() -> tuple[str, Callable[[], None]]:
     """Start ``moto_server -H 127.0.0.1 -p <free port>``; return its URL and a stop function."""
     port = free_port()
-    process = subprocess.Popen(
-        [*moto_command(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # it logs every request; a pipe nobody reads would fill and block it
-    )
-
-    def stop() -> None:
-        if process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    try:
-        wait_for_port(port, timeout=30)
-    except TimeoutError:
-        stop()
-        raise
+    stop = start_process([*moto_command(), "-H", "127.0.0.1", "-p", str(port)], port)
     return f"http://127.0.0.1:{port}", stop
 
 
