@@ -142,6 +142,25 @@ def scheduler() -> None:
         runtime.close()
 
 
+@app.command()
+def sqs(queue_url: Annotated[str, typer.Option("--queue-url", help="The SQS queue Stream delivers events to.")],
+        region: Annotated[str | None, typer.Option(help="AWS region (default: the environment's).")] = None,
+        endpoint_url: Annotated[str | None, typer.Option(help="An SQS-compatible endpoint.")] = None,
+        wait_seconds: Annotated[int, typer.Option(help="Long-poll wait per receive.", min=0, max=20)] = 20,
+        ) -> None:
+    """Take Stream's events from an SQS queue (or SNS → SQS): the same intake as the webhook; a
+    message is deleted only once the ledger holds its file."""
+    from worker.sqs import run_sqs_intake, sqs_client  # noqa: PLC0415
+
+    settings = _settings()
+    ledger = _ledger(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_sqs_intake(settings, ledger, _celery_enqueue(), sqs_client(region, endpoint_url), queue_url, stop,
+                   wait_seconds=wait_seconds)
+
+
 @app.command("delete-archived")
 def delete_archived_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,

@@ -8,7 +8,7 @@ answer: it records the file alone, and `resolve_file` (run by a task) records th
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,17 @@ class Recorded:
     new_file: bool
     transfer_ids: list[str]
     to_queue: list[str] = field(default_factory=list)  # transfers just created, and files to route
+
+
+def enqueue_quietly(enqueue: Callable[[Sequence[str]], None], ids: Sequence[str]) -> None:
+    """Hand ids to the workers after they are recorded; a failure is only logged (the scheduler's
+    sweep queues whatever is due, so nothing recorded is lost)."""
+    if not ids:
+        return
+    try:
+        enqueue(ids)
+    except Exception as exc:  # noqa: BLE001 - best effort by design: the ledger already holds them
+        log.warning("transfer_enqueue_failed", transfer_ids=list(ids), error=str(exc))
 
 
 def plan_transfers(archive: ArchiveConfig, file: StreamFile, call: Mapping[str, Any] | None = None

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from config import Settings
 from worker.errors import InvalidWebhook
-from worker.intake import FailureNoted, Recorded, accept_delivery
+from worker.intake import FailureNoted, Recorded, accept_delivery, enqueue_quietly
 from worker.ledger import Ledger
 from worker.webhooks import MAX_BODY
 
@@ -27,12 +27,6 @@ Enqueue = Callable[[Sequence[str]], None]
 def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
     """The ASGI app; `enqueue` hands transfer ids to the workers (best effort)."""
     app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None)
-
-    def queue_quietly(ids: Sequence[str]) -> None:
-        try:
-            enqueue(ids)
-        except Exception as exc:  # noqa: BLE001 - the sweep re-queues; the answer is already sent
-            log.warning("transfer_enqueue_failed", transfer_ids=list(ids), error=str(exc))
 
     @app.post("/webhooks/stream")
     async def stream_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
@@ -53,7 +47,7 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
         if not isinstance(outcome, Recorded):
             return JSONResponse({"status": "ignored", "type": outcome})
         if outcome.to_queue:
-            background.add_task(queue_quietly, outcome.to_queue)
+            background.add_task(enqueue_quietly, enqueue, outcome.to_queue)
         log.info("webhook_recorded", file_id=outcome.file_id, new_file=outcome.new_file,
                  transfer_ids=outcome.transfer_ids, webhook_id=delivery)
         body_out = {"status": "accepted" if outcome.new_file else "known", "file_id": outcome.file_id,
