@@ -21,6 +21,7 @@ from rich.table import Table
 
 from config import ConfigError, Settings, load_settings
 from config.logging import configure_logging, register_secrets
+from worker.backfill_cli import backfill_command, reconcile_command
 from worker.errors import ArchiverError
 from worker.ledger import STATES, Ledger, connect, rfc3339
 
@@ -121,23 +122,26 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help=
 
 @app.command()
 def scheduler() -> None:
-    """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock); delete
-    archived files from Stream every `reconcile_every` when `delete_from_stream` is on."""
+    """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock);
+    reconcile with Stream's listings every `reconcile_every`, and then delete archived files from
+    Stream when `delete_from_stream` is on."""
     from worker.deletion import delete_archived  # noqa: PLC0415
+    from worker.discovery import reconcile  # noqa: PLC0415
     from worker.runtime import Runtime  # noqa: PLC0415
     from worker.scheduler import PeriodicJob, run_scheduler  # noqa: PLC0415
 
     settings = _settings()
     ledger = _ledger(settings)
     runtime = Runtime.from_settings(settings)
-    every = settings.archive.reconcile_every.total_seconds()
-    jobs = [PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False))
-            ] if settings.archive.delete_from_stream else []
+    every, enqueue = settings.archive.reconcile_every.total_seconds(), _celery_enqueue()
+    jobs = [PeriodicJob("reconcile", every, lambda: reconcile(runtime, enqueue))]
+    if settings.archive.delete_from_stream:
+        jobs.append(PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False)))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        run_scheduler(ledger, settings.archive, _celery_enqueue(), stop, jobs)
+        run_scheduler(ledger, settings.archive, enqueue, stop, jobs)
     finally:
         runtime.close()
 
@@ -304,6 +308,10 @@ def check_storage_command(name: Annotated[str, typer.Argument(help="A storage na
         err.print(f"[bold red]check failed[/] ({report.reason}): {report.message}", highlight=False)
         raise typer.Exit(1)
     out.print("[green]ok[/]")
+
+
+app.command("backfill")(backfill_command)
+app.command("reconcile")(reconcile_command)
 
 
 def main() -> None:

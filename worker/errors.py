@@ -10,7 +10,8 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   └── MalformedPayload          not JSON, or a required field missing (HTTP 400)
     ├── TransientError            retried with backoff (kept in the ledger) until the file's deadline
     │   ├── SourceUnavailable         transport error, 5xx or 429 from the download host
-    │   ├── SourceMissing             403/404/410: URL expired or file gone; `lost` after the deadline
+    │   ├── SourceMissing             404: the file is gone; `lost` after the deadline
+    │   │   └── UrlRefused                401/403/410: the signed URL expired; a fresh one is fetched
     │   ├── IncompleteDownload        the body ended before (or went past) Content-Length
     │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout (.reason)
     │   ├── StreamUnavailable         Stream's API: transport error, 5xx, or 429 beyond our patience
@@ -62,6 +63,11 @@ class SourceUnavailable(TransientError):
 
 class SourceMissing(TransientError):
     """The source answered that the file is not there (or the URL no longer grants it)."""
+
+
+class UrlRefused(SourceMissing):
+    """The host refused the signed URL (401/403/410: expired, or no longer granted); a fresh URL
+    from Stream's listing may work. A 404 stays a plain SourceMissing: the key is gone."""
 
 
 class IncompleteDownload(TransientError):

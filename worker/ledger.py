@@ -240,6 +240,10 @@ class Ledger:
         """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
         return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))
 
+    def set_file_url(self, file_id: str, url: str) -> None:
+        """A fresher signed URL for the file (one field: nothing reads it together with others)."""
+        self.redis.hset(f"{self.prefix}file:{file_id}", "url", url)
+
     def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
         """Record that the file no longer needs deleting from Stream (and how that ended)."""
         self.redis.hset(f"{self.prefix}file:{file_id}",

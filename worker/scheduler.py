@@ -46,17 +46,29 @@ def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
 
 @dataclass
 class PeriodicJob:
-    """Something the scheduler runs every `every` seconds (reconciliation, deletion), once at start."""
+    """Something the scheduler starts every `every` seconds (reconciliation, deletion), first at start.
+
+    It runs in a thread of its own, so a long pass (a reconciliation over thousands of calls) never
+    holds up the sweep; a pass still running when the next is due is not started twice."""
 
     name: str
     every: float
     run: Callable[[], object]
     next_at: float = 0.0
+    _thread: threading.Thread | None = None
 
     def run_if_due(self) -> None:
-        if time.monotonic() < self.next_at:
+        if time.monotonic() < self.next_at or (self._thread is not None and self._thread.is_alive()):
             return
         self.next_at = time.monotonic() + self.every
+        self._thread = threading.Thread(target=self._run_once, name=f"job-{self.name}", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run_once(self) -> None:
         try:
             self.run()
         except Exception as exc:  # noqa: BLE001 - one failed pass must not end the scheduler
@@ -66,7 +78,7 @@ class PeriodicJob:
 def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop: threading.Event,
                   jobs: Sequence[PeriodicJob] = ()) -> None:
     """Sweep every `sweep_every`, and run `jobs` when due, while holding the scheduler lock, until
-    `stop` is set. Jobs run in this thread: a long one delays the next sweep, never skips it."""
+    `stop` is set. Jobs run in threads of their own (see `PeriodicJob`)."""
     token = uuid.uuid4().hex
     every = archive.sweep_every.total_seconds()
     ttl_ms = int(every * 3000) + 5000
@@ -84,12 +96,13 @@ def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop
                     log.info("sweep_queued_transfers", count=queued)
                 for job in jobs:
                     job.run_if_due()
-                    ledger.acquire_lock(token, ttl_ms)  # a long job must not let the lock lapse
         except redis.RedisError as exc:
             log.warning("sweep_skipped", reason=f"ledger unavailable: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the scheduler
             log.error("sweep_failed", error=str(exc))
         stop.wait(every)
+    for job in jobs:
+        job.wait(timeout=30)
     try:
         ledger.release_lock(token)
     except redis.RedisError:

@@ -114,8 +114,9 @@ class StreamClient:
                     raise failure_or_refusal
                 failure = failure_or_refusal
                 wait = _rate_limit_wait(response) if response.status_code == 429 else self._backoff(attempt)
-            if attempt == self._attempts or wait > MAX_RATE_LIMIT_WAIT:
+            if attempt == self._attempts:
                 raise failure
+            wait = min(wait, MAX_RATE_LIMIT_WAIT)
             log.warning("stream_api_retry", method=method, path=path, error=str(failure), wait_s=round(wait, 2))
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -1,8 +1,9 @@
 """One transfer: claim it, stream the file from Stream into its storage, verify, record.
 
-The bytes go from the download straight into the storage writer, in chunks: never the whole
-file in memory, never a temporary copy on local disk. Size and SHA-256 are computed on the way;
-the download must match its Content-Length and the stored object its size. Transient errors put
+The bytes go from the download straight into the storage writer, in chunks (`worker.copy`): never
+the whole file in memory, never a temporary copy on local disk; an expired URL is refreshed from
+Stream and a broken download resumed, a few times per attempt. Size and SHA-256 are computed on
+the way; the download must match its Content-Length and the stored object its size. Transient errors put
 the transfer back to ``queued`` with a capped, jittered, exponential wait kept in the ledger (not
 in a Celery countdown); permanent ones make it ``failed``; a file the source no longer has after
 its deletion deadline is ``lost``.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from worker.checksums import Digests, Hasher
+from worker.copy import CopyJob, Recoveries, stream_copy, with_fresh_url
 from worker.errors import (
     CopyRefused,
     LeaseLost,
@@ -27,8 +29,9 @@ from worker.errors import (
 from worker.files import content_type_for
 from worker.lease import Heartbeat
 from worker.ledger import Transfer, from_ms, now_ms, rfc3339, to_ms
+from worker.refresh import SignedUrl
 from worker.runtime import Runtime
-from worker.source import check_url, open_download, source_size
+from worker.source import source_size
 from worker.storage import Storage
 
 log = structlog.get_logger(__name__)
@@ -120,44 +123,34 @@ def _metadata(file: dict[str, str], transfer: Transfer) -> dict[str, str]:
 
 def _copy(runtime: Runtime, transfer: Transfer, lease: Heartbeat) -> Copied:
     file = runtime.ledger.file(transfer.file_id)
-    url = file["url"]
-    check_url(url, runtime.archive.download_hosts)
-    storage = runtime.storage(transfer.storage)
-    content_type, metadata = content_type_for(transfer.filename), _metadata(file, transfer)
-    if storage.capabilities.server_side_copy:
+    job = CopyJob(
+        runtime=runtime, source=SignedUrl(runtime, transfer.file_id, file), lease=lease,
+        storage=runtime.storage(transfer.storage), key=transfer.key,
+        content_type=content_type_for(transfer.filename), metadata=_metadata(file, transfer),
+        recoveries=Recoveries(),
+    )
+    if job.storage.capabilities.server_side_copy:
         try:
-            return _server_side_copy(runtime, storage, transfer, url, content_type, metadata)
+            return _server_side_copy(job)
         except CopyRefused as exc:
             log.info("server_side_copy_refused", reason=str(exc))
-    native = storage.capabilities.native_checksum
-    hasher = Hasher((native,) if native else ())
-    chunk_size = int(runtime.archive.transfer.read_chunk)
-    with open_download(runtime.http, url, chunk_size) as download, storage.open_writer(
-        transfer.key, content_type=content_type, metadata=metadata, size_hint=download.length
-    ) as writer:
-        for chunk in download.chunks():
-            hasher.update(chunk)
-            writer.write(chunk)
-            lease.check()
-        lease.check()
-        digests = hasher.digests()
-        writer.commit(digests)
-    _verify(storage, transfer.key, digests)
+    digests = stream_copy(job)
+    _verify(job.storage, transfer.key, digests)
     return Copied(digests.size, digests.sha256)
 
 
-def _server_side_copy(runtime: Runtime, storage: Storage, transfer: Transfer, url: str, content_type: str,
-                      metadata: dict[str, str]) -> Copied:
+def _server_side_copy(job: CopyJob) -> Copied:
     """The store fetches the URL itself; the object is then read back once for its SHA-256."""
-    size = source_size(runtime.http, url)
-    storage.copy_from_url(transfer.key, url, size=size, content_type=content_type, metadata=metadata)
+    storage, key = job.storage, job.key
+    size = with_fresh_url(job, lambda url: source_size(job.runtime.http, url))
+    storage.copy_from_url(key, job.source.url, size=size, content_type=job.content_type, metadata=job.metadata)
     native = storage.capabilities.native_checksum
     hasher = Hasher((native,) if native else ())
-    for chunk in storage.read(transfer.key):
+    for chunk in storage.read(key):
         hasher.update(chunk)
     digests = hasher.digests()
     if digests.size != size:
-        raise VerificationFailed(f"{storage.describe()}: {transfer.key} holds {digests.size} bytes, source has {size}")
+        raise VerificationFailed(f"{storage.describe()}: {key} holds {digests.size} bytes, source has {size}")
     log.info("server_side_copy_done", bytes=size)
     return Copied(digests.size, digests.sha256)
 

@@ -112,7 +112,9 @@ def test_bad_signature_or_api_key_gets_401_and_records_nothing(
 def test_a_lost_queue_message_is_recovered_by_the_sweep(
     archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path, redis_url: str
 ) -> None:
-    service = archiver([local_storage(tmp_path / "archive")])
+    # Routes known at intake, so the queued message is the transfer itself (the scheduler's own
+    # reconciliation would find a file still waiting for its routes without the sweep).
+    service = archiver([local_storage(tmp_path / "archive")], call_storage_key="")
     url = service.start_web()
     recording = fake.add_recording("default:lost-msg", os.urandom(MiB))
     assert fake.deliver(url, recording).status_code == 202
@@ -155,7 +157,7 @@ def test_transient_source_errors_are_retried_and_never_stored_short(
     assert fake.deliver(url, recording).status_code == 202
 
     (entry,) = service.wait_for_states(1)
-    assert entry["attempts"] == 3 and entry["error"] is None
+    assert entry["attempts"] == 2 and entry["error"] is None  # the short body is resumed within attempt 2
     assert (tmp_path / "archive" / entry["key"]).read_bytes() == recording.read_bytes()
     logs = service.logs()
     assert "answered 503" in logs and "after 1048576 bytes" in logs

@@ -115,8 +115,8 @@ def matches(call: CallRecord, conditions: dict[str, Any]) -> bool:
         if key in ("$and", "$or"):
             if not isinstance(condition, list) or not all(isinstance(c, dict) for c in condition):
                 raise QueryError(f'"{key}" needs a list of filter objects')
-            results = [matches(call, c) for c in condition]
-            ok = all(results) if key == "$and" else any(results)
+            clauses = [matches(call, c) for c in condition]
+            ok = all(clauses) if key == "$and" else any(clauses)
         elif key in _FIELDS:
             ok = _field_matches(call, key, condition)
         elif key.startswith("custom."):

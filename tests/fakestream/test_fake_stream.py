@@ -273,6 +273,17 @@ def test_sdk_query_calls_filter_sort_and_paging(fake: FakeStream, sdk: Stream) -
     assert {c.call.cid for c in by_cid.calls} == {"livestream:old", "default:c1"}
 
 
+def test_query_calls_or_matches_either_clause(fake: FakeStream, sdk: Stream) -> None:
+    """$or selects calls matching any clause (it once acted as $and)."""
+    fake.add_call("default", "early", ended_at=T0)
+    fake.add_call("default", "late", ended_at=T0 + timedelta(days=1))
+    fake.add_call("default", "neither", ended_at=T0 + timedelta(hours=12))
+    later = (T0 + timedelta(days=1)).isoformat()
+    flt = {"$or": [{"ended_at": {"$lte": T0.isoformat()}}, {"ended_at": {"$gte": later}}]}
+    found = sdk.video.query_calls(filter_conditions=flt).data
+    assert {c.call.id for c in found.calls} == {"early", "late"}
+
+
 def test_query_calls_rejects_bad_requests(fake: FakeStream, sdk: Stream) -> None:
     with pytest.raises(StreamApiException) as err:
         sdk.video.query_calls(limit=101)
