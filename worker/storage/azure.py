@@ -34,11 +34,9 @@ messages name the storage, container, key, Azure's error code and message, never
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn, Self
+from typing import NoReturn, Self
 
 import structlog
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
@@ -53,6 +51,7 @@ from worker.storage.azure_errors import Scrubber, error_code, map_error
 from worker.storage.azure_writer import AzureWriter, decode_metadata, encode_metadata
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
+from worker.storage.parts import PartPool
 
 MAX_KEY_CHARS = 1024
 _NOT_SINCE = datetime(2000, 1, 1, tzinfo=UTC)  # every committed blob was modified after this
@@ -85,8 +84,7 @@ class AzureStorage(Storage):
         self.scrub = Scrubber(secrets)
         self._credential = credential
         self._location = public_location(client)
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self.parts = PartPool(tuning.parts_in_flight, "abs-block")
         # per instance, as abs_server_side_copy may turn the copy off (Storage declares a ClassVar)
         self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5")
 
@@ -122,13 +120,6 @@ class AzureStorage(Storage):
     def raise_mapped(self, exc: AzureError, action: str, key: str, *, missing: bool = False) -> NoReturn:
         """Raise the `worker.errors` exception for `exc` (`missing`: BlobNotFound means no key)."""
         raise map_error(exc, self.where(action, key), self.scrub, missing=missing) from exc
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run `fn` on the block-upload pool (created on first use)."""
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.tuning.parts_in_flight, thread_name_prefix="abs-block")
-            return self._pool.submit(fn, *args)
 
     def discard_staged(self, key: str, full_key: str) -> None:
         """Delete the uncommitted blocks staged under `full_key` unless a committed blob holds that
@@ -203,10 +194,7 @@ class AzureStorage(Storage):
 
     def close(self) -> None:
         """Stop the block-upload threads, the client's connections and the credential's. Idempotent."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self.parts.close()
         self.client.close()
         credential, self._credential = self._credential, None
         if credential is not None:

@@ -107,7 +107,7 @@ class _BlockCopy:
                 break
             block_id = next(self._ids)
             self._blocks.append(block_id)
-            future = self._s.submit(self._stage, block_id, offset, min(part_size, self._size - offset))
+            future = self._s.parts.submit(self._stage, block_id, offset, min(part_size, self._size - offset))
             future.add_done_callback(self._done)
             self._staging.append(future)
         for future in self._staging:

@@ -73,7 +73,7 @@ class AzureWriter(PartedWriter[str]):
     def __init__(
         self, storage: AzureStorage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
     ) -> None:
-        super().__init__(key, storage.tuning, storage.submit)
+        super().__init__(key, storage.tuning, storage.parts.submit)
         self._s, self._full_key = storage, full_key
         self._blob = storage.blob(full_key)
         self._content_type, self._metadata = content_type, metadata

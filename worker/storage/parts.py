@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -177,3 +177,26 @@ class PartedWriter(ObjectWriter, Generic[R]):
     @abstractmethod
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
         """What commit returns, from the store's answer."""
+
+
+class PartPool:
+    """The threads a storage sends parts with: created on first use, at most `size` of them."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size, self._name = size, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run `fn(*args)` on one of the threads."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._size, thread_name_prefix=self._name)
+            return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        """Cancel what has not started, wait for what has. Idempotent."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -44,9 +44,7 @@ FileNotFoundError. Messages name the storage, bucket, key, S3 code and message, 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -56,6 +54,7 @@ from botocore import exceptions as boto
 from config.settings import S3Options, StorageConfig, TransferTuning
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
+from worker.storage.parts import PartPool
 from worker.storage.s3_client import make_client
 from worker.storage.s3_errors import CHECKSUM_HINT, MISSING_CODES, classify, classify_exception
 from worker.storage.s3_writer import S3Writer
@@ -129,8 +128,7 @@ class S3Storage(Storage):
         # per instance, as the checksum mode is per storage (base.py still declares a ClassVar):
         self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c")
         self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self.parts = PartPool(tuning.parts_in_flight, "s3-part")
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -186,13 +184,6 @@ class S3Storage(Storage):
             text = text.replace(secret, "***")
         return text
 
-    def submit(self, fn: Any, *args: Any) -> Future[Any]:
-        """Run `fn` on the part-upload pool (created on first use)."""
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.tuning.parts_in_flight, thread_name_prefix="s3-part")
-            return self._pool.submit(fn, *args)
-
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
     ) -> ObjectWriter:
@@ -246,8 +237,5 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         """Stop the part-upload threads and the client's connections. Idempotent."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self.parts.close()
         self.client.close()

@@ -36,7 +36,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     def __init__(
         self, storage: S3Storage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
     ) -> None:
-        super().__init__(key, storage.tuning, storage.submit)
+        super().__init__(key, storage.tuning, storage.parts.submit)
         self._s, self._full_key = storage, full_key
         self._content_type, self._metadata = content_type, metadata
         self._upload_id = ""  # CreateMultipartUpload's
