@@ -229,6 +229,27 @@ def list_transfers(
     out.print(table)
 
 
+@transfers_app.command("retry")
+def retry_transfers(
+    transfer_ids: Annotated[list[str] | None, typer.Argument(help="Transfer ids (t_…).")] = None,
+    state: Annotated[str | None, typer.Option(help="Every transfer in this state: failed or lost.")] = None,
+) -> None:
+    """Queue failed (or lost) transfers again, e.g. after fixing a storage's credentials."""
+    if bool(transfer_ids) == bool(state) or state not in (None, "failed", "lost"):
+        err.print("give transfer ids, or --state failed (or lost), not both")
+        raise typer.Exit(2)
+    ledger = _ledger(_settings())
+    ids = list(transfer_ids or ledger.ids(state))
+    retried = [tid for tid in ids if ledger.retry(tid)]
+    for tid in sorted(set(ids) - set(retried)):
+        err.print(f"{tid}: not failed or lost (or unknown), left as it is")
+    if retried:
+        _celery_enqueue()(ledger.soonest_to_expire(retried))
+    out.print(f"queued {len(retried)} transfer(s) again")
+    if len(retried) != len(ids):
+        raise typer.Exit(1)
+
+
 @transfers_app.command("show")
 def show_transfer(transfer_id: Annotated[str, typer.Argument(help="A transfer id (t_…).")]) -> None:
     """Show one transfer as JSON."""

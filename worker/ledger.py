@@ -169,6 +169,7 @@ class Ledger:
         self._finish = client.register_script(lua.FINISH)
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
+        self._retry = client.register_script(lua.RETRY)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
 
@@ -239,6 +240,14 @@ class Ledger:
     def defer_routing(self, file_id: str, due_ms: int, error: str) -> bool:
         """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
         return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))
+
+    def retry(self, transfer_id: str) -> bool:
+        """Queue a `failed` (or `lost`) transfer again, now; False for any other state."""
+        transfer = self.get(transfer_id)
+        if transfer is None:
+            return False
+        expires = to_ms(transfer.expires_at) if transfer.expires_at else now_ms()
+        return bool(self._retry(args=[self.prefix, transfer_id, now_ms(), expires]))
 
     def set_file_url(self, file_id: str, url: str) -> None:
         """A fresher signed URL for the file (one field: nothing reads it together with others)."""

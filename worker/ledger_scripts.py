@@ -155,3 +155,18 @@ local key = ARGV[1] .. 'scheduler:lock'
 if redis.call('GET', key) == ARGV[2] then return redis.call('DEL', key) end
 return 0
 """
+
+# ARGV: prefix, tid, now, expires_ms  ->  1 if a failed (or lost) transfer was queued again
+RETRY = """
+local p, tid, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local tkey = p .. 'transfer:' .. tid
+local state = redis.call('HGET', tkey, 'state')
+if state ~= 'failed' and state ~= 'lost' then return 0 end
+redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,
+           'error', 'retried by an operator; before: ' .. (redis.call('HGET', tkey, 'error') or ''))
+redis.call('ZREM', p .. 'state:' .. state, tid)
+redis.call('ZADD', p .. 'state:queued', now, tid)
+redis.call('ZADD', p .. 'due', now, tid)
+redis.call('ZADD', p .. 'expiry', tonumber(ARGV[4]), tid)
+return 1
+"""
