@@ -12,6 +12,7 @@ import redis
 from config import Settings, load_settings
 from tests.fakestream.server import FakeStream, start_fake_stream
 from tests.support.azurite import azurite  # noqa: F401 - session fixtures, used by name
+from tests.support.chaos_report import chaos_report  # noqa: F401
 from tests.support.gcs import gcs_emulator  # noqa: F401
 from tests.support.moto import moto_client, moto_server  # noqa: F401
 from tests.support.redis import RedisServer
