@@ -75,16 +75,23 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int
         log.warning("transfer_lease_lost", reason=str(exc))
         return "lease_lost"
     except PermanentError as exc:
-        ledger.finish(transfer.id, epoch, "failed", error=str(exc))
-        log.error("transfer_failed", error=str(exc))
+        ledger.finish(transfer.id, epoch, "failed", error=str(exc), reason=_reason(exc))
+        log.error("transfer_failed", error=str(exc), reason=_reason(exc))
         return "failed"
     except Exception as exc:  # noqa: BLE001 - anything else is retried: losing a file is worse
         return _retry_later(runtime, transfer, epoch, exc)
-    if not ledger.finish(transfer.id, epoch, "archived", bytes=copied.bytes, sha256=copied.sha256, error=""):
+    if not ledger.finish(transfer.id, epoch, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
+                         reason=""):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
     log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
     return "archived"
+
+
+def _reason(exc: Exception) -> str:
+    """The storage's reason for a storage fault (``credentials``, ``disk_full``…), else the error's kind."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else type(exc).__name__
 
 
 def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exception) -> str:
@@ -102,7 +109,7 @@ def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exceptio
         int(archive.retry_backoff_max.total_seconds() * 1000),
     )
     runtime.ledger.finish(transfer.id, epoch, "queued", due_ms=now + delay, next_attempt_at=now + delay,
-                          error=reason)
+                          error=reason, reason=_reason(exc))
     level = log.warning if isinstance(exc, TransientError) else log.exception
     level("transfer_retry_scheduled", error=reason, retry_in_s=round(delay / 1000, 1),
           attempt=transfer.attempts)

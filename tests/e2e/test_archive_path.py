@@ -172,6 +172,7 @@ def test_a_missing_bucket_is_a_permanent_failure_with_its_reason(
     assert fake.deliver(url, recording).status_code == 202
     (entry,) = service.wait_for_states(1, state="failed")
     assert "no-such-bucket-here" in entry["error"] and "NoSuchBucket" in entry["error"]
+    assert entry["reason"] == "missing_bucket"
     assert entry["attempts"] == 1
 
 

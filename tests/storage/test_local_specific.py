@@ -146,3 +146,23 @@ def test_os_error_mapping(code: int, expected: type[Exception]) -> None:
     error = storage_error(OSError(code, os.strerror(code)), "disk", "write", "p/k.mp4")
     assert isinstance(error, expected)
     assert "p/k.mp4" in str(error) and os.strerror(code) in str(error) and errno.errorcode[code] in str(error)
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path: Path) -> None:
+    """A worker killed mid-write leaves its hidden temporary file; the next writer of the key removes
+    it (and only temporary files of that key)."""
+    storage = LocalStorage("disk", tmp_path)
+    first = storage.open_writer("call/a.mp4", content_type="video/mp4", metadata={})
+    first.write(b"half")  # and the worker dies: nobody aborts it
+    other = storage.open_writer("call/b.mp4", content_type="video/mp4", metadata={})
+    leftovers = sorted(p.name for p in (tmp_path / "call").iterdir())
+    assert len(leftovers) == 2
+    with storage.open_writer("call/a.mp4", content_type="video/mp4", metadata={}) as second:
+        second.write(b"whole")
+        second.commit()
+    names = sorted(p.name for p in (tmp_path / "call").iterdir())
+    assert "a.mp4" in names and len([n for n in names if n.startswith(".a.mp4.")]) == 0
+    assert len([n for n in names if n.startswith(".b.mp4.")]) == 1
+    assert (tmp_path / "call" / "a.mp4").read_bytes() == b"whole"
+    other.abort()
+    first.abort()  # only closes its descriptor here: its file is already gone

@@ -19,7 +19,9 @@ Differences from S3, and why:
 - a symbolic link inside the root that leads outside it is refused (StorageRefused), never followed.
 
 OS errors map to `worker.errors`: permission and shape errors (EACCES, EPERM, EROFS, ENOTDIR, ...)
-are StorageRefused; everything else (ENOSPC, EIO, ...) is StorageUnavailable.
+are StorageRefused (reason ``permission`` for EACCES, EPERM, EROFS; else ``other``); everything else is
+StorageUnavailable (reason ``disk_full`` for ENOSPC, EDQUOT, EFBIG; else ``other``), so a full disk is
+retried until space is freed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import structlog
 
 from config.settings import StorageConfig, TransferTuning
 from worker.checksums import Digests
-from worker.errors import StorageRefused, StorageUnavailable
+from worker.errors import StorageReason, StorageRefused, StorageUnavailable
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
 
@@ -52,6 +54,8 @@ _REFUSED_ERRNOS = frozenset(
         errno.ENOTEMPTY, errno.ENAMETOOLONG, errno.ELOOP, errno.E2BIG, errno.EINVAL,
     }
 )  # fmt: skip
+_PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _NO_XATTR_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 _XATTR_TOO_BIG_ERRNOS = frozenset({errno.E2BIG, errno.ERANGE})
 
@@ -61,15 +65,35 @@ log = structlog.get_logger(__name__)
 def storage_error(exc: OSError, storage: str, action: str, where: str) -> StorageRefused | StorageUnavailable:
     """The `worker.errors` exception for an OSError met while doing `action` on `where`."""
     code = errno.errorcode.get(exc.errno or 0, "no errno")
-    reason = exc.strerror or str(exc)
-    kind = StorageRefused if exc.errno in _REFUSED_ERRNOS else StorageUnavailable
-    return kind(f"local storage {storage!r}: cannot {action} {where}: {reason} ({code})")
+    message = f"local storage {storage!r}: cannot {action} {where}: {exc.strerror or exc} ({code})"
+    if exc.errno in _REFUSED_ERRNOS:
+        refused: StorageReason = "permission" if exc.errno in _PERMISSION_ERRNOS else "other"
+        return StorageRefused(message, reason=refused)
+    return StorageUnavailable(message, reason="disk_full" if exc.errno in _DISK_FULL_ERRNOS else "other")
+
+
+def _temp_prefix(name: str) -> str:
+    """The start of a hidden sibling's name; the final name is cut to stay under NAME_MAX bytes."""
+    return "." + name.encode()[:100].decode(errors="ignore") + "."
 
 
 def _temp_name(name: str) -> str:
-    """A hidden sibling name; the final name is cut so the result stays under NAME_MAX bytes."""
-    short = name.encode()[:100].decode(errors="ignore")
-    return f".{short}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+    return f"{_temp_prefix(name)}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove temporary files a killed writer left beside `path`.
+
+    Safe: a key belongs to one transfer, and a transfer's lease (with its fencing epoch) lets only
+    one writer run at a time, so any other temporary file of this name is a dead writer's.
+    """
+    prefix, size = _temp_prefix(path.name), len(_temp_name(path.name))
+    for sibling in path.parent.iterdir():
+        name = sibling.name
+        if name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX) and len(name) == size:
+            with suppress(FileNotFoundError):
+                sibling.unlink()
+                log.info("storage_stale_partial_removed", key=path.name)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -132,6 +156,10 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise self.error(exc, "create the directory for", key) from exc
         self._check_inside(path.parent, key)  # again: a link may have been planted meanwhile
+        try:
+            _remove_stale_partials(path)
+        except OSError as exc:
+            raise self.error(exc, "clean the directory of", key) from exc
         return _LocalWriter(self, key, path, content_type, dict(metadata))
 
     def save_attributes(self, fd: int, key: str, content_type: str, metadata: Mapping[str, str]) -> None:
