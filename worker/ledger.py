@@ -130,6 +130,7 @@ class Transfer:
             "id": self.id, "call_cid": self.call_cid, "session_id": self.session_id, "kind": self.kind,
             "filename": self.filename, "storage": self.storage, "key": self.key, "state": self.state,
             "bytes": self.bytes, "sha256": self.sha256, "attempts": self.attempts, "error": self.error,
+            "reason": self.reason,
             "expires_at": rfc3339(self.expires_at), "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at), "next_attempt_at": rfc3339(self.next_attempt_at),
             "file_id": self.file_id,
