@@ -1,38 +1,92 @@
 """Logging: structlog for our code and the standard library's loggers (Celery, uvicorn, httpx).
 
 JSON lines in production (or whenever stderr is not a terminal), readable lines on a terminal.
-Every line, ours or a library's, passes `scrub`: query strings are cut from URLs (a signed URL
-is a credential) and every configured secret value is masked.
+Every line, ours or a library's (warnings included), passes `scrub`:
+
+- URL query strings and user info are cut (a signed URL is a credential);
+- the values of signing query parameters (``sig=``, ``Signature=``, ``X-Amz-Signature=``,
+  ``Expires=``, ...) are masked wherever they appear: a request line, a canonical request, a
+  percent-encoded URL;
+- every registered secret is masked, also JSON-, repr- and percent-escaped, and so are the secrets
+  inside it (a service-account JSON's ``private_key``, a connection string's ``AccountKey``, a SAS
+  token's ``sig``).
+
+Tracebacks are plain text (never rich's, which prints local variables and wraps long values across
+lines, out of reach of the masking), scrubbed before they are rendered and once more as a line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus
 
 import structlog
 
 _URL_QUERY = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#"'<>]*)\?[^\s#"'<>]*""")
+_USERINFO = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#"'<>@]*@""")
+_SIGNING_PARAMS = re.compile(
+    r"""(?i)(?:(?<![\w-])|(?<=%3F)|(?<=%26))(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"""
+    r"""|x-goog-credential|expires|key-pair-id|policy|access_token)(=|%3D)(?!\*\*\*)[^\s&"'<>;,%]+"""
+)
+_NESTED_SECRETS = {"private_key", "private_key_id", "client_secret", "refresh_token",  # JSON credentials
+                   "accountkey", "sharedaccesssignature", "sharedaccesskey", "password", "sig"}
 _secrets: set[str] = set()
+_ordered: tuple[str, ...] = ()  # longest first, so that no longer form is left half-masked
+
+
+def _inner_secrets(secret: str) -> Iterator[str]:
+    """The secrets inside `secret`: a JSON object's key fields, a connection string's secret parts,
+    a SAS token's ``sig``."""
+    try:
+        parsed = json.loads(secret)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        yield from (v for k, v in parsed.items() if isinstance(v, str) and k.lower() in _NESTED_SECRETS)
+    for part in secret.split(";"):
+        name, _, value = part.partition("=")
+        if value and name.strip().lower() in _NESTED_SECRETS:
+            yield value
+    yield from parse_qs(secret.lstrip("?")).get("sig", [])
+
+
+def _forms(secret: str) -> set[str]:
+    """`secret` and the secrets inside it, as they may be written: raw, JSON-, repr- and percent-escaped."""
+    found: set[str] = set()
+    pending = [secret]
+    while pending:
+        value = pending.pop()
+        if value not in found and len(value) >= 4:
+            found.add(value)
+            pending.extend(_inner_secrets(value))
+    escaped = ({v, json.dumps(v)[1:-1], repr(v)[1:-1], quote(v, safe=""), quote_plus(v)} for v in found)
+    return {form for forms in escaped for form in forms if len(form) >= 4}
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Mask these values wherever they would appear in a log line."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    """Mask these values (and their escaped forms, and the secrets inside them) in every log line."""
+    global _ordered
+    for value in values:
+        if value:
+            _secrets.update(_forms(value))
+    _ordered = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact_url(url: str) -> str:
-    """`url` without its query string (where a signed URL keeps its signature)."""
-    return url.split("?", 1)[0].split("#", 1)[0]
+    """`url` without its query string (where a signed URL keeps its signature) and user info."""
+    return _USERINFO.sub(r"\1", url.split("?", 1)[0].split("#", 1)[0])
 
 
 def scrub(text: str) -> str:
-    """`text` with URL query strings removed and known secrets masked."""
-    text = _URL_QUERY.sub(r"\1", text)
-    for secret in _secrets:
+    """`text` with URL query strings and user info removed, signing parameters and known secrets masked."""
+    text = _USERINFO.sub(r"\1", _URL_QUERY.sub(r"\1", text))
+    text = _SIGNING_PARAMS.sub(r"\1\2***", text)
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, "***")
     return text
@@ -52,7 +106,8 @@ def _scrub_value(value: Any) -> Any:
 
 def scrub_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        event[key] = _scrub_value(value)
+        if key != "exc_info":  # format_exc_info needs it as it is; its text is scrubbed after
+            event[key] = _scrub_value(value)
     return event
 
 
@@ -74,7 +129,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         scrub_processor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -86,7 +142,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.format_exc_info] if json_lines else []),
+            structlog.processors.format_exc_info,  # the traceback as text, scrubbed before any escaping
+            scrub_processor,
             renderer,
         ],
     )
@@ -95,5 +152,6 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # warnings too go through the scrubbing handler
     for noisy in ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3", "azure", "google"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

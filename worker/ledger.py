@@ -119,7 +119,8 @@ class Transfer:
             filename=h.get("filename", ""), session_id=opt("session_id"), storage=h.get("storage", ""),
             key=h.get("key", ""), state=h["state"], attempts=int(h.get("attempts", 0)),
             epoch=int(h.get("epoch", 0)), bytes=int(size) if size else None, sha256=opt("sha256"),
-            error=opt("error"), reason=opt("reason"), created_at=from_ms(opt("created_at")), updated_at=from_ms(opt("updated_at")),
+            error=opt("error"), reason=opt("reason"), created_at=from_ms(opt("created_at")),
+            updated_at=from_ms(opt("updated_at")),
             next_attempt_at=from_ms(opt("next_attempt_at")), expires_at=from_ms(opt("expires_at")),
             lease_owner=opt("lease_owner"), lease_until=from_ms(opt("lease_until")), raw=h,
         )

@@ -5,17 +5,34 @@ A download may start part-way (``offset``): it then asks for ``Range: bytes=N-``
 ``If-Range: <ETag>`` when one is known) and accepts a 206 only when its ``Content-Range`` starts
 at N; a 200 is the whole file again (the server ignored the range, or the file changed), and
 `Download.start` is then 0 so the caller can tell.
+
+Where a download may go (a forged or hostile URL must not reach inside the network), checked twice:
+
+* `check_url`, on every URL and every redirect, as httpx parses it (the parser that connects):
+  http(s) only, no userinfo (``https://cdn@127.0.0.1/``), a valid host name or a canonical IP
+  literal (``2130706433``, ``0x7f.1``, ``127.1`` are refused), the host or ``host:port`` matching a
+  ``download_hosts`` pattern, and no loopback / private / link-local / multicast / unspecified /
+  reserved IP literal (embedded IPv4 of ``::ffff:``, 6to4, NAT64 and Teredo addresses included);
+* `AddressGuard`, the client's network backend, at connect time: it resolves the host once, checks
+  every address the same way and connects to a checked address (TLS SNI and Host stay the name),
+  so DNS rebinding cannot swap in an inside address between the check and the connection.
+
+An operator opts a private host in by listing it *exactly*: a pattern without wildcards equal to
+the host or ``host:port`` (``"127.0.0.1:8080"``, ``"cdn.internal"``). A refusal is DownloadRefused.
+Environment proxies are not used for downloads: the guard must see the address connected to.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterator, Sequence
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import TracebackType
-from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from config.logging import redact_url, scrub
@@ -24,41 +41,163 @@ from worker.errors import DownloadRefused, IncompleteDownload, SourceMissing, So
 MISSING_STATUSES = frozenset({401, 403, 404, 410})
 REFUSED_STATUSES = frozenset({401, 403, 410})  # the signature no longer grants the file: a fresh URL may
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_HOSTNAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Resolver = Callable[[str, int], Sequence[str]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address_problem(address: str | IPAddress) -> str | None:
+    """Why a download must not connect to `address` ("loopback", "private", ...), or None."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and (problem := address_problem(embedded)):
+            return problem
+    flags = (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
+             ("multicast", ip.is_multicast), ("private", ip.is_private), ("reserved", ip.is_reserved))
+    for name, flag in flags:
+        if flag:
+            return name
+    return None if ip.is_global else "non-global"
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _candidates(host: str, port: int) -> set[str]:
+    """The strings a download_hosts pattern is matched against: host, host:port (IPv6 bracketed too)."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return {host, bracketed, f"{bracketed}:{port}"}
+
+
+def listed_exactly(host: str, port: int, patterns: Iterable[str]) -> bool:
+    """True when a pattern is, literally, this host or host:port (a host never holds ``*`` or ``?``,
+    so a wildcard pattern never is; ``[::1]:8080`` is the bracketed IPv6 form)."""
+    names = _candidates(host, port)
+    return any(p in names for p in patterns)
+
+
+def _host_problem(host: str, port: int) -> str | None:
+    if not host:
+        return "has no host"
+    if not 0 < port < 65536:
+        return f"has an invalid port {port}"
+    if _ip_literal(host) is None and (_NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]) or not _HOSTNAME.match(host)):
+        return "has an invalid host (not a DNS name or a canonical IP address)"
+    return None
+
+
+def _url_problem(url: str, patterns: Sequence[str]) -> str | None:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "is not a valid URL"
+    if parsed.scheme not in _DEFAULT_PORTS:
+        return "is not an http(s) URL"
+    if parsed.userinfo:
+        return "carries a user name or password"
+    host = parsed.raw_host.decode("ascii").lower()
+    port = _DEFAULT_PORTS[parsed.scheme] if parsed.port is None else parsed.port
+    if problem := _host_problem(host, port):
+        return problem
+    if listed_exactly(host, port, patterns):
+        return None  # the operator opted this one in, private or not
+    if not any(fnmatchcase(c, p) for c in _candidates(host, port) for p in patterns):
+        return f"is not on an allowed download host (download_hosts = {list(patterns)})"
+    ip = _ip_literal(host)
+    problem = address_problem(ip) if ip is not None else None
+    if problem is None and (host == "localhost" or host.endswith(".localhost")):
+        problem = "loopback"
+    return None if problem is None else f"names a {problem} address; list it exactly in download_hosts to allow it"
 
 
 def host_allowed(url: str, patterns: Sequence[str]) -> bool:
-    """True when `url` is http(s) and its host (or host:port) matches one of `patterns`."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    host = parts.hostname.lower()
-    candidates = {host} if parts.port is None else {host, f"{host}:{parts.port}"}
-    return any(fnmatchcase(c, p) for c in candidates for p in patterns)
+    """True when `url` may be downloaded as far as its text tells (see the module docstring)."""
+    return _url_problem(url, patterns) is None
 
 
 def check_url(url: str, patterns: Sequence[str]) -> None:
-    """Raise DownloadRefused unless `url` may be downloaded."""
-    if not host_allowed(url, patterns):
-        raise DownloadRefused(
-            f"{redact_url(url)} is not on an allowed download host "
-            f"(download_hosts = {list(patterns)})"
+    """Raise DownloadRefused unless `url` may be downloaded (the message has no query string)."""
+    problem = _url_problem(url, patterns)
+    if problem is not None:
+        raise DownloadRefused(f"{redact_url(url)} {problem}")
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to (the system resolver); httpcore.ConnectError when none."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class AddressGuard(httpcore.SyncBackend):
+    """httpcore's network backend, checking every address a download host resolves to before
+    connecting to it (resolve once, check, connect to that address: no DNS rebinding)."""
+
+    def __init__(self, patterns: Sequence[str], resolve: Resolver = resolve_host) -> None:
+        self._patterns, self._resolve = tuple(patterns), resolve
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
+        """Raises DownloadRefused for a forbidden address, httpcore.ConnectError as usual."""
+        addresses = list(self._resolve(host, port))
+        if not addresses:
+            raise httpcore.ConnectError(f"{host} resolves to no address")
+        if not listed_exactly(host, port, self._patterns):
+            for address in addresses:
+                problem = address_problem(address)
+                if problem is not None:
+                    raise DownloadRefused(f"download host {host}:{port} resolves to {address}, a {problem} "
+                                          "address; list it exactly in download_hosts to allow it")
+        error: Exception = httpcore.ConnectError(f"cannot connect to {host}:{port}")
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, guard: AddressGuard, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
+        # httpx (pinned < 0.29) takes no network backend: give its pool one built with ours.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=guard,
         )
 
 
-def http_client(patterns: Sequence[str], connect_timeout: float, read_timeout: float) -> httpx.Client:
-    """A client that follows redirects only to allowed hosts and never decodes the body."""
+def http_client(patterns: Sequence[str], connect_timeout: float, read_timeout: float, *,
+                resolve: Resolver = resolve_host) -> httpx.Client:
+    """A client that goes only to allowed hosts and addresses (redirects too), never through an
+    environment proxy, and never decodes the body. `resolve` (host, port) → addresses is for tests."""
 
     def refuse_other_hosts(request: httpx.Request) -> None:
         check_url(str(request.url), patterns)
 
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
     return httpx.Client(
         timeout=timeout,
         follow_redirects=True,
         max_redirects=5,
         event_hooks={"request": [refuse_other_hosts]},
         headers={"Accept-Encoding": "identity", "User-Agent": "stream-archiver"},
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        transport=_GuardedTransport(AddressGuard(patterns, resolve), limits),
+        trust_env=False,
     )
 
 

@@ -24,7 +24,7 @@ from config import Settings
 from worker.errors import MalformedPayload, PayloadTooLarge
 from worker.intake import FailureNoted, Recorded, enqueue_quietly, record_event
 from worker.ledger import Ledger
-from worker.webhooks import MAX_BODY, decompress
+from worker.webhooks import MAX_BODY, MAX_DEPTH, check_tree, decompress, shown
 
 log = structlog.get_logger(__name__)
 Enqueue = Callable[[Sequence[str]], None]
@@ -64,10 +64,13 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
     raw = _unwrap(text, where)
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"{where} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5000 digits
+        raise MalformedPayload(f"{where} is not valid JSON: {shown(str(exc), 120)}") from None
+    except RecursionError:
+        raise MalformedPayload(f"{where} nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise MalformedPayload(f"{where} is not a JSON object")
+    check_tree(value)
     return value
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from config.logging import scrub
 from worker.checksums import Digests, Hasher
 from worker.copy import CopyJob, Recoveries, stream_copy, with_fresh_url
 from worker.errors import (
@@ -75,7 +76,7 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int
         log.warning("transfer_lease_lost", reason=str(exc))
         return "lease_lost"
     except PermanentError as exc:
-        ledger.finish(transfer.id, epoch, "failed", error=str(exc), reason=_reason(exc))
+        ledger.finish(transfer.id, epoch, "failed", error=scrub(str(exc)), reason=_reason(exc))
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
         return "failed"
     except Exception as exc:  # noqa: BLE001 - anything else is retried: losing a file is worse
@@ -96,7 +97,7 @@ def _reason(exc: Exception) -> str:
 
 def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exception) -> str:
     now = now_ms()
-    reason = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}"
+    reason = scrub(str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}")
     expires = to_ms(transfer.expires_at) if transfer.expires_at else None
     if isinstance(exc, SourceMissing) and expires is not None and now >= expires:
         runtime.ledger.finish(transfer.id, epoch, "lost", error=f"past its deletion deadline: {reason}")

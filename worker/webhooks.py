@@ -3,6 +3,12 @@
 Order matters: the body is gunzipped (bounded, so a small gzip bomb cannot grow past the limit),
 ``X-Api-Key`` is compared, then ``X-Signature`` (lowercase hex HMAC-SHA256 of the *uncompressed*
 body keyed with the API secret) is checked in constant time, and only then is JSON parsed.
+
+Everything after the signature is still treated as hostile (a leaked secret, a bug upstream): every
+flaw is a MalformedPayload (HTTP 400, nothing recorded), never an unexpected exception. JSON nested
+deeper than `MAX_DEPTH`, integers too long to convert, text that is not valid Unicode (unpaired
+surrogates, which Redis and the storages cannot encode) and timestamps outside the years 1970-9000
+are refused; values echoed in error messages are cut to a few dozen characters.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
 from worker.files import Kind, StreamFile
 
 MAX_BODY = 1024 * 1024
+MAX_DEPTH = 32  # Stream's events nest about 5 deep
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 READY_EVENTS: dict[str, tuple[Kind, str]] = {
     "call.recording_ready": ("recording", "call_recording"),
     "call.transcription_ready": ("transcription", "call_transcription"),
@@ -33,7 +41,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int = MAX_BODY)
             raise PayloadTooLarge(f"body is over {limit} bytes")
         return body
     if encoding != "gzip":
-        raise MalformedPayload(f"unsupported Content-Encoding {encoding!r}")
+        raise MalformedPayload(f"unsupported Content-Encoding {shown(encoding)}")
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(body, limit + 1)
@@ -43,7 +51,15 @@ def decompress(body: bytes, content_encoding: str | None, limit: int = MAX_BODY)
         raise PayloadTooLarge(f"uncompressed body is over {limit} bytes")
     if not inflater.eof:
         raise MalformedPayload("gzip body is truncated")
+    if inflater.unused_data:
+        raise MalformedPayload("bytes follow the gzip body")
     return out
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` for an error message: its repr, cut to about `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -64,18 +80,23 @@ def authenticate(body: bytes, headers: Mapping[str, str], api_key: str, secret: 
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:
-    """An RFC 3339 string (any precision) or integer nanoseconds since the epoch, as UTC."""
+    """An RFC 3339 string (any precision) or integer nanoseconds since the epoch, as UTC, between
+    1970 and 9000 (so that any deadline computed from it stays representable)."""
     if isinstance(value, bool):
         raise MalformedPayload(f"{field}: expected a timestamp, got {value!r}")
     if isinstance(value, int):
         seconds, nanos = divmod(value, 1_000_000_000)
         try:
-            return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+            parsed = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
         except (OverflowError, OSError, ValueError):
-            raise MalformedPayload(f"{field}: timestamp {value} is out of range") from None
-    if isinstance(value, str):
-        return _parse_rfc3339(value, field)
-    raise MalformedPayload(f"{field}: expected an RFC 3339 string or integer nanoseconds")
+            raise MalformedPayload(f"{field}: timestamp {shown(value)} is out of range") from None
+    elif isinstance(value, str):
+        parsed = _parse_rfc3339(value, field)
+    else:
+        raise MalformedPayload(f"{field}: expected an RFC 3339 string or integer nanoseconds")
+    if not EARLIEST <= parsed < LATEST:
+        raise MalformedPayload(f"{field}: timestamp {shown(value)} is out of range")
+    return parsed
 
 
 def _parse_rfc3339(text: str, field: str) -> datetime:
@@ -87,23 +108,54 @@ def _parse_rfc3339(text: str, field: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(cleaned)
     except ValueError:
-        raise MalformedPayload(f"{field}: {text!r} is not an RFC 3339 timestamp") from None
+        raise MalformedPayload(f"{field}: {shown(text)} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
-        raise MalformedPayload(f"{field}: {text!r} has no time zone")
-    return parsed.astimezone(UTC)
+        raise MalformedPayload(f"{field}: {shown(text)} has no time zone")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+        raise MalformedPayload(f"{field}: timestamp {shown(text)} is out of range") from None
 
 
 def parse_event(body: bytes) -> dict[str, Any]:
-    """The event object; MalformedPayload unless the body is a JSON object with a string `type`."""
+    """The event object; MalformedPayload unless the body is a JSON object with a string `type`
+    (and a string `call_cid` when there is one), no deeper than MAX_DEPTH, all valid Unicode."""
     try:
         event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5000 digits
+        raise MalformedPayload(f"body is not valid JSON: {shown(str(exc), 120)}") from None
+    except RecursionError:
+        raise MalformedPayload(f"body nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(event, dict):
         raise MalformedPayload("body is not a JSON object")
+    check_tree(event)
     if not isinstance(event.get("type"), str):
         raise MalformedPayload("type: missing or not a string")
+    if "call_cid" in event and not isinstance(event["call_cid"], str):
+        raise MalformedPayload("call_cid: not a string")
     return event
+
+
+def check_tree(value: Any) -> None:
+    """MalformedPayload when parsed JSON nests deeper than MAX_DEPTH or holds text that is not valid
+    Unicode (an unpaired surrogate from a ``\\ud800`` escape), in a key or a value."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise MalformedPayload(f"body nests deeper than {MAX_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedPayload(f"body holds text that is not valid Unicode: {shown(text)}") from None
 
 
 def _text(obj: Mapping[str, Any], field: str, where: str, *, required: bool = True) -> str | None:
@@ -112,6 +164,7 @@ def _text(obj: Mapping[str, Any], field: str, where: str, *, required: bool = Tr
         return None
     if not isinstance(value, str) or (required and not value):
         raise MalformedPayload(f"{where}{field}: missing or not a non-empty string")
+    _check_text(value)  # also for items that did not come through parse_event (ListRecordings, SQS)
     return value
 
 
@@ -124,7 +177,7 @@ def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
     assert call_cid is not None
     call_type, _, call_id = call_cid.partition(":")
     if not call_type or not call_id:
-        raise MalformedPayload(f"call_cid: {call_cid!r} is not '<type>:<id>'")
+        raise MalformedPayload(f"call_cid: {shown(call_cid)} is not '<type>:<id>'")
     item = event.get(section)
     if not isinstance(item, dict):
         raise MalformedPayload(f"{section}: missing or not an object")
