@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import API_KEY, API_SECRET
 from tests.e2e.conftest import FAST, Archiver, local_storage, sha256
 from tests.fakestream.server import FakeStream
+from tests.support.chaos_report import ChaosReport
 from tests.support.processes import wait_until
 from tests.support.settings import write_config
 from worker.ledger import Ledger, Transfer
@@ -136,7 +137,8 @@ def between_attempts(ledger: Ledger, tid: str, attempts: int, look: Callable[[],
 
 
 def test_a_full_disk_is_retried_and_leaves_nothing_half_written(
-    small_disk: Path, service: Callable[..., Archiver], fake: FakeStream, ledger: Ledger
+    small_disk: Path, service: Callable[..., Archiver], fake: FakeStream, ledger: Ledger,
+    chaos_report: ChaosReport,
 ) -> None:
     """A 3 MiB recording onto a 2 MiB disk: each attempt fails with ENOSPC, goes back to ``queued`` with
     that error and is retried; between attempts no file is there (neither the final name nor a
@@ -157,14 +159,18 @@ def test_a_full_disk_is_retried_and_leaves_nothing_half_written(
     assert check.returncode == 1 and "check failed (disk_full)" in check.stderr, check.stderr
 
     assert run("mount", "-o", "remount,size=64m", str(small_disk)).returncode == 0  # the operator frees space
+    freed = time.monotonic()
     (entry,) = archiver.wait_for_states(1, timeout=30)
+    chaos_report.record("local disk full, then space freed", sent=1, archived=1,
+                        duplicates=len(files_under(small_disk)) - 1, recover_seconds=time.monotonic() - freed)
     assert entry["attempts"] > 2 and entry["error"] is None and entry["sha256"] == sha256(recording.read_bytes())
     assert files_under(small_disk) == [entry["key"]]
     assert (small_disk / entry["key"]).read_bytes() == recording.read_bytes()
 
 
 def test_a_directory_that_refuses_writes_fails_at_once_until_retried_by_command(
-    unwritable: Unwritable, service: Callable[..., Archiver], fake: FakeStream, ledger: Ledger
+    unwritable: Unwritable, service: Callable[..., Archiver], fake: FakeStream, ledger: Ledger,
+    chaos_report: ChaosReport,
 ) -> None:
     """A storage root nobody may write in: the transfer is ``failed`` after one attempt with the
     refusal in its error, nothing is created; `archiver storage check` says ``permission``; once
@@ -181,9 +187,12 @@ def test_a_directory_that_refuses_writes_fails_at_once_until_retried_by_command(
     assert check.returncode == 1 and "check failed (permission)" in check.stderr, check.stderr
 
     unwritable.allow()
+    allowed = time.monotonic()
     result = archiver.cli("transfers", "retry", "--state", "failed")
     assert result.returncode == 0 and "queued 1 transfer(s) again" in result.stdout, result.stdout
     (entry,) = archiver.wait_for_states(1, timeout=30)
     assert entry["attempts"] == 2 and entry["error"] is None
     assert files_under(unwritable.path) == [entry["key"]]
     assert (unwritable.path / entry["key"]).read_bytes() == recording.read_bytes()
+    chaos_report.record("local permission denied, then retry by command", sent=1, archived=1,
+                        duplicates=len(files_under(unwritable.path)) - 1, recover_seconds=time.monotonic() - allowed)

@@ -23,6 +23,7 @@ from mypy_boto3_s3 import S3Client
 from tests.conftest import API_KEY, API_SECRET
 from tests.e2e.conftest import FAST, Archiver, s3_storage, sha256
 from tests.fakestream.server import FakeStream
+from tests.support.chaos_report import ChaosReport
 from tests.support.faultproxy import FaultProxy, Rule, answer, reset
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket
 from tests.support.processes import wait_until
@@ -103,7 +104,8 @@ def wait_of(transfer: Transfer) -> float:
 
 
 def test_storage_errors_for_a_while_are_retried_with_backoff_until_both_objects_land(
-    service: Callable[..., Archiver], fake: FakeStream, moto_server: str, moto_client: S3Client
+    service: Callable[..., Archiver], fake: FakeStream, moto_server: str, moto_client: S3Client,
+    chaos_report: ChaosReport,
 ) -> None:
     """The first PutObject requests answered 503 SlowDown then reset, the first UploadParts 500, the
     first CompleteMultipartUploads reset (more than botocore's own three tries absorb): a single-request
@@ -121,9 +123,11 @@ def test_storage_errors_for_a_while_are_retried_with_backoff_until_both_objects_
         archiver = service([s3_storage(proxy.url, bucket)])
         recordings = {cid: fake.add_recording(cid, os.urandom(size))
                       for cid, size in [("default:single", 256 * 1024), ("default:multipart", 12 * MiB)]}
+        started = time.monotonic()
         for recording in recordings.values():
             assert fake.deliver(archiver.webhook_url, recording).status_code == 202
         entries = {e["call_cid"]: e for e in archiver.wait_for_states(2, timeout=60)}
+        recovered = time.monotonic() - started
 
         for cid, recording in recordings.items():
             entry = entries[cid]
@@ -135,10 +139,13 @@ def test_storage_errors_for_a_while_are_retried_with_backoff_until_both_objects_
     assert sorted(keys_in(moto_client, bucket)) == sorted(f"recordings/{e['key']}" for e in entries.values())
     assert pending_uploads(moto_client, bucket) == []
     assert "transfer_retry_scheduled" in archiver.logs()
+    chaos_report.record("storage 500/503/SlowDown/resets for a while", sent=2, archived=len(entries),
+                        duplicates=len(keys_in(moto_client, bucket)) - len(entries), recover_seconds=recovered)
 
 
 def test_a_storage_that_stays_down_keeps_the_file_queued_and_at_risk_until_it_heals(
-    service: Callable[..., Archiver], fake: FakeStream, moto_server: str, moto_client: S3Client, ledger: Ledger
+    service: Callable[..., Archiver], fake: FakeStream, moto_server: str, moto_client: S3Client, ledger: Ledger,
+    chaos_report: ChaosReport,
 ) -> None:
     """A store answering 503 SlowDown to everything: the transfer stays ``queued`` with its last error,
     its waits growing (each within its jittered step, the first three non-decreasing, none past
@@ -175,8 +182,12 @@ def test_a_storage_that_stays_down_keeps_the_file_queued_and_at_risk_until_it_he
         assert transfer is not None and transfer.state in ("queued", "transferring") and transfer.error
 
         proxy.clear()  # the store is back
+        healed = time.monotonic()
         (entry,) = archiver.wait_for_states(1, timeout=30)
+        recovered = time.monotonic() - healed
     assert entry["attempts"] > len(retries) and entry["error"] is None
+    chaos_report.record("storage down until it heals (file near its deadline)", sent=1, archived=1,
+                        duplicates=len(keys_in(moto_client, bucket)) - 1, recover_seconds=recovered)
     assert stored(moto_client, bucket, entry) == recording.read_bytes()
     again = archiver.cli("reconcile")
     assert again.returncode == 0 and "0 file(s) at risk" in again.stdout, again.stdout
@@ -184,7 +195,8 @@ def test_a_storage_that_stays_down_keeps_the_file_queued_and_at_risk_until_it_he
 
 
 def test_a_permanent_refusal_fails_after_one_attempt_until_retried_by_command(
-    service: Callable[..., Archiver], fake: FakeStream, moto_server: str, moto_client: S3Client
+    service: Callable[..., Archiver], fake: FakeStream, moto_server: str, moto_client: S3Client,
+    chaos_report: ChaosReport,
 ) -> None:
     """403 InvalidAccessKeyId (its message naming the access key), 403 AccessDenied, and a bucket that
     does not exist (real moto): each transfer is ``failed`` after one attempt and one request, with the
@@ -222,10 +234,15 @@ def test_a_permanent_refusal_fails_after_one_attempt_until_retried_by_command(
 
         proxy.clear()  # the operator fixes the keys and the policy…
         create_bucket(moto_client, missing_bucket)  # …and creates the bucket
+        retried = time.monotonic()
         result = archiver.cli("transfers", "retry", "--state", "failed")
         assert result.returncode == 0 and "queued 3 transfer(s) again" in result.stdout, result.stdout
         archived = {e["storage"]: e for e in archiver.wait_for_states(3, timeout=30)}
+        recovered = time.monotonic() - retried
     buckets = {"keys": keys_bucket, "denied": denied_bucket, "missing": missing_bucket}
     for name, entry in archived.items():
         assert entry["attempts"] == 2 and entry["error"] is None
         assert stored(moto_client, buckets[name], entry) == recordings[name].read_bytes()
+    duplicates = sum(len(keys_in(moto_client, bucket)) for bucket in buckets.values()) - len(archived)
+    chaos_report.record("storage refuses (credentials, permission, missing bucket), then retry by command",
+                        sent=3, archived=len(archived), duplicates=duplicates, recover_seconds=recovered)
