@@ -109,9 +109,9 @@ def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
     record = {"call_cid": call_cid, "kind": kind, "egress_id": event.get("egress_id"),
               "recording_type": event.get("recording_type"), "error": event.get("error"),
               "created_at": event.get("created_at"), "noted_at": now_ms()}
-    ledger.note_failure(record)
-    log.error(f"stream_{kind}_failed", call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
-              note=f"Stream reports this {kind} failed: it will never arrive")
+    if ledger.note_failure(record):
+        log.error(f"stream_{kind}_failed", call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
+                  note=f"Stream reports this {kind} failed: it will never arrive")
     return FailureNoted(call_cid, kind)
 
 

@@ -37,6 +37,11 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    @property
+    def lost(self) -> bool:
+        """True once another worker holds the transfer, or the lease ran out unrenewed."""
+        return self._lost or time.monotonic() > self._valid_until
+
     def check(self) -> None:
         if self._lost:
             raise LeaseLost(f"transfer {self._id} was taken over by another worker")

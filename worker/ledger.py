@@ -173,6 +173,7 @@ class Ledger:
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
+        self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
 
@@ -261,13 +262,13 @@ class Ledger:
         self.redis.hset(f"{self.prefix}file:{file_id}",
                         mapping={"deleted_from_stream_at": now_ms(), "deleted_from_stream": outcome})
 
-    def note_failure(self, record: dict[str, Any], keep: int = 10_000) -> None:
-        """Keep a failure event Stream reported (newest first, the last `keep` of them)."""
-        key = f"{self.prefix}stream_failures"
-        pipe = self.redis.pipeline()
-        pipe.lpush(key, json.dumps(record))
-        pipe.ltrim(key, 0, keep - 1)
-        pipe.execute()
+    def note_failure(self, record: dict[str, Any], keep: int = 10_000, remember_ms: int = 15 * 86_400_000) -> bool:
+        """Keep a failure event Stream reported (newest first, the last `keep` of them), once per
+        (kind, call, egress): a redelivery returns False and keeps nothing."""
+        identity = record.get("egress_id") or record.get("created_at")
+        marker = f"{self.prefix}failure:{record['kind']}:{record['call_cid']}:{identity}"
+        keys = [marker, f"{self.prefix}stream_failures"]
+        return bool(self._note_failure(keys=keys, args=[json.dumps(record), keep, remember_ms]))
 
     def stream_failures(self, limit: int = 100) -> list[dict[str, Any]]:
         """The failure events Stream reported, newest first."""

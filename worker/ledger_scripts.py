@@ -170,3 +170,11 @@ redis.call('ZADD', p .. 'due', now, tid)
 redis.call('ZADD', p .. 'expiry', tonumber(ARGV[4]), tid)
 return 1
 """
+
+# KEYS: marker, list ; ARGV: record_json, keep, ttl_ms  ->  1 if noted now, 0 if already noted
+NOTE_FAILURE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+return 1
+"""

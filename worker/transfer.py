@@ -68,19 +68,25 @@ def run_transfer(runtime: Runtime, transfer_id: str) -> str:
 def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int) -> str:
     ledger = runtime.ledger
     log.info("transfer_started", attempt=transfer.attempts, key=transfer.key)
+    lease = Heartbeat(ledger, transfer.id, epoch, lease_ms)
     try:
-        with Heartbeat(ledger, transfer.id, epoch, lease_ms) as lease:
+        with lease:
             copied = _copy(runtime, transfer, lease)
             lease.check()
     except LeaseLost as exc:
         log.warning("transfer_lease_lost", reason=str(exc))
         return "lease_lost"
-    except PermanentError as exc:
-        ledger.finish(transfer.id, epoch, "failed", error=scrub(str(exc)), reason=_reason(exc))
+    except Exception as exc:  # noqa: BLE001 - anything else is retried: losing a file is worse
+        if lease.lost:  # taken over meanwhile: this copy's error is no longer the transfer's
+            log.warning("transfer_lease_lost", reason=f"while failing with: {exc}")
+            return "lease_lost"
+        if not isinstance(exc, PermanentError):
+            return _retry_later(runtime, transfer, epoch, exc)
+        if not ledger.finish(transfer.id, epoch, "failed", error=scrub(str(exc)), reason=_reason(exc)):
+            log.warning("transfer_result_fenced_out", error=str(exc))
+            return "lease_lost"
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
         return "failed"
-    except Exception as exc:  # noqa: BLE001 - anything else is retried: losing a file is worse
-        return _retry_later(runtime, transfer, epoch, exc)
     if not ledger.finish(transfer.id, epoch, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
                          reason=""):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)

@@ -186,3 +186,11 @@ def test_stream_failure_events_are_kept(receiver: Receiver) -> None:
     assert receiver.ledger.ids() == []
     bad = receiver.post(json.dumps({**event, "call_cid": "nocolon"}).encode())
     assert bad.status_code == 400 and "call_cid" in bad.json()["error"]
+
+
+def test_a_failure_event_delivered_again_is_kept_once(receiver: Receiver) -> None:
+    event = {"type": "call.recording_failed", "created_at": "2026-11-27T10:00:00Z", "call_cid": "default:again",
+             "egress_id": "EG_9"}
+    for _ in range(5):
+        assert receiver.post(json.dumps(event).encode()).json()["status"] == "failure_noted"
+    assert len(receiver.ledger.stream_failures()) == 1

@@ -37,6 +37,18 @@ Checksums, by ``s3_request_checksum``:
 In both modes a single PUT also carries ``sha256`` in its metadata; a multipart upload cannot (its
 metadata is fixed before the first byte).
 
+Stale uploads: a worker killed mid-transfer (SIGKILL, OOM, a lost machine) cannot abort its multipart
+upload, and S3 keeps (and bills) it until a lifecycle rule removes it. So before a writer creates its
+multipart upload it aborts every pending upload of exactly the same key (`abort_stale_uploads`). That
+is safe because one key is written by one transfer (one file → one transfer per storage, its key derived
+from the file), and the ledger's lease with its fencing epoch lets only one worker run that transfer:
+a pending upload of the key belongs to an attempt whose lease is gone. If that worker is only paused
+and comes back, aborting its upload is right too: it can no longer complete it. (Two storages set up
+on the same bucket and prefix would share keys: one may then abort the other's upload, which costs
+that transfer a retry, never a file.) Listing pending uploads needs ``s3:ListBucketMultipartUploads``;
+without it the clean-up is skipped (logged once) and the bucket's ``AbortIncompleteMultipartUpload``
+lifecycle rule is the only clean-up.
+
 Errors map at this edge (`worker.storage.s3_errors`, with a ``reason``); a missing key on stat/read is
 FileNotFoundError. Messages name the storage, bucket, key, S3 code and message, never a credential.
 """
@@ -129,6 +141,7 @@ class S3Storage(Storage):
         self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c")
         self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
         self.parts = PartPool(tuning.parts_in_flight, "s3-part")
+        self._list_uploads = True  # False once the store refused to list pending uploads
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -190,6 +203,33 @@ class S3Storage(Storage):
         """Nothing is sent until the first part is full or commit. Raises ValueError for an illegal
         key or metadata key; `size_hint` is not needed."""
         return S3Writer(self, key, self.full_key(key), content_type, encode_metadata(metadata))
+
+    def abort_stale_uploads(self, full_key: str) -> None:
+        """Abort every pending multipart upload of exactly `full_key` (see "Stale uploads" in the module
+        docstring). Never raises: a refusal or failure is logged, and the new upload goes ahead."""
+        if not self._list_uploads:
+            return
+        markers: dict[str, Any] = {}
+        try:
+            while True:
+                page = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_key, **markers)
+                for upload in page.get("Uploads", []):
+                    if upload.get("Key") == full_key and upload.get("UploadId"):  # not a longer key
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key,
+                                                           UploadId=upload["UploadId"])
+                        log.warning("storage_stale_upload_aborted", storage=self.name, key=full_key,
+                                    initiated=str(upload.get("Initiated", "")))
+                if not page.get("IsTruncated") or not page.get("NextUploadIdMarker"):
+                    return
+                markers = {"KeyMarker": page.get("NextKeyMarker", full_key),
+                           "UploadIdMarker": page["NextUploadIdMarker"]}
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, boto.ClientError) else ""
+            if code in ("AccessDenied", "NotImplemented"):
+                self._list_uploads = False  # the policy (or store) will not change while we run: say it once
+            log.warning("storage_stale_upload_cleanup_failed", storage=self.name, key=full_key,
+                        reason=self._scrub(str(exc)),
+                        note="pending uploads of this key are left to the bucket's lifecycle rule")
 
     def stat(self, key: str) -> StoredObject:
         """HEAD the object (asking for its checksum). Raises FileNotFoundError, ValueError,

@@ -59,6 +59,9 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         return super()._fits_one_request() or (not self._parted and self._size < self._s.tuning.part_size)
 
     def _start_parts(self) -> None:
+        # An earlier attempt killed mid-upload left its upload pending: only one transfer writes this
+        # key, and its lease says this attempt is the live one (see "Stale uploads" in worker.storage.s3).
+        self._s.abort_stale_uploads(self._full_key)
         full_object: dict[str, Any] = {"ChecksumAlgorithm": "CRC32C", "ChecksumType": "FULL_OBJECT"}
         created = self._s.client.create_multipart_upload(
             Bucket=self._s.bucket,
