@@ -30,6 +30,7 @@ from tests.e2e.conftest import s3_storage
 from tests.fakestream.events import send_webhook
 from tests.fakestream.server import FakeStream, StoredFile
 from tests.support.chaos import SlowProxy, events_named, wait_for, wait_for_transfer
+from tests.support.chaos_report import ChaosReport
 from tests.support.moto import s3_storage as moto_storage
 from worker.storage.s3 import S3Storage
 
@@ -60,7 +61,7 @@ def start_one_transfer(service: ChaosArchiver, fake: FakeStream, proxy: SlowProx
 
 def test_a_worker_killed_mid_upload_is_replaced_and_its_upload_cleaned_up(
     chaos_archiver: Callable[..., ChaosArchiver], slow_cdn: Callable[[int], SlowProxy], fake: FakeStream,
-    moto_server: str, bucket: str, s3: S3Client,
+    moto_server: str, bucket: str, s3: S3Client, chaos_report: ChaosReport,
 ) -> None:
     """SIGKILL of a whole worker mid multipart upload: once its lease runs out the other worker
     archives the file; the dead worker's upload is aborted by the next attempt at the same key."""
@@ -72,6 +73,7 @@ def test_a_worker_killed_mid_upload_is_replaced_and_its_upload_cleaned_up(
     before = service.ledger.get(transfer_id)
     assert before is not None and before.state == "transferring" and before.attempts == 1
     service.kill("worker-a")
+    killed = time.monotonic()
     orphaned = [k for k in pending_uploads(s3, bucket) if k.startswith(PREFIX)]  # not worker-b's probe
     assert orphaned == [PREFIX + before.key], "the killed worker's upload is left pending"
     proxy.rate = 0  # the replacement may go at full speed
@@ -85,11 +87,13 @@ def test_a_worker_killed_mid_upload_is_replaced_and_its_upload_cleaned_up(
     assert events_named(service.log_of("worker-b"), "storage_stale_upload_aborted")
     assert events_named(service.log_of("worker-b"), "recording_archived")
     assert fake.downloads_of(recording) == 2
+    chaos_report.record("worker SIGKILLed mid multipart upload", sent=1, archived=1,
+                        duplicates=len(stored_keys(s3, bucket)) - 1, recover_seconds=time.monotonic() - killed)
 
 
 def test_a_frozen_worker_is_taken_over_after_its_lease_and_then_fenced_out(
     chaos_archiver: Callable[..., ChaosArchiver], slow_cdn: Callable[[int], SlowProxy], fake: FakeStream,
-    moto_server: str, bucket: str, s3: S3Client,
+    moto_server: str, bucket: str, s3: S3Client, chaos_report: ChaosReport,
 ) -> None:
     """SIGSTOP of a whole worker: alive but silent. Another worker takes the transfer only once the
     lease ran out, and archives it; woken up, the first one finds its lease gone and writes nothing."""
@@ -99,6 +103,7 @@ def test_a_frozen_worker_is_taken_over_after_its_lease_and_then_fenced_out(
     transfer_id = start_one_transfer(service, fake, proxy, recording, s3, bucket)
 
     service.freeze("worker-a")
+    frozen_at = time.monotonic()
     time.sleep(0.3)  # a renewal already on the wire lands
     frozen = service.ledger.get(transfer_id)
     assert frozen is not None and frozen.state == "transferring" and frozen.epoch == 1
@@ -110,6 +115,7 @@ def test_a_frozen_worker_is_taken_over_after_its_lease_and_then_fenced_out(
         f"taken over at {taken.updated_at} while worker-a's lease ran until {frozen.lease_until}")
     assert taken.lease_owner != frozen.lease_owner
     done = wait_for_transfer(service.ledger, transfer_id, lambda t: t.state == "archived", 60, "archived")
+    recovered = time.monotonic() - frozen_at
 
     service.thaw("worker-a")
     wait_for(lambda: events_named(service.log_of("worker-a"), "transfer_lease_lost"), 30,
@@ -123,6 +129,8 @@ def test_a_frozen_worker_is_taken_over_after_its_lease_and_then_fenced_out(
     assert stored_keys(s3, bucket) == [PREFIX + done.key]
     assert stored_sha256(s3, bucket, done.key) == recording.sha256
     assert pending_uploads(s3, bucket) == []
+    chaos_report.record("worker frozen (SIGSTOP) mid transfer, lease taken over", sent=1, archived=1,
+                        duplicates=len(stored_keys(s3, bucket)) - 1, recover_seconds=recovered)
 
 
 def test_a_new_multipart_upload_aborts_only_stale_uploads_of_exactly_its_key(
@@ -167,7 +175,7 @@ def _failure_event(call_cid: str) -> dict[str, Any]:
 
 def test_duplicate_and_out_of_order_deliveries_under_load_give_one_transfer_each(
     chaos_archiver: Callable[..., ChaosArchiver], fake: FakeStream, moto_server: str, bucket: str,
-    s3: S3Client,
+    s3: S3Client, chaos_report: ChaosReport,
 ) -> None:
     """20 concurrent deliveries of each of 10 recordings, shuffled with a transcription's and a
     failure's, with two workers (call routing on): one transfer, one object, one download per file."""
@@ -190,6 +198,7 @@ def test_duplicate_and_out_of_order_deliveries_under_load_give_one_transfer_each
             return "failure", response.status_code
         return file.filename, fake.deliver(url, file).status_code
 
+    started = time.monotonic()
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(deliver, deliveries))
     for file in files:  # the first to record it gets 202; the scheduler's reconciliation may beat them all
@@ -206,3 +215,6 @@ def test_duplicate_and_out_of_order_deliveries_under_load_give_one_transfer_each
     noted = service.ledger.stream_failures()
     assert noted and {(n["call_cid"], n["egress_id"]) for n in noted} == {("default:storm-1", "EG_broken")}
     assert pending_uploads(s3, bucket) == []
+    chaos_report.record("the same webhooks 20x, concurrent and out of order", sent=len(files),
+                        archived=len(archived), duplicates=len(stored_keys(s3, bucket)) - len(files),
+                        recover_seconds=time.monotonic() - started)

@@ -19,6 +19,7 @@ from tests.chaos.conftest import PREFIX, ChaosArchiver, deliver_slowly, pending_
 from tests.e2e.conftest import s3_storage
 from tests.fakestream.server import FakeStream
 from tests.support.chaos import SlowProxy, events_named, wait_for
+from tests.support.chaos_report import ChaosReport
 from tests.support.redis import RedisServer
 from worker.ledger import Transfer
 
@@ -51,7 +52,7 @@ def stop_redis(server: RedisServer, sig: int) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_redis_restart_loses_nothing_and_everything_reconnects(
     aof_redis: RedisServer, chaos_archiver: Callable[..., ChaosArchiver], slow_cdn: Callable[[int], SlowProxy],
-    fake: FakeStream, moto_server: str, bucket: str, s3: S3Client, sig: int,
+    fake: FakeStream, moto_server: str, bucket: str, s3: S3Client, sig: int, chaos_report: ChaosReport,
 ) -> None:  # aof_redis first: it is set up first and so stopped last, after the archiver's processes
     """Transfers queued and running when Redis goes away (cleanly or killed) and comes back on the
     same port and directory: nothing is lost, nothing stored twice, no archiver process restarted."""
@@ -82,6 +83,7 @@ def test_redis_restart_loses_nothing_and_everything_reconnects(
     assert service.get("/readyz").status_code == 503
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
     aof_redis.start()
+    restarted = time.monotonic()
     proxy.rate = 0  # what is left may go at full speed
 
     after = {t.id: t for t in ledger.iter_transfers()}
@@ -103,6 +105,10 @@ def test_redis_restart_loses_nothing_and_everything_reconnects(
     assert fake.downloads_of(late) == 1
     assert pending_uploads(s3, bucket) == []
     assert events_named(service.log_of("web"), "webhook_not_recorded")
+    chaos_report.record(f"Redis restarted ({signal.Signals(sig).name}) under queued and running transfers",
+                        sent=FILES + 1, archived=len(archived),
+                        duplicates=len(stored_keys(s3, bucket)) - len(archived),
+                        recover_seconds=time.monotonic() - restarted)
 
 
 def _ready(service: ChaosArchiver) -> bool:
