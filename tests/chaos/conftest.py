@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import API_KEY, API_SECRET
-from tests.e2e.conftest import FAST, Archiver, bucket, sha256  # noqa: F401 - `bucket` is a fixture, used by name
+from tests.e2e.conftest import FAST, Archiver, archiver, bucket, sha256  # noqa: F401 - `archiver`, `bucket`: fixtures
 from tests.fakestream.server import FakeStream, StoredFile
 from tests.support.chaos import SlowProxy, end_group, kill_group, signal_group, start_in_group
 from tests.support.moto import s3_client
