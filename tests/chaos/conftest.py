@@ -154,3 +154,20 @@ def stored_sha256(s3: S3Client, bucket_name: str, key: str) -> str:
 def deliver_slowly(fake: FakeStream, url: str, file: StoredFile, proxy: SlowProxy) -> httpx.Response:
     """Deliver `file`'s ready event with its URL pointing at the slow proxy."""
     return fake.deliver(url, file, url=proxy.url_for(fake.signed_url(file)))
+
+
+BASE, CAP = 0.3, 2.0  # retry_backoff, retry_backoff_max (seconds) of `service`
+BACKOFF = {"retry_backoff": f"{BASE}s", "retry_backoff_max": f"{CAP}s"}
+
+
+@pytest.fixture
+def service(archiver: Callable[..., Archiver]) -> Callable[..., Archiver]:  # noqa: F811 - the fixture
+    """service(storages, **top_level) → the archiver's web, worker and scheduler, started, with the
+    fast e2e timings, short backoff and call routing off."""
+
+    def start(storages: list[dict[str, Any]], **top: Any) -> Archiver:
+        processes = archiver(storages, **{**BACKOFF, "call_storage_key": "", **top})
+        processes.start_all()
+        return processes
+
+    return start

@@ -19,45 +19,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
-from tests.conftest import API_KEY, API_SECRET
-from tests.e2e.conftest import FAST, Archiver, local_storage, sha256
+from tests.e2e.conftest import Archiver, local_storage, sha256
 from tests.fakestream.server import FakeStream
 from tests.support.chaos_report import ChaosReport
 from tests.support.processes import wait_until
-from tests.support.settings import write_config
 from worker.ledger import Ledger, Transfer
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-BACKOFF = {"retry_backoff": "0.3s", "retry_backoff_max": "2s"}
 T = TypeVar("T")
-
-
-@pytest.fixture
-def service(tmp_path: Path, redis_url: str, fake: FakeStream) -> Iterator[Callable[..., Archiver]]:
-    """service(storages, **top_level) → the archiver's web, worker and scheduler, started, with the
-    fast e2e timings, short backoff and call routing off."""
-    made: list[Archiver] = []
-
-    def start(storages: list[dict[str, Any]], **top: Any) -> Archiver:
-        config = {"default_storage": storages[0]["name"], "download_hosts": [fake.cdn_host], **FAST, **BACKOFF,
-                  "call_storage_key": "", **top, "storages": storages}
-        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
-               "STREAM_BASE_URL": fake.base_url,
-               "ARCHIVER_CONFIG": str(write_config(tmp_path / "archiver.toml", config))}
-        processes = Archiver(env, tmp_path / "run")
-        made.append(processes)
-        processes.start_all()
-        return processes
-
-    yield start
-    for processes in made:
-        processes.stop_all()
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:

@@ -12,57 +12,31 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from tests.conftest import API_KEY, API_SECRET
-from tests.e2e.conftest import FAST, Archiver, s3_storage, sha256
+from tests.chaos.conftest import BASE, CAP
+from tests.e2e.conftest import Archiver, s3_storage, sha256
 from tests.fakestream.server import FakeStream
 from tests.support.chaos_report import ChaosReport
 from tests.support.faultproxy import FaultProxy, Rule, answer, reset
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket
 from tests.support.processes import wait_until
-from tests.support.settings import write_config
 from worker.ledger import Ledger, Transfer
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-BASE, CAP = 0.3, 2.0  # retry_backoff, retry_backoff_max (seconds)
-BACKOFF = {"retry_backoff": f"{BASE}s", "retry_backoff_max": f"{CAP}s"}
 # The recordings' requests only (the worker's boot probe, archiver-check-*, is left alone):
 PUT_OBJECT = r"/recordings/default/[^?]*$"  # no query string: PutObject (UploadPart has ?partNumber=)
 UPLOAD_PART = r"/recordings/default/.*[?&]partNumber="
 COMPLETE = r"/recordings/default/.*[?&]uploadId="  # POST: CompleteMultipartUpload
 SLOW_DOWN = "Please reduce your request rate."
 SLACK = 0.05  # seconds: between the worker's clock reading and the ledger's, in one finish
-
-
-@pytest.fixture
-def service(tmp_path: Path, redis_url: str, fake: FakeStream) -> Iterator[Callable[..., Archiver]]:
-    """service(storages, **top_level) → the archiver's web, worker and scheduler, started, with the
-    fast e2e timings, short backoff and call routing off."""
-    made: list[Archiver] = []
-
-    def start(storages: list[dict[str, Any]], **top: Any) -> Archiver:
-        config = {"default_storage": storages[0]["name"], "download_hosts": [fake.cdn_host], **FAST, **BACKOFF,
-                  "call_storage_key": "", **top, "storages": storages}
-        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
-               "STREAM_BASE_URL": fake.base_url,
-               "ARCHIVER_CONFIG": str(write_config(tmp_path / "archiver.toml", config))}
-        processes = Archiver(env, tmp_path / "run")
-        made.append(processes)
-        processes.start_all()
-        return processes
-
-    yield start
-    for processes in made:
-        processes.stop_all()
 
 
 def stored(client: S3Client, bucket: str, entry: dict[str, Any]) -> bytes:

@@ -46,7 +46,13 @@ class ArchiverProcesses:
         return self.start(name, "worker", "--concurrency", str(concurrency))
 
     def start_scheduler(self) -> subprocess.Popen[bytes]:
-        return self.start("scheduler", "scheduler")
+        """The scheduler, once its first reconciliation with Stream's listings is done: files a test
+        adds to the fake Stream afterwards are then first seen through their webhooks."""
+        process = self.start("scheduler", "scheduler")
+        log = self.log_dir / "scheduler.log"
+        wait_until(lambda: '"reconcile_finished"' in log.read_text(errors="replace"), timeout=30,
+                   message="the scheduler's first reconciliation")
+        return process
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.running.pop(name, None)
