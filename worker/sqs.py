@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from config import Settings
 from worker.errors import MalformedPayload, PayloadTooLarge
 from worker.intake import FailureNoted, Recorded, enqueue_quietly, record_event
 from worker.ledger import Ledger
-from worker.webhooks import MAX_BODY, MAX_DEPTH, check_tree, decompress, shown
+from worker.webhooks import MAX_BODY, decompress, load_object
 
 log = structlog.get_logger(__name__)
 Enqueue = Callable[[Sequence[str]], None]
@@ -61,17 +60,7 @@ def _unwrap(text: str, where: str) -> bytes:
 
 
 def _json_object(text: str, where: str) -> dict[str, Any]:
-    raw = _unwrap(text, where)
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5000 digits
-        raise MalformedPayload(f"{where} is not valid JSON: {shown(str(exc), 120)}") from None
-    except RecursionError:
-        raise MalformedPayload(f"{where} nests deeper than {MAX_DEPTH} levels") from None
-    if not isinstance(value, dict):
-        raise MalformedPayload(f"{where} is not a JSON object")
-    check_tree(value)
-    return value
+    return load_object(_unwrap(text, where), where)
 
 
 def decode_message(body: str) -> dict[str, Any]:

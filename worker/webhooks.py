@@ -117,18 +117,25 @@ def _parse_rfc3339(text: str, field: str) -> datetime:
         raise MalformedPayload(f"{field}: timestamp {shown(text)} is out of range") from None
 
 
-def parse_event(body: bytes) -> dict[str, Any]:
-    """The event object; MalformedPayload unless the body is a JSON object with a string `type`
-    (and a string `call_cid` when there is one), no deeper than MAX_DEPTH, all valid Unicode."""
+def load_object(raw: bytes, where: str = "body") -> dict[str, Any]:
+    """`raw` as a JSON object, no deeper than MAX_DEPTH, all valid Unicode; MalformedPayload naming
+    `where` otherwise."""
     try:
-        event = json.loads(body)
+        value = json.loads(raw)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 5000 digits
-        raise MalformedPayload(f"body is not valid JSON: {shown(str(exc), 120)}") from None
+        raise MalformedPayload(f"{where} is not valid JSON: {shown(str(exc), 120)}") from None
     except RecursionError:
-        raise MalformedPayload(f"body nests deeper than {MAX_DEPTH} levels") from None
-    if not isinstance(event, dict):
-        raise MalformedPayload("body is not a JSON object")
-    check_tree(event)
+        raise MalformedPayload(f"{where} nests deeper than {MAX_DEPTH} levels") from None
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"{where} is not a JSON object")
+    check_tree(value)
+    return value
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """The event object; MalformedPayload unless the body is a JSON object (see `load_object`) with a
+    string `type` (and a string `call_cid` when there is one)."""
+    event = load_object(body)
     if not isinstance(event.get("type"), str):
         raise MalformedPayload("type: missing or not a string")
     if "call_cid" in event and not isinstance(event["call_cid"], str):
