@@ -6,10 +6,20 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 from config import load_settings
 from worker.runtime import Runtime
 from worker.transfer import run_transfer
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS since it started (VmHWM: unlike ru_maxrss, not inherited from the
+    parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(transfer_id: str) -> None:
@@ -19,7 +29,7 @@ def main(transfer_id: str) -> None:
     elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu
     transfer = runtime.ledger.get(transfer_id)
     runtime.close()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(json.dumps({"outcome": outcome, "bytes": transfer.bytes if transfer else None, "seconds": elapsed,
                       "cpu_seconds": cpu_s, "peak_rss_mib": peak_kib / 1024}))
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import google_crc32c
@@ -72,3 +75,39 @@ class Hasher:
             crc32c=b64(self._crc32c.digest()) if self._crc32c is not None else None,
             md5=b64(self._md5.digest()) if self._md5 is not None else None,
         )
+
+
+class BackgroundHasher:
+    """A `Hasher` fed on a thread of its own (a context manager that stops it): SHA-256 and MD5
+    release the GIL on large buffers, so hashing runs beside the download and the upload, on the
+    other core. At most `depth` chunks wait (memory stays bounded); `size` counts what was handed
+    in, at once."""
+
+    def __init__(self, extra: tuple[str, ...] | frozenset[str] = (), depth: int = 4) -> None:
+        self._hasher = Hasher(extra)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hash")
+        self._slots = threading.BoundedSemaphore(depth)
+        self.size = 0
+
+    def __enter__(self) -> BackgroundHasher:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def update(self, chunk: bytes) -> None:
+        self._slots.acquire()  # blocks while `depth` chunks wait
+        self.size += len(chunk)
+        self._pool.submit(self._hash, chunk)
+
+    def _hash(self, chunk: bytes) -> None:
+        try:
+            self._hasher.update(chunk)
+        finally:
+            self._slots.release()
+
+    def digests(self) -> Digests:
+        """The digests of everything handed in (waits for the chunks still queued)."""
+        self._pool.submit(lambda: None).result()  # one thread, in order: all before it are done
+        return self._hasher.digests()

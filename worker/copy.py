@@ -24,7 +24,7 @@ from typing import TypeVar
 import structlog
 
 from config.logging import redact_url
-from worker.checksums import Digests, Hasher
+from worker.checksums import BackgroundHasher, Digests
 from worker.errors import IncompleteDownload, SourceUnavailable, TransientError, UrlRefused
 from worker.lease import Heartbeat
 from worker.refresh import SignedUrl
@@ -102,9 +102,9 @@ def stream_copy(job: CopyJob) -> Digests:
 
 def _write(job: CopyJob, first: Download) -> Digests:
     native = job.storage.capabilities.native_checksum
-    hasher = Hasher((native,) if native else ())
-    with first, job.storage.open_writer(job.key, content_type=job.content_type, metadata=job.metadata,
-                                        size_hint=first.total) as writer:
+    with BackgroundHasher((native,) if native else ()) as hasher, first, job.storage.open_writer(
+        job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total
+    ) as writer:
         _feed(job, first, writer.write, hasher)
         job.lease.check()
         digests = hasher.digests()
@@ -112,7 +112,7 @@ def _write(job: CopyJob, first: Download) -> Digests:
     return digests
 
 
-def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: Hasher) -> None:
+def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
     """Every byte of the file into `write`, resuming after broken bodies."""
     download = first
     while True:
@@ -128,7 +128,7 @@ def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher:
         download = _resume(job, hasher.size, first)
 
 
-def _pump(job: CopyJob, download: Download, write: Callable[[bytes], None], hasher: Hasher) -> None:
+def _pump(job: CopyJob, download: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
     for chunk in download.chunks():
         hasher.update(chunk)
         write(chunk)

@@ -6,12 +6,10 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-import httpx
-
 from config import ArchiveConfig, ConfigError, Settings
 from worker.errors import StorageRefused
 from worker.ledger import Ledger, connect
-from worker.source import http_client
+from worker.source import DownloadClient, http_client
 from worker.storage import Storage
 from worker.storage.registry import build_storage
 from worker.stream import StreamClient
@@ -23,7 +21,7 @@ class Runtime:
 
     settings: Settings
     ledger: Ledger
-    http: httpx.Client
+    http: DownloadClient
     owner: str
     _storages: dict[str, Storage] = field(default_factory=dict)
     _stream: StreamClient | None = None

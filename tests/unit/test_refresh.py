@@ -4,12 +4,11 @@ disk, the fake Stream's REST API and CDN."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.fakestream.models import StoredFile
@@ -18,6 +17,7 @@ from worker.copy import MAX_RECOVERIES
 from worker.intake import record_routes
 from worker.refresh import fresh_url
 from worker.runtime import Runtime
+from worker.source import Response
 from worker.transfer import run_transfer
 from worker.webhooks import ready_file
 
@@ -95,13 +95,16 @@ def test_a_refreshed_url_serves_the_files_other_destinations(runtime: Runtime, f
 def after_first_response(runtime: Runtime, action: Callable[[], None]) -> None:
     """Run `action` once the first download answer's headers have arrived (its body not yet read)."""
     done: list[bool] = []
+    request = runtime.http.request
 
-    def hook(response: httpx.Response) -> None:
+    def answered(*args: Any, **kwargs: Any) -> tuple[str, Response]:
+        answer = request(*args, **kwargs)
         if not done:
             done.append(True)
             action()
+        return answer
 
-    runtime.http.event_hooks["response"].append(hook)
+    runtime.http.request = answered  # type: ignore[method-assign]
 
 
 def test_a_403_in_the_middle_refreshes_and_resumes_with_a_range(runtime: Runtime, fake: FakeStream,
@@ -133,20 +136,15 @@ def test_a_truncated_body_resumes_into_the_same_writer(runtime: Runtime, fake: F
     assert not [p for p in archive.rglob("*") if p.name.startswith(".")], "one writer, nothing left behind"
 
 
-class RangeDroppingTransport(httpx.HTTPTransport):
-    """A hop that drops Range and If-Range, as some proxies do: the CDN then answers 200, whole file."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for name in ("range", "if-range"):
-            if name in request.headers:
-                del request.headers[name]
-        return super().handle_request(request)
-
-
 @pytest.fixture
 def range_ignored(runtime: Runtime) -> Runtime:
-    runtime.http.close()
-    runtime.http = httpx.Client(transport=RangeDroppingTransport(), headers={"Accept-Encoding": "identity"})
+    """A hop that drops Range and If-Range, as some proxies do: the CDN then answers 200, whole file."""
+    request = runtime.http.request
+
+    def without_range(method: str, url: str, headers: Mapping[str, str]) -> tuple[str, Response]:
+        return request(method, url, {k: v for k, v in headers.items() if k.lower() not in ("range", "if-range")})
+
+    runtime.http.request = without_range  # type: ignore[method-assign]
     return runtime
 
 
@@ -230,7 +228,7 @@ def test_a_cdn_that_keeps_breaking_is_retried_later_not_forever(runtime: Runtime
     fake.truncate_next(file.filename, 100, count=100)
     assert run_transfer(runtime, tid) == "retry"
     transfer = runtime.ledger.get(tid)
-    assert transfer is not None and f"after {100 * (MAX_RECOVERIES + 1)} bytes" in (transfer.error or "")
+    assert transfer is not None and f"after {100 * (MAX_RECOVERIES + 1)} " in (transfer.error or "")
     assert len(gets(fake, file)) == MAX_RECOVERIES + 1
 
 

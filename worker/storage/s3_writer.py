@@ -7,7 +7,6 @@ and `worker.storage.parts` for the buffering and the parts in flight.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from io import BytesIO
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -80,7 +79,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             Key=self._full_key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=BytesIO(part),
+            Body=part,
             ContentLength=len(part),
             **checksum,
         )
@@ -106,7 +105,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         return self._s.client.put_object(
             Bucket=self._s.bucket,
             Key=self._full_key,
-            Body=BytesIO(body),
+            Body=body,
             ContentLength=len(body),
             ContentType=self._content_type,
             Metadata=self._metadata,
