@@ -39,7 +39,7 @@ class PruneSummary:
 
 
 def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = False,
-                   now: int | None = None) -> PruneSummary:
+                   now: int | None = None, batch: int = BATCH) -> PruneSummary:
     """Forget `archived` transfers finished more than `older_than` ago (see the module docstring).
     Raises redis errors; what was pruned before an error stays pruned (each transfer is one step)."""
     now = now_ms() if now is None else now
@@ -48,22 +48,34 @@ def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = Fal
     candidates = cast(list[str], ledger.redis.zrangebyscore(f"{ledger.prefix}state:archived", "-inf",
                                                             summary.cutoff_ms))
     prunable: dict[str, set[str]] = {}  # dry run: file id -> its prunable transfers
-    for start in range(0, len(candidates), BATCH):
-        for tid in candidates[start:start + BATCH]:
-            status, file_id, file_deleted = cast(list[Any], script(
-                args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry_run else "0"]))
+    for start in range(0, len(candidates), batch):
+        chunk = candidates[start:start + batch]
+        pipe = ledger.redis.pipeline(transaction=False)  # one round trip per batch; each script is atomic
+        for tid in chunk:
+            script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry_run else "0"], client=pipe)
+        for tid, (status, file_id, file_deleted) in zip(chunk, cast(list[list[Any]], pipe.execute()), strict=True):
             summary.outcomes[str(status)] += 1
             if status in ("pruned", "would_prune"):
                 summary.transfers += 1
                 summary.files += int(file_deleted)
-                prunable.setdefault(str(file_id), set()).add(tid)
+                if dry_run:
+                    prunable.setdefault(str(file_id), set()).add(tid)
     if dry_run:
-        summary.files = sum(1 for fid, tids in prunable.items() if _would_go(ledger, fid, tids))
+        summary.files = _files_that_would_go(ledger, prunable, batch)
     return summary
 
 
-def _would_go(ledger: Ledger, file_id: str, prunable: set[str]) -> bool:
-    """Whether pruning `prunable` would remove the file's record too (dry run)."""
-    if ledger.redis.hget(f"{ledger.prefix}file:{file_id}", "routing") == "pending":
-        return False
-    return set(ledger.transfers_of(file_id)) <= prunable
+def _files_that_would_go(ledger: Ledger, prunable: dict[str, set[str]], batch: int) -> int:
+    """How many file records pruning `prunable` (file id -> its prunable transfers) would remove:
+    those whose every transfer is prunable (dry run)."""
+    count, file_ids = 0, list(prunable)
+    for start in range(0, len(file_ids), batch):
+        chunk = file_ids[start:start + batch]
+        pipe = ledger.redis.pipeline(transaction=False)
+        for fid in chunk:
+            pipe.hget(f"{ledger.prefix}file:{fid}", "routing")
+            pipe.smembers(f"{ledger.prefix}file:{fid}:transfers")
+        replies = pipe.execute()
+        for fid, routing, members in zip(chunk, replies[0::2], replies[1::2], strict=True):
+            count += routing != "pending" and set(cast(set[str], members)) <= prunable[fid]
+    return count

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,11 +84,19 @@ def test_a_process_waits_for_the_migration_another_one_is_running(ledger: Ledger
     other.join()
 
 
-def test_the_cli_refuses_a_newer_ledger_with_exit_2_naming_both_versions(ledger: Ledger, redis_url: str) -> None:
+SERVICE_COMMANDS = (["web", "--port", "9"], ["worker"], ["scheduler"], ["serve", "--port", "9"],
+                    ["sqs", "--queue-url", "http://127.0.0.1:9/q"], ["delete-archived", "--dry-run"],
+                    ["backfill", "--since", "1d"], ["reconcile"])
+TRANSFER_COMMANDS = (["transfers", "list"], ["transfers", "show", "t_x"], ["transfers", "export"],
+                     ["transfers", "prune", "--older-than", "90d"], ["transfers", "retry", "--state", "failed"])
+
+
+def test_the_cli_refuses_a_newer_ledger_with_exit_2_naming_both_versions(ledger: Ledger, redis_url: str,
+                                                                         tmp_path: Path) -> None:
+    """Every process stops before it starts anything: no server, no worker, no call to Stream."""
     ledger.redis.set("archiver:schema_version", "7")
-    for command in (["transfers", "list"], ["transfers", "export"], ["transfers", "prune", "--older-than", "90d"],
-                    ["transfers", "retry", "--state", "failed"], ["reconcile"]):
-        result = run_cli(redis_url, *command)
+    for command in SERVICE_COMMANDS + TRANSFER_COMMANDS:
+        result = run_cli(redis_url, *command, cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         assert "schema version 7" in result.stderr and f"supports ledger schema version {SCHEMA_VERSION}" in \
             result.stderr, command
