@@ -49,8 +49,11 @@ def ensure_schema(ledger: Ledger, *, supported: int = SCHEMA_VERSION,
                   migrations: Mapping[int, Migration] = MIGRATIONS, wait_s: float = 600.0) -> int:
     """Make the ledger's schema `supported` (see the module docstring) and return it.
     Raises LedgerSchemaError (newer or unknown version, a missing or failed migration) and redis errors."""
-    ledger.redis.setnx(version_key(ledger), UNVERSIONED)
-    version = _parse(ledger_version(ledger), supported)
+    stored = ledger_version(ledger)
+    if stored is None:  # read first: a check that writes nothing works on any connection
+        ledger.redis.setnx(version_key(ledger), UNVERSIONED)
+        stored = ledger_version(ledger)
+    version = _parse(stored, supported)
     if version == supported:
         return version
     missing = [v for v in range(version, supported) if v not in migrations]

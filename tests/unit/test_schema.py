@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.ledger_states import add, run_cli
 from worker.errors import LedgerSchemaError
@@ -108,3 +109,20 @@ def test_the_cli_writes_the_version_of_a_ledger_from_before_versioning(ledger: L
     result = run_cli(redis_url, "transfers", "list", "--json")
     assert result.returncode == 0, result.stderr
     assert ledger.redis.get("archiver:schema_version") == str(SCHEMA_VERSION)
+
+
+def test_checking_a_versioned_ledger_writes_nothing(ledger: Ledger, redis_url: str) -> None:
+    """A connection allowed only to read (an ACL user here) can check a ledger that has its version."""
+    ledger.redis.set("archiver:schema_version", SCHEMA_VERSION)
+    ledger.redis.acl_setuser("reader", enabled=True, passwords=["+reader-pw"], keys=["*"],
+                             commands=["+@read", "+@connection"])
+    reader = redis.Redis.from_url(redis_url.replace("redis://", "redis://reader:reader-pw@"), decode_responses=True)
+    try:
+        assert ensure_schema(Ledger(reader)) == SCHEMA_VERSION
+        reader_ledger = Ledger(reader)
+        ledger.redis.delete("archiver:schema_version")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            ensure_schema(reader_ledger)  # without a version it must write one
+    finally:
+        reader.close()
+        ledger.redis.acl_deluser("reader")
