@@ -23,6 +23,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -333,6 +334,9 @@ class Environment(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
 
     stream_api_key: str = Field(min_length=1)
+    # STREAM_API_SECRET: one secret, or several separated by commas while rotating ("new,old"). This
+    # field is the first of them, the one that signs API calls; `stream_api_secrets` lists them all
+    # (any of them authenticates a webhook).
     stream_api_secret: SecretStr
     stream_base_url: str = "https://video.stream-io-api.com"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -341,12 +345,32 @@ class Environment(BaseSettings):
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
 
+    _api_secrets: tuple[SecretStr, ...] = PrivateAttr(default=())
+
     @field_validator("stream_api_secret")
     @classmethod
     def _secret_given(cls, secret: SecretStr) -> SecretStr:
-        if not secret.get_secret_value():
+        if not secret.get_secret_value().strip():
             raise ValueError("must not be empty")
+        items = split_secrets(secret.get_secret_value())
+        empty = [str(n) for n, item in enumerate(items, 1) if not item]
+        if empty:
+            which = f"secret {empty[0]} is" if len(empty) == 1 else f"secrets {', '.join(empty)} are"
+            raise ValueError(f"{which} empty (of {len(items)} separated by commas): give one secret, or several "
+                             "separated by single commas, the one that signs API calls first")
         return secret
+
+    def model_post_init(self, context: Any, /) -> None:
+        secrets = tuple(SecretStr(s) for s in split_secrets(self.stream_api_secret.get_secret_value()))
+        self._api_secrets = secrets
+        # The field holds the signing secret alone, so code that signs with it keeps working.
+        object.__setattr__(self, "stream_api_secret", secrets[0])  # frozen: set once, while it is built
+
+    @property
+    def stream_api_secrets(self) -> list[str]:
+        """Every secret of STREAM_API_SECRET, in order: the first signs API calls, any of them
+        authenticates a webhook (so a secret can be rotated without refusing a delivery)."""
+        return [s.get_secret_value() for s in self._api_secrets or (self.stream_api_secret,)]
 
 
 class Settings(BaseModel):
@@ -364,7 +388,7 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value configured, so log output can be scrubbed of them."""
-        found = [self.env.stream_api_secret.get_secret_value()]
+        found = list(self.env.stream_api_secrets)
         for storage in self.archive.effective_storages():
             found += [s.get_secret_value() for s in storage_secrets(storage)]
         for url in (self.env.redis_url, self.env.archiver_broker_url):
@@ -372,6 +396,11 @@ class Settings(BaseModel):
             if password:
                 found.append(password)
         return [s for s in found if s]
+
+
+def split_secrets(value: str) -> list[str]:
+    """STREAM_API_SECRET's secrets: separated by commas, spaces around them dropped."""
+    return [item.strip() for item in value.split(",")]
 
 
 def storage_secrets(storage: StorageConfig) -> list[SecretStr]:

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated
 
 import redis
@@ -81,7 +82,25 @@ def _ledger(settings: Settings, *, fail_fast: bool = False) -> Ledger:
     except redis.RedisError as exc:
         err.print(f"[bold red]Redis is unreachable[/] (REDIS_URL): {exc}", highlight=False)
         raise typer.Exit(3) from None
+    _check_schema(ledger)
     return ledger
+
+
+def _check_schema(ledger: Ledger) -> None:
+    """Bring the ledger's schema version to this archiver's, or stop: exit 2 when the ledger is newer
+    (or its version unknown), 3 when Redis fails meanwhile."""
+    from worker.errors import LedgerSchemaError  # noqa: PLC0415
+    from worker.schema import SCHEMA_VERSION, ensure_schema  # noqa: PLC0415
+
+    try:
+        ensure_schema(ledger)
+    except LedgerSchemaError as exc:
+        err.print(f"[bold red]cannot use this ledger[/] (REDIS_URL): {exc}. This archiver supports ledger "
+                  f"schema version {SCHEMA_VERSION}; the ledger has {exc.found or 'none'}.", highlight=False)
+        raise typer.Exit(2) from None
+    except redis.RedisError as exc:
+        err.print(f"[bold red]Redis failed[/] while checking the ledger's schema version: {exc}", highlight=False)
+        raise typer.Exit(3) from None
 
 
 def _celery_enqueue() -> Callable[[Sequence[str]], None]:
@@ -198,10 +217,13 @@ def serve(host: Annotated[str, typer.Option(help="Interface for the webhook rece
           concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Transfer processes.")] = 2,
           ) -> None:
     """Run web receiver, worker and scheduler together on this machine."""
+    from worker.localredis import reachable  # noqa: PLC0415
     from worker.service import serve_all  # noqa: PLC0415
 
     settings = _settings()
     _check_storages(settings)
+    if reachable(settings.env.redis_url):  # else serve_all starts one, and each process checks the schema
+        _ledger(settings).redis.close()
     raise typer.Exit(serve_all(settings, host=host, port=port, concurrency=concurrency, console=out))
 
 
@@ -229,25 +251,111 @@ def list_transfers(
     out.print(table)
 
 
+RETRYABLE = ("failed", "lost")
+
+
 @transfers_app.command("retry")
 def retry_transfers(
     transfer_ids: Annotated[list[str] | None, typer.Argument(help="Transfer ids (t_…).")] = None,
     state: Annotated[str | None, typer.Option(help="Every transfer in this state: failed or lost.")] = None,
 ) -> None:
     """Queue failed (or lost) transfers again, e.g. after fixing a storage's credentials."""
-    if bool(transfer_ids) == bool(state) or state not in (None, "failed", "lost"):
+    if state is not None and state not in RETRYABLE:
+        err.print(f"cannot retry by state {state!r}: only failed or lost transfers are retried")
+        raise typer.Exit(2)
+    if bool(transfer_ids) == (state is not None):
         err.print("give transfer ids, or --state failed (or lost), not both")
         raise typer.Exit(2)
     ledger = _ledger(_settings())
-    ids = list(transfer_ids or ledger.ids(state))
+    ids = list(dict.fromkeys(transfer_ids or ledger.ids(state)))
+    if not ids:
+        err.print(f"no {state} transfers: nothing to retry")
+        raise typer.Exit(1)
     retried = [tid for tid in ids if ledger.retry(tid)]
     for tid in sorted(set(ids) - set(retried)):
-        err.print(f"{tid}: not failed or lost (or unknown), left as it is")
+        transfer = ledger.get(tid)
+        err.print(f"{tid}: no such transfer" if transfer is None
+                  else f"{tid}: {transfer.state}, not failed or lost; left as it is")
+    for tid in retried:
+        out.print(f"queued {tid}", highlight=False)
     if retried:
-        _celery_enqueue()(ledger.soonest_to_expire(retried))
+        _hand_over(ledger.soonest_to_expire(retried))
     out.print(f"queued {len(retried)} transfer(s) again")
     if len(retried) != len(ids):
         raise typer.Exit(1)
+
+
+def _hand_over(transfer_ids: list[str]) -> None:
+    """Queue `transfer_ids` (already due in the ledger) for the workers; when the broker fails, say
+    that the scheduler's sweep will queue them."""
+    try:
+        _celery_enqueue()(transfer_ids)
+    except Exception as exc:  # noqa: BLE001 - the ledger holds them as due: the sweep queues them
+        err.print(f"could not hand them to the workers now ({type(exc).__name__}: {exc}); they are due in "
+                  "the ledger, and `archiver scheduler` queues them at its next sweep", highlight=False)
+
+
+@transfers_app.command("export")
+def export_transfers(
+    fmt: Annotated[str, typer.Option("--format", help="csv (a header row) or json (one array).")] = "csv",
+    state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(STATES)}.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).",
+                                                dir_okay=False)] = None,
+) -> None:
+    """The ledger for audits: one row per transfer with its file's facts (never the signed URL)."""
+    from worker.export import FORMATS, write_export  # noqa: PLC0415
+
+    if fmt not in FORMATS:
+        err.print(f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    if state is not None and state not in STATES:
+        err.print(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+        raise typer.Exit(2)
+    ledger = _ledger(_settings())
+    if output is None:
+        count = write_export(ledger, sys.stdout, "json" if fmt == "json" else "csv", state)
+        err.print(f"exported {count} transfer(s)")
+        return
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as stream:
+            count = write_export(ledger, stream, "json" if fmt == "json" else "csv", state)
+        partial.replace(output)  # a complete export, or none
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        err.print(f"cannot write {output}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    err.print(f"exported {count} transfer(s) to {output}", highlight=False)
+
+
+@transfers_app.command("prune")
+def prune_transfers(
+    older_than: Annotated[str, typer.Option("--older-than", help="Archived longer ago than this (e.g. 90d).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be pruned.")] = False,
+) -> None:
+    """Forget archived transfers (and their files' records) archived long ago. Only archived ones:
+    queued, transferring, failed, lost and skipped transfers are never touched."""
+    from config.settings import parse_duration  # noqa: PLC0415
+    from worker.ledger import from_ms  # noqa: PLC0415
+    from worker.prune import prune_archived  # noqa: PLC0415
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        err.print(f"--older-than: {exc}")
+        raise typer.Exit(2) from None
+    if age.total_seconds() <= 0:
+        err.print("--older-than must be a positive duration, such as 90d")
+        raise typer.Exit(2)
+    summary = prune_archived(_ledger(_settings()), age, dry_run=dry_run)
+    verb = "would prune" if dry_run else "pruned"
+    out.print(f"{verb} {summary.transfers} archived transfer(s) and {summary.files} file record(s) archived "
+              f"before {rfc3339(from_ms(summary.cutoff_ms))}", highlight=False)
+    if summary.kept_at_stream:
+        out.print(f"kept {summary.kept_at_stream} archived transfer(s) whose files Stream still holds "
+                  "(they would be recorded and uploaded again)", highlight=False)
+    if dry_run:
+        out.print("dry run: nothing deleted")
 
 
 @transfers_app.command("show")

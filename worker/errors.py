@@ -21,7 +21,8 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
     │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
-    └── LeaseLost                 another worker holds the transfer now: stop without writing
+    ├── LeaseLost                 another worker holds the transfer now: stop without writing
+    └── LedgerSchemaError         the ledger's schema version is newer than (or unknown to) this archiver
 
 Configuration errors are `config.ConfigError` (the config package sits below this one).
 """
@@ -134,3 +135,12 @@ class CopyRefused(ArchiverError):
 
 class LeaseLost(ArchiverError):
     """The transfer was claimed by another worker (its lease expired); this copy must stop."""
+
+
+class LedgerSchemaError(ArchiverError):
+    """The ledger in Redis has a schema version this archiver cannot use (newer, unknown, or a
+    migration failed); ``found`` is its version as stored, ``supported`` this archiver's."""
+
+    def __init__(self, message: str, *, found: str | None, supported: int) -> None:
+        super().__init__(message)
+        self.found, self.supported = found, supported

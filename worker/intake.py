@@ -134,7 +134,7 @@ def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
     """
     raw = decompress(body, headers.get("content-encoding"))
     env = settings.env
-    authenticate(raw, headers, env.stream_api_key, env.stream_api_secret.get_secret_value())
+    authenticate(raw, headers, env.stream_api_key, env.stream_api_secrets)
     return record_event(settings, ledger, parse_event(raw))
 
 

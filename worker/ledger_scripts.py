@@ -178,3 +178,38 @@ redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 return 1
 """
+
+# ARGV: prefix, tid, finished_before_ms, now, dry_run ('1' | '0')
+#   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | recent | at_stream
+# Forget one `archived` transfer (`archiver transfers prune`): its hash and every index entry
+# (transfers, state:*, due, expiry, its file's transfer set), and the file's record with the last
+# of its transfers. Only when it was archived before the cutoff and Stream's deletion deadline has
+# passed: a file Stream still lists would otherwise be recorded, and uploaded, again.
+PRUNE = """
+local p, tid, cutoff, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local tkey = p .. 'transfer:' .. tid
+local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id')
+if not t[1] then return {'missing', '', 0} end
+local fid = t[4] or ''
+if t[1] ~= 'archived' then return {'not_archived', fid, 0} end
+local finished = tonumber(t[2] or '')
+if finished == nil or finished > cutoff then return {'recent', fid, 0} end
+local expires = tonumber(t[3] or '')
+if expires == nil or expires > now then return {'at_stream', fid, 0} end
+if ARGV[5] == '1' then return {'would_prune', fid, 0} end
+redis.call('DEL', tkey)
+redis.call('ZREM', p .. 'transfers', tid)
+redis.call('ZREM', p .. 'due', tid)
+redis.call('ZREM', p .. 'expiry', tid)
+for _, state in ipairs({'queued', 'transferring', 'archived', 'failed', 'skipped', 'lost'}) do
+  redis.call('ZREM', p .. 'state:' .. state, tid)
+end
+local fkey = p .. 'file:' .. fid
+redis.call('SREM', fkey .. ':transfers', tid)
+if redis.call('SCARD', fkey .. ':transfers') == 0 and redis.call('HGET', fkey, 'routing') ~= 'pending' then
+  redis.call('DEL', fkey)
+  redis.call('ZREM', p .. 'unrouted', fid)
+  return {'pruned', fid, 1}
+end
+return {'pruned', fid, 0}
+"""

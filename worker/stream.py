@@ -1,7 +1,8 @@
 """Stream's server-side REST API, the parts the archiver needs (``shared/stream-api.md`` §3–4).
 
 Auth as Stream's SDKs do it: ``?api_key=`` on every request, a server JWT (HS256 with the API
-secret, ``{"server": true}``) in ``Authorization`` with no ``Bearer`` prefix, ``stream-auth-type:
+secret — while a secret is rotated, the first of STREAM_API_SECRET's, which the settings give as
+``stream_api_secret`` — ``{"server": true}``) in ``Authorization`` with no ``Bearer`` prefix, ``stream-auth-type:
 jwt``, and an identifying client header. Transport errors and 5xx are retried with backoff; a 429
 waits as ``Retry-After`` / ``X-RateLimit-Reset`` say (within limits) and goes on. Every error
 carries Stream's ``code`` and ``message``.

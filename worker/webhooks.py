@@ -2,7 +2,9 @@
 
 Order matters: the body is gunzipped (bounded, so a small gzip bomb cannot grow past the limit),
 ``X-Api-Key`` is compared, then ``X-Signature`` (lowercase hex HMAC-SHA256 of the *uncompressed*
-body keyed with the API secret) is checked in constant time, and only then is JSON parsed.
+body keyed with the API secret) is checked in constant time, and only then is JSON parsed. While a
+secret is being rotated, STREAM_API_SECRET holds several, and a signature made with any of them is
+accepted (each one compared, in constant time, every time).
 
 Everything after the signature is still treated as hostile (a leaked secret, a bug upstream): every
 flaw is a MalformedPayload (HTTP 400, nothing recorded), never an unexpected exception. JSON nested
@@ -17,7 +19,7 @@ import hashlib
 import hmac
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,16 +69,27 @@ def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def authenticate(body: bytes, headers: Mapping[str, str], api_key: str, secret: str) -> None:
-    """Raise BadCredentials unless X-Api-Key matches and X-Signature signs `body`."""
+def authenticate(body: bytes, headers: Mapping[str, str], api_key: str, secret: str | Sequence[str]) -> None:
+    """Raise BadCredentials unless X-Api-Key matches and X-Signature signs `body` with `secret` (or,
+    while a secret is rotated, with any of several)."""
     given_key = headers.get("x-api-key", "")
     if not hmac.compare_digest(given_key.encode(), api_key.encode()):
         raise BadCredentials("X-Api-Key does not match this app's API key")
     signature = headers.get("x-signature", "").strip().lower()
     if not signature:
         raise BadCredentials("X-Signature header is missing")
-    if not hmac.compare_digest(signature.encode(), sign(body, secret).encode()):
+    if not signed_by_any(body, signature, [secret] if isinstance(secret, str) else list(secret)):
         raise BadCredentials("X-Signature does not match the body")
+
+
+def signed_by_any(body: bytes, signature: str, secrets: Sequence[str]) -> bool:
+    """Whether `signature` is `body`'s signature with one of `secrets`. Every secret is compared, in
+    constant time, whatever the outcome of the others: the time taken tells nothing about which one
+    matched, or how far."""
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(signature.encode(), sign(body, secret).encode())
+    return matched
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:
