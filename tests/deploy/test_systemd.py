@@ -47,6 +47,16 @@ def test_stop_timeout_fits_the_role(path: Path) -> None:
     if role(path) == "worker":
         assert timeout >= 300
         assert service["KillMode"] == "mixed"  # else the prefork children get SIGTERM and die mid-transfer
-        assert service["ReadWritePaths"]
     else:
         assert timeout > 20
+
+
+@pytest.mark.parametrize("path", UNITS, ids=[p.name for p in UNITS])
+def test_only_roles_that_write_storages_may_write_files(path: Path) -> None:
+    """Workers (transfers, start-up check) and the scheduler (health probes) may write a local-disk
+    storage's root; the web receiver writes nothing."""
+    service = systemd_unit(path)["Service"]
+    if role(path) == "web":
+        assert "ReadWritePaths" not in service
+    else:
+        assert service["ReadWritePaths"].split() == ["-/srv/recordings"]
