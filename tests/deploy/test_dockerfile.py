@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
+import tomllib
+from pathlib import Path, PurePosixPath
 
 from tests.deploy.files import DOCKERFILE, ROOT, dockerfile_instructions
 
@@ -56,3 +57,25 @@ def test_copied_sources_exist_and_are_not_docker_ignored() -> None:
             for source in sources:
                 assert (ROOT / source).exists(), f"COPY {source}: no such path"
                 assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
+
+
+def test_every_data_file_is_installed_with_the_package() -> None:
+    """The image installs the project as a wheel (not editable): every file under worker/, tasks/ and
+    config/ that is not Python must be declared in [tool.setuptools.package-data] to reach it."""
+    package_data: dict[str, list[str]] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"][
+        "setuptools"].get("package-data", {})
+    missing = []
+    for top in ("worker", "tasks", "config"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            relative = path.relative_to(ROOT)
+            declared = False
+            for depth in range(1, len(relative.parts)):  # each enclosing package: worker, worker.static…
+                package, inside = ".".join(relative.parts[:depth]), PurePosixPath(*relative.parts[depth:])
+                globs = package_data.get(package, []) + package_data.get("*", [])
+                declared = declared or any(inside.match(glob) and len(inside.parts) == len(
+                    PurePosixPath(glob).parts) for glob in globs)
+            if not declared:
+                missing.append(str(relative))
+    assert not missing, f"not in [tool.setuptools.package-data] of pyproject.toml, so not in the image: {missing}"
