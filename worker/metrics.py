@@ -66,8 +66,10 @@ class ArchiverCollector(Collector):
     """Builds every metric from Redis on each scrape."""
 
     def __init__(self, client: redis.Redis, broker: redis.Redis, queue: str, retention: timedelta,
-                 prefix: str = DEFAULT_PREFIX) -> None:
+                 prefix: str = DEFAULT_PREFIX, storages: tuple[str, ...] = ()) -> None:
+        """`storages`: the configured ones, shown with 0 in every state they have no transfer in."""
         self.redis, self.broker, self.queue, self.retention, self.prefix = client, broker, queue, retention, prefix
+        self.storages = storages
         self.stats, self.tally = Stats(client, prefix), Tally(client, prefix)
 
     def collect(self) -> Iterator[Metric]:
@@ -81,7 +83,7 @@ class ArchiverCollector(Collector):
         gauge = GaugeMetricFamily("archiver_transfers", "Transfers in the ledger by state and storage.",
                                   labels=["state", "storage"])
         for state, storages in self.tally.by_state().items():
-            for storage, count in sorted(storages.items()):
+            for storage, count in sorted(({name: 0 for name in self.storages} | storages).items()):
                 gauge.add_metric([STATE_LABELS[state], storage], count)
         return gauge
 

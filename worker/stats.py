@@ -4,10 +4,10 @@ Keys (prefix P, default ``archiver:``), all small and bounded:
   P stats:bytes            HASH  storage → bytes archived (ever)
   P stats:bytes_by_day     HASH  YYYY-MM-DD (UTC) → bytes archived that day, all storages
   P stats:duration         HASH  "storage|le" → successful transfers of at most `le` seconds (not
-                                 cumulative: one field per bucket), "storage|sum", "storage|count"
+                                 cumulative: one field per bucket), "storage|sum_ms", "storage|count"
   P stats:retries          HASH  "storage|reason" → retries scheduled
   P stats:failures         HASH  "storage|reason" → permanent failures, and files lost ("lost")
-  P stats:webhooks         HASH  outcome → webhook deliveries answered so
+  P stats:webhooks         HASH  outcome → webhook deliveries answered with it
   P stats:last_webhook     STRING unix time (seconds) of the last authenticated webhook
   P storage_health         HASH  storage → JSON {ok, reason, checked_at}
 Writes are one pipeline of HINCRBY/HSET each. A figure that cannot be written (Redis away) is kept
@@ -136,6 +136,12 @@ class Stats:
             self.redis.hset(self.key("storage_health"), storage, health.to_json())
         except redis.RedisError as exc:
             log.warning("storage_health_not_recorded", storage=storage, error=str(exc))
+
+    def forget_storages(self, keep: set[str]) -> None:
+        """Drop the health of storages no longer configured (so no stale `archiver_storage_up` stays)."""
+        gone = set(self._hash("storage_health")) - keep
+        if gone:
+            self.redis.hdel(self.key("storage_health"), *gone)
 
     # -- reading ---------------------------------------------------------------------------------
 

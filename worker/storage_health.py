@@ -50,7 +50,9 @@ def check_health(runtime: Runtime) -> dict[str, bool]:
     """Probe every configured storage and record each result; never raises for a storage fault."""
     results: dict[str, bool] = {}
     stats = stats_for(runtime.ledger)
-    for config in runtime.archive.effective_storages():
+    configured = runtime.archive.effective_storages()
+    stats.forget_storages({config.name for config in configured})
+    for config in configured:
         try:
             probe(runtime.storage(config.name))
         except Exception as exc:  # noqa: BLE001 - a health check reports every failure

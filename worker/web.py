@@ -175,8 +175,9 @@ def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
     """GET /metrics (always), GET / and /static/* (only with ARCHIVER_STATUS_TOKEN set)."""
     broker = ledger.redis if settings.broker_url == settings.env.redis_url else connect(
         settings.broker_url, fail_fast=True, name="archiver-metrics")
+    configured = tuple(storage.name for storage in settings.archive.effective_storages())
     registry = registry_for(ArchiverCollector(ledger.redis, broker, TRANSFER_QUEUE, settings.archive.retention,
-                                              ledger.prefix))
+                                              ledger.prefix, configured))
 
     text = {"text/plain": {"schema": {"type": "string"}}}
 

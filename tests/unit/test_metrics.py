@@ -43,9 +43,9 @@ def add(ledger: Ledger, n: int, storage: str, state: State = "queued", end: date
     return tid
 
 
-def scrape(ledger: Ledger) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(ledger: Ledger, storages: tuple[str, ...] = ()) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a scrape, by name and sorted labels."""
-    collector = ArchiverCollector(ledger.redis, ledger.redis, TRANSFER_QUEUE, RETENTION)
+    collector = ArchiverCollector(ledger.redis, ledger.redis, TRANSFER_QUEUE, RETENTION, storages=storages)
     text = render(registry_for(collector)).decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -65,6 +65,9 @@ def test_transfers_are_counted_by_state_and_storage(ledger: Ledger) -> None:
     assert (count("failed", "s3"), count("lost", "disk"), count("skipped", "disk")) == (1, 1, 1)
     assert (count("queued", "s3"), count("running", "s3")) == (1, 1)
     assert count("queued", "disk") is None
+    configured = scrape(ledger, storages=("disk", "gcs"))
+    assert configured[("archiver_transfers", (("state", "queued"), ("storage", "disk")))] == 0
+    assert configured[("archiver_transfers", (("state", "failed"), ("storage", "gcs")))] == 0
 
 
 def test_worker_figures_pushed_through_redis_show_as_counters_and_a_histogram(ledger: Ledger) -> None:
@@ -155,8 +158,8 @@ def test_a_large_state_is_counted_once_then_only_its_newcomers(ledger: Ledger, m
     time.sleep(0.002)  # a later millisecond than every counted member
     add(ledger, 7, "s3", "archived")
     commands: list[str] = []
-    original = counter._recount
-    monkeypatch.setattr(counter, "_recount", lambda state: commands.append(state) or original(state))
+    original = counter._by_rank
+    monkeypatch.setattr(counter, "_by_rank", lambda state: commands.append(state) or original(state))
     assert counter.by_state()["archived"] == {"s3": 4, "disk": 4}
     assert commands == []  # the newcomer was added to the kept count, nothing was counted again
     ledger.redis.zrem("archiver:state:archived", ids[0])  # one left the state (e.g. pruned)

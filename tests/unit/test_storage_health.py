@@ -18,12 +18,14 @@ def test_each_storage_is_probed_and_its_result_kept_without_leaving_a_file(make_
         {"name": "good", "storage_type": "local", "bucket": str(tmp_path / "good"), "path": ""},
         {"name": "bad", "storage_type": "local", "bucket": str(blocker / "root"), "path": ""},
     ])
+    Stats(ledger.redis).storage_checked("removed-from-config", True, None)
     runtime = Runtime.from_settings(settings)
     try:
         assert check_health(runtime) == {"good": True, "bad": False}
     finally:
         runtime.close()
     health = Stats(ledger.redis).storage_health()
+    assert set(health) == {"good", "bad"}
     assert health["good"].ok and health["good"].reason is None
     assert not health["bad"].ok and health["bad"].reason
     assert [p for p in (tmp_path / "good").rglob("*") if p.is_file()] == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -90,12 +91,14 @@ def test_the_page_shows_counts_failures_at_risk_files_health_and_the_days_figure
     tid = add(ledger, 2, "disk", "failed")
     ledger.redis.hset(f"archiver:transfer:{tid}", mapping={"error": "bucket is gone", "reason": "missing_bucket"})
     add(ledger, 3, "disk")  # queued, its deadline 13 days away: not at risk
+    add(ledger, 4, "disk", end=datetime.now(UTC) - timedelta(days=13, hours=-5))  # deleted in 29 hours
     Stats(ledger.redis).archived("s3", 123_456, 3.0)
     Stats(ledger.redis).storage_checked("s3", True, None)
     page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "bucket is gone" in page and "missing_bucket" in page
     assert '<span class="ok">up</span>' in page
-    assert "no file close to its deletion deadline" in page
+    at_risk = page.split("<h2>Files at risk</h2>")[1].split("<h2>")[0]
+    assert "rec_default_m_4.mp4" in at_risk and "1d 4h 59m" in at_risk and "rec_default_m_3.mp4" not in at_risk
     chart = page.split('<script type="application/json" id="bytes-by-day">')[1].split("</script>")[0]
     figures = json.loads(chart)
     assert len(figures["days"]) == 30 and figures["bytes"][-1] == 123_456
