@@ -344,6 +344,7 @@ class Environment(BaseSettings):
     archiver_config: Path | None = None
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
+    archiver_status_token: SecretStr | None = None  # the status page (GET /): off (404) without it
 
     _api_secrets: tuple[SecretStr, ...] = PrivateAttr(default=())
 
@@ -389,6 +390,8 @@ class Settings(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret value configured, so log output can be scrubbed of them."""
         found = list(self.env.stream_api_secrets)
+        if self.env.archiver_status_token is not None:
+            found.append(self.env.archiver_status_token.get_secret_value())
         for storage in self.archive.effective_storages():
             found += [s.get_secret_value() for s in storage_secrets(storage)]
         for url in (self.env.redis_url, self.env.archiver_broker_url):

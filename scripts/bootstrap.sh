@@ -1,5 +1,6 @@
 # Sourced by scripts/run and scripts/test: makes sure this machine has what the archiver needs.
-# Python 3.11+ with venv, the project in .venv, and redis-server. Says clearly what failed.
+# Python 3.11+ with venv, the project in .venv, and redis-server (the tests: also Azurite, and Chromium
+# with chromedriver for the status page). Says clearly what failed.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -65,4 +66,10 @@ ensure_azurite() {
   say "installing Azurite $AZURITE_VERSION (the Azure Storage emulator) into .tools/ with npm"
   npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "azurite@$AZURITE_VERSION" >/dev/null \
     || die "npm install azurite@$AZURITE_VERSION failed (see above)"
+}
+
+ensure_chromium() {  # headless Chromium and its driver, for the status page's browser test
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  apt_install chromium chromium-driver
+  command -v chromedriver >/dev/null 2>&1 || die "chromedriver is still missing after installing chromium-driver"
 }

@@ -56,6 +56,7 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
     fails it is reported loudly, but the others keep being served.
     """
     from worker.runtime import Runtime  # noqa: PLC0415
+    from worker.stats import stats_for  # noqa: PLC0415
     from worker.storage.check import check_storage  # noqa: PLC0415
 
     runtime = Runtime.from_settings(settings)
@@ -63,6 +64,7 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
         runtime.check_storages()
         for storage in settings.archive.effective_storages() if probe else ():
             report = check_storage(runtime.storage(storage.name), settings.archive.transfer)
+            stats_for(runtime.ledger).storage_checked(storage.name, report.ok, report.reason)  # for /metrics
             if report.ok:
                 log.info("storage_check_passed", storage=storage.name, where=report.described)
             else:
@@ -148,6 +150,7 @@ def scheduler() -> None:
     from worker.discovery import reconcile  # noqa: PLC0415
     from worker.runtime import Runtime  # noqa: PLC0415
     from worker.scheduler import PeriodicJob, run_scheduler  # noqa: PLC0415
+    from worker.storage_health import HEALTH_EVERY, check_health  # noqa: PLC0415
 
     settings = _settings()
     ledger = _ledger(settings)
@@ -156,6 +159,7 @@ def scheduler() -> None:
     jobs = [PeriodicJob("reconcile", every, lambda: reconcile(runtime, enqueue))]
     if settings.archive.delete_from_stream:
         jobs.append(PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False)))
+    jobs.append(PeriodicJob("storage_health", HEALTH_EVERY, lambda: check_health(runtime)))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from types import TracebackType
@@ -26,7 +27,8 @@ class Heartbeat:
         self._valid_until = time.monotonic() + lease_ms / 1000
         self._lost = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{transfer_id}", daemon=True)
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),  # log context
+                                        name=f"heartbeat-{transfer_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

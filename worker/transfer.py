@@ -12,6 +12,7 @@ its deletion deadline is ``lost``.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -33,6 +34,7 @@ from worker.ledger import Transfer, from_ms, now_ms, rfc3339, to_ms
 from worker.refresh import SignedUrl
 from worker.runtime import Runtime
 from worker.source import source_size
+from worker.stats import stats_for
 from worker.storage import Storage
 
 log = structlog.get_logger(__name__)
@@ -68,6 +70,7 @@ def run_transfer(runtime: Runtime, transfer_id: str) -> str:
 def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int) -> str:
     ledger = runtime.ledger
     log.info("transfer_started", attempt=transfer.attempts, key=transfer.key)
+    started = time.monotonic()
     lease = Heartbeat(ledger, transfer.id, epoch, lease_ms)
     try:
         with lease:
@@ -86,12 +89,14 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int
             log.warning("transfer_result_fenced_out", error=str(exc))
             return "lease_lost"
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
+        stats_for(ledger).failed(transfer.storage, _reason(exc))
         return "failed"
     if not ledger.finish(transfer.id, epoch, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
                          reason=""):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
     log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
+    stats_for(ledger).archived(transfer.storage, copied.bytes, time.monotonic() - started)
     return "archived"
 
 
@@ -106,7 +111,8 @@ def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exceptio
     reason = scrub(str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}")
     expires = to_ms(transfer.expires_at) if transfer.expires_at else None
     if isinstance(exc, SourceMissing) and expires is not None and now >= expires:
-        runtime.ledger.finish(transfer.id, epoch, "lost", error=f"past its deletion deadline: {reason}")
+        if runtime.ledger.finish(transfer.id, epoch, "lost", error=f"past its deletion deadline: {reason}"):
+            stats_for(runtime.ledger).failed(transfer.storage, "lost")
         log.error("recording_lost", error=reason)
         return "lost"
     archive = runtime.archive
@@ -115,8 +121,9 @@ def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exceptio
         int(archive.retry_backoff.total_seconds() * 1000),
         int(archive.retry_backoff_max.total_seconds() * 1000),
     )
-    runtime.ledger.finish(transfer.id, epoch, "queued", due_ms=now + delay, next_attempt_at=now + delay,
-                          error=reason, reason=_reason(exc))
+    if runtime.ledger.finish(transfer.id, epoch, "queued", due_ms=now + delay, next_attempt_at=now + delay,
+                             error=reason, reason=_reason(exc)):
+        stats_for(runtime.ledger).retried(transfer.storage, _reason(exc))
     level = log.warning if isinstance(exc, TransientError) else log.exception
     level("transfer_retry_scheduled", error=reason, retry_in_s=round(delay / 1000, 1),
           attempt=transfer.attempts)

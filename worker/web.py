@@ -1,4 +1,4 @@
-"""The HTTP receiver: Stream's webhook, health and readiness.
+"""The HTTP receiver: Stream's webhook, health and readiness; /metrics and the status page (GET /).
 
 The ledger write happens before the answer; queuing the Celery task happens after it (in a
 background task) and may fail: the scheduler's sweep queues whatever is due and not running.
@@ -7,30 +7,41 @@ Hostile input: a body over `MAX_BODY` (by Content-Length, or counted while a chu
 in) is answered 413 by the framework before it is read whole; nothing is recorded or queued unless
 the key and signature are valid (`worker.webhooks`); a malformed signed event is a 400 with the
 reason. The OpenAPI schema documents all of this but is not served (``app.openapi()`` builds it).
+
+Every webhook answer is counted by outcome (`WebhookOutcomes`, in Redis, after the answer is sent);
+/metrics reads the whole cluster's figures from Redis (`worker.metrics`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 import structlog
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
+from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
-from worker.errors import InvalidWebhook
+from worker import status_page
+from worker.errors import InvalidWebhook, PayloadTooLarge
 from worker.intake import FailureNoted, Recorded, accept_delivery, enqueue_quietly
-from worker.ledger import Ledger
+from worker.ledger import Ledger, connect
+from worker.metrics import ArchiverCollector, registry_for
+from worker.metrics import render as render_metrics
+from worker.stats import Stats, stats_for
 from worker.webhooks import MAX_BODY
 
 log = structlog.get_logger(__name__)
 Enqueue = Callable[[Sequence[str]], None]
 _ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
+_DETAIL = {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}
 _STATUS = {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}
 
 
@@ -60,9 +71,48 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
 }
 
 
+WEBHOOK_PATH = "/webhooks/stream"
+_OUTCOME = "webhook_outcome"  # the handler leaves its outcome in the request's state under this name
+
+
+class WebhookOutcomes:
+    """Counts every webhook answer by outcome, once it is sent. The handler names its outcome; a
+    413 the framework gave before the handler ran is ``too_large``, a 400 it gave ``malformed``."""
+
+    def __init__(self, app: ASGIApp, stats: Stats) -> None:
+        self.app, self.stats = app, stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            named = cast(dict[str, Any], scope.get("state") or {}).get(_OUTCOME)
+            outcome = named or {413: "too_large", 400: "malformed", 401: "refused", 503: "unavailable"}.get(status)
+            if outcome:
+                await run_in_threadpool(self.stats.webhook, outcome)
+
+
+def _refusal(exc: InvalidWebhook) -> str:
+    if isinstance(exc, PayloadTooLarge):
+        return "too_large"
+    return "refused" if exc.status == 401 else "malformed"
+
+
 def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
     """The ASGI app; `enqueue` hands transfer ids to the workers (best effort)."""
     app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(WebhookOutcomes, stats=stats_for(ledger))
 
     @app.post("/webhooks/stream", openapi_extra=WEBHOOK_OPENAPI)
     async def stream_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
@@ -77,11 +127,14 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
         except InvalidWebhook as exc:
             reason = scrub(str(exc))  # it may quote the body: a signed URL in the wrong field
             log.warning("webhook_refused", status=exc.status, reason=reason, webhook_id=delivery)
+            request.state.webhook_outcome = _refusal(exc)
             return JSONResponse({"error": reason}, status_code=exc.status)
         except redis.RedisError as exc:
             log.error("webhook_not_recorded", reason=f"ledger unavailable: {exc}", webhook_id=delivery)
+            request.state.webhook_outcome = "unavailable"
             return JSONResponse({"error": "ledger unavailable, retry later"}, status_code=503,
                                 headers={"Retry-After": "5"})
+        request.state.webhook_outcome = _outcome_of(outcome)
         if isinstance(outcome, FailureNoted):
             return JSONResponse({"status": "failure_noted", "call_cid": outcome.call_cid, "kind": outcome.kind})
         if not isinstance(outcome, Recorded):
@@ -106,4 +159,64 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
             return JSONResponse({"status": "unavailable", "redis": scrub(str(exc))}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    _add_monitoring(app, settings, ledger)
     return app
+
+
+def _outcome_of(outcome: Recorded | FailureNoted | str) -> str:
+    if isinstance(outcome, FailureNoted):
+        return "failure_noted"
+    if isinstance(outcome, Recorded):
+        return "accepted" if outcome.new_file else "known"
+    return "ignored"
+
+
+def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
+    """GET /metrics (always), GET / and /static/* (only with ARCHIVER_STATUS_TOKEN set)."""
+    broker = ledger.redis if settings.broker_url == settings.env.redis_url else connect(
+        settings.broker_url, fail_fast=True, name="archiver-metrics")
+    configured = tuple(storage.name for storage in settings.archive.effective_storages())
+    registry = registry_for(ArchiverCollector(ledger.redis, broker, TRANSFER_QUEUE, settings.archive.retention,
+                                              ledger.prefix, configured))
+
+    text = {"text/plain": {"schema": {"type": "string"}}}
+
+    @app.get("/metrics", response_class=Response, responses={
+        200: {"description": "Prometheus text format", "content": text},
+        503: {"description": "Redis does not answer", "content": text}})
+    def metrics() -> Response:
+        try:
+            body = render_metrics(registry)
+        except redis.RedisError as exc:
+            return Response(f"ledger unavailable: {scrub(str(exc))}\n", status_code=503, media_type="text/plain")
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    secret = settings.env.archiver_status_token
+    token = secret.get_secret_value() if secret is not None else ""
+
+    @app.get("/", response_class=HTMLResponse, responses={
+        200: {"description": "the status page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        401: {"description": "no or wrong ARCHIVER_STATUS_TOKEN (Bearer, or basic-auth password)", "content": _ERROR},
+        404: {"description": "the status page is off: ARCHIVER_STATUS_TOKEN is not set", "content": _DETAIL},
+        503: {"description": "Redis does not answer", "content": _ERROR}})
+    def status(request: Request) -> Response:
+        if not token:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        if not status_page.authorized(request.headers.get("authorization"), token):
+            return JSONResponse({"error": "the status page needs ARCHIVER_STATUS_TOKEN"}, status_code=401,
+                                headers=status_page.CHALLENGE)
+        try:
+            page = status_page.render(status_page.read_status(ledger.redis, settings.archive.at_risk_margin,
+                                                              ledger.prefix))
+        except redis.RedisError as exc:
+            return JSONResponse({"error": f"ledger unavailable: {scrub(str(exc))}"}, status_code=503)
+        return HTMLResponse(page, headers=status_page.HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)  # the status page's script and styles
+    def static(name: str) -> Response:
+        found = status_page.static_file(name) if token else None
+        if found is None:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        content, media_type = found
+        return Response(content, media_type=media_type,
+                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})

@@ -16,6 +16,7 @@ SDK's errors), and what commit checks first and returns (`_begin_commit`, `_stor
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -192,7 +193,7 @@ class PartPool:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._size, thread_name_prefix=self._name)
-            return self._pool.submit(fn, *args)
+            return self._pool.submit(contextvars.copy_context().run, fn, *args)  # the transfer's log context
 
     def close(self) -> None:
         """Cancel what has not started, wait for what has. Idempotent."""

@@ -1,0 +1,143 @@
+"""GET /metrics, the status page (GET /) and its auth, and the webhook counters (worker/web.py,
+worker/status_page.py), over real HTTP with a real Redis ledger."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.processes import wait_until
+from tests.unit.test_metrics import add
+from tests.unit.test_web import Receiver, sample, serve
+from worker.ledger import Ledger
+from worker.stats import Stats
+from worker.status_page import authorized
+
+TOKEN = "status-token-0123456789"
+HOSTILE = "<script>alert('x')</script>&\"</td></table>"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
+    settings = make_settings(env={"ARCHIVER_STATUS_TOKEN": TOKEN}, call_storage_key="")
+    server, queued = serve(settings, ledger)
+    with server as base:
+        yield Receiver(base, queued, ledger)
+
+
+def webhook_counts(receiver: Receiver) -> dict[str, float]:
+    text = httpx.get(f"{receiver.base}/metrics", timeout=10).text
+    return {s.labels["outcome"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "archiver_webhook_requests_total"}
+
+
+def test_without_a_token_the_status_page_and_its_files_do_not_exist(make_settings: Any, ledger: Ledger) -> None:
+    server, _ = serve(make_settings(call_storage_key=""), ledger)
+    with server as base:
+        assert httpx.get(f"{base}/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+        assert httpx.get(f"{base}/static/status.js").status_code == 404
+        assert httpx.get(f"{base}/metrics").status_code == 200  # metrics do not need the token
+
+
+@pytest.mark.parametrize("header", [None, f"Bearer {TOKEN}x", "Bearer", f"bearer{TOKEN}", basic("admin", "nope"),
+                                    basic(TOKEN, ""), f"Basic {TOKEN}", "Basic !!!", f"Digest {TOKEN}"])
+def test_missing_or_wrong_credentials_get_401_with_a_basic_challenge(receiver: Receiver, header: str | None) -> None:
+    response = httpx.get(f"{receiver.base}/", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="archiver"'
+    assert TOKEN not in response.text
+
+
+@pytest.mark.parametrize("header", [f"Bearer {TOKEN}", f"bearer  {TOKEN}", basic("anyone", TOKEN), basic("", TOKEN)])
+def test_the_token_as_bearer_or_as_any_users_basic_password_opens_the_page(receiver: Receiver, header: str) -> None:
+    response = httpx.get(f"{receiver.base}/", headers={"Authorization": header})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "<h1>archiver status</h1>" in response.text
+
+
+def test_authorized_compares_the_whole_token() -> None:
+    assert authorized(f"Bearer {TOKEN}", TOKEN)
+    assert not authorized(f"Bearer {TOKEN[:-1]}", TOKEN) and not authorized(f"Bearer {TOKEN}", "")
+    assert not authorized(basic("u", TOKEN + ":"), TOKEN) and authorized(basic("u:v", TOKEN), TOKEN) is False
+
+
+def test_everything_from_the_ledger_is_escaped(receiver: Receiver, ledger: Ledger) -> None:
+    tid = add(ledger, 1, "s3", "failed")
+    ledger.redis.hset(f"archiver:transfer:{tid}", mapping={"error": HOSTILE, "reason": HOSTILE,
+                                                          "call_cid": HOSTILE, "storage": HOSTILE})
+    Stats(ledger.redis).storage_checked(HOSTILE, False, HOSTILE)
+    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "<script>alert" not in page and "</td></table>" not in page.split("<h2>Failures</h2>")[1][:2000]
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;" in page
+    assert page.count("<script") == 3  # the chart's JSON and the two static scripts, nothing injected
+
+
+def test_the_page_shows_counts_failures_at_risk_files_health_and_the_days_figures(receiver: Receiver,
+                                                                                   ledger: Ledger) -> None:
+    add(ledger, 1, "s3", "archived")
+    tid = add(ledger, 2, "disk", "failed")
+    ledger.redis.hset(f"archiver:transfer:{tid}", mapping={"error": "bucket is gone", "reason": "missing_bucket"})
+    add(ledger, 3, "disk")  # queued, its deadline 13 days away: not at risk
+    add(ledger, 4, "disk", end=datetime.now(UTC) - timedelta(days=13, hours=-5))  # deleted in 29 hours
+    Stats(ledger.redis).archived("s3", 123_456, 3.0)
+    Stats(ledger.redis).storage_checked("s3", True, None)
+    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "bucket is gone" in page and "missing_bucket" in page
+    assert '<span class="ok">up</span>' in page
+    at_risk = page.split("<h2>Files at risk</h2>")[1].split("<h2>")[0]
+    assert "rec_default_m_4.mp4" in at_risk and "1d 4h 59m" in at_risk and "rec_default_m_3.mp4" not in at_risk
+    chart = page.split('<script type="application/json" id="bytes-by-day">')[1].split("</script>")[0]
+    figures = json.loads(chart)
+    assert len(figures["days"]) == 30 and figures["bytes"][-1] == 123_456
+
+
+def test_static_files_are_served_by_name_only(receiver: Receiver) -> None:
+    script = httpx.get(f"{receiver.base}/static/uPlot.iife.min.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "uPlot" in script.text
+    for name in ("../web.py", "..%2Fweb.py", "status.py", "nope.js"):
+        assert httpx.get(f"{receiver.base}/static/{name}").status_code == 404
+
+
+def test_every_webhook_outcome_is_counted(receiver: Receiver) -> None:
+    body = sample("call.recording_ready.json")
+    assert receiver.post(body).status_code == 202
+    assert receiver.post(body).status_code == 200
+    assert receiver.post(body, secret="wrong").status_code == 401
+    assert receiver.post(b"{oops").status_code == 400
+    assert receiver.post(json.dumps({"type": "call.session_started", "call_cid": "a:b"}).encode()).status_code == 200
+    big = json.dumps({"type": "call.session_started", "pad": "x" * (1024 * 1024)}).encode()
+    assert receiver.post(big).status_code == 413
+    failed = {"type": "call.recording_failed", "call_cid": "default:x", "egress_id": "e1", "error": "boom"}
+    assert receiver.post(json.dumps(failed).encode()).status_code == 200
+    expected = {"accepted": 1, "known": 1, "refused": 1, "malformed": 1, "ignored": 1, "too_large": 1,
+                "failure_noted": 1}
+    wait_until(lambda: webhook_counts(receiver) == expected, timeout=5, message="every outcome counted")
+
+
+def test_a_webhook_the_ledger_cannot_take_is_counted_unavailable_once_redis_is_back(
+        make_settings: Any, ledger: Ledger, redis_server: Any) -> None:
+    server, _ = serve(make_settings(call_storage_key=""), ledger)
+    with server as base:
+        receiver = Receiver(base, [], ledger)
+        redis_server.stop()
+        try:
+            assert receiver.post(sample("call.recording_ready.json")).status_code == 503
+        finally:
+            redis_server.start()
+        assert receiver.post(sample("call.recording_ready.json")).status_code == 202
+        wait_until(lambda: webhook_counts(receiver).get("unavailable") == 1, timeout=10,
+                   message="the 503 counted after Redis came back")
