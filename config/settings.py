@@ -156,6 +156,9 @@ class StorageConfig(_Strict):
     gcs_endpoint_url: str | None = None  # an emulator or compatible service (STORAGE_EMULATOR_HOST works too)
     gcs_project: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # a plug-in backend's own settings
+    # At most this many transfers into this storage at once, across every worker on every machine
+    # (counted in the ledger); absent: no limit beyond the workers' own concurrency.
+    max_concurrency: Annotated[int, Field(strict=True, ge=1)] | None = None
 
     @field_validator("name")
     @classmethod

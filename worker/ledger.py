@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -210,10 +210,20 @@ class Ledger:
         is_new, created = cast(list[int], result)
         return Intake(bool(is_new), int(created))
 
-    def claim(self, transfer_id: str, owner: str, lease_ms: int, now: int | None = None) -> Claim:
+    def claim(self, transfer_id: str, owner: str, lease_ms: int, now: int | None = None, *,
+              limits: Mapping[str, int] | None = None, busy_wait_ms: int = 3000) -> Claim:
+        """Take the transfer's lease. `limits` maps a storage to its max_concurrency: when that
+        many of its transfers hold a live lease, the claim is refused (``storage_busy``) and the
+        transfer is due again in `busy_wait_ms`, with no attempt counted."""
         status, epoch = cast(list[Any], self._claim(
-            args=[self.prefix, transfer_id, owner, now_ms() if now is None else now, lease_ms]))
+            args=[self.prefix, transfer_id, owner, now_ms() if now is None else now, lease_ms,
+                  json.dumps(dict(limits or {})), busy_wait_ms]))
         return Claim(str(status), int(epoch))
+
+    def running(self, storage: str, now: int | None = None) -> int:
+        """How many transfers of `storage` hold a live lease now (what max_concurrency counts)."""
+        return int(self.redis.zcount(f"{self.prefix}running:{storage}", f"({now_ms() if now is None else now}",
+                                     "+inf"))
 
     def heartbeat(self, transfer_id: str, epoch: int, lease_ms: int) -> bool:
         return bool(self._heartbeat(args=[self.prefix, transfer_id, epoch, now_ms(), lease_ms]))
