@@ -76,3 +76,4 @@ def test_six_files_through_two_workers_never_run_more_than_one_at_a_time_on_a_li
     for before, after in zip(intervals, intervals[1:], strict=False):
         assert before[1] <= after[0], f"transfers overlapped: {before} and {after}"
     assert '"transfer_waiting_for_storage"' in service.logs(), "the limit was reached and waited on"
+
