@@ -23,8 +23,9 @@ from config import ConfigError, Settings, load_settings
 from config.logging import configure_logging, register_secrets
 from worker.backfill_cli import backfill_command, reconcile_command
 from worker.errors import ArchiverError
-from worker.ledger import STATES, Ledger, connect, rfc3339
+from worker.ledger import STATES, Ledger, rfc3339
 from worker.redis_check import warn_about_persistence
+from worker.redis_client import connect_env
 
 log = structlog.get_logger("worker.cli")
 app = typer.Typer(help="Archive Stream Video recordings and transcriptions into your own storage.",
@@ -78,7 +79,7 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
 def _ledger(settings: Settings, *, fail_fast: bool = False, starting: str | None = None) -> Ledger:
     """The ledger, or stop (exit 3) when Redis is unreachable. A service part `starting` also logs
     a warning for each Redis setting that puts the ledger at risk (never stops for them)."""
-    ledger = Ledger(connect(settings.env.redis_url, fail_fast=fail_fast))
+    ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast))
     try:
         ledger.ping()
     except redis.RedisError as exc:

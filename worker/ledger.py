@@ -22,11 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 
 from worker import ledger_scripts as lua
 from worker.files import StreamFile
+from worker.redis_client import connect as connect  # noqa: PLC0414 - kept importable from here
 
 State = Literal["queued", "transferring", "archived", "failed", "skipped", "lost"]
 STATES: tuple[State, ...] = ("queued", "transferring", "archived", "failed", "skipped", "lost")
@@ -52,22 +51,6 @@ def rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def connect(url: str, *, fail_fast: bool = False, name: str = "archiver") -> redis.Redis:
-    """A Redis client with timeouts; `fail_fast` (the web receiver) gives up within ~2 s."""
-    retries, connect_timeout = (1, 1.0) if fail_fast else (5, 5.0)
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=5.0,
-        socket_connect_timeout=connect_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        client_name=name,
-    )
 
 
 @dataclass(frozen=True)
