@@ -14,9 +14,9 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def reachable(url: str) -> bool:
-    """Whether the Redis at `url` answers. Only redis:// URLs are ours to start: for any other
-    (sentinel://) it says True, and the service's parts report it if it is unreachable."""
-    if urlsplit(url).scheme != "redis":
+    """Whether the Redis at `url` answers. A sentinel:// URL is never ours to start: it says True,
+    and the service's parts report it if no master answers."""
+    if urlsplit(url.split(";")[0]).scheme == "sentinel":
         return True
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
