@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 VISIBILITY_TIMEOUT = 6 * 3600  # seconds; longer than the hard time limit below
 TASK_TIME_LIMIT = 4 * 3600
 TRANSFER_QUEUE = "archiver.transfers"
 
 
-def celery_config(broker_url: str) -> dict[str, Any]:
-    """The Celery configuration, as a plain dict (tests check every key is a real setting)."""
-    transport = {
+def celery_config(broker_url: str, *, sentinel_master: str | None = None,
+                  sentinel_password: str | None = None) -> dict[str, Any]:
+    """The Celery configuration, as a plain dict (tests check every key is a real setting).
+
+    A ``sentinel://`` broker URL (kombu: ``sentinel://h1:26379;sentinel://h2:26379``) needs
+    `sentinel_master`, the master the Sentinels watch; `sentinel_password` is the Sentinels' own."""
+    transport: dict[str, Any] = {
         "visibility_timeout": VISIBILITY_TIMEOUT,
         "unacked_restore_interval": 10,
         "unacked_restore_throttle": 1,
@@ -26,6 +33,14 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "health_check_interval": 25,
         "max_retries": 3,
     }
+    if broker_url.strip().lower().startswith("sentinel://"):
+        transport["master_name"] = sentinel_master
+        # Ask each Sentinel once per lookup (a Sentinel that is down is passed over at once);
+        # redis-py's default would retry it with backoff on every new connection.
+        sentinels: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5, "retry": Retry(NoBackoff(), 0)}
+        if sentinel_password:
+            sentinels["password"] = sentinel_password
+        transport["sentinel_kwargs"] = sentinels
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport,

@@ -157,6 +157,9 @@ class StorageConfig(_Strict):
     gcs_endpoint_url: str | None = None  # an emulator or compatible service (STORAGE_EMULATOR_HOST works too)
     gcs_project: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # a plug-in backend's own settings
+    # At most this many transfers into this storage at once, across every worker on every machine
+    # (counted in the ledger); absent: no limit beyond the workers' own concurrency.
+    max_concurrency: Annotated[int, Field(strict=True, ge=1)] | None = None
 
     @field_validator("name")
     @classmethod
@@ -341,6 +344,10 @@ class Environment(BaseSettings):
     stream_base_url: str = "https://video.stream-io-api.com"
     redis_url: str = "redis://127.0.0.1:6379/0"
     archiver_broker_url: str | None = None  # the Celery broker, when not REDIS_URL
+    # With sentinel:// URLs (sentinel://h1:26379;sentinel://h2:26379): the master the Sentinels
+    # watch, and the Sentinels' own password if they have one (the URL's password is the master's).
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = None
     archiver_config: Path | None = None
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
@@ -373,6 +380,14 @@ class Environment(BaseSettings):
         authenticates a webhook (so a secret can be rotated without refusing a delivery)."""
         return [s.get_secret_value() for s in self._api_secrets or (self.stream_api_secret,)]
 
+    @model_validator(mode="after")
+    def _sentinel_master_named(self) -> Environment:
+        urls = [u for u in (self.redis_url, self.archiver_broker_url) if u]
+        if any(u.strip().lower().startswith("sentinel://") for u in urls) and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER must name the master the Sentinels watch "
+                             "(REDIS_URL or ARCHIVER_BROKER_URL is a sentinel:// URL)")
+        return self
+
 
 class Settings(BaseModel):
     """Everything the service is configured with, read once."""
@@ -395,9 +410,12 @@ class Settings(BaseModel):
         for storage in self.archive.effective_storages():
             found += [s.get_secret_value() for s in storage_secrets(storage)]
         for url in (self.env.redis_url, self.env.archiver_broker_url):
-            password = urlsplit(url).password if url else None
-            if password:
-                found.append(password)
+            for part in (url or "").split(";"):  # sentinel:// URLs may list several
+                password = urlsplit(part.strip()).password
+                if password:
+                    found.append(password)
+        if self.env.redis_sentinel_password:
+            found.append(self.env.redis_sentinel_password.get_secret_value())
         return [s for s in found if s]
 
 

@@ -17,7 +17,10 @@ ROUTE_TASK = "archiver.route_file"
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("archiver", include=["tasks.transfers"])
-    app.config_from_object(celery_config(settings.broker_url))
+    env = settings.env
+    password = env.redis_sentinel_password.get_secret_value() if env.redis_sentinel_password else None
+    app.config_from_object(celery_config(settings.broker_url, sentinel_master=env.redis_sentinel_master,
+                                         sentinel_password=password))
     return app
 
 

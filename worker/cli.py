@@ -24,7 +24,9 @@ from config import ConfigError, Settings, load_settings
 from config.logging import configure_logging, register_secrets
 from worker.backfill_cli import backfill_command, reconcile_command
 from worker.errors import ArchiverError
-from worker.ledger import STATES, Ledger, connect, rfc3339
+from worker.ledger import STATES, Ledger, rfc3339
+from worker.redis_check import warn_about_persistence
+from worker.redis_client import connect_env
 
 log = structlog.get_logger("worker.cli")
 app = typer.Typer(help="Archive Stream Video recordings and transcriptions into your own storage.",
@@ -77,14 +79,18 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
         runtime.close()
 
 
-def _ledger(settings: Settings, *, fail_fast: bool = False) -> Ledger:
-    ledger = Ledger(connect(settings.env.redis_url, fail_fast=fail_fast))
+def _ledger(settings: Settings, *, fail_fast: bool = False, starting: str | None = None) -> Ledger:
+    """The ledger, or stop (exit 3) when Redis is unreachable. A service part `starting` also logs
+    a warning for each Redis setting that puts the ledger at risk (never stops for them)."""
+    ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast))
     try:
         ledger.ping()
     except redis.RedisError as exc:
         err.print(f"[bold red]Redis is unreachable[/] (REDIS_URL): {exc}", highlight=False)
         raise typer.Exit(3) from None
     _check_schema(ledger)
+    if starting is not None:
+        warn_about_persistence(ledger.redis, starting)
     return ledger
 
 
@@ -121,7 +127,7 @@ def web(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "12
     from worker.web import create_app  # noqa: PLC0415
 
     settings = _settings()
-    ledger = _ledger(settings, fail_fast=True)
+    ledger = _ledger(settings, fail_fast=True, starting="web")
     api = create_app(settings, ledger, _celery_enqueue())
     uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=20)
@@ -133,7 +139,7 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help=
     """Run a Celery worker that performs transfers."""
     settings = _settings()
     _check_storages(settings, probe=True)
-    _ledger(settings)
+    _ledger(settings, starting="worker")
     from config.celery import TRANSFER_QUEUE  # noqa: PLC0415
     from tasks.app import app as celery_app  # noqa: PLC0415
 
@@ -153,7 +159,7 @@ def scheduler() -> None:
     from worker.storage_health import HEALTH_EVERY, check_health  # noqa: PLC0415
 
     settings = _settings()
-    ledger = _ledger(settings)
+    ledger = _ledger(settings, starting="scheduler")
     runtime = Runtime.from_settings(settings)
     every, enqueue = settings.archive.reconcile_every.total_seconds(), _celery_enqueue()
     jobs = [PeriodicJob("reconcile", every, lambda: reconcile(runtime, enqueue))]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from worker.errors import ArchiverError, StreamRefused, StreamUnavailable
+from worker.redis_check import ConfigUnreadable, persistence_problems
 from worker.runtime import Runtime
 from worker.storage.check import check_storage
 
@@ -39,18 +40,18 @@ def _redis(runtime: Runtime) -> Iterator[Finding]:
         return
     yield Finding("redis", True, "reachable")
     try:
-        config = client.config_get("appendonly") | client.config_get("maxmemory-policy")
-    except redis.RedisError as exc:
+        problems = {p.setting: p for p in persistence_problems(client)}
+    except ConfigUnreadable as exc:
         yield Finding("redis persistence", False, f"cannot read its configuration ({exc}); check it is set up "
                                                   "with appendonly yes and maxmemory-policy noeviction")
         return
-    aof, policy = config.get("appendonly"), config.get("maxmemory-policy")
-    yield Finding("redis persistence", aof == "yes",
-                  "appendonly yes" if aof == "yes" else
-                  f"appendonly is {aof!r}: a restart loses the ledger's last writes; set appendonly yes")
-    yield Finding("redis eviction", policy == "noeviction",
-                  "maxmemory-policy noeviction" if policy == "noeviction" else
-                  f"maxmemory-policy is {policy!r}: Redis may evict ledger and queue keys; set noeviction")
+    rows = [("redis persistence", "appendonly", "appendonly yes"),
+            ("redis eviction", "maxmemory-policy", "maxmemory-policy noeviction")]
+    if "appendonly" not in problems:  # appendfsync only matters with AOF on
+        rows.insert(1, ("redis fsync", "appendfsync", "appendfsync always or everysec"))
+    for area, setting, good in rows:
+        problem = problems.get(setting)
+        yield Finding(area, problem is None, good if problem is None else problem.message)
 
 
 def _storages(runtime: Runtime) -> Iterator[Finding]:

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 
 from worker import ledger_scripts as lua
 from worker.files import StreamFile
+from worker.redis_client import connect as connect  # noqa: PLC0414 - kept importable from here
 
 State = Literal["queued", "transferring", "archived", "failed", "skipped", "lost"]
 STATES: tuple[State, ...] = ("queued", "transferring", "archived", "failed", "skipped", "lost")
@@ -52,22 +51,6 @@ def rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def connect(url: str, *, fail_fast: bool = False, name: str = "archiver") -> redis.Redis:
-    """A Redis client with timeouts; `fail_fast` (the web receiver) gives up within ~2 s."""
-    retries, connect_timeout = (1, 1.0) if fail_fast else (5, 5.0)
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=5.0,
-        socket_connect_timeout=connect_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        client_name=name,
-    )
 
 
 @dataclass(frozen=True)
@@ -210,10 +193,20 @@ class Ledger:
         is_new, created = cast(list[int], result)
         return Intake(bool(is_new), int(created))
 
-    def claim(self, transfer_id: str, owner: str, lease_ms: int, now: int | None = None) -> Claim:
+    def claim(self, transfer_id: str, owner: str, lease_ms: int, now: int | None = None, *,
+              limits: Mapping[str, int] | None = None, busy_wait_ms: int = 3000) -> Claim:
+        """Take the transfer's lease. `limits` maps a storage to its max_concurrency: when that
+        many of its transfers hold a live lease, the claim is refused (``storage_busy``) and the
+        transfer is due again in `busy_wait_ms`, with no attempt counted."""
         status, epoch = cast(list[Any], self._claim(
-            args=[self.prefix, transfer_id, owner, now_ms() if now is None else now, lease_ms]))
+            args=[self.prefix, transfer_id, owner, now_ms() if now is None else now, lease_ms,
+                  json.dumps(dict(limits or {})), busy_wait_ms]))
         return Claim(str(status), int(epoch))
+
+    def running(self, storage: str, now: int | None = None) -> int:
+        """How many transfers of `storage` hold a live lease now (what max_concurrency counts)."""
+        return int(self.redis.zcount(f"{self.prefix}running:{storage}", f"({now_ms() if now is None else now}",
+                                     "+inf"))
 
     def heartbeat(self, transfer_id: str, epoch: int, lease_ms: int) -> bool:
         return bool(self._heartbeat(args=[self.prefix, transfer_id, epoch, now_ms(), lease_ms]))

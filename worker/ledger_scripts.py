@@ -12,6 +12,8 @@ Keys (prefix P, default ``archiver:``):
   P unrouted              ZSET  files whose destinations are not known yet (call-level routing needs
                                 the call's data): when to (re)try resolving them (ms)
   P call:<cid>            STRING a call's GetCall data, cached for call_cache_ttl
+  P running:<storage>     ZSET  transfers of a storage holding a lease, by lease end (ms): how
+                                `max_concurrency` is counted across every worker
 Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
 ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
 """
@@ -63,12 +65,14 @@ end
 return {is_new and 1 or 0, created}
 """
 
-# ARGV: prefix, tid, owner, now, lease_ms  ->  {status, epoch}
-# status: claimed | missing | not_due | busy | <terminal state>
+# ARGV: prefix, tid, owner, now, lease_ms, limits_json, wait_ms  ->  {status, epoch}
+# status: claimed | missing | not_due | busy (another worker holds its lease) | storage_busy (its
+# storage already runs max_concurrency transfers: due again in wait_ms, no attempt counted) |
+# <terminal state>. limits_json maps a storage name to its max_concurrency (absent: no limit).
 CLAIM = """
 local p, tid, owner, now, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'next_attempt_at', 'lease_until')
+local t = redis.call('HMGET', tkey, 'state', 'next_attempt_at', 'lease_until', 'storage')
 local state = t[1]
 if not state then return {'missing', 0} end
 if state == 'queued' then
@@ -78,6 +82,13 @@ elseif state == 'transferring' then
 else
   return {state, 0}
 end
+local running = p .. 'running:' .. (t[4] or '')
+redis.call('ZREMRANGEBYSCORE', running, '-inf', now)
+local limit = tonumber(cjson.decode(ARGV[6])[t[4] or ''] or 0)
+if limit > 0 and redis.call('ZCARD', running) - (redis.call('ZSCORE', running, tid) and 1 or 0) >= limit then
+  redis.call('ZADD', p .. 'due', now + tonumber(ARGV[7]), tid)
+  return {'storage_busy', 0}
+end
 local epoch = redis.call('HINCRBY', tkey, 'epoch', 1)
 redis.call('HINCRBY', tkey, 'attempts', 1)
 redis.call('HSET', tkey, 'state', 'transferring', 'lease_owner', owner, 'lease_until', now + lease,
@@ -85,6 +96,7 @@ redis.call('HSET', tkey, 'state', 'transferring', 'lease_owner', owner, 'lease_u
 redis.call('ZREM', p .. 'state:' .. state, tid)
 redis.call('ZADD', p .. 'state:transferring', now, tid)
 redis.call('ZADD', p .. 'due', now + lease, tid)
+redis.call('ZADD', running, now + lease, tid)
 return {'claimed', epoch}
 """
 
@@ -92,10 +104,11 @@ return {'claimed', epoch}
 HEARTBEAT = """
 local p, tid, now, lease = ARGV[1], ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'epoch')
+local t = redis.call('HMGET', tkey, 'state', 'epoch', 'storage')
 if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', tkey, 'lease_until', now + lease)
 redis.call('ZADD', p .. 'due', now + lease, tid)
+redis.call('ZADD', p .. 'running:' .. (t[3] or ''), now + lease, tid)
 return 1
 """
 
@@ -103,13 +116,14 @@ return 1
 FINISH = """
 local p, tid, now, new = ARGV[1], ARGV[2], tonumber(ARGV[4]), ARGV[5]
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'epoch')
+local t = redis.call('HMGET', tkey, 'state', 'epoch', 'storage')
 if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
 local flat = {'state', new, 'updated_at', now}
 for k, v in pairs(cjson.decode(ARGV[7])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
 redis.call('HSET', tkey, unpack(flat))
 redis.call('HDEL', tkey, 'lease_owner', 'lease_until')
 redis.call('ZREM', p .. 'state:transferring', tid)
+redis.call('ZREM', p .. 'running:' .. (t[3] or ''), tid)
 redis.call('ZADD', p .. 'state:' .. new, now, tid)
 if new == 'queued' then
   redis.call('ZADD', p .. 'due', tonumber(ARGV[6]), tid)

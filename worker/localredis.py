@@ -14,6 +14,10 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def reachable(url: str) -> bool:
+    """Whether the Redis at `url` answers. A sentinel:// URL is never ours to start: it says True,
+    and the service's parts report it if no master answers."""
+    if urlsplit(url.split(";")[0]).scheme == "sentinel":
+        return True
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
     except redis.RedisError:

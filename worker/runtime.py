@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from config import ArchiveConfig, ConfigError, Settings
 from worker.errors import StorageRefused
-from worker.ledger import Ledger, connect
+from worker.ledger import Ledger
+from worker.redis_client import connect_env
 from worker.source import DownloadClient, http_client
 from worker.storage import Storage
 from worker.storage.registry import build_storage
@@ -31,7 +32,7 @@ class Runtime:
         tuning = settings.archive.transfer
         return cls(
             settings=settings,
-            ledger=Ledger(connect(settings.env.redis_url, name="archiver-worker")),
+            ledger=Ledger(connect_env(settings.env, name="archiver-worker")),
             http=http_client(
                 settings.archive.download_hosts,
                 tuning.connect_timeout.total_seconds(),

@@ -38,6 +38,7 @@ from worker.stats import stats_for
 from worker.storage import Storage
 
 log = structlog.get_logger(__name__)
+STORAGE_BUSY_WAIT_MS = 3000  # a claim refused by a storage's max_concurrency is due again within this
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,19 @@ def backoff_ms(attempts: int, base_ms: int, cap_ms: int) -> int:
     return int(step * random.uniform(0.5, 1.0))
 
 
+def concurrency_limits(runtime: Runtime) -> dict[str, int]:
+    """Each storage's `max_concurrency`, for the ledger's claim (storages without one are absent)."""
+    return {s.name: s.max_concurrency for s in runtime.archive.effective_storages() if s.max_concurrency}
+
+
 def run_transfer(runtime: Runtime, transfer_id: str) -> str:
     """Run `transfer_id` if it is due and nobody else runs it; return what happened."""
     lease_ms = int(runtime.archive.transfer_lease.total_seconds() * 1000)
-    claim = runtime.ledger.claim(transfer_id, runtime.owner, lease_ms)
+    claim = runtime.ledger.claim(transfer_id, runtime.owner, lease_ms, limits=concurrency_limits(runtime),
+                                 busy_wait_ms=int(STORAGE_BUSY_WAIT_MS * random.uniform(0.5, 1.0)))
+    if claim.status == "storage_busy":  # the ledger made it due again shortly; the sweep re-sends it
+        log.info("transfer_waiting_for_storage", transfer_id=transfer_id)
+        return claim.status
     if not claim.claimed:
         log.info("transfer_not_claimed", transfer_id=transfer_id, status=claim.status)
         return claim.status
