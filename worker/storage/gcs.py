@@ -8,8 +8,9 @@ up at commit as ONE multipart request whose object resource carries the metadata
 the content type and the ``crc32c`` (and ``md5Hash``) from the digests: GCS checks the bytes against
 them and refuses a mismatch (VerificationFailed). A larger object opens a resumable upload session
 once past the threshold and sends chunks of ``part_size`` (rounded down to a multiple of 256 KiB,
-GCS's rule) one at a time; the final chunk goes at commit with ``x-goog-hash: crc32c=...``, so that
-GCS checks the whole object. **A resumable upload carries no sha256**: its metadata is fixed when the
+GCS's rule) one at a time, each on a thread of the writer's own while the next one fills; the final
+chunk goes at commit with ``x-goog-hash: crc32c=...``, so that GCS checks the whole object.
+**A resumable upload carries no sha256**: its metadata is fixed when the
 session opens, before the bytes exist, and changing it afterwards would be a second, non-atomic
 write. Its checksum is GCS's native full-object CRC32C, which `stat` reports.
 

@@ -5,10 +5,12 @@ See `worker.storage.gcs` for the design, the memory bound and what commit verifi
 
 from __future__ import annotations
 
+import contextvars
 import json
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +71,8 @@ class GCSWriter(ObjectWriter):
         self._session: str | None = None  # the resumable session URI (itself a credential: never logged)
         self._sent = 0  # bytes the session holds
         self._state = "open"
+        self._sender: ThreadPoolExecutor | None = None  # one chunk on its way while the next one fills
+        self._in_flight: Future[Any] | None = None
 
     @property
     def committed(self) -> bool:
@@ -97,13 +101,33 @@ class GCSWriter(ObjectWriter):
                 return
             self._session = self._session or self._start()
             while self._buffered > self._s.chunk_size:
-                self._send(self._take(self._s.chunk_size), total=None)
+                self._send_behind(self._take(self._s.chunk_size))
+
+    def _send_behind(self, chunk: bytes) -> None:
+        """Send `chunk` on the writer's thread once the one before it is in (its error is raised
+        here): the download goes on meanwhile. Memory: one chunk sending, one filling."""
+        self._wait_in_flight()
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix="gcs-chunk")
+        self._in_flight = self._sender.submit(contextvars.copy_context().run, self._send, chunk, None)
+
+    def _wait_in_flight(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def _stop_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.shutdown(wait=True, cancel_futures=True)
+            self._sender = None
 
     def commit(self, digests: Digests | None = None) -> StoredObject:
         """Upload in one request, or send the final chunk; then compare size and CRC32C (MD5 too
         when given) with what GCS reports. Raises VerificationFailed (the object is then deleted),
         StorageRefused / StorageUnavailable; the writer is aborted after any error. ValueError when closed."""
         with self._aborting_on_error():
+            self._wait_in_flight()
+            self._stop_sender()
             resource = self._upload_once(digests) if self._session is None else self._finish(digests)
             stored = stored_object(self._key, resource)
             self._verify(stored, digests)
@@ -118,6 +142,8 @@ class GCSWriter(ObjectWriter):
         self._state = "aborted"
         self._pieces.clear()
         self._buffered = 0
+        self._stop_sender()  # the chunk on its way finishes (or fails) before the session goes
+        self._in_flight = None
         session, self._session = self._session, None
         if session is not None:
             self._s.cancel(session, self._key)
