@@ -68,5 +68,7 @@ def celery_config(broker_url: str, *, sentinel_master: str | None = None,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "worker_max_memory_per_child": 1_000_000,
+        # KiB: a pool process past ~300 MiB (a transfer needs ~150) is replaced after its task, well
+        # under the 512 MiB a Kubernetes worker pod is given (deploy/kubernetes/worker-deployment.yaml)
+        "worker_max_memory_per_child": 300_000,
     }
