@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import shutil
 import signal
 import statistics
 import subprocess
@@ -132,10 +133,15 @@ def run(rate: float = 500, seconds: float = 30, connections: int = 64, routings:
         workdir: Path | None = None, profile: Path | None = None) -> list[IntakeResult]:
     """Case 4: one run at `rate` requests/s for `seconds` per routing configuration (True: call-level
     routing, the default; False: ``call_storage_key = ""``); see the module docstring."""
+    own = workdir is None
     workdir = workdir or make_workdir()
-    return [run_once(rate, seconds, connections, call_routing, workdir,
-                     profile and profile.with_suffix(f".{'call' if call_routing else 'direct'}.txt"))
-            for call_routing in routings]
+    try:
+        return [run_once(rate, seconds, connections, call_routing, workdir,
+                         profile and profile.with_suffix(f".{'call' if call_routing else 'direct'}.txt"))
+                for call_routing in routings]
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextmanager

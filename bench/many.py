@@ -18,6 +18,7 @@ destination holds exactly N objects of the file's size.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -112,6 +113,18 @@ class Round:
         root = Path(self.destination.storage()["bucket"]) / self.name
         return [path.stat().st_size for path in root.rglob("*") if path.is_file()]
 
+    def remove(self) -> None:
+        """Delete what the round stored (the disk is finite: 1,000 × 5 MB per round)."""
+        if isinstance(self.destination, S3rver):
+            client = self.destination.client
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.name):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=self.name, Delete={"Objects": keys})
+            client.delete_bucket(Bucket=self.name)
+        else:
+            shutil.rmtree(Path(self.destination.storage()["bucket"]) / self.name)
+
     def server_pids(self) -> list[int]:
         """The destination server's processes (s3rver: found by its data directory); none for a disk."""
         if isinstance(self.destination, S3rver):
@@ -189,6 +202,7 @@ def run_round(destination: Destination, source: Path, files: int, workers: int, 
         bench_cpu, machine_after, wall = time.process_time() - own, cpu.MachineCpu.now(), time.time() - started
         seconds = last_archived(svc) - started
         verify(svc, bucket, files, size)
+    bucket.remove()
     spent = {name: after[name] - before[name] for name in groups}
     return ManyResult(destination.name, workers, concurrency, files, size, seconds, sent, spent["workers"],
                       spent["web"], spent["redis"], spent["destination"], bench_cpu,
@@ -204,6 +218,7 @@ def make_destination(name: str, workdir: Path) -> Destination:
 def run(files: int = 1000, mb: float = 5, workers: tuple[int, ...] = (1, 2, 4), concurrency: int = 1,
         destination: str = "s3rver", workdir: Path | None = None) -> list[ManyResult]:
     """Case 3: one round per worker count, all to one destination server started for the case."""
+    own = workdir is None
     workdir = workdir or make_workdir()
     source = make_file(workdir / "recording.mp4", int(mb * MB))
     target = make_destination(destination, workdir)
@@ -211,6 +226,8 @@ def run(files: int = 1000, mb: float = 5, workers: tuple[int, ...] = (1, 2, 4), 
         return [run_round(target, source, files, count, concurrency, workdir) for count in workers]
     finally:
         target.stop()
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def table(results: list[ManyResult]) -> Table:
