@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
 import structlog
@@ -120,17 +120,29 @@ def _celery_enqueue() -> Callable[[Sequence[str]], None]:
 
 @app.command()
 def web(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000) -> None:
-    """Run the webhook receiver (POST /webhooks/stream, GET /healthz, GET /readyz)."""
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+        workers: Annotated[int, typer.Option("--workers", "-w", min=1,
+                                             help="Receiver processes on the one port (one core each).")] = 1,
+        ) -> None:
+    """Run the webhook receiver (POST /webhooks/stream, GET /healthz, GET /readyz, GET /metrics, GET /)."""
     import uvicorn  # noqa: PLC0415
 
+    options: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False,
+                               "timeout_graceful_shutdown": 20}
+    if workers == 1:
+        uvicorn.run(web_app(), **options)
+    else:  # each process builds its own app (settings, ledger, broker connection) from the environment
+        _settings()  # a bad configuration stops here, once, with its message
+        uvicorn.run("worker.cli:web_app", factory=True, workers=workers, **options)
+
+
+def web_app() -> Any:
+    """The receiver's ASGI app, from the environment (also uvicorn's factory for ``--workers``)."""
     from worker.web import create_app  # noqa: PLC0415
 
     settings = _settings()
     ledger = _ledger(settings, fail_fast=True, starting="web")
-    api = create_app(settings, ledger, _celery_enqueue())
-    uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=20)
+    return create_app(settings, ledger, _celery_enqueue())
 
 
 @app.command()

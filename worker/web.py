@@ -1,7 +1,8 @@
 """The HTTP receiver: Stream's webhook, health and readiness; /metrics and the status page (GET /).
 
-The ledger write happens before the answer; queuing the Celery task happens after it (in a
-background task) and may fail: the scheduler's sweep queues whatever is due and not running.
+The ledger write happens before the answer, in the one thread hop a delivery takes; queuing the
+Celery task and counting the outcome happen after it (`AfterAnswer`), and the queuing may fail: the
+scheduler's sweep queues whatever is due and not running.
 
 Hostile input: a body over `MAX_BODY` (by Content-Length, or counted while a chunked body streams
 in) is answered 413 by the framework before it is read whole; nothing is recorded or queued unless
@@ -14,12 +15,15 @@ Every webhook answer is counted by outcome (`WebhookOutcomes`, in Redis, after t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import redis
 import structlog
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -97,8 +101,9 @@ class WebhookOutcomes:
         try:
             await self.app(scope, receive, watch)
         finally:
-            named = cast(dict[str, Any], scope.get("state") or {}).get(_OUTCOME)
-            outcome = named or {413: "too_large", 400: "malformed", 401: "refused", 503: "unavailable"}.get(status)
+            counted = cast(dict[str, Any], scope.get("state") or {}).get(_OUTCOME)  # the handler counted it
+            outcome = None if counted else {413: "too_large", 400: "malformed", 401: "refused",
+                                            503: "unavailable"}.get(status)
             if outcome:
                 await run_in_threadpool(self.stats.webhook, outcome)
 
@@ -109,43 +114,87 @@ def _refusal(exc: InvalidWebhook) -> str:
     return "refused" if exc.status == 401 else "malformed"
 
 
-def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
-    """The ASGI app; `enqueue` hands transfer ids to the workers (best effort)."""
-    app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(WebhookOutcomes, stats=stats_for(ledger))
+class AfterAnswer:
+    """Work a webhook's answer need not wait for (the Celery publish, about half a millisecond; the
+    outcome's counter), run in order on one thread of its own. The publish is best effort like every
+    enqueue (`enqueue_quietly`): the scheduler's sweep queues whatever is due."""
 
-    @app.post("/webhooks/stream", openapi_extra=WEBHOOK_OPENAPI)
-    async def stream_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
-        try:
-            body = await request.body()
-        except ClientDisconnect:  # the sender went away mid-body: nobody reads this answer
-            return JSONResponse({"error": "incomplete body"}, status_code=400)
-        headers = {k.lower(): v for k, v in request.headers.items()}
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="after-answer", daemon=True)
+        self._thread.start()
+
+    def later(self, action: Callable[..., None], *args: Any) -> None:
+        self._work.put((action, args))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Run what is waiting, then stop."""
+        self._work.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (work := self._work.get()) is not None:
+            action, args = work
+            try:
+                action(*args)
+            except Exception as exc:  # noqa: BLE001 - the answer is gone: log, and keep serving
+                log.warning("after_answer_failed", action=getattr(action, "__name__", str(action)), error=str(exc))
+
+
+def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
+    """The ASGI app; `enqueue` hands transfer ids to the workers (best effort, after the answer)."""
+    after = AfterAnswer()
+    stats = stats_for(ledger)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(after.close)
+
+    app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.add_middleware(WebhookOutcomes, stats=stats)
+
+    def counted(outcome: str, answer: JSONResponse) -> tuple[str, JSONResponse]:
+        after.later(stats.webhook, outcome)
+        return outcome, answer
+
+    def handle(body: bytes, headers: dict[str, str]) -> tuple[str, JSONResponse]:
+        """Everything a delivery needs off the event loop, in one thread hop: authenticate, record,
+        log; counting and queuing come after the answer. Returns the outcome's name and the answer."""
         delivery = headers.get("x-webhook-id", "")[:100] or None  # unauthenticated: bounded in the log
         try:
-            outcome = await run_in_threadpool(accept_delivery, settings, ledger, body, headers)
+            outcome = accept_delivery(settings, ledger, body, headers)
         except InvalidWebhook as exc:
             reason = scrub(str(exc))  # it may quote the body: a signed URL in the wrong field
             log.warning("webhook_refused", status=exc.status, reason=reason, webhook_id=delivery)
-            request.state.webhook_outcome = _refusal(exc)
-            return JSONResponse({"error": reason}, status_code=exc.status)
+            return counted(_refusal(exc), JSONResponse({"error": reason}, status_code=exc.status))
         except redis.RedisError as exc:
             log.error("webhook_not_recorded", reason=f"ledger unavailable: {exc}", webhook_id=delivery)
-            request.state.webhook_outcome = "unavailable"
-            return JSONResponse({"error": "ledger unavailable, retry later"}, status_code=503,
-                                headers={"Retry-After": "5"})
-        request.state.webhook_outcome = _outcome_of(outcome)
+            return counted("unavailable", JSONResponse(
+                {"error": "ledger unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}))
         if isinstance(outcome, FailureNoted):
-            return JSONResponse({"status": "failure_noted", "call_cid": outcome.call_cid, "kind": outcome.kind})
+            return counted("failure_noted", JSONResponse(
+                {"status": "failure_noted", "call_cid": outcome.call_cid, "kind": outcome.kind}))
         if not isinstance(outcome, Recorded):
-            return JSONResponse({"status": "ignored", "type": outcome})
+            return counted("ignored", JSONResponse({"status": "ignored", "type": outcome}))
         if outcome.to_queue:
-            background.add_task(enqueue_quietly, enqueue, outcome.to_queue)
+            after.later(enqueue_quietly, enqueue, outcome.to_queue)
         log.info("webhook_recorded", file_id=outcome.file_id, new_file=outcome.new_file,
                  transfer_ids=outcome.transfer_ids, webhook_id=delivery)
         body_out = {"status": "accepted" if outcome.new_file else "known", "file_id": outcome.file_id,
                     "transfers": outcome.transfer_ids}
-        return JSONResponse(body_out, status_code=202 if outcome.new_file else 200)
+        return counted(_outcome_of(outcome), JSONResponse(body_out, status_code=202 if outcome.new_file else 200))
+
+    @app.post("/webhooks/stream", openapi_extra=WEBHOOK_OPENAPI)
+    async def stream_webhook(request: Request) -> JSONResponse:
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the sender went away mid-body: nobody reads this answer
+            return JSONResponse({"error": "incomplete body"}, status_code=400)
+        outcome, answer = await run_in_threadpool(handle, body, {k.lower(): v for k, v in request.headers.items()})
+        request.state.webhook_outcome = outcome
+        return answer
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
