@@ -1,7 +1,7 @@
 """Case 4: webhook intake. Requests per second and latency of POST /webhooks/stream at a fixed
 offered rate, open loop (bench/loadgen.py: latency from each request's planned send time).
 
-The receiver is the real `archiver web` (one uvicorn process: the command has no workers option)
+The receiver is the real `archiver web --workers N` (N uvicorn processes on one port, default 2)
 against a fresh redis-server, with no Celery worker and no scheduler, so every task it enqueues
 stays in the Celery queue list in Redis. Two configurations: the default (call-level routing
 on: the receiver records the file and queues one route task, ``f_…``, whose worker looks the call
@@ -41,6 +41,7 @@ from bench.destinations import make_workdir
 from bench.loadgen import Outcome, build_request, offer
 from bench.service import PREFIX, Service, count_files, service
 from config.celery import TRANSFER_QUEUE
+from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import wait_until
 
 TARGET_P99_MS = 25.0
@@ -120,24 +121,24 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarise(routing: str, outcome: Outcome, rate: float, seconds: float, lost: int, duplicated: int,
-              spent: dict[str, float], connections: int) -> IntakeResult:
+              spent: dict[str, float], connections: int, web_workers: int) -> IntakeResult:
     ms = [v * 1000 for v in outcome.latency]
     errors = sum(1 for s in outcome.status if s != 202)  # noqa: PLR2004 - 202: a new file, recorded
     return IntakeResult(routing, rate, seconds, len(ms), len(ms) / outcome.wall, percentile(ms, 50), percentile(ms, 90),
-                        percentile(ms, 99), max(ms), errors, lost, duplicated, 1, connections, spent["web"],
+                        percentile(ms, 99), max(ms), errors, lost, duplicated, web_workers, connections, spent["web"],
                         spent["redis"], spent["client"], spent["machine"] / spent["span"],
                         spent["machine"] - spent["web"] - spent["redis"] - spent["client"], cpu.cores())
 
 
 def run(rate: float = 500, seconds: float = 30, connections: int = 64, routings: tuple[bool, ...] = (True, False),
-        workdir: Path | None = None, profile: Path | None = None) -> list[IntakeResult]:
+        workdir: Path | None = None, profile: Path | None = None, web_workers: int = 2) -> list[IntakeResult]:
     """Case 4: one run at `rate` requests/s for `seconds` per routing configuration (True: call-level
     routing, the default; False: ``call_storage_key = ""``); see the module docstring."""
     own = workdir is None
     workdir = workdir or make_workdir()
     try:
         return [run_once(rate, seconds, connections, call_routing, workdir,
-                         profile and profile.with_suffix(f".{'call' if call_routing else 'direct'}.txt"))
+                         profile and profile.with_suffix(f".{'call' if call_routing else 'direct'}.txt"), web_workers)
                 for call_routing in routings]
     finally:
         if own:
@@ -163,12 +164,12 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
 
 
 def run_once(rate: float, seconds: float, connections: int, call_routing: bool, workdir: Path,
-             profile: Path | None = None) -> IntakeResult:
+             profile: Path | None = None, web_workers: int = 2) -> IntakeResult:
     storage = {"name": "disk", "storage_type": "local", "bucket": str(workdir / "archive")}
     top = {} if call_routing else {"call_storage_key": ""}
     count = int(rate * seconds)
     with service(workdir / f"intake-{time.monotonic_ns() % 10**9}", storage, top) as svc:
-        url = svc.processes.start_web()
+        url = start_web(svc, web_workers)
         requests = [build_request(url, d.body, d.headers) for d in svc.deliveries(count + WARM_UP, b"x" * 1024, "in")]
         offer(url, requests[:WARM_UP], WARM_UP / 3, 8)  # first calls import and connect: not measured
         requests = requests[WARM_UP:]
@@ -183,7 +184,16 @@ def run_once(rate: float, seconds: float, connections: int, call_routing: bool, 
         spent["span"] = time.perf_counter() - started
         lost, duplicated = check(svc, count + WARM_UP, call_routing)
     routing = "call routing (default)" if call_routing else "direct"
-    return summarise(routing, outcome, rate, seconds, lost, duplicated, spent, connections)
+    return summarise(routing, outcome, rate, seconds, lost, duplicated, spent, connections, web_workers)
+
+
+def start_web(svc: Service, workers: int) -> str:
+    """`archiver web --workers N` on a free port (its CPU is measured over the process tree)."""
+    processes = svc.processes
+    processes.web_port = processes.web_port or free_port()
+    processes.start("web", "web", "--host", "127.0.0.1", "--port", str(processes.web_port), "--workers", str(workers))
+    wait_for_port(processes.web_port, timeout=30)
+    return processes.webhook_url
 
 
 def table(results: list[IntakeResult]) -> Table:
@@ -211,10 +221,11 @@ def main() -> None:
     parser.add_argument("--routing", default="call,direct",
                         help="call (call-level routing, the default config), direct (call_storage_key = \"\"), or both")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the receiver to PATH.<routing>.txt")
+    parser.add_argument("--web-workers", type=int, default=2, help="archiver web --workers N")
     args = parser.parse_args()
     routings = tuple(name == "call" for name in args.routing.split(","))
     Console(width=240).print(table(run(args.rate, args.seconds, args.connections, routings,
-                                            profile=args.profile)))
+                                            profile=args.profile, web_workers=args.web_workers)))
 
 
 if __name__ == "__main__":
