@@ -26,7 +26,6 @@ retried until space is freed.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -35,7 +34,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Self
 
 import structlog
 
@@ -48,28 +47,6 @@ from worker.storage.keys import check_key, check_prefix
 XATTR = "user.archiver"
 PARTIAL_SUFFIX = ".partial"
 MAX_XATTR_BYTES = 4000  # one xattr must fit in one 4 KiB ext4 block, beside its header
-
-WRITEBACK_EVERY = 32 << 20  # start writing dirty pages to disk every 32 MiB, so the final fsync waits little
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _sync_file_range() -> Any:
-    """libc's sync_file_range (Linux), or None where it does not exist."""
-    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
-    if function is not None:
-        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return function
-
-
-_start_writeback = _sync_file_range()
-
-
-def start_writeback(fd: int, offset: int, count: int) -> None:
-    """Ask the kernel to start writing `count` bytes from `offset` to disk, without waiting: the
-    fsync at commit then has little left to do (the wait overlaps the download). Best effort."""
-    if _start_writeback is not None:
-        _start_writeback(fd, offset, count, _SYNC_FILE_RANGE_WRITE)
-
 
 _REFUSED_ERRNOS = frozenset(
     {
@@ -183,7 +160,7 @@ class LocalStorage(Storage):
             _remove_stale_partials(path)
         except OSError as exc:
             raise self.error(exc, "clean the directory of", key) from exc
-        return _LocalWriter(self, key, path, content_type, dict(metadata), size_hint)
+        return _LocalWriter(self, key, path, content_type, dict(metadata))
 
     def save_attributes(self, fd: int, key: str, content_type: str, metadata: Mapping[str, str]) -> None:
         """Store content type and metadata on the open file; drop them (warning) without xattrs."""
@@ -267,30 +244,16 @@ class LocalStorage(Storage):
 class _LocalWriter(ObjectWriter):
     """A hidden temporary file beside the final one, renamed over it at commit."""
 
-    def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str],
-                 size_hint: int | None = None):
+    def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str]):
         self._storage, self._key, self._path = storage, key, path
         self._content_type, self._metadata = content_type, metadata
         self._temp = path.with_name(_temp_name(path.name))
-        self._size = self._flushed = self._allocated = 0
+        self._size = 0
         self._state = "open"
         try:
             self._file: IO[bytes] = open(self._temp, "xb")  # closed by commit() or abort()
         except OSError as exc:
             raise storage.error(exc, "create a temporary file for", key) from exc
-        if size_hint:
-            self._allocate(size_hint)
-
-    def _allocate(self, size: int) -> None:
-        """Reserve the file's blocks up front: a full disk shows now, not mid-file, and the
-        filesystem does not allocate block by block as the bytes come (half the CPU of writing)."""
-        try:
-            os.posix_fallocate(self._file.fileno(), 0, size)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                return  # a filesystem without it: blocks come as written
-            raise self._fail(exc, "reserve space for") from exc
-        self._allocated = size
 
     @property
     def committed(self) -> bool:
@@ -309,13 +272,9 @@ class _LocalWriter(ObjectWriter):
         self._require_open()
         try:
             self._file.write(data)
-            self._size += len(data)
-            if self._size - self._flushed >= WRITEBACK_EVERY:
-                self._file.flush()
-                start_writeback(self._file.fileno(), self._flushed, self._size - self._flushed)
-                self._flushed = self._size
         except OSError as exc:
             raise self._fail(exc, "write") from exc
+        self._size += len(data)
 
     def commit(self, digests: Digests | None = None) -> StoredObject:
         """fsync, label (with the SHA-256 from `digests`), rename over the final name, fsync the
@@ -326,8 +285,6 @@ class _LocalWriter(ObjectWriter):
             self._metadata = {**self._metadata, "sha256": digests.sha256}
         try:
             self._file.flush()
-            if self._allocated > self._size:  # the source sent less than announced: no reserved tail
-                os.ftruncate(self._file.fileno(), self._size)
             os.fsync(self._file.fileno())
             self._storage.save_attributes(self._file.fileno(), self._key, self._content_type, self._metadata)
             self._file.close()
