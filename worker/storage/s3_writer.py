@@ -7,6 +7,7 @@ and `worker.storage.parts` for the buffering and the parts in flight.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from io import BytesIO
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
     from worker.storage.s3 import S3Storage
 
 log = structlog.get_logger(__name__)
+
+
+class _OneRead(BytesIO):
+    """A request body that urllib3 sends in one call: botocore turns bytes into a file, and urllib3
+    reads a file in 16 KiB blocks, one send each (65,536 system calls per GiB). Every read returns
+    all that is left, whatever size is asked (botocore seeks back to 0 on a retry)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read()
 
 
 class S3Writer(PartedWriter["CompletedPartTypeDef"]):
@@ -79,7 +89,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             Key=self._full_key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=part,
+            Body=_OneRead(part),
             ContentLength=len(part),
             **checksum,
         )
@@ -105,7 +115,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         return self._s.client.put_object(
             Bucket=self._s.bucket,
             Key=self._full_key,
-            Body=body,
+            Body=_OneRead(body),
             ContentLength=len(body),
             ContentType=self._content_type,
             Metadata=self._metadata,
