@@ -39,7 +39,7 @@ DESTINATIONS: dict[str, type[Destination]] = {
 }
 FOUR_GIB_OK = ("s3rver", "local")  # moto holds objects in RAM, Azurite stops at 2 GiB, the GCS emulator is quadratic
 RESULTS = Path(__file__).with_name("RESULTS.md")
-console = Console()
+console = Console(width=250)
 
 
 @contextmanager
@@ -110,7 +110,7 @@ def machine() -> str:
 
 
 def write_results(tables: list[Table], header: str) -> None:
-    recorder = Console(record=True, width=140, file=open("/dev/null", "w"))  # noqa: SIM115 - rendering only
+    recorder = Console(record=True, width=250, file=open("/dev/null", "w"))  # noqa: SIM115 - rendering only
     for table in tables:
         recorder.print(table)
     RESULTS.write_text(f"# Benchmark results\n\n{header}\n\n```\n{recorder.export_text()}```\n")
@@ -165,16 +165,16 @@ def main() -> None:
     console.print(f"written to {RESULTS}")
 
 
-def many_files_case(quick: bool) -> list[Table]:
+def many_files_case(quick: bool) -> Table:
     from bench import many  # noqa: PLC0415 - its own servers and workers
 
-    return many.tables(quick)
+    return many.table(many.run(files=100 if quick else 1000, workers=(1, 2) if quick else (1, 2, 4)))
 
 
-def intake_case(quick: bool) -> list[Table]:
+def intake_case(quick: bool) -> Table:
     from bench import intake  # noqa: PLC0415
 
-    return intake.tables(quick)
+    return intake.table(intake.run(seconds=5 if quick else 30))
 
 
 if __name__ == "__main__":

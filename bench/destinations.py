@@ -237,7 +237,7 @@ class GcsEmulator(Destination):
     name = "GCS emulator"
     # Its resumable path rewrites the upload so far on every chunk (server CPU quadratic in the
     # size): large chunks, the same for the archiver and the SDK. Memory: one chunk sending, one filling.
-    chunk_mib = 32
+    chunk_mib = 16
 
     def tuning(self) -> dict[str, Any]:
         return {"part_size": f"{self.chunk_mib}MiB"}

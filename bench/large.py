@@ -75,7 +75,7 @@ def run_archiver(stack: Stack, destination: Destination, source: Path, tuning: d
     (transfer_id,) = record_routes(settings.archive, ledger, stream_file).transfer_ids
     command = [sys.executable, "-m", "bench.run_one_transfer", transfer_id]
     if os.environ.get("BENCH_PYSPY"):  # a profile of this run: py-spy's collapsed stacks at that path
-        command = ["py-spy", "record", "--subprocesses", "--threads", "--idle", "-r", "200", "--format", "raw",
+        command = ["py-spy", "record", "--subprocesses", "--threads", "-r", "200", "--format", "raw",
                    "-o", os.environ["BENCH_PYSPY"],
                    "--", *command]
     result = subprocess.run(command, env=env,
