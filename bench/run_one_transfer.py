@@ -1,4 +1,4 @@
-"""Run one transfer in this process and print its figures as JSON (used by bench/peak_memory.py)."""
+"""Run one transfer in this process and print its figures as JSON (used by bench/large.py)."""
 
 from __future__ import annotations
 
