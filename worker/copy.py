@@ -101,7 +101,7 @@ def stream_copy(job: CopyJob) -> Digests:
 
 
 def _write(job: CopyJob, first: Download) -> Digests:
-    native = job.storage.capabilities.native_checksum
+    native = job.storage.native_checksum_for(first.total)
     with BackgroundHasher((native,) if native else ()) as hasher, first, job.storage.open_writer(
         job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total
     ) as writer:

@@ -7,6 +7,7 @@ Azurite over HTTPS (``--oauth basic``) and `tests.support.entra`."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import threading
 import time
@@ -328,3 +329,23 @@ def test_managed_identity_asks_its_endpoint(
     assert asked and asked[0]["header"] == entra.identity_header
     assert asked[0]["resource"] == "https://storage.azure.com"
     storage.close()
+
+
+def test_only_a_blob_sent_in_one_request_asks_for_its_whole_md5(storage: AzureStorage) -> None:
+    """A block blob's blocks carry their own MD5 (Azure checks each); a second MD5 of every byte for
+    its Content-MD5, which Azure does not check, is not asked for. One Put Blob: Azure checks it."""
+    threshold = storage.tuning.multipart_threshold
+    assert storage.native_checksum_for(threshold) == "md5"
+    assert storage.native_checksum_for(threshold + 1) is None
+    assert storage.native_checksum_for(None) is None  # no Content-Length: it may become a block blob
+
+
+def test_a_block_blob_committed_without_a_whole_md5_keeps_its_sha256(storage: AzureStorage) -> None:
+    data = os.urandom(storage.tuning.multipart_threshold + storage.tuning.part_size + 1)
+    digests = Digests(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    with storage.open_writer("big.mp4", content_type="video/mp4", metadata={}, size_hint=len(data)) as writer:
+        writer.write(data)
+        stored = writer.commit(digests)
+    assert stored.checksums == {"sha256": digests.sha256}
+    assert storage.stat("big.mp4").checksums == {"sha256": digests.sha256}
+    assert b"".join(storage.read("big.mp4")) == data

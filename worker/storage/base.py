@@ -147,6 +147,10 @@ class Storage(ABC):
         caller streams instead), StorageRefused / StorageUnavailable otherwise."""
         raise NotImplementedError(f"{type(self).__name__} declares no server-side copy")
 
+    def native_checksum_for(self, size: int | None) -> str | None:
+        """The native checksum `commit` wants for an object of `size` bytes (None: unknown size)."""
+        return self.capabilities.native_checksum
+
     @abstractmethod
     def describe(self) -> str:
         """Where this storage writes, for logs and the CLI (never a credential), e.g.
