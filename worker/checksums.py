@@ -7,6 +7,7 @@ Wire forms are the stores' own: CRC32C and MD5 as base64 of the big-endian bytes
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import threading
 from collections.abc import Callable
@@ -28,6 +29,48 @@ def b64(raw: bytes) -> str:
 def crc32c_b64(data: bytes) -> str:
     """CRC32C of `data` in its wire form."""
     return b64(google_crc32c.value(data).to_bytes(4, "big"))
+
+
+_CASTAGNOLI = 0x82F63B78  # CRC32C's polynomial, bit-reversed
+
+
+def _gf2_times(matrix: tuple[int, ...], vector: int) -> int:
+    total, row = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return total
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros_operator(length: int) -> tuple[int, ...]:
+    """The GF(2) matrix that advances a CRC32C register over `length` zero bytes (zlib's
+    crc32_combine method: squaring from one zero bit). Parts share a length: computed once."""
+    odd = (_CASTAGNOLI, *(1 << n for n in range(31)))  # one zero bit
+    operator: tuple[int, ...] | None = None
+    square = tuple(_gf2_times(odd, odd[n]) for n in range(32))  # two zero bits
+    square = tuple(_gf2_times(square, square[n]) for n in range(32))  # four zero bits
+    while length:
+        square = tuple(_gf2_times(square, square[n]) for n in range(32))  # 8, 16, 32… zero bits
+        if length & 1:
+            operator = square if operator is None else tuple(_gf2_times(square, operator[n]) for n in range(32))
+        length >>= 1
+    return operator or tuple(1 << n for n in range(32))
+
+
+def crc32c_combine(first: int, second: int, second_length: int) -> int:
+    """CRC32C of A followed by B, from CRC32C(A), CRC32C(B) and len(B), without the bytes."""
+    return _gf2_times(_zeros_operator(second_length), first) ^ second
+
+
+def crc32c_of_parts(parts: list[tuple[str, int]]) -> str:
+    """The whole object's CRC32C (wire form) from its parts' CRC32Cs (wire form) and sizes, in order."""
+    total = 0
+    for crc, size in parts:
+        total = crc32c_combine(total, int.from_bytes(base64.b64decode(crc), "big"), size)
+    return b64(total.to_bytes(4, "big"))
 
 
 def md5_b64(data: bytes) -> str:

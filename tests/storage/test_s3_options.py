@@ -5,6 +5,7 @@ server-side encryption, storage class, tags, and what each ``s3_request_checksum
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import uuid
@@ -238,6 +239,26 @@ def test_when_supported_multipart_carries_full_object_crc32c(
     head = moto_client.head_object(Bucket=bucket, Key="p/m.mp4", ChecksumMode="ENABLED")
     assert (head.get("ChecksumCRC32C"), head.get("ChecksumType")) == (digests.crc32c, "FULL_OBJECT")
     assert s3.stat("m.mp4").checksums == {"crc32c": digests.crc32c}
+    s3.close()
+
+
+def test_a_multipart_upload_without_a_stream_crc32c_completes_with_the_parts_combined(
+    proxy: FaultProxy, moto_client: S3Client, bucket: str
+) -> None:
+    """A transfer of a multipart-sized object computes no CRC32C over the stream (`native_checksum_for`):
+    the completion carries the whole object's CRC32C combined from the parts' (moto keeps what it is
+    sent, so this checks the combination), and stat reports it."""
+    s3 = storage(proxy.url, bucket)
+    data = os.urandom(12 * MiB + 5)
+    assert s3.native_checksum_for(len(data)) is None and s3.native_checksum_for(1000) == "crc32c"
+    digests = Digests(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    with s3.open_writer("c.mp4", content_type="video/mp4", metadata={}, size_hint=len(data)) as writer:
+        for i in range(0, len(data), MiB):
+            writer.write(data[i : i + MiB])
+        writer.commit(digests)
+    complete = [r for r in proxy.requests if r.method == "POST"][-1]
+    assert complete.headers["x-amz-checksum-crc32c"] == crc32c_b64(data)
+    assert s3.stat("c.mp4").checksums == {"crc32c": crc32c_b64(data)}
     s3.close()
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 
 import google_crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.checksums import BackgroundHasher, Hasher
+from worker.checksums import BackgroundHasher, Hasher, crc32c_b64, crc32c_of_parts
 
 
 @settings(max_examples=50, deadline=None)
@@ -33,3 +34,15 @@ def test_the_background_hasher_stops_its_thread() -> None:
     with BackgroundHasher() as hasher:
         hasher.update(b"x" * 100)
     assert hasher._pool._shutdown  # noqa: SLF001 - the one way to see the thread was let go
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.binary(max_size=3000), min_size=1, max_size=8))
+def test_the_crc32c_of_parts_is_the_crc32c_of_the_whole(parts: list[bytes]) -> None:
+    wire = [(crc32c_b64(part), len(part)) for part in parts]
+    assert crc32c_of_parts(wire) == crc32c_b64(b"".join(parts))
+
+
+def test_crc32c_combines_over_multi_mebibyte_parts() -> None:
+    parts = [os.urandom(5 << 20), os.urandom(5 << 20), os.urandom(123)]
+    assert crc32c_of_parts([(crc32c_b64(p), len(p)) for p in parts]) == crc32c_b64(b"".join(parts))

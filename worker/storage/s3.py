@@ -26,8 +26,10 @@ Checksums, by ``s3_request_checksum``:
   the CRC32C from the commit digests (or SHA-256 when the digests have no CRC32C, or a CRC32C of the body
   when there are no digests), so the store checks the bytes; a multipart upload is created with a
   FULL_OBJECT CRC32C, each part carries its own CRC32C (computed by the writer with google-crc32c, so
-  botocore needs no awscrt) and the completion carries the whole object's CRC32C from the digests and
-  its size. `stat` reports the full-object CRC32C the store keeps (``checksums["crc32c"]``).
+  botocore needs no awscrt) and the completion carries the whole object's CRC32C and its size: from
+  the digests, or combined from the parts' CRC32Cs when a transfer did not compute it over the stream
+  (`native_checksum_for`: one pass over the bytes fewer). `stat` reports the full-object CRC32C the
+  store keeps (``checksums["crc32c"]``).
 - ``when_required`` (MinIO, R2, B2, Wasabi, Ceph, ...): botocore adds no ``x-amz-checksum-*`` header and
   validates no response checksum; every PUT body and every part carries a ``Content-MD5`` computed by the
   writer, which these stores check. ``native_checksum = None``: S3 keeps no whole-object MD5 of a
@@ -270,6 +272,13 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "delete", key)
+
+    def native_checksum_for(self, size: int | None) -> str | None:
+        """CRC32C of the stream for an object that may go up in one PUT; a multipart upload's
+        whole-object CRC32C is combined from its parts' (`S3Writer`), which are computed anyway:
+        one pass over the bytes fewer (bench/)."""
+        multipart = size is not None and size > max(self.tuning.multipart_threshold, self.tuning.part_size)
+        return None if multipart else self.capabilities.native_checksum
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix}"

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import structlog
 from botocore import exceptions as boto
 
-from worker.checksums import Digests, b64, crc32c_b64, md5_b64
+from worker.checksums import Digests, b64, crc32c_b64, crc32c_of_parts, md5_b64
 from worker.errors import VerificationFailed
 from worker.storage.base import StoredObject
 from worker.storage.parts import PartedWriter
@@ -49,6 +49,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         self._s, self._full_key = storage, full_key
         self._content_type, self._metadata = content_type, metadata
         self._upload_id = ""  # CreateMultipartUpload's
+        self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
         if isinstance(exc, (boto.ClientError, boto.BotoCoreError)):
@@ -93,6 +94,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             ContentLength=len(part),
             **checksum,
         )
+        self._part_sizes[number] = len(part)
         completed: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
         if "ChecksumCRC32C" in checksum:
             completed["ChecksumCRC32C"] = checksum["ChecksumCRC32C"]
@@ -124,12 +126,16 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         )
 
     def _finish_parts(self, parts: list[CompletedPartTypeDef], digests: Digests | None) -> Mapping[str, Any]:
-        """CompleteMultipartUpload, with the whole object's CRC32C from `digests` and its size."""
+        """CompleteMultipartUpload, with the whole object's CRC32C (from `digests`, else combined from
+        the parts') and its size: S3 checks both."""
         whole: dict[str, Any] = {}
         if self._s.checksum == "crc32c":
             whole = {"ChecksumType": "FULL_OBJECT", "MpuObjectSize": self._size}
             if digests is not None and digests.crc32c:
                 whole["ChecksumCRC32C"] = digests.crc32c
+            elif all("ChecksumCRC32C" in part for part in parts):
+                whole["ChecksumCRC32C"] = crc32c_of_parts(
+                    [(part["ChecksumCRC32C"], self._part_sizes[part["PartNumber"]]) for part in parts])
         return self._s.client.complete_multipart_upload(
             Bucket=self._s.bucket,
             Key=self._full_key,
