@@ -9,7 +9,8 @@ in) is answered 413 by the framework before it is read whole; nothing is recorde
 the key and signature are valid (`worker.webhooks`); a malformed signed event is a 400 with the
 reason. The OpenAPI schema documents all of this but is not served (``app.openapi()`` builds it).
 
-Every webhook answer is counted by outcome (`WebhookOutcomes`, in Redis, after the answer is sent);
+Every webhook answer is counted by outcome, in Redis, after the answer (by the handler, or by
+`WebhookOutcomes` for the answers the framework gave);
 /metrics reads the whole cluster's figures from Redis (`worker.metrics`).
 """
 
@@ -40,7 +41,7 @@ from worker.intake import FailureNoted, Recorded, accept_delivery, enqueue_quiet
 from worker.ledger import Ledger, connect
 from worker.metrics import ArchiverCollector, registry_for
 from worker.metrics import render as render_metrics
-from worker.stats import Stats, stats_for
+from worker.stats import stats_for
 from worker.webhooks import MAX_BODY
 
 log = structlog.get_logger(__name__)
@@ -81,11 +82,11 @@ _OUTCOME = "webhook_outcome"  # the handler leaves its outcome in the request's 
 
 
 class WebhookOutcomes:
-    """Counts every webhook answer by outcome, once it is sent. The handler names its outcome; a
-    413 the framework gave before the handler ran is ``too_large``, a 400 it gave ``malformed``."""
+    """Counts the webhook answers the handler did not: a 413 the framework gave before the handler
+    ran is ``too_large``, a 400 it gave ``malformed``. `count` is the handler's own (after the answer)."""
 
-    def __init__(self, app: ASGIApp, stats: Stats) -> None:
-        self.app, self.stats = app, stats
+    def __init__(self, app: ASGIApp, count: Callable[[str], None]) -> None:
+        self.app, self.count = app, count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
@@ -106,7 +107,7 @@ class WebhookOutcomes:
             outcome = None if counted else {413: "too_large", 400: "malformed", 401: "refused",
                                             503: "unavailable"}.get(status)
             if outcome:
-                await run_in_threadpool(self.stats.webhook, outcome)
+                self.count(outcome)
 
 
 def _refusal(exc: InvalidWebhook) -> str:
@@ -157,10 +158,14 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
 
     app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
-    app.add_middleware(WebhookOutcomes, stats=stats)
+
+    def count(outcome: str) -> None:
+        after.later(stats.webhook, outcome)
+
+    app.add_middleware(WebhookOutcomes, count=count)
 
     def counted(outcome: str, answer: JSONResponse) -> tuple[str, JSONResponse]:
-        after.later(stats.webhook, outcome)
+        count(outcome)
         return outcome, answer
 
     def handle(body: bytes, headers: dict[str, str]) -> tuple[str, JSONResponse]:

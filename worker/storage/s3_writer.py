@@ -39,8 +39,8 @@ class _OneRead(BytesIO):
 class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     """One PutObject, or a multipart upload with a bounded number of parts in flight.
 
-    A part, and the body of a PutObject, is sent as a BytesIO over its bytes (no further copy by
-    botocore over HTTP or HTTPS)."""
+    A part, and the body of a PutObject, is sent as a `_OneRead` over its bytes: no further copy by
+    botocore, one send by urllib3."""
 
     def __init__(
         self, storage: S3Storage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
