@@ -24,7 +24,7 @@ from config import ConfigError, Settings, load_settings
 from config.logging import configure_logging, register_secrets
 from worker.backfill_cli import backfill_command, reconcile_command
 from worker.errors import ArchiverError
-from worker.ledger import STATES, Ledger, rfc3339
+from worker.ledger import LISTED_STATES, Ledger, rfc3339
 from worker.redis_check import warn_about_persistence
 from worker.redis_client import connect_env
 
@@ -251,25 +251,27 @@ def serve(host: Annotated[str, typer.Option(help="Interface for the webhook rece
 
 @transfers_app.command("list")
 def list_transfers(
-    state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(STATES)}.")] = None,
+    state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(LISTED_STATES)}.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """List transfers, oldest first."""
-    if state is not None and state not in STATES:
-        err.print(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+    """List transfers, oldest first, and files waiting for their routes (state routing: no storage yet)."""
+    from worker.unrouted import listed_rows  # noqa: PLC0415
+
+    if state is not None and state not in LISTED_STATES:
+        err.print(f"unknown state {state!r}; one of: {', '.join(LISTED_STATES)}")
         raise typer.Exit(2)
     ledger = _ledger(_settings())
-    rows = ledger.iter_transfers(state)
+    rows = listed_rows(ledger, state)
     if as_json:
-        for transfer in rows:
-            sys.stdout.write(json.dumps(transfer.to_json()) + "\n")
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
         return
     table = Table("id", "state", "call_cid", "kind", "filename", "storage", "bytes", "attempts", "expires_at",
                   "error")
-    for t in rows:
-        table.add_row(t.id, t.state, t.call_cid, t.kind, t.filename, t.storage,
-                      "" if t.bytes is None else str(t.bytes), str(t.attempts), rfc3339(t.expires_at) or "",
-                      (t.error or "")[:80])
+    for r in rows:
+        table.add_row(r["id"], r["state"], r["call_cid"], r["kind"], r["filename"], r["storage"] or "",
+                      "" if r["bytes"] is None else str(r["bytes"]), str(r["attempts"]), r["expires_at"] or "",
+                      (r["error"] or "")[:80])
     out.print(table)
 
 
@@ -296,8 +298,9 @@ def retry_transfers(
     retried = [tid for tid in ids if ledger.retry(tid)]
     for tid in sorted(set(ids) - set(retried)):
         transfer = ledger.get(tid)
-        err.print(f"{tid}: no such transfer" if transfer is None
-                  else f"{tid}: {transfer.state}, not failed or lost; left as it is")
+        state_of = transfer.state if transfer is not None else _routing_or_none(ledger, tid)
+        err.print(f"{tid}: no such transfer" if state_of is None
+                  else f"{tid}: {state_of}, not failed or lost; left as it is")
     for tid in retried:
         out.print(f"queued {tid}", highlight=False)
     if retried:
@@ -305,6 +308,13 @@ def retry_transfers(
     out.print(f"queued {len(retried)} transfer(s) again")
     if len(retried) != len(ids):
         raise typer.Exit(1)
+
+
+def _routing_or_none(ledger: Ledger, file_id: str) -> str | None:
+    """``routing`` for a file waiting for its routes (it is retried by itself), else None."""
+    from worker.unrouted import waiting_files  # noqa: PLC0415
+
+    return "routing (waiting for its routes; tried again by itself)" if waiting_files(ledger, [file_id]) else None
 
 
 def _hand_over(transfer_ids: list[str]) -> None:
@@ -320,18 +330,19 @@ def _hand_over(transfer_ids: list[str]) -> None:
 @transfers_app.command("export")
 def export_transfers(
     fmt: Annotated[str, typer.Option("--format", help="csv (a header row) or json (one array).")] = "csv",
-    state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(STATES)}.")] = None,
+    state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(LISTED_STATES)}.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).",
                                                 dir_okay=False)] = None,
 ) -> None:
-    """The ledger for audits: one row per transfer with its file's facts (never the signed URL)."""
+    """The ledger for audits: one row per transfer (and per file waiting for its routes) with its
+    file's facts (never the signed URL)."""
     from worker.export import FORMATS, write_export  # noqa: PLC0415
 
     if fmt not in FORMATS:
         err.print(f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
         raise typer.Exit(2)
-    if state is not None and state not in STATES:
-        err.print(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+    if state is not None and state not in LISTED_STATES:
+        err.print(f"unknown state {state!r}; one of: {', '.join(LISTED_STATES)}")
         raise typer.Exit(2)
     ledger = _ledger(_settings())
     if output is None:
@@ -381,14 +392,19 @@ def prune_transfers(
 
 
 @transfers_app.command("show")
-def show_transfer(transfer_id: Annotated[str, typer.Argument(help="A transfer id (t_…).")]) -> None:
-    """Show one transfer as JSON."""
+def show_transfer(transfer_id: Annotated[str, typer.Argument(
+        help="A transfer id (t_…), or the id of a file waiting for its routes.")]) -> None:
+    """Show one transfer (or a file waiting for its routes: state routing) as JSON."""
+    from worker.unrouted import waiting_files  # noqa: PLC0415
+
     ledger = _ledger(_settings())
     transfer = ledger.get(transfer_id)
-    if transfer is None:
+    waiting = [] if transfer is not None else waiting_files(ledger, [transfer_id])
+    if transfer is None and not waiting:
         err.print(f"no transfer {transfer_id!r}")
         raise typer.Exit(1)
-    sys.stdout.write(json.dumps(transfer.to_json(), indent=2) + "\n")
+    row = transfer.to_json() if transfer is not None else waiting[0].to_json()
+    sys.stdout.write(json.dumps(row, indent=2) + "\n")
 
 
 @app.command()

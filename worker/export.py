@@ -1,5 +1,8 @@
 """The ledger for audits (`archiver transfers export`): one row per transfer, with its file's facts.
 
+Files waiting for their routes (no transfer yet) are rows too, in the state ``routing`` with no
+storage, as `archiver transfers list` shows them (`worker.unrouted`).
+
 Rows are read in batches (one pipeline for the transfers, one for their files) and written as they
 come, so a ledger of 100,000 transfers never sits in memory. A row holds the transfer's public
 fields (`Transfer.to_json`) and the file's audit facts (recording type, egress, start and end,
@@ -12,10 +15,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, Literal, TextIO, cast
 
 from config.logging import scrub
-from worker.ledger import Ledger, Transfer, from_ms, rfc3339
+from worker.ledger import ROUTING, Ledger, from_ms, rfc3339
+from worker.unrouted import by_creation, waiting_files
 
 ExportFormat = Literal["csv", "json"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "json")
@@ -30,29 +35,40 @@ BATCH = 500
 
 
 def audit_rows(ledger: Ledger, state: str | None = None, batch: int = BATCH) -> Iterator[dict[str, Any]]:
-    """Every transfer (or those in `state`), oldest first, as a row of `COLUMNS`."""
-    pending: list[Transfer] = []
+    """Every transfer (or those in `state`), oldest first, as a row of `COLUMNS`; with no state (or
+    state ``routing``) the files waiting for their routes too, as `archiver transfers list` shows them."""
+    if state not in (None, ROUTING):
+        yield from _transfer_rows(ledger, state, batch)
+        return
+    waiting = [w.to_json() for w in waiting_files(ledger, batch=batch)]
+    waiting_rows = chain.from_iterable(_with_files(ledger, waiting[start:start + batch])
+                                       for start in range(0, len(waiting), batch))
+    yield from waiting_rows if state == ROUTING else by_creation(_transfer_rows(ledger, None, batch), waiting_rows)
+
+
+def _transfer_rows(ledger: Ledger, state: str | None, batch: int) -> Iterator[dict[str, Any]]:
+    pending: list[dict[str, Any]] = []
     for transfer in ledger.iter_transfers(state, batch):
-        pending.append(transfer)
+        pending.append(transfer.to_json())
         if len(pending) >= batch:
             yield from _with_files(ledger, pending)
             pending = []
     yield from _with_files(ledger, pending)
 
 
-def _with_files(ledger: Ledger, transfers: list[Transfer]) -> Iterator[dict[str, Any]]:
-    file_ids = sorted({t.file_id for t in transfers})
+def _with_files(ledger: Ledger, publics: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """`publics` (rows in `Transfer.to_json`'s shape) with their files' facts, in one pipeline."""
+    file_ids = sorted({str(p["file_id"]) for p in publics})
     pipe = ledger.redis.pipeline(transaction=False)
     for fid in file_ids:
         pipe.hmget(f"{ledger.prefix}file:{fid}", ["recording_type", "egress_id", "start_time", "end_time",
                                                    "created_at", "deleted_from_stream", "deleted_from_stream_at"])
     files = dict(zip(file_ids, cast(list[list[str | None]], pipe.execute()), strict=True))
-    for transfer in transfers:
-        yield _row(transfer, files[transfer.file_id])
+    for public in publics:
+        yield _row(public, files[str(public["file_id"])])
 
 
-def _row(transfer: Transfer, file: list[str | None]) -> dict[str, Any]:
-    public = transfer.to_json()
+def _row(public: dict[str, Any], file: list[str | None]) -> dict[str, Any]:
     row = {name: public.get(name) for name in TRANSFER_COLUMNS}
     for name in SCRUBBED:
         if row[name] is not None:

@@ -2,6 +2,7 @@
 
 States::
 
+    (routing) ──▶ queued     (a file waiting for its routes has no transfers yet: `worker.unrouted`)
     queued ──claim──▶ transferring ──▶ archived
       ▲                    │  ├──────▶ failed    (permanent error; kept until retried by command)
       └──── backoff ───────┘  └──────▶ lost      (the source no longer has it; never archived)
@@ -29,6 +30,10 @@ from worker.redis_client import connect as connect  # noqa: PLC0414 - kept impor
 
 State = Literal["queued", "transferring", "archived", "failed", "skipped", "lost"]
 STATES: tuple[State, ...] = ("queued", "transferring", "archived", "failed", "skipped", "lost")
+# Not a transfer state: a file recorded without transfers, waiting for its routes (call-level
+# routing asks Stream for the call first). `archiver transfers list` shows it as a row in this state.
+ROUTING = "routing"
+LISTED_STATES: tuple[str, ...] = (ROUTING, *STATES)
 TERMINAL: frozenset[str] = frozenset({"archived", "failed", "skipped", "lost"})
 DEFAULT_PREFIX = "archiver:"
 
@@ -234,9 +239,10 @@ class Ledger:
         return [tid for _, tid in sorted(zip((last if s is None else s for s in scores), transfer_ids,
                                              strict=True))]
 
-    def defer_routing(self, file_id: str, due_ms: int, error: str) -> bool:
-        """Try routing `file_id` again at `due_ms`; False when it no longer waits for routes."""
-        return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error]))
+    def defer_routing(self, file_id: str, due_ms: int, error: str, now: int | None = None) -> bool:
+        """Try routing `file_id` again at `due_ms` (its failed lookups counted, the last one's time
+        and `error` kept); False when it no longer waits for routes."""
+        return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error, now_ms() if now is None else now]))
 
     def retry(self, transfer_id: str) -> bool:
         """Queue a `failed` (or `lost`) transfer again, now; False for any other state."""

@@ -1,7 +1,9 @@
 """The ledger's Lua scripts: every state change is one atomic script.
 
 Keys (prefix P, default ``archiver:``):
-  P file:<fid>            HASH  the file: call_cid, kind, filename, url, session_id, times…
+  P file:<fid>            HASH  the file: call_cid, kind, filename, url, session_id, times…; while
+                                it waits for its routes: routing=pending, routing_error,
+                                routing_attempts, routing_tried_at (the last failed call lookup)
   P file:<fid>:transfers  SET   its transfer ids
   P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…
   P transfers             ZSET  every transfer by creation time (ms)
@@ -143,11 +145,13 @@ for _, id in ipairs(ids) do redis.call('ZADD', key, later, id) end
 return ids
 """
 
-# ARGV: prefix, file_id, due_ms, error  ->  1 if the file still waits for its routes
+# ARGV: prefix, file_id, due_ms, error, now  ->  1 if the file still waits for its routes
+# (routing_attempts counts the failed lookups, routing_tried_at is the last one's time: both only shown)
 DEFER_ROUTING = """
 local fkey = ARGV[1] .. 'file:' .. ARGV[2]
 if redis.call('HGET', fkey, 'routing') ~= 'pending' then return 0 end
-redis.call('HSET', fkey, 'routing_error', ARGV[4])
+redis.call('HSET', fkey, 'routing_error', ARGV[4], 'routing_tried_at', ARGV[5])
+redis.call('HINCRBY', fkey, 'routing_attempts', 1)
 redis.call('ZADD', ARGV[1] .. 'unrouted', tonumber(ARGV[3]), ARGV[2])
 return 1
 """

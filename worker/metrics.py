@@ -3,7 +3,8 @@
 Every web replica exposes the same values (they come from the shared Redis, not from the process):
 scrape one, or aggregate with max(). The names are a contract with the alert rules; docs/monitoring.md
 says what each one means. A scrape costs a bounded number of Redis commands (ZCARD, ZCOUNT, HGETALL,
-LLEN; the split of transfers by storage is bounded by `worker.tally`).
+LLEN; the split of transfers by storage is bounded by `worker.tally`, and the files waiting for their
+routes are counted inside Redis by `worker.unrouted`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from worker.ledger import DEFAULT_PREFIX
 from worker.stats import Stats, durations
 from worker.tally import STATE_LABELS, Tally
+from worker.unrouted import REASONS, read_routing
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ArchiverCollector(Collector):
         yield self._transfers()
         yield from self._throughput()
         yield from self._queue()
+        yield from self._routing()
         yield from self._webhooks()
         yield self._storages()
 
@@ -126,6 +129,18 @@ class ArchiverCollector(Collector):
             left.add_metric([], clocks.soonest_deadline_in)
         yield oldest
         yield left
+
+    def _routing(self) -> Iterator[Metric]:
+        figures = read_routing(self.redis, self.prefix)
+        gauge = GaugeMetricFamily("archiver_files_routing",
+                                  "Files waiting for their routes (call-level routing asks Stream for the call), "
+                                  "by reason.", labels=["reason"])
+        for reason in REASONS:
+            gauge.add_metric([reason], figures.by_reason[reason])
+        yield gauge
+        yield GaugeMetricFamily("archiver_oldest_routing_age_seconds",
+                                "How long the longest-waiting file has waited for its routes (0 when none).",
+                                value=figures.oldest_age(time.time()))
 
     def _webhooks(self) -> Iterator[Metric]:
         counter = CounterMetricFamily("archiver_webhook_requests", "Webhook deliveries by outcome.",

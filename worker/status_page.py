@@ -22,9 +22,10 @@ from typing import cast
 
 import redis
 
-from worker.ledger import DEFAULT_PREFIX, STATES
+from worker.ledger import DEFAULT_PREFIX, STATES, Ledger
 from worker.stats import Health, Stats
 from worker.tally import STATE_LABELS, Tally
+from worker.unrouted import RoutingFigures, WaitingFile, read_routing, waiting_files
 
 LIMIT = 50  # rows per list: the page stays small whatever the ledger holds
 STATIC = {  # name → content type: the only files /static/ serves
@@ -90,6 +91,8 @@ class Status:
     at_risk: list[Row]
     health: dict[str, Health]
     now: float
+    routing: RoutingFigures
+    waiting: tuple[WaitingFile, ...]  # at most LIMIT of the files waiting for their routes
 
 
 def _rows(client: redis.Redis, prefix: str, scored: list[tuple[str, float]]) -> list[Row]:
@@ -119,8 +122,10 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
     counts: dict[str, dict[str, int]] = {}
     for state, storages in Tally(client, prefix).by_state().items():
         counts[STATE_LABELS[state]] = storages
+    waiting = cast(list[str], client.zrange(f"{prefix}unrouted", 0, LIMIT - 1))
     return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, prefix, soon),
-                  stats.storage_health(), now)
+                  stats.storage_health(), now, read_routing(client, prefix),
+                  tuple(waiting_files(Ledger(client, prefix), waiting)))
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -142,6 +147,13 @@ def _left(seconds: float) -> str:
     return f"{sign}{hours // 24}d {hours % 24}h {minutes}m" if hours >= 24 else f"{sign}{hours}h {minutes}m"
 
 
+def _waited(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 60}m {seconds % 60}s"
+
+
 def _table(head: list[str], rows: list[list[str]], empty: str) -> str:
     """`rows` are already escaped cells."""
     if not rows:
@@ -158,6 +170,24 @@ def _counts(status: Status) -> str:
     rows.append(["<strong>all</strong>", *(f"<strong>{sum(status.counts.get(s, {}).values())}</strong>"
                                           for s in states)])
     return _table(["storage", *states], rows, "no transfers yet")
+
+
+def _routing(status: Status) -> str:
+    """Files recorded without transfers yet: call-level routing waits for Stream's GetCall."""
+    figures = status.routing
+    if not figures.total:
+        return '<p class="empty">no file waiting for its routes</p>'
+    failed, pending = figures.by_reason.get("call_lookup_failed", 0), figures.by_reason.get("call_lookup_pending", 0)
+    summary = (f"{figures.total} file(s) wait for Stream's call data to choose their storages: {failed} whose "
+               f"call lookup failed (tried again), {pending} not looked up yet; the oldest has waited "
+               f"{_waited(figures.oldest_age(status.now))}.")
+    rows = [[_e(_waited(status.now - w.created_at.timestamp()) if w.created_at else ""), _e(w.call_cid),
+             _e(w.filename), _e(w.attempts), _e(_when(w.next_attempt_at.timestamp() * 1000 if w.next_attempt_at
+                                                      else None)),
+             _e(w.reason), f'<span class="error">{_e(w.to_json()["error"])}</span>']
+            for w in status.waiting]
+    table = _table(["waiting", "call", "file", "failed lookups", "next try", "reason", "why"], rows, "")
+    return f'<p id="routing-summary">{_e(summary)}</p>\n{table}'
 
 
 def _failures(status: Status) -> str:
@@ -201,6 +231,8 @@ def render(status: Status) -> str:
 <p class="generated">as of {_e(_when(status.now * 1000))}</p>
 <h2>Transfers by state</h2>
 {_counts(status)}
+<h2>Waiting for routes</h2>
+{_routing(status)}
 <h2>Bytes archived per day (last 30 days, UTC)</h2>
 <p>{_e(f"{total:,}")} bytes in 30 days</p>
 <div id="chart"></div>
