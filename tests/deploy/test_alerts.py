@@ -22,6 +22,8 @@ METRICS = {
     "archiver_files_at_risk": "gauge",
     "archiver_oldest_unarchived_age_seconds": "gauge",
     "archiver_unarchived_deadline_seconds": "gauge",  # negative when past
+    "archiver_files_routing": "gauge",  # {reason}: call_lookup_pending, call_lookup_failed
+    "archiver_oldest_routing_age_seconds": "gauge",
     "archiver_webhook_requests_total": "counter",  # {outcome}
     "archiver_last_webhook_timestamp_seconds": "gauge",
     "archiver_storage_up": "gauge",  # {storage}

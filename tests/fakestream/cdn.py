@@ -100,6 +100,11 @@ class Faults:
         with self._lock:
             self._faults.append(_Fault(kind, path_contains, count, value))
 
+    def clear(self) -> None:
+        """Drop every queued fault."""
+        with self._lock:
+            self._faults.clear()
+
     def take(self, kind: Literal["fail", "truncate"], path: str) -> int | None:
         """Consume the oldest matching fault and return its value, or None when none matches."""
         with self._lock:

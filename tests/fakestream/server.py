@@ -304,6 +304,10 @@ class FakeStream:
         """The next ``count`` authenticated REST requests whose path matches answer ``status`` (APIError)."""
         self._api.faults.add("fail", path_contains, status, count)
 
+    def heal_api(self) -> None:
+        """Drop every queued REST fault: the API answers normally again."""
+        self._api.faults.clear()
+
     @property
     def missing_file_status(self) -> int:
         """What the CDN answers for a deleted/unknown key: 404 (default) or 403 (S3 without ListBucket)."""

@@ -48,6 +48,16 @@ def add(ledger: Ledger, name: str, state: State = "queued", *, storages: tuple[s
     return ids
 
 
+def add_waiting(ledger: Ledger, name: str, *, created: int | None = None, due: int | None = None) -> str:
+    """Record file `name` as call-level routing does: no transfers, waiting for its routes (recorded
+    at `created`, to be looked up at `due`, both ms). Returns the file id."""
+    file = a_file(name)
+    created = now_ms() if created is None else created
+    ledger.record(file, [], expires_at=file.end_time + timedelta(days=14), dispatch_at=created, now=created,
+                  route_at=created if due is None else due)
+    return file.file_id
+
+
 def age(ledger: Ledger, tid: str, days_ago: float) -> None:
     """Make a transfer's last change `days_ago` days old (its hash and its state index agree)."""
     when = now_ms() - int(days_ago * DAY_MS)

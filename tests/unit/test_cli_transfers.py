@@ -9,8 +9,12 @@ from pathlib import Path
 
 import redis
 
-from tests.support.ledger_states import DAY_MS, add, age, run_cli, snapshot
+from tests.support.ledger_states import DAY_MS, add, add_waiting, age, run_cli, snapshot
 from worker.ledger import Ledger, now_ms
+from worker.unrouted import PENDING_TEXT
+
+ERROR = "Stream API GET /api/v2/video/call/default/w1: ConnectError"
+
 
 # -- retry -------------------------------------------------------------------------------------------
 
@@ -133,6 +137,61 @@ def test_export_of_nothing_is_an_empty_array_or_a_header(ledger: Ledger, redis_u
 def test_export_refuses_an_unknown_format_or_state(redis_url: str) -> None:
     assert run_cli(redis_url, "transfers", "export", "--format", "xml").returncode == 2
     assert run_cli(redis_url, "transfers", "export", "--state", "done").returncode == 2
+
+
+# -- files waiting for their routes -----------------------------------------------------------------
+
+
+def test_list_and_show_give_a_file_waiting_for_its_routes_as_a_routing_row(ledger: Ledger, redis_url: str) -> None:
+    (queued,) = add(ledger, "q1")
+    failing, fresh = add_waiting(ledger, "w1"), add_waiting(ledger, "w2")
+    ledger.defer_routing(failing, now_ms() + 60_000, ERROR)
+    result = run_cli(redis_url, "transfers", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["id"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert set(rows) == {queued, failing, fresh}
+    row = rows[failing]
+    assert (row["state"], row["storage"], row["error"], row["attempts"]) == ("routing", None, ERROR, 1)
+    assert (row["call_cid"], row["filename"], row["file_id"]) == ("default:w1", "rec_w1.mp4", failing)
+    assert row["expires_at"] == "2026-01-24T12:00:00.000Z"
+    assert rows[fresh]["error"] == PENDING_TEXT and rows[queued]["storage"] == "disk"
+
+    only = run_cli(redis_url, "transfers", "list", "--json", "--state", "routing")
+    assert sorted(json.loads(line)["id"] for line in only.stdout.splitlines()) == sorted([failing, fresh])
+    table = run_cli(redis_url, "transfers", "list", "--state", "routing")
+    assert table.returncode == 0 and failing in table.stdout and "ConnectError" in table.stdout
+    assert queued not in table.stdout and "routing" in table.stdout
+    assert "routing" in run_cli(redis_url, "transfers", "list", "--state", "done").stderr  # the states it accepts
+
+    shown = run_cli(redis_url, "transfers", "show", failing)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == row
+    assert run_cli(redis_url, "transfers", "show", "f_unknown").returncode == 1
+
+
+def test_export_includes_files_waiting_for_their_routes(ledger: Ledger, redis_url: str) -> None:
+    (queued,) = add(ledger, "q1")
+    fid = add_waiting(ledger, "w1")
+    ledger.defer_routing(fid, now_ms(), "GET https://cdn.example/f.mp4?sig=SIGNED-URL-SECRET: refused")
+    result = run_cli(redis_url, "transfers", "export")
+    assert result.returncode == 0, result.stderr
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+    assert set(rows) == {queued, fid} and "exported 2 transfer(s)" in result.stderr
+    row = rows[fid]
+    assert (row["state"], row["storage"], row["key"], row["egress_id"]) == ("routing", "", "", "eg-w1")
+    assert row["end_time"] == "2026-01-10T12:00:00.000Z" and row["file_recorded_at"] != ""
+    assert "SIGNED-URL-SECRET" not in result.stdout and "cdn.example" in row["error"]
+    only = run_cli(redis_url, "transfers", "export", "--format", "json", "--state", "routing")
+    assert [r["id"] for r in json.loads(only.stdout)] == [fid]
+
+
+def test_retry_leaves_a_file_waiting_for_its_routes_alone(ledger: Ledger, redis_url: str) -> None:
+    fid = add_waiting(ledger, "w1")
+    refused = run_cli(redis_url, "transfers", "retry", "--state", "routing")
+    assert refused.returncode == 2 and "only failed or lost" in refused.stderr
+    result = run_cli(redis_url, "transfers", "retry", fid)
+    assert result.returncode == 1 and f"{fid}: routing (waiting for its routes" in result.stderr
+    assert ledger.file(fid)["routing"] == "pending"
 
 
 # -- prune -------------------------------------------------------------------------------------------

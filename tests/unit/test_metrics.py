@@ -11,6 +11,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import TRANSFER_QUEUE
+from tests.support.ledger_states import add_waiting
 from worker import tally
 from worker.files import StreamFile, transfer_id
 from worker.ledger import Ledger, NewTransfer, State, now_ms
@@ -135,6 +136,21 @@ def test_unarchived_age_and_deadline_follow_the_soonest_to_be_deleted_file(ledge
     assert clocks.soonest_deadline_in == pytest.approx(-7200, abs=1)
     assert clocks.oldest_unarchived_age == pytest.approx(RETENTION.total_seconds() + 7200, abs=1)
     assert scrape(ledger)[("archiver_unarchived_deadline_seconds", ())] == pytest.approx(-7200, abs=5)
+
+
+def test_files_waiting_for_their_routes_are_counted_by_reason_with_the_oldest_age(ledger: Ledger) -> None:
+    """A file with no transfer yet (call-level routing) counts; 0 of each reason when none waits."""
+    assert scrape(ledger)[("archiver_files_routing", (("reason", "call_lookup_failed"),))] == 0
+    assert scrape(ledger)[("archiver_oldest_routing_age_seconds", ())] == 0
+    now = now_ms()
+    failing = add_waiting(ledger, "w1", created=now - 90_000)
+    add_waiting(ledger, "w2", created=now - 5_000)
+    ledger.defer_routing(failing, now + 10_000, "Stream API GET /call: ConnectError")
+    add(ledger, 1, "s3")  # a transfer: not waiting for routes
+    samples = scrape(ledger)
+    assert samples[("archiver_files_routing", (("reason", "call_lookup_failed"),))] == 1
+    assert samples[("archiver_files_routing", (("reason", "call_lookup_pending"),))] == 1
+    assert 90 <= samples[("archiver_oldest_routing_age_seconds", ())] < 100
 
 
 def test_storage_up_reflects_each_storages_last_check(ledger: Ledger) -> None:

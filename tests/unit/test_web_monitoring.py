@@ -13,10 +13,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.ledger_states import add_waiting
 from tests.support.processes import wait_until
 from tests.unit.test_metrics import add
 from tests.unit.test_web import Receiver, sample, serve
-from worker.ledger import Ledger
+from worker.ledger import Ledger, now_ms
 from worker.stats import Stats
 from worker.status_page import authorized
 
@@ -102,6 +103,21 @@ def test_the_page_shows_counts_failures_at_risk_files_health_and_the_days_figure
     chart = page.split('<script type="application/json" id="bytes-by-day">')[1].split("</script>")[0]
     figures = json.loads(chart)
     assert len(figures["days"]) == 30 and figures["bytes"][-1] == 123_456
+
+
+def test_the_page_shows_files_waiting_for_their_routes_with_the_reason(receiver: Receiver, ledger: Ledger) -> None:
+    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "no file waiting for its routes" in page
+    failing = add_waiting(ledger, "w1", created=now_ms() - 125_000)
+    add_waiting(ledger, "w2")
+    ledger.defer_routing(failing, now_ms() + 30_000, f"Stream API GET /call: ConnectError {HOSTILE}")
+    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    section = page.split("<h2>Waiting for routes</h2>")[1].split("<h2>")[0]
+    assert "2 file(s) wait for Stream&#x27;s call data" in section and "1 whose call lookup failed" in section
+    assert "the oldest has waited 2m 5s" in section or "the oldest has waited 2m 6s" in section
+    assert "rec_w1.mp4" in section and "rec_w2.mp4" in section and "call_lookup_failed" in section
+    assert "ConnectError &lt;script&gt;" in section and "<script>alert" not in page
+    assert "waiting for Stream&#x27;s call data (GetCall)" in section  # the one not looked up yet says so
 
 
 def test_static_files_are_served_by_name_only(receiver: Receiver) -> None:
