@@ -110,7 +110,7 @@ def waiting_files(ledger: Ledger, file_ids: Iterable[str] | None = None, batch: 
             fields = {k: str(v) for k, v in zip(_FIELDS, values, strict=True) if v is not None}
             if fields.get("routing") == "pending":
                 found.append(WaitingFile.from_fields(fid, fields, due))
-    return sorted(found, key=lambda w: (w.created_at is None, w.created_at, w.file_id))
+    return sorted(found, key=lambda w: (w.created_at.timestamp() if w.created_at else 0.0, w.file_id))
 
 
 def by_creation(*rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.fakestream.server import FakeStream
 from tests.support import azurite as az
 from tests.support import gcs
 from tests.support.moto import s3_client
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +75,39 @@ def test_stream_api_down_falls_back_to_the_call_type_route_after_the_lookup_time
     assert entry["storage"] == "disk"
     logs = service.logs()
     assert "call_lookup_retry" in logs and "call_lookup_gave_up" in logs
+
+
+def test_a_file_waiting_for_its_call_lookup_is_listed_as_routing_with_the_reason_then_archived(
+    archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path
+) -> None:
+    """While Stream's API fails, the file shows as `routing` (list, show, /metrics); once it answers,
+    the call's own route is taken and the file archived."""
+    service = archiver([local_storage(tmp_path / "disk"), local_storage(tmp_path / "alt", "alt")],
+                       call_lookup_timeout="10m")
+    url = service.start_all()
+    fake.fail_next_api("/video/call/", 503, count=100_000)
+    fake.add_call("default", "waits", custom={"archive_storage": "alt"})
+    recording = fake.add_recording("default:waits", os.urandom(100))
+    delivered = fake.deliver(url, recording)
+    assert delivered.status_code == 202
+    file_id = delivered.json()["file_id"]
+
+    def waiting() -> list[dict[str, Any]]:
+        return [row for row in service.transfers("routing") if row["attempts"] >= 1]
+
+    wait_until(lambda: bool(waiting()), timeout=60, interval=0.5, message="a failed call lookup recorded")
+    (row,) = waiting()
+    assert (row["id"], row["state"], row["storage"], row["filename"]) == (file_id, "routing", None,
+                                                                           recording.filename)
+    assert "503" in row["error"] and row["reason"] == "call_lookup_failed"
+    assert [r["id"] for r in service.transfers()] == [file_id]  # the whole list shows it too
+    metrics = service.get("/metrics").text
+    assert 'archiver_files_routing{reason="call_lookup_failed"} 1.0' in metrics
+
+    fake.heal_api()
+    (entry,) = service.wait_for_states(1, timeout=60)
+    assert entry["storage"] == "alt" and service.transfers("routing") == []
+    assert (tmp_path / "alt" / "default" / "waits" / recording.filename).read_bytes() == recording.read_bytes()
 
 
 def test_one_recording_to_s3_gcs_azure_and_local_disk_at_once(
