@@ -181,11 +181,13 @@ def _routing(status: Status) -> str:
     summary = (f"{figures.total} file(s) wait for Stream's call data to choose their storages: {failed} whose "
                f"call lookup failed (tried again), {pending} not looked up yet; the oldest has waited "
                f"{_waited(figures.oldest_age(status.now))}.")
-    rows = [[_e(_waited(status.now - w.created_at.timestamp()) if w.created_at else ""), _e(w.call_cid),
-             _e(w.filename), _e(w.attempts), _e(_when(w.next_attempt_at.timestamp() * 1000 if w.next_attempt_at
-                                                      else None)),
-             _e(w.reason), f'<span class="error">{_e(w.to_json()["error"])}</span>']
-            for w in status.waiting]
+    rows = []
+    for w in status.waiting:
+        public = w.to_json()  # its error says why it waits, even before any lookup
+        waited = _waited(status.now - w.created_at.timestamp()) if w.created_at else ""
+        next_try = _when(w.next_attempt_at.timestamp() * 1000) if w.next_attempt_at else ""
+        rows.append([_e(waited), _e(w.call_cid), _e(w.filename), _e(w.attempts), _e(next_try), _e(w.reason),
+                     f'<span class="error">{_e(public["error"])}</span>'])
     table = _table(["waiting", "call", "file", "failed lookups", "next try", "reason", "why"], rows, "")
     return f'<p id="routing-summary">{_e(summary)}</p>\n{table}'
 

@@ -113,5 +113,6 @@ def test_while_stream_is_down_the_file_waits_and_keeps_its_place(runtime: Runtim
     assert resolve_file(runtime, file_id) == []
     record = runtime.ledger.file(file_id)
     assert record["routing"] == "pending" and "503" in record["routing_error"]
+    assert record["routing_attempts"] == "1" and int(record["routing_tried_at"]) <= now_ms()  # shown by list
     due = runtime.ledger.redis.zscore("archiver:unrouted", file_id)
     assert due is not None and due > now_ms()
