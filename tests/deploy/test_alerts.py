@@ -31,7 +31,7 @@ METRICS = {
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # The alerts the deployment promises (docs/deployment.md, docs/runbook.md).
 EXPECTED = {"ArchiverTargetDown", "ArchiverTransfersFailed", "ArchiverFilesLost", "ArchiverFilesAtRisk",
-            "ArchiverDeadlineClose", "ArchiverQueueStalled", "ArchiverStorageDown", "ArchiverRetriesClimbing",
+            "ArchiverDeadlineClose", "ArchiverQueueStalled", "ArchiverRoutingStalled", "ArchiverStorageDown", "ArchiverRetriesClimbing",
             "ArchiverNoWebhooks"}
 RULES: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
 
