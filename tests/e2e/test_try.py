@@ -72,16 +72,32 @@ def test_try_archives_both_samples_and_prints_where_and_their_sha256(serve: str,
     assert took < 10, f"archiver try took {took:.1f} s"
 
 
-def test_a_wrong_secret_is_reported_with_the_receivers_401(tmp_path: Path, redis_url: str) -> None:
+@pytest.fixture
+def web_only(tmp_path: Path, redis_url: str) -> Iterator[str]:
+    """The receiver alone (no worker), with the secret "the-service-secret"; yields the webhook URL."""
     web = ArchiverProcesses(made_up(redis_url, secret="the-service-secret"), tmp_path / "run")
     try:
-        url = web.start_web()
-        result, _ = run_try(made_up(redis_url, secret="another-secret"), tmp_path, "--url", url)
+        yield web.start_web()
     finally:
         web.stop_all()
+
+
+def test_a_wrong_secret_is_reported_with_the_receivers_401(web_only: str, tmp_path: Path, redis_url: str) -> None:
+    result, _ = run_try(made_up(redis_url, secret="another-secret"), tmp_path, "--url", web_only)
     assert result.returncode == 1
     assert "the receiver refused the webhook (401): X-Signature does not match the body" in result.stderr
     assert "STREAM_API_SECRET" in result.stderr and "archived to" not in result.stdout
+
+
+def test_without_a_worker_it_stops_at_its_timeout_saying_where_the_files_wait(web_only: str, tmp_path: Path,
+                                                                            redis_url: str) -> None:
+    result, took = run_try(made_up(redis_url, secret="the-service-secret"), tmp_path, "--url", web_only,
+                           "--timeout", "2")
+    assert result.returncode == 1 and took < 10
+    assert result.stdout.count("NOT archived: routing: waiting for its destinations") == 2, result.stdout
+    assert "is `archiver worker` running?" in result.stdout
+    assert "not archived in time (--timeout)" in result.stderr
+    assert redis_keys(redis_url) == [], "its permissions are gone when it ends"
 
 
 def test_an_unreachable_receiver_is_named_with_how_to_start_it(tmp_path: Path, redis_url: str) -> None:
