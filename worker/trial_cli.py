@@ -56,11 +56,16 @@ def try_command(
     except OSError as exc:
         err.print(f"cannot serve the sample on {serve_host}: {exc.strerror or exc}", markup=False)
         raise typer.Exit(2) from None
-    with server:
-        trial = make_trial(server.base_url, datetime.now(UTC))
-        server.serve(trial.samples)
-        code = _run(Attempt(env, archive, ledger, server, trial), url, started + timeout)
-    ledger.redis.close()
+    try:
+        with server:
+            trial = make_trial(server.base_url, datetime.now(UTC))
+            server.serve(trial.samples)
+            code = _run(Attempt(env, archive, ledger, server, trial), url, started + timeout)
+    except redis.RedisError as exc:
+        err.print(f"lost Redis at REDIS_URL ({redact_url(env.redis_url)}): {scrub(str(exc))}", markup=False)
+        code = 3
+    finally:
+        ledger.redis.close()
     if code:
         raise typer.Exit(code)
     out.print(f"both files archived in {time.monotonic() - started:.1f} s")
