@@ -27,6 +27,7 @@ from worker.errors import ArchiverError
 from worker.ledger import LISTED_STATES, Ledger, rfc3339
 from worker.redis_check import warn_about_persistence
 from worker.redis_client import connect_env
+from worker.trial_cli import try_command
 
 log = structlog.get_logger("worker.cli")
 app = typer.Typer(help="Archive Stream Video recordings and transcriptions into your own storage.",
@@ -479,6 +480,7 @@ def check_storage_command(name: Annotated[str, typer.Argument(help="A storage na
 
 app.command("backfill")(backfill_command)
 app.command("reconcile")(reconcile_command)
+app.command("try")(try_command)
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ class SignedUrl:
     def __init__(self, runtime: Runtime, file_id: str, file_record: Mapping[str, str]) -> None:
         self._runtime, self._file_id, self._record = runtime, file_id, file_record
         self.url = file_record["url"]
-        check_url(self.url, runtime.archive.download_hosts)
+        runtime.http.check(self.url)  # download_hosts, or `archiver try`'s one-file permission
 
     @property
     def filename(self) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from config import ArchiveConfig, ConfigError, Settings
 from worker.errors import StorageRefused
 from worker.ledger import Ledger
+from worker.permits import LedgerPermits
 from worker.redis_client import connect_env
 from worker.source import DownloadClient, http_client
 from worker.storage import Storage
@@ -30,13 +31,15 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         tuning = settings.archive.transfer
+        ledger = Ledger(connect_env(settings.env, name="archiver-worker"))
         return cls(
             settings=settings,
-            ledger=Ledger(connect_env(settings.env, name="archiver-worker")),
+            ledger=ledger,
             http=http_client(
                 settings.archive.download_hosts,
                 tuning.connect_timeout.total_seconds(),
                 tuning.read_timeout.total_seconds(),
+                permits=LedgerPermits(ledger),  # `archiver try`'s one-file permissions
             ),
             owner=f"{socket.gethostname()}:{os.getpid()}",
         )

@@ -21,6 +21,13 @@ Where a download may go (a forged or hostile URL must not reach inside the netwo
 An operator opts a private host in by listing it *exactly*: a pattern without wildcards equal to
 the host or ``host:port`` (``"127.0.0.1:8080"``, ``"cdn.internal"``). A refusal is DownloadRefused.
 Environment proxies are not used for downloads: the guard must see the address connected to.
+
+One more way in, for one file at a time: a one-file permission in the ledger (`worker.permits`,
+written only by ``archiver try`` for the sample it serves itself). A well-formed http(s) URL that
+`download_hosts` refuses is accepted when `permits` holds a permission for exactly that URL
+(scheme, host, port and path; the query aside), and then only that connection may go to a
+loopback or private address. Nothing in a payload creates a permission; every other URL, and
+every redirect, is checked as above.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HEADERS = {"Accept-Encoding": "identity", "User-Agent": "stream-archiver"}
 MAX_REDIRECTS = 5
 Resolver = Callable[[str, int], Sequence[str]]
+Permits = Callable[[str], bool]  # whether the ledger holds a one-file permission for exactly this URL
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -103,7 +111,8 @@ def _host_problem(host: str, port: int) -> str | None:
     return None
 
 
-def _url_problem(url: str, patterns: Sequence[str]) -> str | None:
+def _host_port_or_fault(url: str) -> tuple[str, int] | str:
+    """The URL's (host, port) when it is a well-formed http(s) URL without userinfo, else its fault."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
@@ -114,8 +123,14 @@ def _url_problem(url: str, patterns: Sequence[str]) -> str | None:
         return "carries a user name or password"
     host = parsed.raw_host.decode("ascii").lower()
     port = _DEFAULT_PORTS[parsed.scheme] if parsed.port is None else parsed.port
-    if problem := _host_problem(host, port):
-        return problem
+    return _host_problem(host, port) or (host, port)
+
+
+def _url_problem(url: str, patterns: Sequence[str]) -> str | None:
+    form = _host_port_or_fault(url)
+    if isinstance(form, str):
+        return form
+    host, port = form
     if listed_exactly(host, port, patterns):
         return None  # the operator opted this one in, private or not
     if not any(fnmatchcase(c, p) for c in _candidates(host, port) for p in patterns):
@@ -132,11 +147,17 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
     return _url_problem(url, patterns) is None
 
 
-def check_url(url: str, patterns: Sequence[str]) -> None:
-    """Raise DownloadRefused unless `url` may be downloaded (the message has no query string)."""
+def check_url(url: str, patterns: Sequence[str], permits: Permits | None = None) -> bool:
+    """Raise DownloadRefused unless `url` may be downloaded (the message has no query string).
+
+    True when only a one-file permission in `permits` allows it: its connection may then go to a
+    loopback or private address (see the module docstring)."""
     problem = _url_problem(url, patterns)
-    if problem is not None:
-        raise DownloadRefused(f"{redact_url(url)} {problem}")
+    if problem is None:
+        return False
+    if permits is not None and not isinstance(_host_port_or_fault(url), str) and permits(url):
+        return True
+    raise DownloadRefused(f"{redact_url(url)} {problem}")
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -155,12 +176,13 @@ class AddressGuard:
     def __init__(self, patterns: Sequence[str], resolve: Resolver = resolve_host) -> None:
         self._patterns, self._resolve = tuple(patterns), resolve
 
-    def connect(self, host: str, port: int, timeout: float) -> socket.socket:
-        """A connected socket. Raises DownloadRefused for a forbidden address, OSError as usual."""
+    def connect(self, host: str, port: int, timeout: float, *, permitted: bool = False) -> socket.socket:
+        """A connected socket. Raises DownloadRefused for a forbidden address, OSError as usual.
+        `permitted`: a one-file permission allows this connection to any address (`check_url`)."""
         addresses = list(self._resolve(host, port))
         if not addresses:
             raise ConnectionError(f"{host} resolves to no address")
-        if not listed_exactly(host, port, self._patterns):
+        if not permitted and not listed_exactly(host, port, self._patterns):
             for address in addresses:
                 problem = address_problem(address)
                 if problem is not None:
@@ -176,13 +198,15 @@ class AddressGuard:
 
 
 class _GuardedHTTP(http.client.HTTPConnection):
-    """http.client's connection, connecting through the guard (set `guard` and `connect_timeout`)."""
+    """http.client's connection, connecting through the guard (set `guard`, `connect_timeout` and
+    `permitted`)."""
 
     guard: AddressGuard
     connect_timeout: float
+    permitted: bool = False
 
     def connect(self) -> None:
-        self.sock = self.guard.connect(self.host, self.port, self.connect_timeout)
+        self.sock = self.guard.connect(self.host, self.port, self.connect_timeout, permitted=self.permitted)
         self.sock.settimeout(self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -198,8 +222,9 @@ class DownloadClient:
     a third of the worker's CPU per GiB (bench/)."""
 
     def __init__(self, patterns: Sequence[str], connect_timeout: float, read_timeout: float, *,
-                 resolve: Resolver = resolve_host) -> None:
+                 resolve: Resolver = resolve_host, permits: Permits | None = None) -> None:
         self.patterns = tuple(patterns)
+        self._permits = permits
         self._guard = AddressGuard(patterns, resolve)
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         self._tls = ssl.create_default_context(cafile=certifi.where())
@@ -213,13 +238,17 @@ class DownloadClient:
     def close(self) -> None:
         """Nothing is pooled: each download owns its connection."""
 
+    def check(self, url: str) -> None:
+        """Raise DownloadRefused unless this client may download `url` (`check_url`, with its permits)."""
+        check_url(url, self.patterns, self._permits)
+
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[str, Response]:
         """`method` `url`, following up to `MAX_REDIRECTS` redirects (each checked); the final URL and
         the open response (close it). Raises DownloadRefused, OSError or http.client.HTTPException."""
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url, self.patterns)
+            permitted = check_url(url, self.patterns, self._permits)
             parsed = httpx.URL(url)  # the parser check_url used: what was checked is what is connected to
-            connection = self._connection(parsed)
+            connection = self._connection(parsed, permitted)
             try:
                 connection.request(method, parsed.raw_path.decode("ascii"), headers={**_HEADERS, **headers})
                 answer = connection.getresponse()
@@ -234,7 +263,7 @@ class DownloadClient:
             url = urljoin(url, location)
         raise SourceUnavailable(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects")
 
-    def _connection(self, url: httpx.URL) -> http.client.HTTPConnection:
+    def _connection(self, url: httpx.URL, permitted: bool) -> http.client.HTTPConnection:
         host = url.raw_host.decode("ascii")
         port = url.port or _DEFAULT_PORTS[url.scheme]
         connection: _GuardedHTTP
@@ -243,14 +272,15 @@ class DownloadClient:
         else:
             connection = _GuardedHTTP(host, port, timeout=self._read_timeout)
         connection.guard, connection.connect_timeout = self._guard, self._connect_timeout
+        connection.permitted = permitted
         return connection
 
 
 def http_client(patterns: Sequence[str], connect_timeout: float, read_timeout: float, *,
-                resolve: Resolver = resolve_host) -> DownloadClient:
-    """The download client: only allowed hosts and addresses (redirects too). `resolve` (host,
-    port) → addresses is for tests."""
-    return DownloadClient(patterns, connect_timeout, read_timeout, resolve=resolve)
+                resolve: Resolver = resolve_host, permits: Permits | None = None) -> DownloadClient:
+    """The download client: only allowed hosts and addresses (redirects too), and URLs `permits`
+    holds a one-file permission for. `resolve` (host, port) → addresses is for tests."""
+    return DownloadClient(patterns, connect_timeout, read_timeout, resolve=resolve, permits=permits)
 
 
 @dataclass
