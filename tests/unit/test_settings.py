@@ -275,3 +275,10 @@ def test_environment_errors_name_the_variable() -> None:
     """An environment variable's fault names the variable as it is written."""
     with pytest.raises(ConfigError, match=r"ARCHIVER_LOG_FORMAT: expected 'auto', 'json' or 'console', got 'xml'"):
         load_settings(BASE_ENV | {"ARCHIVER_LOG_FORMAT": "xml"})
+
+
+def test_a_short_signing_secret_gets_advice_once_not_a_warning_per_call() -> None:
+    """A STREAM_API_SECRET under 32 bytes gets one sentence of advice (said at start); a long one none."""
+    advice = load_settings(BASE_ENV).env.signing_secret_advice()
+    assert advice is not None and "17 bytes" in advice and "Stream accepts it" in advice
+    assert load_settings(BASE_ENV | {"STREAM_API_SECRET": "x" * 32}).env.signing_secret_advice() is None
