@@ -8,13 +8,14 @@ user can copy theirs. Unknown keys are errors. Any secret may be written ``"env:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, overload
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -29,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_STORAGE_NAME = "local"
@@ -239,7 +241,17 @@ def _names(route: Route) -> list[str]:
 class ArchiveConfig(_Strict):
     """The TOML file, top level."""
 
+    # Where a file goes when nothing more specific applies: a storage name, or a list of them (one
+    # transfer per destination). "stream-s3" means "leave it with Stream" (recorded as skipped). Unset:
+    # the storage itself when exactly one is declared; "local" when a storage of that name is declared,
+    # or none is (then it is the ./archive directory); with several declared, it must be set.
     default_storage: Route = LOCAL_STORAGE_NAME
+    # Hosts the worker may download from (shell-style patterns, host or host:port). Setting it replaces
+    # the default list, so keep "*.stream-io-cdn.com" in it; ARCHIVER_DOWNLOAD_HOSTS adds patterns to
+    # it without editing the file (for quick trials). Addresses inside a private network (loopback,
+    # 10/8, 192.168/16, link-local, metadata services…) are refused even when a pattern matches,
+    # unless a pattern names that host (or host:port) exactly, without a wildcard. Downloads go
+    # straight to the host: HTTP(S)_PROXY variables are not used for them.
     download_hosts: tuple[str, ...] = ("*.stream-io-cdn.com",)
     key_template: str = "{call_type}/{call_id}/{filename}"
     call_types: dict[str, Route] = Field(default_factory=dict)
@@ -301,6 +313,12 @@ class ArchiveConfig(_Strict):
         known = set(names) | {STREAM_S3}
         if not self.storages:
             known.add(LOCAL_STORAGE_NAME)
+        if "default_storage" not in self.model_fields_set and self.storages and LOCAL_STORAGE_NAME not in names:
+            if len(names) > 1:
+                raise ValueError(f"default_storage is not set, and {len(names)} storages are declared "
+                                 f"({', '.join(names)}): set default_storage to the one (or the list) files go to "
+                                 "when nothing else routes them")
+            object.__setattr__(self, "default_storage", names[0])  # frozen: set once, while it is built
         routes = {"default_storage": self.default_storage} | {f"call_types.{t}": r for t, r in self.call_types.items()}
         for where, route in routes.items():
             for target in _names(route):
@@ -331,16 +349,20 @@ class ArchiveConfig(_Strict):
         raise KeyError(name)
 
 
-class Environment(BaseSettings):
-    """Environment variables. STREAM_API_KEY and STREAM_API_SECRET are required."""
+def _host_list(value: Any) -> Any:
+    """ARCHIVER_DOWNLOAD_HOSTS: host patterns separated by commas (spaces around them dropped)."""
+    if isinstance(value, str):
+        return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+    return value
+
+
+class LedgerEnvironment(BaseSettings):
+    """Environment variables. `archiver transfers list|show|export|prune` and `archiver storage
+    list|check` need only these (Redis and the configuration); every command that talks to Stream or
+    receives its webhooks also needs STREAM_API_KEY and STREAM_API_SECRET."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
 
-    stream_api_key: str = Field(min_length=1)
-    # STREAM_API_SECRET: one secret, or several separated by commas while rotating ("new,old"). This
-    # field is the first of them, the one that signs API calls; `stream_api_secrets` lists them all
-    # (any of them authenticates a webhook).
-    stream_api_secret: SecretStr
     stream_base_url: str = "https://video.stream-io-api.com"
     redis_url: str = "redis://127.0.0.1:6379/0"
     archiver_broker_url: str | None = None  # the Celery broker, when not REDIS_URL
@@ -349,9 +371,35 @@ class Environment(BaseSettings):
     redis_sentinel_master: str | None = None
     redis_sentinel_password: SecretStr | None = None
     archiver_config: Path | None = None
+    # Host patterns separated by commas (e.g. "127.0.0.1:8080,files.example.com"), allowed for
+    # downloads in addition to the TOML file's download_hosts (never instead of them): for quick
+    # trials without editing the file. A private address needs its exact host or host:port.
+    archiver_download_hosts: Annotated[tuple[str, ...], BeforeValidator(_host_list)] = ()
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
     archiver_status_token: SecretStr | None = None  # the status page (GET /): off (404) without it
+
+    @model_validator(mode="after")
+    def _sentinel_master_named(self) -> LedgerEnvironment:
+        urls = [u for u in (self.redis_url, self.archiver_broker_url) if u]
+        if any(u.strip().lower().startswith("sentinel://") for u in urls) and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER must name the master the Sentinels watch "
+                             "(REDIS_URL or ARCHIVER_BROKER_URL is a sentinel:// URL)")
+        return self
+
+
+# PyJWT's advice for HS256 (RFC 7518 §3.2): a key of at least 256 bits.
+SHORT_SECRET_BYTES = 32
+
+
+class Environment(LedgerEnvironment):
+    """Environment variables, with Stream's credentials (required by every command that talks to Stream)."""
+
+    stream_api_key: str = Field(min_length=1)
+    # STREAM_API_SECRET: one secret, or several separated by commas while rotating ("new,old"). This
+    # field is the first of them, the one that signs API calls; `stream_api_secrets` lists them all
+    # (any of them authenticates a webhook).
+    stream_api_secret: SecretStr
 
     _api_secrets: tuple[SecretStr, ...] = PrivateAttr(default=())
 
@@ -380,21 +428,24 @@ class Environment(BaseSettings):
         authenticates a webhook (so a secret can be rotated without refusing a delivery)."""
         return [s.get_secret_value() for s in self._api_secrets or (self.stream_api_secret,)]
 
-    @model_validator(mode="after")
-    def _sentinel_master_named(self) -> Environment:
-        urls = [u for u in (self.redis_url, self.archiver_broker_url) if u]
-        if any(u.strip().lower().startswith("sentinel://") for u in urls) and not self.redis_sentinel_master:
-            raise ValueError("REDIS_SENTINEL_MASTER must name the master the Sentinels watch "
-                             "(REDIS_URL or ARCHIVER_BROKER_URL is a sentinel:// URL)")
-        return self
+    def signing_secret_advice(self) -> str | None:
+        """Advice when the signing secret is shorter than HS256 wants (PyJWT would warn on every
+        token); None when it is long enough. Stream issues the secret: it still works as it is."""
+        size = len(self.stream_api_secret.get_secret_value().encode())
+        if size >= SHORT_SECRET_BYTES:
+            return None
+        return (f"STREAM_API_SECRET is {size} bytes, shorter than the {SHORT_SECRET_BYTES} HS256 recommends; "
+                "Stream accepts it, so nothing needs changing unless you can issue a longer secret in "
+                "Stream's dashboard")
 
 
-class Settings(BaseModel):
-    """Everything the service is configured with, read once."""
+class LedgerSettings(BaseModel):
+    """What a command that only reads the ledger and the configuration needs: no Stream credentials.
+    Code that signs (a Stream client, the webhook check) takes `Settings`, which has them."""
 
     model_config = ConfigDict(frozen=True)
 
-    env: Environment
+    env: LedgerEnvironment
     archive: ArchiveConfig
     config_path: Path | None = None
 
@@ -404,7 +455,7 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every secret value configured, so log output can be scrubbed of them."""
-        found = list(self.env.stream_api_secrets)
+        found = []
         if self.env.archiver_status_token is not None:
             found.append(self.env.archiver_status_token.get_secret_value())
         for storage in self.archive.effective_storages():
@@ -417,6 +468,15 @@ class Settings(BaseModel):
         if self.env.redis_sentinel_password:
             found.append(self.env.redis_sentinel_password.get_secret_value())
         return [s for s in found if s]
+
+
+class Settings(LedgerSettings):
+    """Everything the service is configured with, read once, Stream's credentials included."""
+
+    env: Environment
+
+    def secrets(self) -> list[str]:
+        return [*self.env.stream_api_secrets, *super().secrets()]
 
 
 def split_secrets(value: str) -> list[str]:
@@ -435,13 +495,134 @@ def storage_secrets(storage: StorageConfig) -> list[SecretStr]:
     return [v for v in values if v is not None]
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+# How a value of each TOML type is named in an error ("got a string").
+_TOML_TYPE_NAMES: tuple[tuple[Any, str], ...] = (
+    (str, "a string"), (list | tuple, "a list"),
+    (dict, "a table"), (date | time, "a date or time"),
+)
+# What a field of each pydantic error type expects, in a reader's words.
+_EXPECTED = {
+    "string_type": "a string (text in quotes)", "bool_type": "true or false", "bool_parsing": "true or false",
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "list_type": 'a list such as ["a", "b"]',
+    "tuple_type": 'a list such as ["a", "b"]', "set_type": 'a list such as ["a", "b"]', "dict_type": "a table",
+    "model_type": "a table", "model_attributes_type": "a table", "path_type": "a path (a string)",
+    "byte_size": 'a size such as "8MiB", "16MB" or a number of bytes', "byte_size_unit": 'a size such as "8MiB"',
+}
+# Fields whose expected value is better shown by example (by the field's name, wherever it is).
+_EXAMPLES = {
+    "download_hosts": 'a list of host patterns such as ["*.example.com"]',
+    "default_storage": 'a storage name, or a list of names such as ["s3", "local"]',
+    "call_types": 'a table of call type = storage name(s), such as { livestream = "s3" }',
+    "storages": "[[storages]] tables (each with name, storage_type and bucket)",
+    "call_types.*": 'a storage name, or a list of names such as ["s3", "local"]',
+}
+_UNION_TAG = re.compile(r"^(str|int|float|bool|list|dict|tuple|none)$|\[")  # pydantic's union members in a loc
+
+
+def _got(value: Any) -> str:
+    """A value as an error names it: strings, lists and tables by their type, other values as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    for kind, name in _TOML_TYPE_NAMES:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model whose keys are at `loc` (list indices and table keys are passed over)."""
+    model: type[BaseModel] = root
+    for part in loc:
+        if isinstance(part, str) and part in model.model_fields:
+            nested = _nested_model(model.model_fields[part].annotation)
+            if nested is None:
+                return None
+            model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _nested_model(arg)) is not None:
+            return found
+    return None
+
+
+def _where(loc: Sequence[int | str], *, env: bool) -> str:
+    if env:
+        return ".".join(str(p).upper() for p in loc) or "(environment)"
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+_BOUNDS = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
+           "less_than": "less than"}
+
+
+def _unknown_key(loc: list[int | str], root: type[BaseModel] | None) -> str:
+    """"unknown key 'x'", with "did you mean 'y'?" when a known key is close (else the known keys)."""
+    model = _model_at(root, loc[:-1]) if root is not None else None
+    known = sorted(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    hint = f": did you mean {close[0]!r}?" if close else f" (known keys: {', '.join(known)})" if known else ""
+    return f"unknown key {str(loc[-1])!r}{hint}"
+
+
+def _expected(loc: list[int | str], root: type[BaseModel] | None, kind: str) -> str:
+    """What the value at `loc` should be: by example for the fields that have one, else by type."""
+    named = str(loc[-1]) if loc else ""
+    if root is not None and len(loc) > 1:
+        model = _model_at(root, loc[:-1])
+        if model is None or named not in model.model_fields:
+            named = f"{loc[-2]}.*"  # a table's own key, such as a call type in call_types
+    return _EXAMPLES.get(named, _EXPECTED[kind])
+
+
+def _plain(item: ErrorDetails, root: type[BaseModel] | None) -> tuple[list[int | str], str, str | None]:
+    """One pydantic error as (where, message, expected): `expected` is set for type errors, so the
+    errors of one value against several types (a union) can be merged into one line."""
+    loc = [p for p in item["loc"] if not (isinstance(p, str) and _UNION_TAG.search(p))]
+    kind, value, ctx = item["type"], item.get("input"), item.get("ctx") or {}
+    if kind == "extra_forbidden" and loc:
+        return loc[:-1], _unknown_key(loc, root), None
+    if kind == "missing" and loc:
+        return loc[:-1], f"missing required key {str(loc[-1])!r}", None
+    if kind in _EXPECTED:
+        return loc, "", f"{_expected(loc, root, kind)}, got {_got(value)}"
+    if kind in _BOUNDS:
+        return loc, f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '?')}, got {value!r}", None
+    plain = {"literal_error": f"expected {ctx.get('expected')}, got {value!r}", "string_too_short": "must not be empty",
+             "string_pattern_mismatch": f"{value!r} does not match the pattern {ctx.get('pattern')}"}
+    return loc, plain.get(kind) or item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, "), None
+
+
+def _describe(error: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
+    """`error` in plain words, one line per fault: "unknown key 'x': did you mean 'y'?", "expected a
+    list of host patterns such as ["*.example.com"], got a string". With `root` (the model that was
+    validated), unknown keys get a "did you mean"; without it, locations are environment variables."""
+    env = root is None
+    lines: dict[str, list[str]] = {}
+    expected: dict[str, list[str]] = {}
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+        loc, message, wants = _plain(item, root)
+        where = _where(loc, env=env)
+        if wants is not None:
+            expected.setdefault(where, []).append(wants)
+        else:
+            lines.setdefault(where, []).append(message)
+    for where, each in expected.items():  # one value against each member of a union: one line
+        got = each[0].rpartition(", got ")[2]
+        options = list(dict.fromkeys(w.rpartition(", got ")[0] for w in each))
+        lines.setdefault(where, []).append(f"expected {' or '.join(options)}, got {got}")
+    body = [f"  {where}: {message}" for where, messages in lines.items() for message in messages]
+    return "\n".join([f"{source}: invalid configuration", *body])
 
 
 def load_archive_config(path: Path | None) -> ArchiveConfig:
@@ -457,31 +638,68 @@ def load_archive_config(path: Path | None) -> ArchiveConfig:
     try:
         return ArchiveConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from None
+        raise ConfigError(_describe(exc, str(path), ArchiveConfig)) from None
+
+
+_STREAM_VARIABLES = ("STREAM_API_KEY", "STREAM_API_SECRET")
 
 
 def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
+    """The environment, Stream's credentials included (ConfigError, naming them, when they are missing)."""
     source = os.environ if environ is None else environ
-    required = ("STREAM_API_KEY", "STREAM_API_SECRET")
-    missing = [name for name in required if not source.get(name)]
+    missing = [name for name in _STREAM_VARIABLES if not source.get(name)]
     if missing:
         raise ConfigError(
             "missing required environment variable(s): "
             + ", ".join(missing)
             + " (your Stream app's API key and secret, from the Stream dashboard)"
         )
-    values = {k.lower(): v for k, v in source.items() if k.upper() in _ENV_NAMES}
+    return _validate_environment(Environment, source)
+
+
+def load_ledger_environment(environ: Mapping[str, str] | None = None) -> LedgerEnvironment:
+    """The environment without Stream's credentials (ignored when they are set)."""
+    return _validate_environment(LedgerEnvironment, os.environ if environ is None else environ)
+
+
+_Env = TypeVar("_Env", bound=LedgerEnvironment)
+
+
+def _validate_environment(model: type[_Env], source: Mapping[str, str]) -> _Env:
+    names = {name.upper() for name in model.model_fields}
+    values = {k.lower(): v for k, v in source.items() if k.upper() in names}
     try:
-        return Environment.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, "environment")) from None
 
 
-_ENV_NAMES = {name.upper() for name in Environment.model_fields}
-
-
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the environment and the TOML file it names; raise ConfigError on any fault."""
-    env = load_environment(environ)
+def _archive(env: LedgerEnvironment) -> ArchiveConfig:
+    """The TOML file named by ARCHIVER_CONFIG, with ARCHIVER_DOWNLOAD_HOSTS added to its download_hosts."""
     archive = load_archive_config(env.archiver_config)
-    return Settings(env=env, archive=archive, config_path=env.archiver_config)
+    if not env.archiver_download_hosts:
+        return archive
+    hosts = tuple(dict.fromkeys(archive.download_hosts + env.archiver_download_hosts))
+    return archive.model_copy(update={"download_hosts": hosts})
+
+
+@overload
+def load_settings(environ: Mapping[str, str] | None = None, *, require_stream: Literal[True] = True) -> Settings: ...
+
+
+@overload
+def load_settings(environ: Mapping[str, str] | None = None, *, require_stream: Literal[False]) -> LedgerSettings: ...
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, require_stream: bool = True,
+                  ) -> Settings | LedgerSettings:
+    """Read the environment and the TOML file it names; raise ConfigError on any fault.
+
+    With `require_stream` (the default), Stream's credentials are required and the result is a
+    `Settings`, which code that signs requires; without it, a `LedgerSettings`, enough to read the
+    ledger and the configuration."""
+    if require_stream:
+        env = load_environment(environ)
+        return Settings(env=env, archive=_archive(env), config_path=env.archiver_config)
+    ledger_env = load_ledger_environment(environ)
+    return LedgerSettings(env=ledger_env, archive=_archive(ledger_env), config_path=ledger_env.archiver_config)

@@ -99,7 +99,7 @@ def _runtime() -> Runtime:
     """The configuration, a reachable Redis and a Stream client (exits 2 or 3 as `archiver` does)."""
     from worker import cli  # noqa: PLC0415 - worker.cli imports this module
 
-    settings: Settings = cli._settings()
+    settings: Settings = cli._stream_settings()
     cli._ledger(settings).redis.close()
     return Runtime.from_settings(settings)
 
@@ -115,7 +115,7 @@ def _lazy_enqueue() -> Callable[[Sequence[str]], None]:
 
 
 def _stream_failed(exc: StreamApiError, *, resumable: bool) -> typer.Exit:
-    err.print(f"[bold red]Stream's API failed[/] (HTTP {exc.status or '-'}, code {exc.code}): {exc}", highlight=False)
+    err.print(f"[bold red]Stream's API failed:[/] {exc}", highlight=False)  # its message has the status and code
     if resumable:
         err.print("The checkpoint keeps every page done: run the same command again to go on from there.")
     return typer.Exit(1)

@@ -12,16 +12,17 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import redis
 import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperOption
 
-from config import ConfigError, Settings, load_settings
-from config.logging import configure_logging, register_secrets
+from config import ConfigError, LedgerSettings, Settings, load_settings
+from config.logging import configure_logging, redact_url, register_secrets
 from worker.backfill_cli import backfill_command, reconcile_command
 from worker.errors import ArchiverError
 from worker.ledger import LISTED_STATES, Ledger, rfc3339
@@ -36,19 +37,59 @@ transfers_app = typer.Typer(help="Look at the transfer ledger.", no_args_is_help
 app.add_typer(transfers_app, name="transfers")
 storage_app = typer.Typer(help="The configured storages.", no_args_is_help=True)
 app.add_typer(storage_app, name="storage")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
-def _settings() -> Settings:
-    """Load the configuration or stop with its error (exit 2)."""
+def _width(stream: TextIO) -> int | None:
+    """A terminal's own width; else (a pipe, a file) wide enough that no table is cut at 80 columns."""
+    return None if stream.isatty() else 10_000
+
+
+out = Console(soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))
+
+# Typer's rich help shows a flag's type as "<bool>" (typer 0.29), though a flag takes no value: show none.
+_option_type = TyperOption.display_type_rich
+
+
+def _flag_without_type(self: TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign] # see above
+# The hidden option by which `archiver serve` tells its parts that it gave the start-up advice.
+QUIET_START = typer.Option("--quiet-start", hidden=True, help="Start-up advice was given by `archiver serve`.")
+
+
+def _configuration_error(exc: ConfigError) -> typer.Exit:
+    err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(2)
+
+
+def _settings() -> LedgerSettings:
+    """The configuration without Stream's credentials, enough to read the ledger and the storages
+    (`archiver transfers …`, `archiver storage …`); or stop with its error (exit 2)."""
+    try:
+        settings = load_settings(require_stream=False)
+    except ConfigError as exc:
+        raise _configuration_error(exc) from None
+    register_secrets(settings.secrets())
+    configure_logging(settings.env.archiver_log_level, settings.env.archiver_log_format)
+    return settings
+
+
+def _stream_settings(*, advise: bool = True) -> Settings:
+    """The configuration with Stream's credentials, for commands that talk to Stream or receive its
+    webhooks; or stop with its error (exit 2). With `advise`, a short signing secret is said once,
+    here, as advice (PyJWT's own warning, on every token, is silenced in worker.stream)."""
     try:
         settings = load_settings()
     except ConfigError as exc:
-        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False, markup=True)
-        raise typer.Exit(2) from None
+        raise _configuration_error(exc) from None
     register_secrets(settings.secrets())
     configure_logging(settings.env.archiver_log_level, settings.env.archiver_log_format)
+    advice = settings.env.signing_secret_advice() if advise else None
+    if advice is not None:
+        log.info("stream_api_secret_short", advice=advice)
     return settings
 
 
@@ -80,7 +121,7 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
         runtime.close()
 
 
-def _ledger(settings: Settings, *, fail_fast: bool = False, starting: str | None = None) -> Ledger:
+def _ledger(settings: LedgerSettings, *, fail_fast: bool = False, starting: str | None = None) -> Ledger:
     """The ledger, or stop (exit 3) when Redis is unreachable. A service part `starting` also logs
     a warning for each Redis setting that puts the ledger at risk (never stops for them)."""
     ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast))
@@ -124,6 +165,7 @@ def web(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "12
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
         workers: Annotated[int, typer.Option("--workers", "-w", min=1,
                                              help="Receiver processes on the one port (one core each).")] = 1,
+        quiet_start: Annotated[bool, QUIET_START] = False,
         ) -> None:
     """Run the webhook receiver (POST /webhooks/stream, GET /healthz, GET /readyz, GET /metrics, GET /)."""
     import uvicorn  # noqa: PLC0415
@@ -131,37 +173,48 @@ def web(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "12
     options: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False,
                                "timeout_graceful_shutdown": 20}
     if workers == 1:
-        uvicorn.run(web_app(), **options)
+        uvicorn.run(web_app(quiet_start=quiet_start), **options)
     else:  # each process builds its own app (settings, ledger, broker connection) from the environment
-        _settings()  # a bad configuration stops here, once, with its message
-        uvicorn.run("worker.cli:web_app", factory=True, workers=workers, **options)
+        settings = _stream_settings(advise=not quiet_start)  # a bad configuration stops here, once
+        if not quiet_start:
+            _ledger(settings, starting="web").redis.close()  # the advice on Redis, once too
+        uvicorn.run("worker.cli:web_app_quiet", factory=True, workers=workers, **options)
 
 
-def web_app() -> Any:
-    """The receiver's ASGI app, from the environment (also uvicorn's factory for ``--workers``)."""
+def web_app(*, quiet_start: bool = False) -> Any:
+    """The receiver's ASGI app, from the environment."""
     from worker.web import create_app  # noqa: PLC0415
 
-    settings = _settings()
-    ledger = _ledger(settings, fail_fast=True, starting="web")
+    settings = _stream_settings(advise=not quiet_start)
+    ledger = _ledger(settings, fail_fast=True, starting=None if quiet_start else "web")
     return create_app(settings, ledger, _celery_enqueue())
+
+
+def web_app_quiet() -> Any:
+    """uvicorn's factory for ``--workers``: the app of one process, without the start-up advice
+    (the parent gave it)."""
+    return web_app(quiet_start=True)
 
 
 @app.command()
 def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Transfer processes.")] = 2,
+           quiet_start: Annotated[bool, QUIET_START] = False,
            ) -> None:
     """Run a Celery worker that performs transfers."""
-    settings = _settings()
+    settings = _stream_settings(advise=not quiet_start)
     _check_storages(settings, probe=True)
-    _ledger(settings, starting="worker")
+    _ledger(settings, starting=None if quiet_start else "worker")
     from config.celery import TRANSFER_QUEUE  # noqa: PLC0415
     from tasks.app import app as celery_app  # noqa: PLC0415
 
-    celery_app.worker_main(["worker", "-Q", TRANSFER_QUEUE, "-c", str(concurrency), "-P", "prefork",
+    # --quiet: no plain-text banner on stdout, amid the JSON log lines (its facts are logged as `worker_starting`)
+    log.info("worker_starting", queue=TRANSFER_QUEUE, concurrency=concurrency, broker=redact_url(settings.broker_url))
+    celery_app.worker_main(["--quiet", "worker", "-Q", TRANSFER_QUEUE, "-c", str(concurrency), "-P", "prefork",
                             "--without-gossip", "--without-mingle", "-l", settings.env.archiver_log_level])
 
 
 @app.command()
-def scheduler() -> None:
+def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
     """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock);
     reconcile with Stream's listings every `reconcile_every`, and then delete archived files from
     Stream when `delete_from_stream` is on."""
@@ -171,8 +224,8 @@ def scheduler() -> None:
     from worker.scheduler import PeriodicJob, run_scheduler  # noqa: PLC0415
     from worker.storage_health import HEALTH_EVERY, check_health  # noqa: PLC0415
 
-    settings = _settings()
-    ledger = _ledger(settings, starting="scheduler")
+    settings = _stream_settings(advise=not quiet_start)
+    ledger = _ledger(settings, starting=None if quiet_start else "scheduler")
     runtime = Runtime.from_settings(settings)
     every, enqueue = settings.archive.reconcile_every.total_seconds(), _celery_enqueue()
     jobs = [PeriodicJob("reconcile", every, lambda: reconcile(runtime, enqueue))]
@@ -198,7 +251,7 @@ def sqs(queue_url: Annotated[str, typer.Option("--queue-url", help="The SQS queu
     message is deleted only once the ledger holds its file."""
     from worker.sqs import run_sqs_intake, sqs_client  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _stream_settings()
     ledger = _ledger(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -215,7 +268,7 @@ def delete_archived_command(
     from worker.deletion import delete_archived  # noqa: PLC0415
     from worker.runtime import Runtime  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _stream_settings()
     _ledger(settings)
     runtime = Runtime.from_settings(settings)
     try:
@@ -243,10 +296,10 @@ def serve(host: Annotated[str, typer.Option(help="Interface for the webhook rece
     from worker.localredis import reachable  # noqa: PLC0415
     from worker.service import serve_all  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _stream_settings()
     _check_storages(settings)
     if reachable(settings.env.redis_url):  # else serve_all starts one, and each process checks the schema
-        _ledger(settings).redis.close()
+        _ledger(settings, starting="serve").redis.close()  # the advice on Redis, once for the three parts
     raise typer.Exit(serve_all(settings, host=host, port=port, concurrency=concurrency, console=out))
 
 
@@ -291,7 +344,7 @@ def retry_transfers(
     if bool(transfer_ids) == (state is not None):
         err.print("give transfer ids, or --state failed (or lost), not both")
         raise typer.Exit(2)
-    ledger = _ledger(_settings())
+    ledger = _ledger(_stream_settings())  # it hands them to the workers: the Celery app needs the full settings
     ids = list(dict.fromkeys(transfer_ids or ledger.ids(state)))
     if not ids:
         err.print(f"no {state} transfers: nothing to retry")
@@ -414,7 +467,7 @@ def doctor() -> None:
     from worker.doctor import diagnose  # noqa: PLC0415
     from worker.runtime import Runtime  # noqa: PLC0415
 
-    settings = _settings()
+    settings = _stream_settings()
     runtime = Runtime.from_settings(settings)
     try:
         findings = diagnose(runtime)
@@ -452,21 +505,25 @@ def list_storages(as_json: Annotated[bool, typer.Option("--json", help="One JSON
 def check_storage_command(name: Annotated[str, typer.Argument(help="A storage name from the configuration.")],
                           ) -> None:
     """Write, read back, verify and remove probe objects (like Stream's check, and more)."""
-    from worker.runtime import Runtime  # noqa: PLC0415
     from worker.storage.check import check_storage  # noqa: PLC0415
+    from worker.storage.registry import build_storage  # noqa: PLC0415
 
-    settings = _settings()
-    if name not in {s.name for s in settings.archive.effective_storages()}:
+    archive = _settings().archive
+    if name not in {s.name for s in archive.effective_storages()}:
         err.print(f"no storage named {name!r} in the configuration")
         raise typer.Exit(2)
-    runtime = Runtime.from_settings(settings)
     try:
-        report = check_storage(runtime.storage(name), settings.archive.transfer)
+        storage = build_storage(archive.storage(name), archive.transfer)
+    except (ConfigError, ValueError) as exc:
+        err.print(f"[bold red]{name}: cannot be used[/]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        report = check_storage(storage, archive.transfer)
     except ArchiverError as exc:
         err.print(f"[bold red]{name}: cannot be used[/]: {exc}", highlight=False)
         raise typer.Exit(1) from None
     finally:
-        runtime.close()
+        storage.close()
     table = Table("step", "ok", "seconds", "detail")
     for step in report.steps:
         table.add_row(step.name, "yes" if step.ok else "[red]NO[/]", f"{step.seconds:.2f}", step.detail)

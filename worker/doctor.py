@@ -26,8 +26,8 @@ def _stream(runtime: Runtime) -> Finding:
         runtime.stream.query_calls({}, limit=1)
     except StreamRefused as exc:
         return Finding("stream", False, f"{where} refused the API key or secret: {exc}")
-    except StreamUnavailable as exc:
-        return Finding("stream", False, f"cannot reach Stream's API at {where}: {exc}")
+    except StreamUnavailable as exc:  # unreachable: its message says "cannot reach Stream's API at …: <cause>"
+        return Finding("stream", False, str(exc) if exc.status == 0 else f"{where} failed: {exc}")
     return Finding("stream", True, f"{where} accepts STREAM_API_KEY and STREAM_API_SECRET")
 
 

@@ -24,7 +24,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from config import ConfigError, Environment
+from config import ConfigError, LedgerEnvironment
 
 SENTINEL_SCHEME = "sentinel"
 
@@ -100,7 +100,7 @@ def connect(url: str, *, fail_fast: bool = False, name: str = "archiver", sentin
     return cast(redis.Redis, master)
 
 
-def connect_env(env: Environment, *, fail_fast: bool = False, name: str = "archiver") -> redis.Redis:
+def connect_env(env: LedgerEnvironment, *, fail_fast: bool = False, name: str = "archiver") -> redis.Redis:
     """The ledger's Redis (REDIS_URL, with REDIS_SENTINEL_MASTER when it is a sentinel:// URL)."""
     password = env.redis_sentinel_password.get_secret_value() if env.redis_sentinel_password else None
     return connect(env.redis_url, fail_fast=fail_fast, name=name, sentinel_master=env.redis_sentinel_master,

@@ -30,10 +30,11 @@ def serve_all(settings: Settings, *, host: str, port: int, concurrency: int, con
             console.print(f"[bold red]cannot start:[/] {exc}")
             return 3
         console.print(f"started redis-server for {settings.env.redis_url} (data in {LOCAL_REDIS_DIR}/)")
+    # The parts start quietly: the start-up advice (Redis persistence, a short secret) was given once, here.
     children = {
-        "web": _spawn("web", "--host", host, "--port", str(port)),
-        "worker": _spawn("worker", "--concurrency", str(concurrency)),
-        "scheduler": _spawn("scheduler"),
+        "web": _spawn("web", "--host", host, "--port", str(port), "--quiet-start"),
+        "worker": _spawn("worker", "--concurrency", str(concurrency), "--quiet-start"),
+        "scheduler": _spawn("scheduler", "--quiet-start"),
     }
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - only for display
     storages = ", ".join(f"{s.name} → {s.storage_type}:{s.bucket}" for s in settings.archive.effective_storages())

@@ -57,21 +57,37 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
-def authorized(header: str | None, token: str) -> bool:
-    """True when `header` (an Authorization header) carries `token`: as a bearer token, or as the
-    password of basic auth. Constant time in the token (hashes of equal length are compared)."""
+def _given(header: str | None) -> str | None:
+    """The token an Authorization header carries (bearer, or basic auth's password); None when none."""
     scheme, _, value = (header or "").strip().partition(" ")
-    given: str | None = None
     if scheme.lower() == "bearer":
-        given = value.strip()
-    elif scheme.lower() == "basic":
+        return value.strip() or None
+    if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-            return False
-        user, sep, password = decoded.partition(":")
-        given = password if sep else None
+            return None
+        _, sep, password = decoded.partition(":")
+        return password if sep and password else None
+    return None
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """True when `header` (an Authorization header) carries `token`: as a bearer token, or as the
+    password of basic auth. Constant time in the token (hashes of equal length are compared)."""
+    given = _given(header)
     return bool(token) and given is not None and hmac.compare_digest(_digest(given), _digest(token))
+
+
+HOW_TO_SEND = "send ARCHIVER_STATUS_TOKEN as `Authorization: Bearer …` or as the basic-auth password"
+
+
+def refusal(header: str | None) -> str:
+    """Why a request without the right token is refused (401): no token sent, and how to send it;
+    or a token that is not the one configured. Never the token itself."""
+    if _given(header) is None:
+        return f"this page needs the status token: {HOW_TO_SEND}"
+    return f"wrong token: the token sent is not ARCHIVER_STATUS_TOKEN ({HOW_TO_SEND})"
 
 
 @dataclass(frozen=True)

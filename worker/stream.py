@@ -5,13 +5,15 @@ secret — while a secret is rotated, the first of STREAM_API_SECRET's, which th
 ``stream_api_secret`` — ``{"server": true}``) in ``Authorization`` with no ``Bearer`` prefix, ``stream-auth-type:
 jwt``, and an identifying client header. Transport errors and 5xx are retried with backoff; a 429
 waits as ``Retry-After`` / ``X-RateLimit-Reset`` say (within limits) and goes on. Every error
-carries Stream's ``code`` and ``message``.
+carries Stream's ``code`` and ``message``; when Stream's API cannot be reached at all, the error
+says so in the words every command uses: "cannot reach Stream's API at <base URL>: <cause>".
 """
 
 from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -37,7 +39,39 @@ def _client_version() -> str:
 
 def server_token(api_secret: str) -> str:
     """The server-side JWT Stream expects (no expiry, as the SDKs sign it)."""
-    return jwt.encode({"server": True}, api_secret, algorithm="HS256")
+    with warnings.catch_warnings():
+        # PyJWT warns on every token signed with a secret under 32 bytes, which the user cannot act
+        # on (Stream issues the secret): the CLI says it once, at start, as advice instead.
+        warnings.filterwarnings("ignore", message="The HMAC key is", category=UserWarning)
+        return jwt.encode({"server": True}, api_secret, algorithm="HS256")
+
+
+# Why a request got no answer, in a few words (the first needle found in the error's text).
+_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "host name not found (DNS)"),
+    ("nodename nor servname", "host name not found (DNS)"),
+    ("name resolution", "host name not found (DNS)"),
+    ("getaddrinfo failed", "host name not found (DNS)"),
+    ("certificate verify failed", "its TLS certificate is not trusted"),
+    ("network is unreachable", "network unreachable"),
+    ("no route to host", "no route to host"),
+    ("connection reset", "connection reset"),
+)
+
+
+def unreachable_cause(exc: httpx.HTTPError) -> str:
+    """Why a request to Stream's API got no answer: "connection refused", "host name not found
+    (DNS)", "timed out connecting"… (the exception's own text when none of these fits)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    text = str(exc)
+    for needle, cause in _CAUSES:
+        if needle in text.lower():
+            return cause
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class StreamClient:
@@ -46,8 +80,9 @@ class StreamClient:
     def __init__(self, base_url: str, api_key: str, api_secret: str, *, timeout: float = 10.0,
                  attempts: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
         self._attempts, self._sleep = attempts, sleep
+        self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
+            base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             params={"api_key": api_key},
             headers={
@@ -105,7 +140,8 @@ class StreamClient:
             try:
                 response = self._http.request(method, path, json=json)
             except httpx.HTTPError as exc:
-                failure: StreamUnavailable = StreamUnavailable(f"Stream API {method} {path}: {type(exc).__name__}")
+                failure: StreamUnavailable = StreamUnavailable(
+                    f"cannot reach Stream's API at {self.base_url}: {unreachable_cause(exc)} ({method} {path})")
                 wait = self._backoff(attempt)
             else:
                 if response.status_code < 400:

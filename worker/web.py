@@ -260,9 +260,9 @@ def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
     def status(request: Request) -> Response:
         if not token:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
-        if not status_page.authorized(request.headers.get("authorization"), token):
-            return JSONResponse({"error": "the status page needs ARCHIVER_STATUS_TOKEN"}, status_code=401,
-                                headers=status_page.CHALLENGE)
+        header = request.headers.get("authorization")
+        if not status_page.authorized(header, token):
+            return JSONResponse({"error": status_page.refusal(header)}, status_code=401, headers=status_page.CHALLENGE)
         try:
             page = status_page.render(status_page.read_status(ledger.redis, settings.archive.at_risk_margin,
                                                               ledger.prefix))

@@ -78,3 +78,28 @@ def test_a_storage_that_cannot_be_built_stops_the_worker_at_start(tmp_path: Path
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "storages.cloud: unknown storage_type 'ftp'" in result.stderr
+
+
+def test_serve_gives_its_start_up_advice_once_and_no_plain_text_banner(
+        tmp_path: Path, fake: FakeStream, redis_url: str) -> None:
+    """Against a Redis without AOF and with a short secret: one `redis_config_warning` (not one per
+    part), one `stream_api_secret_short` and never PyJWT's warning (though the scheduler signs calls),
+    and no Celery banner amid the JSON lines."""
+    web_port = free_port()
+    env = BASE_ENV | {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": "tiny-s3cr3t", "REDIS_URL": redis_url,
+                      "STREAM_BASE_URL": fake.base_url, "ARCHIVER_LOG_FORMAT": "json"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve", "--port", str(web_port)],
+                                 env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: " ready." in log.read_text() and "reconcile_discovery_failed" in log.read_text(),
+                   timeout=60, message="the worker ready and the scheduler's first call to Stream")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    text = log.read_text()
+    assert text.count('"redis_config_warning"') == 1 and '"component": "serve"' in text, text[-3000:]
+    assert text.count('"stream_api_secret_short"') == 1, text[-3000:]
+    assert "HMAC key" not in text and "InsecureKeyLengthWarning" not in text
+    assert "[queues]" not in text and "-------------- celery@" not in text  # Celery's banner

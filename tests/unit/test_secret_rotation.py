@@ -43,7 +43,7 @@ def test_one_secret_works_as_it_always_has(make_settings: Any) -> None:
 
 @pytest.mark.parametrize("value", ["new,,old", "new,", ",old", " , "])
 def test_an_empty_secret_in_the_list_is_a_clear_configuration_error(make_settings: Any, value: str) -> None:
-    with pytest.raises(ConfigError, match=r"stream_api_secret: secrets? [\d, ]+ (is|are) empty") as raised:
+    with pytest.raises(ConfigError, match=r"STREAM_API_SECRET: secrets? [\d, ]+ (is|are) empty") as raised:
         rotating(make_settings, value)
     assert "separated by single commas" in str(raised.value)
 

@@ -20,5 +20,5 @@ def test_max_concurrency_is_optional_and_positive(make_settings: Any) -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, "2", True])
 def test_max_concurrency_rejects_what_is_not_a_positive_integer(make_settings: Any, bad: Any) -> None:
-    with pytest.raises(ConfigError, match=r"storages\.0\.max_concurrency"):
+    with pytest.raises(ConfigError, match=r"storages\[0\]\.max_concurrency"):
         make_settings(storages=[local("a", max_concurrency=bad)], default_storage="a")

@@ -60,6 +60,22 @@ def test_missing_or_wrong_credentials_get_401_with_a_basic_challenge(receiver: R
     assert TOKEN not in response.text
 
 
+@pytest.mark.parametrize(("header", "says"), [
+    (None, "this page needs the status token: send ARCHIVER_STATUS_TOKEN as `Authorization: Bearer …` or as "
+           "the basic-auth password"),
+    ("Bearer", "this page needs the status token: send ARCHIVER_STATUS_TOKEN"),
+    (f"Bearer {TOKEN}x", "wrong token: the token sent is not ARCHIVER_STATUS_TOKEN"),
+    (basic("admin", "nope"), "wrong token: the token sent is not ARCHIVER_STATUS_TOKEN"),
+])
+def test_a_401_says_how_to_send_the_token_or_that_it_is_wrong(receiver: Receiver, header: str | None,
+                                                              says: str) -> None:
+    """Without a token the answer says how to send one; with a wrong one, that it is wrong; never
+    that the server lacks the token (it has one: the page exists)."""
+    response = httpx.get(f"{receiver.base}/", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401 and says in response.json()["error"]
+    assert "needs ARCHIVER_STATUS_TOKEN" not in response.text
+
+
 @pytest.mark.parametrize("header", [f"Bearer {TOKEN}", f"bearer  {TOKEN}", basic("anyone", TOKEN), basic("", TOKEN)])
 def test_the_token_as_bearer_or_as_any_users_basic_password_opens_the_page(receiver: Receiver, header: str) -> None:
     response = httpx.get(f"{receiver.base}/", headers={"Authorization": header})
