@@ -30,9 +30,18 @@ METRICS = {
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # The alerts the deployment promises (docs/deployment.md, docs/runbook.md).
-EXPECTED = {"ArchiverTargetDown", "ArchiverTransfersFailed", "ArchiverFilesLost", "ArchiverFilesAtRisk",
-            "ArchiverDeadlineClose", "ArchiverQueueStalled", "ArchiverRoutingStalled", "ArchiverStorageDown", "ArchiverRetriesClimbing",
-            "ArchiverNoWebhooks"}
+EXPECTED = {
+    "ArchiverTargetDown",
+    "ArchiverTransfersFailed",
+    "ArchiverFilesLost",
+    "ArchiverFilesAtRisk",
+    "ArchiverDeadlineClose",
+    "ArchiverQueueStalled",
+    "ArchiverRoutingStalled",
+    "ArchiverStorageDown",
+    "ArchiverRetriesClimbing",
+    "ArchiverNoWebhooks",
+}
 RULES: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
 
 
