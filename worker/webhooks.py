@@ -73,6 +73,8 @@ def authenticate(body: bytes, headers: Mapping[str, str], api_key: str, secret: 
     """Raise BadCredentials unless X-Api-Key matches and X-Signature signs `body` with `secret` (or,
     while a secret is rotated, with any of several)."""
     given_key = headers.get("x-api-key", "")
+    if not given_key:
+        raise BadCredentials("X-Api-Key header is missing (Stream sends the app's API key in it)")
     if not hmac.compare_digest(given_key.encode(), api_key.encode()):
         raise BadCredentials("X-Api-Key does not match this app's API key")
     signature = headers.get("x-signature", "").strip().lower()

@@ -33,7 +33,8 @@ def test_a_correct_key_and_signature_pass() -> None:
 @pytest.mark.parametrize(
     ("given", "reason"),
     [
-        ({"x-api-key": "other"}, "X-Api-Key"),
+        ({"x-api-key": "other"}, "X-Api-Key does not match"),
+        ({"x-api-key": ""}, "X-Api-Key header is missing"),
         ({"x-signature": ""}, "missing"),
         ({"x-signature": sign(b"{}", "wrong-secret")}, "does not match"),
         ({"x-signature": sign(b"{ }", SECRET)}, "does not match"),
