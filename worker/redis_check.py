@@ -9,6 +9,7 @@ checked from here, which is said, never treated as a failure. See docs/redis.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 import structlog
@@ -90,3 +91,26 @@ def warn_about_persistence(client: redis.Redis, component: str) -> None:
     for problem in problems:
         log.warning("redis_config_warning", component=component, setting=problem.setting, value=problem.value,
                     recommended=problem.recommended, risk=problem.risk, docs="docs/redis.md")
+
+
+def where(url: str) -> tuple[str, int]:
+    """`host:port` and db number of a redis:// URL, without its password (for people to read)."""
+    parts = urlsplit(url)
+    db = parts.path.strip("/") or "0"
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}", int(db) if db.isdigit() else 0
+
+
+def fitness_line(client: redis.Redis, url: str) -> str:
+    """One line for a person starting the service on a Redis it did not start: which one, which db,
+    and whether its persistence is fit for the ledger (and where to point REDIS_URL otherwise)."""
+    address, db = where(url)
+    said = f"using the Redis at {address}, db {db} (already running; REDIS_URL chooses another)"
+    try:
+        problems = persistence_problems(client)
+    except ConfigUnreadable:
+        return f"{said}: its persistence settings cannot be read; the ledger needs appendonly yes and " \
+               "maxmemory-policy noeviction (docs/redis.md)"
+    if not problems:
+        return f"{said}: persistence fit for the ledger (appendonly yes, maxmemory-policy noeviction)"
+    faults = "; ".join(f"{p.setting} is {p.value!r}" for p in problems)
+    return f"{said}: NOT fit for the ledger: {faults} (see docs/redis.md, or point REDIS_URL at another Redis)"

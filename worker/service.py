@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 from rich.console import Console
 
 from config import Settings
 from worker.localredis import reachable, start_local_redis
+from worker.redis_check import fitness_line
 
 LOCAL_REDIS_DIR = Path(".archiver/redis")
 
@@ -30,6 +32,10 @@ def serve_all(settings: Settings, *, host: str, port: int, concurrency: int, con
             console.print(f"[bold red]cannot start:[/] {exc}")
             return 3
         console.print(f"started redis-server for {settings.env.redis_url} (data in {LOCAL_REDIS_DIR}/)")
+    elif not settings.env.redis_url.startswith("sentinel://"):
+        client = redis.Redis.from_url(settings.env.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        with client:
+            console.print(fitness_line(client, settings.env.redis_url), markup=False)
     # The parts start quietly: the start-up advice (Redis persistence, a short secret) was given once, here.
     children = {
         "web": _spawn("web", "--host", host, "--port", str(port), "--quiet-start"),

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from tests.support.redis import RedisServer
 from worker.ledger import connect
-from worker.redis_check import persistence_problems, persistence_warnings, warn_about_persistence
+from worker.redis_check import fitness_line, persistence_problems, persistence_warnings, warn_about_persistence
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,17 @@ def test_an_unreachable_redis_is_reported_as_unchecked() -> None:
     with capture_logs() as logs:
         warn_about_persistence(client, "worker")
     assert [line["event"] for line in logs] == ["redis_config_unchecked"]
+
+
+def test_a_redis_not_started_by_serve_is_named_in_one_line_with_its_db_and_fitness(
+        redis_url: str, aof_server: RedisServer) -> None:
+    """`archiver serve` on a Redis already running says which one, which db, and whether its
+    persistence is fit for the ledger, never the password."""
+    unfit_url = redis_url.rstrip("/").rsplit("/", 1)[0].replace("redis://", "redis://:hunter2@") + "/3"
+    unfit = fitness_line(redis.Redis.from_url(redis_url), unfit_url)
+    address = unfit_url.split("@")[1].split("/")[0]
+    assert unfit.startswith(f"using the Redis at {address}, db 3 ")
+    assert "NOT fit for the ledger: appendonly is 'no'" in unfit and "REDIS_URL" in unfit
+    assert "hunter2" not in unfit and "\n" not in unfit
+    fit = fitness_line(aof_server.client(), aof_server.url)
+    assert "persistence fit for the ledger" in fit and ", db 0 " in fit
