@@ -111,7 +111,7 @@ def _host_problem(host: str, port: int) -> str | None:
     return None
 
 
-def _form_problem(url: str) -> tuple[str, int] | str:
+def _host_port_or_fault(url: str) -> tuple[str, int] | str:
     """The URL's (host, port) when it is a well-formed http(s) URL without userinfo, else its fault."""
     try:
         parsed = httpx.URL(url)
@@ -127,7 +127,7 @@ def _form_problem(url: str) -> tuple[str, int] | str:
 
 
 def _url_problem(url: str, patterns: Sequence[str]) -> str | None:
-    form = _form_problem(url)
+    form = _host_port_or_fault(url)
     if isinstance(form, str):
         return form
     host, port = form
@@ -155,7 +155,7 @@ def check_url(url: str, patterns: Sequence[str], permits: Permits | None = None)
     problem = _url_problem(url, patterns)
     if problem is None:
         return False
-    if permits is not None and not isinstance(_form_problem(url), str) and permits(url):
+    if permits is not None and not isinstance(_host_port_or_fault(url), str) and permits(url):
         return True
     raise DownloadRefused(f"{redact_url(url)} {problem}")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -127,6 +128,10 @@ def ready_event(trial: Trial, sample: Sample, now: datetime) -> dict[str, Any]:
             "egress_id": egress_id, "call_transcription": item}
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class SampleServer:
     """Serves `samples` at their paths (exactly), from `host` on a free port, in a thread; a context
     manager. `fetched` counts the GETs of each path (to tell "never fetched" from "fetched, then")."""
@@ -135,10 +140,12 @@ class SampleServer:
         self.host = host
         self.files: dict[str, tuple[bytes, str]] = {}
         self.fetched: dict[str, int] = {}
-        self._server = ThreadingHTTPServer((host, 0), self._handler())
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, 0), self._handler())
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="archiver-try-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="archiver-try-server", daemon=True)
 
     @property
     def base_url(self) -> str:

@@ -145,9 +145,9 @@ def explain(state: FileState, transfer: Transfer) -> str:
 def explain_waiting(state: FileState, delivery: Delivery | None) -> str:
     """Why a file has no transfer yet: not in this ledger, or still being routed."""
     if not state.record:
-        told = f" (the receiver answered {delivery.status} {delivery.reason})" if delivery else ""
-        return ("not in the ledger at REDIS_URL" + told + ": does the service use the same REDIS_URL as this "
-                "command?")
+        told = f", though the receiver answered {delivery.status} {delivery.reason}" if delivery else ""
+        return (f"not in the ledger at REDIS_URL{told}: the service must use the same REDIS_URL as this "
+                "command")
     if state.routing:
         why = state.record.get("routing_error") or "no worker has routed it yet (is `archiver worker` running?)"
         return f"routing: waiting for its destinations: {why}"
