@@ -43,7 +43,8 @@ def test_runs_as_a_non_root_user() -> None:
 def test_dependencies_come_from_the_lock_file() -> None:
     """The builder installs requirements.lock with hashes required and nothing resolved, before the
     sources are copied (a code change reuses that layer), then the project itself without its
-    dependencies; no other pip install resolves anything."""
+    dependencies and with the locked build backend (no download); no other pip install resolves
+    anything."""
     instructions = dockerfile_instructions()
     installs = [(i, args) for i, (name, args) in enumerate(instructions) if name == "RUN" and "pip install" in args]
     lock_steps = [i for i, args in installs if "-r requirements.lock" in args]
@@ -53,6 +54,8 @@ def test_dependencies_come_from_the_lock_file() -> None:
     assert ("COPY", "requirements.lock ./") in instructions[:lock_steps[0]]
     first_source = min(i for i, (name, args) in enumerate(instructions) if name == "COPY" and "worker" in args)
     assert lock_steps[0] < first_source
+    project = [args for i, args in installs if i > first_source]
+    assert len(project) == 1 and "--no-build-isolation ." in project[0]
     for _, args in installs:
         for command in args.split("&&"):
             if "pip install" in command:
