@@ -57,3 +57,15 @@ def test_worker_has_time_to_finish_or_hand_back_a_transfer() -> None:
     services = compose_services()
     assert duration_seconds(services["worker"]["stop_grace_period"]) >= 300
     assert duration_seconds(services["web"]["stop_grace_period"]) > 20  # uvicorn's own graceful timeout
+
+
+def test_web_is_published_on_loopback_8000() -> None:
+    """The receiver is published on 127.0.0.1:8000 only (the HTTPS proxy in front of it relies on it)."""
+    assert compose_services()["web"]["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def test_worker_check_names_the_node_by_the_hostname_command() -> None:
+    """The worker's check pings celery@$(hostname): under podman, which runs checks through `podman
+    exec`, HOSTNAME is empty ($$ is Compose's escape for $)."""
+    test = compose_services()["worker"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and "celery@$$(hostname)" in test[1] and "HOSTNAME" not in test[1]

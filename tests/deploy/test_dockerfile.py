@@ -32,9 +32,34 @@ def test_builder_stage_and_slim_final_stage() -> None:
 
 
 def test_runs_as_a_non_root_user() -> None:
-    """The last USER is neither root nor uid 0."""
-    users = [args for name, args in dockerfile_instructions() if name == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
+    """The last USER is uid:gid 10001:10001 (the manifests' securityContext and volume ownership
+    rely on it), created as such."""
+    instructions = dockerfile_instructions()
+    users = [args for name, args in instructions if name == "USER"]
+    assert users and users[-1] == "10001:10001"
+    assert any(name == "RUN" and "useradd" in args and "--uid 10001" in args for name, args in instructions)
+
+
+def test_dependencies_come_from_the_lock_file() -> None:
+    """The builder installs requirements.lock with hashes required and nothing resolved, before the
+    sources are copied (a code change reuses that layer), then the project itself without its
+    dependencies and with the locked build backend (no download); no other pip install resolves
+    anything."""
+    instructions = dockerfile_instructions()
+    installs = [(i, args) for i, (name, args) in enumerate(instructions) if name == "RUN" and "pip install" in args]
+    lock_steps = [i for i, args in installs if "-r requirements.lock" in args]
+    assert len(lock_steps) == 1
+    lock_args = dict(installs)[lock_steps[0]].split()
+    assert {"--require-hashes", "--no-deps"} <= set(lock_args)
+    assert ("COPY", "requirements.lock ./") in instructions[:lock_steps[0]]
+    first_source = min(i for i, (name, args) in enumerate(instructions) if name == "COPY" and "worker" in args)
+    assert lock_steps[0] < first_source
+    project = [args for i, args in installs if i > first_source]
+    assert len(project) == 1 and "--no-build-isolation ." in project[0]
+    for _, args in installs:
+        for command in args.split("&&"):
+            if "pip install" in command:
+                assert "--no-deps" in command.split(), f"resolves dependencies: {command.strip()}"
 
 
 def test_entrypoint_default_command_and_web_health_check() -> None:
