@@ -33,23 +33,62 @@ find_python() {
   return 1
 }
 
-ensure_venv() {
-  local python stamp
-  python="$(find_python)" || die "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)"
-  if [ ! -x "$VENV/bin/python" ]; then
-    say "creating $VENV with $python"
-    if ! "$python" -m venv "$VENV" 2>/dev/null; then
-      rm -rf "$VENV"
-      apt_install python3-venv
-      "$python" -m venv "$VENV" || die "could not create a virtual environment with $python"
-    fi
+make_venv() {  # make_venv DIR [PYTHON]: a virtual environment at DIR, unless one is there
+  local dir="$1" python="${2:-}"
+  [ -x "$dir/bin/python" ] && return 0
+  [ -n "$python" ] || python="$(find_python)" || die "Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)"
+  say "creating ${dir#"$ROOT"/} with $python"
+  if ! "$python" -m venv "$dir" 2>/dev/null; then
+    rm -rf "$dir"
+    apt_install python3-venv
+    "$python" -m venv "$dir" || die "could not create a virtual environment with $python"
   fi
-  stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
-  if [ ! -f "$stamp" ]; then
-    say "installing the archiver and its dependencies into .venv (pip install -e '.[dev]')"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null || die "could not upgrade pip"
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" || die "pip install -e '.[dev]' failed (see above)"
-    rm -f "$VENV"/.installed-* && touch "$stamp"
+}
+
+lock_stamp() {  # lock_stamp VENV LOCK: the file that says VENV holds LOCK and this pyproject.toml
+  echo "$1/.installed-$(basename "$2" .lock)-$(cat "$ROOT/pyproject.toml" "$2" | sha256sum | cut -c1-16)"
+}
+
+install_lock() {  # install_lock VENV LOCK [ALSO...]: LOCK's exact versions (hashes checked), then the archiver
+  # itself (no dependencies of its own: the lock has them all). ALSO are locks whose pins LOCK includes.
+  local venv="$1" lock="$2" log lock_name each
+  shift
+  lock_name="$(basename "$lock")"
+  [ -f "$lock" ] || die "$lock_name is missing (scripts/lock makes it)"
+  [ -f "$(lock_stamp "$venv" "$lock")" ] && return 0
+  log="$(mktemp)"
+  say "installing $lock_name's $(grep -c '^[A-Za-z0-9]' "$lock") pinned packages into ${venv#"$ROOT"/}, then the archiver itself"
+  # pip's own chatter (including warnings about index locations this machine's pip.conf names)
+  # goes to a log that is shown only when something fails. First the pip the lock pins.
+  awk '/^pip==/ { p = 1; print; next } p && /^ +--hash/ { print; next } { p = 0 }' "$lock" >"$log.pip"
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --require-hashes \
+        -r "$log.pip" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log" "$log.pip"
+    die "installing the pip that $lock_name pins failed (pip's output above)"
+  fi
+  rm -f "$log.pip"
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --require-hashes \
+        -r "$lock" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    die "pip install --require-hashes -r $lock_name failed (pip's output above)"
+  fi
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --no-deps --no-build-isolation \
+        -e "$ROOT" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    die "pip install --no-deps -e . failed (pip's output above)"
+  fi
+  rm -f "$log" "$venv"/.installed-*
+  for each in "$@"; do touch "$(lock_stamp "$venv" "$each")"; done
+}
+
+# ensure_venv [dev]: .venv with requirements.lock (scripts/run) or requirements-dev.lock (scripts/test,
+# a superset with the same runtime pins: a dev install serves scripts/run too).
+ensure_venv() {
+  make_venv "$VENV"
+  if [ "${1:-}" = dev ]; then
+    install_lock "$VENV" "$ROOT/requirements-dev.lock" "$ROOT/requirements.lock"
+  elif [ ! -f "$(lock_stamp "$VENV" "$ROOT/requirements-dev.lock")" ]; then
+    install_lock "$VENV" "$ROOT/requirements.lock"
   fi
 }
 

@@ -94,9 +94,9 @@ def connect(url: str, *, fail_fast: bool = False, name: str = "archiver", sentin
                                         "retry": Retry(NoBackoff(), 0)}
     if sentinel_password:
         sentinel_options["password"] = sentinel_password
-    sentinels = Sentinel(list(where.hosts), sentinel_kwargs=sentinel_options, db=where.db,  # type: ignore[no-untyped-call] # redis-py leaves Sentinel untyped
+    sentinels = Sentinel(list(where.hosts), sentinel_kwargs=sentinel_options, db=where.db,
                          username=where.username, password=where.password, **options)
-    master = sentinels.master_for(sentinel_master, redis_class=redis.Redis)  # type: ignore[no-untyped-call] # as above
+    master = sentinels.master_for(sentinel_master, redis_class=redis.Redis)  # unannotated return: Any
     return cast(redis.Redis, master)
 
 

@@ -79,7 +79,7 @@ class SentinelSetup:
 
     def _replica_known(self) -> bool:
         with self.sentinel() as client:
-            replicas = client.execute_command("SENTINEL", "REPLICAS", self.master_name)
+            replicas = client.sentinel_slaves(self.master_name)  # parsed into dicts by every redis-py
         return any(r.get("master-link-status") == "ok" and not r.get("is_disconnected") for r in replicas)
 
     def failover(self) -> int:
