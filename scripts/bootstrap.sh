@@ -109,6 +109,7 @@ ensure_azurite() {
 
 ensure_chromium() {  # headless Chromium and its driver, for the status page's browser test
   if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  say "the status page's browser test needs headless Chromium and chromedriver (Debian's packages, about 300 MB)"
   apt_install chromium chromium-driver
   command -v chromedriver >/dev/null 2>&1 || die "chromedriver is still missing after installing chromium-driver"
 }
