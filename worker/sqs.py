@@ -28,7 +28,6 @@ from worker.webhooks import MAX_BODY, decompress, load_object
 log = structlog.get_logger(__name__)
 Enqueue = Callable[[Sequence[str]], None]
 SQSClient = Any  # boto3-stubs is installed for S3 only: the SQS client stays untyped
-GZIP_MAGIC = b"\x1f\x8b"
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 60.0
 
 
@@ -56,7 +55,7 @@ def _unwrap(text: str, where: str) -> bytes:
         raw = base64.b64decode("".join(stripped.split()), validate=True)
     except (binascii.Error, ValueError):
         raise MalformedPayload(f"{where} is neither JSON nor base64") from None
-    return decompress(raw, "gzip" if raw.startswith(GZIP_MAGIC) else None)
+    return decompress(raw, None)  # gzip or not, told by its first bytes
 
 
 def _json_object(text: str, where: str) -> dict[str, Any]:

@@ -62,7 +62,8 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
         _header("X-Signature", "hex HMAC-SHA256 of the uncompressed body, keyed with the API secret"),
         _header("X-Webhook-Id", "the delivery's id, the same across Stream's retries"),
         _header("X-Webhook-Attempt", "attempt number, from 1"),
-        _header("Content-Encoding", "gzip, or none"),
+        _header("Content-Encoding", "not relied on: a body starting with the gzip bytes 1f 8b is inflated, "
+                "any other is read as it is"),
     ],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {

@@ -10,7 +10,9 @@ Everything after the signature is still treated as hostile (a leaked secret, a b
 flaw is a MalformedPayload (HTTP 400, nothing recorded), never an unexpected exception. JSON nested
 deeper than `MAX_DEPTH`, integers too long to convert, text that is not valid Unicode (unpaired
 surrogates, which Redis and the storages cannot encode) and timestamps outside the years 1970-9000
-are refused; values echoed in error messages are cut to a few dozen characters.
+are refused; values echoed in error messages are cut to a few dozen characters. Timestamps come in
+every form Stream's SDKs read (RFC 3339, integer, float or numeric-string nanoseconds), and gzip is
+told by its magic bytes, not by ``Content-Encoding`` (see `decompress`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -27,8 +31,11 @@ from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
 from worker.files import Kind, StreamFile
 
 MAX_BODY = 1024 * 1024
+GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952
 MAX_DEPTH = 32  # Stream's events nest about 5 deep
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+EARLIEST_NS = 10**17  # 1973-03-03 in nanoseconds; 1.7e9 s, 1.7e12 ms and 1.7e15 us are all below it
+NANOSECONDS = re.compile(r"[0-9]{1,30}")  # ASCII digits only: int() would also take "١٢" and "1_0"
 READY_EVENTS: dict[str, tuple[Kind, str]] = {
     "call.recording_ready": ("recording", "call_recording"),
     "call.transcription_ready": ("transcription", "call_transcription"),
@@ -36,19 +43,33 @@ READY_EVENTS: dict[str, tuple[Kind, str]] = {
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int = MAX_BODY) -> bytes:
-    """Return the uncompressed body; raise PayloadTooLarge past `limit`, MalformedPayload if broken."""
+    """Return the uncompressed body; raise PayloadTooLarge past `limit`, MalformedPayload if broken.
+
+    gzip is recognised by its first bytes (1f 8b), as Stream's SDKs do, not by the header: proxies
+    and frameworks strip or apply ``Content-Encoding`` on their way. A gzip body is inflated whatever
+    the header says; any other body is read as it is, unless the header names a compression and the
+    body is not JSON either (then the reason says so, rather than a signature mismatch).
+    """
+    if body.startswith(GZIP_MAGIC):
+        return _gunzip(body, limit)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body is over {limit} bytes")
     encoding = (content_encoding or "").strip().lower()
-    if encoding in ("", "identity"):
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body is over {limit} bytes")
-        return body
-    if encoding != "gzip":
-        raise MalformedPayload(f"unsupported Content-Encoding {shown(encoding)}")
+    if encoding in ("", "identity") or body.lstrip(b" \t\r\n").startswith(b"{"):
+        return body  # plain JSON, even marked gzip: something on the way inflated it and kept the header
+    if encoding in ("gzip", "x-gzip"):
+        raise MalformedPayload("body is marked Content-Encoding: gzip but is neither gzip (it does not start "
+                               "with the bytes 1f 8b) nor a JSON object")
+    raise MalformedPayload(f"unsupported Content-Encoding {shown(encoding)}")
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """`body` inflated, never past `limit` (a small gzip bomb stops there)."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise MalformedPayload(f"body is not valid gzip: {exc}") from None
+        raise MalformedPayload(f"body starts like gzip (1f 8b) but is not valid gzip: {exc}") from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise PayloadTooLarge(f"uncompressed body is over {limit} bytes")
     if not inflater.eof:
@@ -95,23 +116,42 @@ def signed_by_any(body: bytes, signature: str, secrets: Sequence[str]) -> bool:
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:
-    """An RFC 3339 string (any precision) or integer nanoseconds since the epoch, as UTC, between
-    1970 and 9000 (so that any deadline computed from it stays representable)."""
+    """A timestamp in any of the forms Stream's SDKs read, as UTC: an RFC 3339 string (any precision),
+    or nanoseconds since the epoch as an integer, a float or a string of digits. Between 1970 and
+    9000 (so that any deadline computed from it stays representable); a number also from 10**17 ns
+    (1973-03-03) on, since anything smaller is seconds, milliseconds or microseconds sent as
+    nanoseconds, whose deadline would lie in 1970."""
     if isinstance(value, bool):
         raise MalformedPayload(f"{field}: expected a timestamp, got {value!r}")
-    if isinstance(value, int):
-        seconds, nanos = divmod(value, 1_000_000_000)
-        try:
-            parsed = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
-        except (OverflowError, OSError, ValueError):
-            raise MalformedPayload(f"{field}: timestamp {shown(value)} is out of range") from None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MalformedPayload(f"{field}: timestamp {shown(value)} is not a number of nanoseconds")
+        # a float holds ~256 ns of precision here: 1.768250683205e18 is ...204999936, so round to the microsecond
+        parsed = _from_nanoseconds((int(value) + 500) // 1000 * 1000, value, field)
+    elif isinstance(value, int):
+        parsed = _from_nanoseconds(value, value, field)
+    elif isinstance(value, str) and NANOSECONDS.fullmatch(value.strip()):
+        parsed = _from_nanoseconds(int(value.strip()), value, field)
     elif isinstance(value, str):
         parsed = _parse_rfc3339(value, field)
     else:
-        raise MalformedPayload(f"{field}: expected an RFC 3339 string or integer nanoseconds")
+        raise MalformedPayload(f"{field}: expected an RFC 3339 string or nanoseconds (a number or a string of "
+                               f"digits), got {shown(value)}")
     if not EARLIEST <= parsed < LATEST:
         raise MalformedPayload(f"{field}: timestamp {shown(value)} is out of range")
     return parsed
+
+
+def _from_nanoseconds(nanoseconds: int, value: Any, field: str) -> datetime:
+    """`nanoseconds` since the epoch (`value`: as sent, for the message), to the microsecond."""
+    if nanoseconds < EARLIEST_NS:
+        raise MalformedPayload(f"{field}: timestamp {shown(value)} is out of range (nanoseconds before 1973; "
+                               "seconds, milliseconds or microseconds are not accepted)")
+    seconds, nanos = divmod(nanoseconds, 1_000_000_000)
+    try:
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedPayload(f"{field}: timestamp {shown(value)} is out of range") from None
 
 
 def _parse_rfc3339(text: str, field: str) -> datetime:

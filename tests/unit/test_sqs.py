@@ -61,6 +61,7 @@ GARBAGE = {
     "empty": "",
     "base64 of text": base64.b64encode(b"hello world").decode(),
     "truncated gzip": base64.b64encode(gzip.compress(raw(EVENT).encode())[:-9]).decode(),
+    "gzip magic, then not gzip": base64.b64encode(b"\x1f\x8b" + raw(EVENT).encode()).decode(),
     "JSON array": "[1, 2]",
     "no type": json.dumps({"call_cid": "default:x"}),
     "SNS without Message": json.dumps({"Type": "Notification", "TopicArn": "arn:aws:sns:x"}),
@@ -125,6 +126,20 @@ def test_a_recording_ready_message_is_recorded_deleted_and_its_transfers_queued(
     assert file is not None
     assert queued == ledger.transfers_of(file.file_id) == ledger.ids("queued") and len(queued) == 1
     assert on_queue(sqs, queue) == (0, 0)
+
+
+def test_float_and_numeric_string_nanosecond_timestamps_are_recorded(
+    sqs: Any, queue: str, ledger: Ledger, make_settings: Any, fake: FakeStream
+) -> None:
+    """The SDK's timestamp forms reach the ledger from SQS too: float ns and a string of ns digits."""
+    event = fake.event_for(fake.add_recording("default:sqs-ns", b"x" * 100))
+    event["call_recording"] |= {"start_time": 1.760301883205e18, "end_time": "1760301958000000000"}
+    sqs.send_message(QueueUrl=queue, MessageBody=b64_gzip(event))
+    assert poll(make_settings(call_storage_key=""), ledger, sqs, queue, wait=1) == PollResult(received=1, recorded=1)
+    file = ready_file(event)
+    assert file is not None
+    record = ledger.file(file.file_id)
+    assert (int(record["start_time"]), int(record["end_time"])) == (1760301883205, 1760301958000)
 
 
 def test_with_call_level_routing_the_file_is_queued_for_routing(

@@ -199,3 +199,43 @@ def test_a_failure_event_delivered_again_is_kept_once(receiver: Receiver) -> Non
     for _ in range(5):
         assert receiver.post(json.dumps(event).encode()).json()["status"] == "failure_noted"
     assert len(receiver.ledger.stream_failures()) == 1
+
+
+def test_a_gzip_body_without_content_encoding_is_inflated_and_verified_over_its_json(receiver: Receiver) -> None:
+    """gzip is told by its first bytes (a proxy may drop the header); the signature is over the JSON."""
+    body = sample("call.transcription_ready.json")
+    zipped = gzip.compress(body)
+    forged = {"X-API-KEY": API_KEY, "X-SIGNATURE": sign(zipped, API_SECRET)}  # signed over the gzip bytes
+    assert httpx.post(f"{receiver.base}/webhooks/stream", content=zipped, headers=forged, timeout=10
+                      ).status_code == 401
+    sent = {"X-API-KEY": API_KEY, "X-SIGNATURE": sign(body, API_SECRET)}
+    response = httpx.post(f"{receiver.base}/webhooks/stream", content=zipped, headers=sent, timeout=10)
+    assert response.status_code == 202, response.text
+    assert receiver.ledger.file(response.json()["file_id"])["filename"] == json.loads(body)[
+        "call_transcription"]["filename"]
+
+
+def test_a_plain_body_marked_gzip_is_read_as_it_is(receiver: Receiver) -> None:
+    """Something on the way inflated the body and kept `Content-Encoding: gzip`: accepted, not 400."""
+    response = receiver.post(sample("call.recording_ready.json"), **{"Content-Encoding": "gzip"})
+    assert response.status_code == 202, response.text
+
+
+def test_a_corrupt_gzip_body_gets_400_with_the_reason(receiver: Receiver) -> None:
+    body = sample("call.recording_ready.json")
+    for broken, reason in [(b"\x1f\x8b" + b"\0" * 20, "not valid gzip"), (gzip.compress(body)[:-12], "truncated")]:
+        for encoding in ({"Content-Encoding": "gzip"}, {}):
+            response = httpx.post(f"{receiver.base}/webhooks/stream", content=broken, timeout=10,
+                                  headers={"X-API-KEY": API_KEY, "X-SIGNATURE": sign(body, API_SECRET)} | encoding)
+            assert response.status_code == 400 and reason in response.json()["error"], response.text
+    assert ledger_keys(receiver.ledger) == []
+
+
+def test_float_and_numeric_string_nanosecond_timestamps_are_accepted(receiver: Receiver) -> None:
+    """As Stream's SDK reads them: start_time as float ns, end_time as a string of ns digits."""
+    event = json.loads(sample("call.recording_ready.ns-timestamps.json"))
+    event["call_recording"] |= {"start_time": 1.760301883205e18, "end_time": "1760301958000000000"}
+    response = receiver.post(json.dumps(event).encode())
+    assert response.status_code == 202, response.text
+    record = receiver.ledger.file(response.json()["file_id"])
+    assert (int(record["start_time"]), int(record["end_time"])) == (1760301883205, 1760301958000)
