@@ -154,6 +154,10 @@ class FakeStream:
             self._store.put_call(call)
         return call_response(call, self.timestamp_format)
 
+    def call(self, call_cid: str) -> CallRecord | None:
+        """The call as the fake holds it (its times as set), or None."""
+        return self._store.get_call(call_cid)
+
     def reuse_call(self, call_cid: str, *, at: datetime | None = None) -> str:
         """Join an existing call again, as Stream allows after it ended: a new session starts, so
         ``updated_at`` becomes `at` (default now) while ``ended_at`` stays as it was (Stream does
