@@ -13,10 +13,10 @@ from structlog.testing import capture_logs
 
 from tests.fakestream.server import FakeStream, StoredFile
 from worker.discovery import DiscoveryEvent, discover
-from worker.reconciliation import reconcile
 from worker.errors import StreamRefused, StreamUnavailable
 from worker.files import StreamFile
 from worker.intake import record_file, record_routes
+from worker.reconciliation import reconcile
 from worker.runtime import Runtime
 from worker.webhooks import ready_file
 
