@@ -269,7 +269,10 @@ class ArchiveConfig(_Strict):
     retry_backoff: Duration = timedelta(seconds=10)  # first retry wait, doubled per attempt
     retry_backoff_max: Duration = timedelta(minutes=15)
     retention: Duration = timedelta(days=14)  # Stream deletes a file this long after it ended
-    reconcile_every: Duration = timedelta(minutes=15)  # the scheduler lists recent calls this often
+    reconcile_every: Duration = timedelta(minutes=15)  # the scheduler lists the calls changed since its last run
+    # An incremental reconciliation looks back this much before the start of the last completed one.
+    reconcile_overlap: Duration = timedelta(hours=1)
+    full_reconcile_every: Duration = timedelta(hours=24)  # the scheduler lists every call of `retention`
     at_risk_margin: Duration = timedelta(hours=48)  # flag files this close to deletion and not archived
     delete_from_stream: bool = False  # delete a file from Stream once every destination verified it
 

@@ -4,8 +4,10 @@ Both find the files Stream still holds that the ledger lacks (`worker.discovery`
 hand the new transfers to Celery soonest-to-expire first (through `worker.cli._celery_enqueue`,
 imported lazily, as `worker.cli` imports this module) and print a summary table.
 
-Exit codes: 0 done; 1 Stream's API failed (its code and message are printed; a backfill keeps its
-checkpoint, so the same command resumes it); 2 bad arguments or configuration; 3 Redis unreachable.
+Exit codes: 0 done (calls whose listing failed are listed, and the next reconciliation lists them
+again); 1 Stream's API failed so that the run could not go on (its code and message are printed; a
+backfill or a full reconciliation keeps its checkpoint, so the same command resumes it); 2 bad
+arguments or configuration; 3 Redis unreachable.
 """
 
 from __future__ import annotations
@@ -32,19 +34,20 @@ from worker.discovery import (
     ReconcileSummary,
     discover,
     drop_checkpoint,
-    reconcile,
     saved_query,
 )
 from worker.discovery_model import format_span
 from worker.errors import StreamApiError
 from worker.files import KINDS, Kind
 from worker.ledger import rfc3339
+from worker.reconciliation import reconcile
 from worker.runtime import Runtime
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 AT_RISK_SHOWN = 50
+FAILED_SHOWN = 20
 
 
 def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datetime:
@@ -208,6 +211,7 @@ def _summary_table(c: DiscoveryCounts, margin: timedelta, *, dry_run: bool, titl
         (f"at risk (< {_hours(margin)})", c.at_risk), ("bytes archived", c.bytes_archived),
     ]
     rows += [("unreadable (skipped)", c.unreadable)] if c.unreadable else []
+    rows += [("calls failed (retried next run)", c.failed_calls)] if c.failed_calls else []
     for label, value in rows:
         table.add_row(label, f"{value} ({_bytes(value)})" if label == "bytes archived" else str(value))
     return table
@@ -228,23 +232,34 @@ def _bytes(size: int) -> str:
     return f"{value / 1024:.1f} TiB"
 
 
-def reconcile_command() -> None:
-    """Reconcile now: record what Stream holds and the ledger lacks (last `retention` of calls), queue
-    it, and flag every file close to deletion and not archived (as the scheduler does periodically)."""
+def reconcile_command(
+    full: Annotated[bool, typer.Option("--full", help="The whole `retention` window (resumable), not only the "
+                                                      "calls changed since the last reconciliation.")] = False,
+) -> None:
+    """Reconcile now: record what Stream holds and the ledger lacks, queue it, and flag every file close
+    to deletion and not archived. By default only the calls that ended or changed since the last
+    completed reconciliation (less `reconcile_overlap`), and those ongoing; --full: every call of the
+    last `retention`, soonest to expire first (a stopped run resumes at its checkpoint)."""
     runtime = _runtime()
     try:
-        summary = reconcile(runtime, _lazy_enqueue())
+        summary = reconcile(runtime, _lazy_enqueue(), full=full)
     finally:
         runtime.close()
     _print_reconcile(summary, runtime.archive.at_risk_margin)
     if summary.stream_error is not None:
         err.print(f"[bold red]Stream's API failed[/]: {summary.stream_error}", highlight=False)
+        if full:
+            err.print("The checkpoint keeps every page done: run the same command again to go on from there.")
         raise typer.Exit(1)
 
 
 def _print_reconcile(summary: ReconcileSummary, margin: timedelta) -> None:
+    since = rfc3339(summary.since) if summary.since else "?"
     if summary.discovery is not None:
-        out.print(_summary_table(summary.discovery.counts, margin, dry_run=False, title="reconcile"))
+        title = f"reconcile ({summary.mode}, calls changed since {since})" if summary.mode == "incremental" \
+            else f"reconcile (full, since {since})"
+        out.print(_summary_table(summary.discovery.counts, margin, dry_run=False, title=title))
+    _print_failed(summary.failed_calls)
     out.print(f"handed {summary.enqueued} transfer(s) to the workers; "
               f"{len(summary.at_risk)} file(s) at risk (< {_hours(margin)} left, not archived)")
     if not summary.at_risk:
@@ -256,3 +271,16 @@ def _print_reconcile(summary: ReconcileSummary, margin: timedelta) -> None:
     out.print(table)
     if len(summary.at_risk) > AT_RISK_SHOWN:
         out.print(f"… and {len(summary.at_risk) - AT_RISK_SHOWN} more")
+
+
+def _print_failed(failed: dict[str, str]) -> None:
+    """The calls whose listing failed (this run's and older ones), which the next run lists again."""
+    if not failed:
+        return
+    out.print(f"{len(failed)} call(s) could not be listed; the next reconciliation lists them again:")
+    table = Table("call_cid", "error")
+    for cid, error in list(failed.items())[:FAILED_SHOWN]:
+        table.add_row(cid, error)
+    out.print(table)
+    if len(failed) > FAILED_SHOWN:
+        out.print(f"… and {len(failed) - FAILED_SHOWN} more")

@@ -216,10 +216,11 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", help=
 @app.command()
 def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
     """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock);
-    reconcile with Stream's listings every `reconcile_every`, and then delete archived files from
+    reconcile with Stream's listings every `reconcile_every` (the calls changed since the last time)
+    and `full_reconcile_every` (every call of `retention`), and then delete archived files from
     Stream when `delete_from_stream` is on."""
     from worker.deletion import delete_archived  # noqa: PLC0415
-    from worker.discovery import reconcile  # noqa: PLC0415
+    from worker.reconciliation import never_reconciled, reconcile, reconcile_if_due  # noqa: PLC0415
     from worker.runtime import Runtime  # noqa: PLC0415
     from worker.scheduler import PeriodicJob, run_scheduler  # noqa: PLC0415
     from worker.storage_health import HEALTH_EVERY, check_health  # noqa: PLC0415
@@ -228,7 +229,12 @@ def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
     ledger = _ledger(settings, starting=None if quiet_start else "scheduler")
     runtime = Runtime.from_settings(settings)
     every, enqueue = settings.archive.reconcile_every.total_seconds(), _celery_enqueue()
-    jobs = [PeriodicJob("reconcile", every, lambda: reconcile(runtime, enqueue))]
+    full = PeriodicJob("full_reconcile", every, lambda: reconcile_if_due(runtime, enqueue))  # runs when due
+
+    def incremental() -> object:  # before any watermark, a running full run covers the same window
+        return None if full.running and never_reconciled(runtime) else reconcile(runtime, enqueue)
+
+    jobs = [full, PeriodicJob("reconcile", every, incremental)]
     if settings.archive.delete_from_stream:
         jobs.append(PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False)))
     jobs.append(PeriodicJob("storage_health", HEALTH_EVERY, lambda: check_health(runtime)))

@@ -7,13 +7,19 @@ routed by the call object QueryCalls returned (no GetCall). Files waiting for th
 routed the same way. Nothing else in the ledger is touched: archived, running and ``failed``
 transfers stay as they are, so a second run records nothing.
 
+**One call failing does not stop a run.** A call whose listing fails (Stream unavailable after
+the client's retries, or refused) is counted in ``failed_calls``, logged (``discovery_call_failed``),
+and kept with its call object in ``reconcile:failed`` (`worker.reconcile_state`); a reconciliation
+(``retry``) lists those calls again first. Only `MAX_FAILED_IN_A_ROW` calls failing one after the
+other (Stream is down, not one call) ends the run with the last error.
+
 **Soonest to expire first.** The transfers a run records are returned in `DiscoverySummary.to_queue`
 ordered by their ``expires_at`` in the ledger (not by discovery order), and `reconcile` hands them
 to `enqueue` in that order, so the files closest to deletion are copied first.
 
 Errors: Stream's API failing raises `StreamUnavailable` / `StreamRefused` (with Stream's code and
 message) out of `discover`, after its checkpoint kept the last page done; Redis failing raises
-redis errors; bad parameters raise ValueError. `reconcile` catches Stream's errors (see it).
+redis errors; bad parameters raise ValueError. `worker.reconciliation` catches Stream's errors.
 """
 
 from __future__ import annotations
@@ -44,35 +50,40 @@ from worker.errors import MalformedPayload, StreamApiError, StreamRefused
 from worker.files import KINDS, Kind, StreamFile
 from worker.intake import plan_transfers, record_routes
 from worker.ledger import rfc3339, to_ms
+from worker.reconcile_state import FailedCalls
 from worker.runtime import Runtime
 from worker.webhooks import file_from_item
 
 __all__ = [
     "AtRiskFile", "DiscoveryCounts", "DiscoveryEvent", "DiscoveryQuery", "DiscoverySummary",
-    "ReconcileSummary", "discover", "drop_checkpoint", "reconcile", "saved_query",
+    "ReconcileSummary", "discover", "drop_checkpoint", "saved_query",
 ]
 
 log = structlog.get_logger(__name__)
 Progress = Callable[[DiscoveryEvent], None]
 Enqueue = Callable[[Sequence[str]], None]
+MAX_FAILED_IN_A_ROW = 5  # this many calls failing one after the other: Stream is down, the run stops
 
 
 def discover(runtime: Runtime, *, since: datetime, until: datetime | None = None,
              call_types: Collection[str] = (), calls: Collection[str] = (), kinds: Collection[Kind] = KINDS,
              dry_run: bool = False, checkpoint: str | None = None, progress: Progress | None = None,
-             now: datetime | None = None) -> DiscoverySummary:
+             now: datetime | None = None, incremental: bool = False, retry: bool = False) -> DiscoverySummary:
     """Find the files of the calls selected, record those the ledger lacks, and count them all.
 
     `calls` selects exact calls (whatever their times); otherwise calls that ended in [`since`,
-    `until`] and calls not ended. `dry_run` writes nothing (no ledger entry, no checkpoint) and
-    counts what it would do. `checkpoint` names a resumable run (`worker.discovery_checkpoint`).
-    The returned `to_queue` is ordered soonest to expire first. Raises ValueError for bad
-    parameters, StreamUnavailable / StreamRefused when Stream's API fails, redis errors.
+    `until`], calls not ended and calls reused since `since`; `incremental`: the calls that ended
+    or changed since `since`, and those ongoing (`worker.discovery_model`). `retry` lists the calls
+    that failed in earlier runs first. `dry_run` writes nothing (no ledger entry, no checkpoint,
+    no failed call kept) and counts what it would do. `checkpoint` names a resumable run
+    (`worker.discovery_checkpoint`). The returned `to_queue` is ordered soonest to expire first.
+    Raises ValueError for bad parameters, StreamUnavailable / StreamRefused when Stream's API
+    fails (QueryCalls, or `MAX_FAILED_IN_A_ROW` calls in a row), redis errors.
     """
-    query = DiscoveryQuery.build(since, until, call_types, calls, kinds)
+    query = DiscoveryQuery.build(since, until, call_types, calls, kinds, incremental=incremental)
     state = _open_state(runtime, query, None if dry_run else checkpoint)
     run = _Run(runtime, query, state, dry_run, progress, now or datetime.now(UTC))
-    return run.execute()
+    return run.execute(retry=retry and not dry_run)
 
 
 def _open_state(runtime: Runtime, query: DiscoveryQuery, checkpoint: str | None) -> RunState:
@@ -90,6 +101,11 @@ class _Run:
         self.runtime, self.query, self.state, self.dry_run = runtime, query, state, dry_run
         self.progress = progress
         self.deadline_ms = to_ms(now + runtime.archive.at_risk_margin)
+        self.failures = FailedCalls(runtime.ledger, int(runtime.archive.retention.total_seconds() * 1000))
+        self.failed: dict[str, str] = {}
+        self.in_a_row = 0
+        self.pending: set[str] = set()  # calls failed before this run
+        self.retried: set[str] = set()
 
     @property
     def counts(self) -> DiscoveryCounts:
@@ -99,10 +115,12 @@ class _Run:
         if self.progress is not None:
             self.progress(DiscoveryEvent(what, replace(self.counts), **details))
 
-    def execute(self) -> DiscoverySummary:
+    def execute(self, *, retry: bool) -> DiscoverySummary:
         log.info("discovery_started", query=self.query.to_json(), dry_run=self.dry_run, resumed=self.state.resumed)
         if self.state.resumed:
             self.emit("resumed")
+        if retry:
+            self.retry_failed()
         passes = self.query.passes()
         for index in range(self.state.pass_index, len(passes)):
             self.run_pass(index, passes[index], self.state.cursor if index == self.state.pass_index else None)
@@ -120,21 +138,56 @@ class _Run:
             if cursor is None:
                 return
 
+    def retry_failed(self) -> None:
+        """List again the calls earlier runs could not list (with the call objects kept then). After
+        `MAX_FAILED_IN_A_ROW` failures in a row the rest wait for the next run (the least tried first)."""
+        due = self.failures.due()
+        self.pending = {cid for cid, _, _ in due}
+        if due:
+            log.info("discovery_retrying_failed_calls", count=len(due))
+        settled: list[str] = []
+        for cid, call, _ in due:
+            if self.in_a_row >= MAX_FAILED_IN_A_ROW:
+                break
+            if call and self.settle_call(cid, call, stop_on_failures=False):
+                settled.append(cid)
+        self.failures.settled(settled)
+        self.retried, self.in_a_row = set(settled), 0
+
     def page(self, calls: list[dict[str, Any]]) -> list[str]:
         """List and settle the files of the page's calls not listed before; returns their cids."""
         by_cid = {_cid(call): call for call in calls}
-        fresh = self.state.unseen([cid for cid in by_cid if cid])
-        for cid in fresh:
-            self.settle_call(cid, by_cid[cid])
+        fresh = self.state.unseen([cid for cid in by_cid if cid and cid not in self.retried])
+        settled = [cid for cid in fresh if self.settle_call(cid, by_cid[cid])]
+        self.failures.settled([cid for cid in settled if cid in self.pending])
         return fresh
 
-    def settle_call(self, cid: str, call: Mapping[str, Any]) -> None:
-        files = {f.file_id: f for f in self.list_files(cid)}
+    def settle_call(self, cid: str, call: Mapping[str, Any], *, stop_on_failures: bool = True) -> bool:
+        """List and settle the call's files; False when its listing failed (kept to retry)."""
+        try:
+            listed = self.list_files(cid)
+        except StreamApiError as exc:
+            self.call_failed(cid, call, exc)
+            if stop_on_failures and self.in_a_row >= MAX_FAILED_IN_A_ROW:
+                raise
+            return False
+        self.in_a_row = 0
+        files = {f.file_id: f for f in listed}
         views = view_files(self.runtime.ledger, list(files))
         for file_id, file in files.items():
             self.settle_file(file, call, views[file_id])
         self.counts.calls_seen += 1
         self.emit("call", call_cid=cid)
+        return True
+
+    def call_failed(self, cid: str, call: Mapping[str, Any], exc: StreamApiError) -> None:
+        """Count, log and keep a call whose listing failed."""
+        self.in_a_row += 1
+        self.counts.failed_calls += 1
+        self.failed[cid] = str(exc)
+        log.warning("discovery_call_failed", call_cid=cid, error=str(exc), status=exc.status, code=exc.code)
+        if not self.dry_run:
+            self.failures.add(cid, call, str(exc))
 
     def list_files(self, cid: str) -> list[StreamFile]:
         found: list[StreamFile] = []
@@ -182,7 +235,7 @@ class _Run:
             self.counts.queued = len(to_queue)
         self.state.finish()
         log.info("discovery_finished", dry_run=self.dry_run, **self.counts.to_json())
-        return DiscoverySummary(self.query, self.counts, to_queue, self.dry_run, self.state.resumed)
+        return DiscoverySummary(self.query, self.counts, to_queue, self.dry_run, self.state.resumed, self.failed)
 
 
 def _cid(call: Mapping[str, Any]) -> str:
@@ -212,30 +265,6 @@ def _known_outcome(states: Sequence[str]) -> Outcome:
     if states and all(s in ("archived", "skipped") for s in states):
         return "archived"
     return "known"
-
-
-def reconcile(runtime: Runtime, enqueue: Enqueue, *, now: datetime | None = None) -> ReconcileSummary:
-    """Discover the last `retention` of calls, record what is missing, flag what is at risk, then
-    hand the new transfers to `enqueue`, soonest to expire first.
-
-    `failed` transfers are left alone. Stream's API failing does not stop the at-risk check: the
-    error is logged and returned in `stream_error`. Raises redis errors, and what `enqueue` raises
-    (what it could not queue is in the ledger: the sweep queues it).
-    """
-    moment = now or datetime.now(UTC)
-    discovery, error = None, None
-    try:
-        discovery = discover(runtime, since=moment - runtime.archive.retention, now=moment)
-    except StreamApiError as exc:
-        error = str(exc)
-        log.error("reconcile_discovery_failed", error=error, status=exc.status, code=exc.code)
-    at_risk = flag_at_risk(runtime, moment)
-    to_queue = discovery.to_queue if discovery else []
-    if to_queue:
-        enqueue(to_queue)
-    log.info("reconcile_finished", enqueued=len(to_queue), at_risk=len(at_risk), stream_error=error,
-             files_found=discovery.counts.files_found if discovery else None)
-    return ReconcileSummary(moment, discovery, len(to_queue), at_risk, error)
 
 
 def flag_at_risk(runtime: Runtime, now: datetime) -> list[AtRiskFile]:

@@ -1,15 +1,24 @@
 """What discovery works with: the query it runs, the counts it keeps, what it reports.
 
-A discovery query selects calls in up to three QueryCalls passes, run one after the other (each
-paged with ``limit`` 100 and the ``next`` cursor). Separate passes rather than one ``$or`` keep
-each query to one filter and one of Stream's allowed sorts:
+A discovery query selects calls in QueryCalls passes, run one after the other (each paged with
+``limit`` 100 and the ``next`` cursor). Separate passes rather than one ``$or`` (the spec has none)
+keep each query to one filter and one of Stream's allowed sorts. A window query (backfill, full
+reconciliation) runs four:
 
 1. ``ended``: calls whose ``ended_at`` is in [since, until], oldest first (their files expire first);
 2. ``unended``: calls with no ``ended_at`` updated since ``since`` (nobody ended them, or running);
-3. ``ongoing``: calls running now (Stream's ``ongoing``), however long ago they were touched.
+3. ``reused``: calls that ended before ``since`` but were updated since: a call id joined again
+   (Stream does not document that ``ended_at`` moves on a new session; ``updated_at`` does);
+4. ``ongoing``: calls running now (Stream's ``ongoing``), however long ago they were touched.
+
+An incremental query (``incremental``: what changed since ``since``, the reconciliation watermark
+less its overlap) runs three, one per field, whatever the window: ``ended`` (``ended_at`` since),
+``updated`` (``updated_at`` since) and ``ongoing``; its cost follows the calls that changed.
 
 With exact calls (``calls``) there is one pass, ``cid $in calls``, whatever their times. A call
 type filter (``type $in call_types``) narrows every pass. A call found twice is listed once.
+Whatever pass finds a call, each of its files is judged by its own end time (its deletion is
+``end_time + retention``), never by the call's ``ended_at``.
 """
 
 from __future__ import annotations
@@ -45,10 +54,12 @@ class DiscoveryQuery:
     call_types: tuple[str, ...] = ()
     calls: tuple[str, ...] = ()
     kinds: tuple[Kind, ...] = KINDS
+    incremental: bool = False  # what changed since `since` (see the module docstring)
 
     @classmethod
     def build(cls, since: datetime, until: datetime | None = None, call_types: Collection[str] = (),
-              calls: Collection[str] = (), kinds: Collection[Kind] = KINDS) -> DiscoveryQuery:
+              calls: Collection[str] = (), kinds: Collection[Kind] = KINDS, *,
+              incremental: bool = False) -> DiscoveryQuery:
         """A normalised query. Raises ValueError for naive times, since after until, no kinds or a
         call that is not ``<type>:<id>``."""
         start, end = _utc_ms(since, "since"), None if until is None else _utc_ms(until, "until")
@@ -60,11 +71,12 @@ class DiscoveryQuery:
         bad = [c for c in calls if not all(c.partition(":")[::2])]
         if bad:
             raise ValueError(f"a call is '<type>:<id>', got {bad[0]!r}")
-        return cls(start, end, tuple(sorted(set(call_types))), tuple(sorted(set(calls))), wanted)
+        return cls(start, end, tuple(sorted(set(call_types))), tuple(sorted(set(calls))), wanted, incremental)
 
     def to_json(self) -> dict[str, Any]:
-        return {"since": to_ms(self.since), "until": None if self.until is None else to_ms(self.until),
-                "call_types": list(self.call_types), "calls": list(self.calls), "kinds": list(self.kinds)}
+        saved = {"since": to_ms(self.since), "until": None if self.until is None else to_ms(self.until),
+                 "call_types": list(self.call_types), "calls": list(self.calls), "kinds": list(self.kinds)}
+        return {**saved, "incremental": True} if self.incremental else saved  # older checkpoints stay equal
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DiscoveryQuery:
@@ -72,21 +84,29 @@ class DiscoveryQuery:
         since, until = from_ms(data["since"]), from_ms(data.get("until"))
         assert since is not None
         return cls.build(since, until, data.get("call_types") or (), data.get("calls") or (),
-                         data.get("kinds") or KINDS)
+                         data.get("kinds") or KINDS, incremental=bool(data.get("incremental")))
 
     def passes(self) -> list[QueryPass]:
         """The QueryCalls queries to run, in order (see the module docstring)."""
         narrow: dict[str, Any] = {"type": {"$in": list(self.call_types)}} if self.call_types else {}
         if self.calls:
             return [QueryPass("calls", {"cid": {"$in": list(self.calls)}, **narrow}, _ascending("cid"))]
-        ended: dict[str, Any] = {"$gte": rfc3339(self.since)}
+        since = rfc3339(self.since)
+        ongoing = QueryPass("ongoing", {"ongoing": {"$eq": True}, **narrow}, _ascending("created_at"))
+        if self.incremental:
+            return [QueryPass("ended", {"ended_at": {"$gte": since}, **narrow}, _ascending("ended_at")),
+                    QueryPass("updated", {"updated_at": {"$gte": since}, **narrow}, _ascending("updated_at")),
+                    ongoing]
+        ended: dict[str, Any] = {"$gte": since}
         if self.until is not None:
             ended["$lte"] = rfc3339(self.until)
         return [
             QueryPass("ended", {"ended_at": ended, **narrow}, _ascending("ended_at")),
-            QueryPass("unended", {"ended_at": {"$exists": False}, "updated_at": {"$gte": rfc3339(self.since)},
-                                  **narrow}, _ascending("created_at")),
-            QueryPass("ongoing", {"ongoing": {"$eq": True}, **narrow}, _ascending("created_at")),
+            QueryPass("unended", {"ended_at": {"$exists": False}, "updated_at": {"$gte": since}, **narrow},
+                      _ascending("created_at")),
+            QueryPass("reused", {"ended_at": {"$lt": since}, "updated_at": {"$gte": since}, **narrow},
+                      _ascending("updated_at")),
+            ongoing,
         ]
 
 
@@ -116,6 +136,7 @@ class DiscoveryCounts:
     at_risk: int = 0  # not archived, and Stream deletes it within at_risk_margin (or already should have)
     bytes_archived: int = 0  # bytes of the archived transfers of these files
     unreadable: int = 0  # items Stream listed that are not a valid file (logged, skipped)
+    failed_calls: int = 0  # calls whose listing failed (kept to retry: `worker.reconcile_state`)
 
     def count(self, outcome: Outcome, *, at_risk: bool, archived_bytes: int) -> None:
         """Add one file found."""
@@ -164,6 +185,7 @@ class DiscoverySummary:
     to_queue: list[str] = field(default_factory=list)
     dry_run: bool = False
     resumed: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # calls this process could not list → error
 
 
 @dataclass(frozen=True)
@@ -183,13 +205,18 @@ class AtRiskFile:
 @dataclass(frozen=True)
 class ReconcileSummary:
     """One reconcile: its discovery (None when Stream's API failed: `stream_error` says how), how
-    many transfers it handed to the workers, and the files at risk in the whole ledger."""
+    many transfers it handed to the workers, and the files at risk in the whole ledger.
+    `failed_calls`: every call waiting to be listed again (this run's failures and older ones) →
+    its last error."""
 
     computed_at: datetime
     discovery: DiscoverySummary | None
     enqueued: int
     at_risk: list[AtRiskFile]
     stream_error: str | None = None
+    mode: str = "full"
+    since: datetime | None = None
+    failed_calls: dict[str, str] = field(default_factory=dict)
 
 
 def format_span(span: timedelta) -> str:

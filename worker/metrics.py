@@ -26,6 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from worker.ledger import DEFAULT_PREFIX
+from worker.reconcile_state import MODES, read_marks
 from worker.stats import Stats, durations
 from worker.tally import STATE_LABELS, Tally
 from worker.unrouted import REASONS, read_routing
@@ -81,6 +82,7 @@ class ArchiverCollector(Collector):
         yield from self._routing()
         yield from self._webhooks()
         yield self._storages()
+        yield from self._reconciliation()
 
     def _transfers(self) -> Metric:
         gauge = GaugeMetricFamily("archiver_transfers", "Transfers in the ledger by state and storage.",
@@ -161,6 +163,22 @@ class ArchiverCollector(Collector):
         for name, health in sorted(self.stats.storage_health().items()):
             gauge.add_metric([name], 1 if health.ok else 0)
         return gauge
+
+
+    def _reconciliation(self) -> Iterator[Metric]:
+        marks = read_marks(self.redis, self.prefix)
+        last = GaugeMetricFamily("archiver_last_reconcile_timestamp_seconds",
+                                 "Unix time the last reconciliation of each mode (incremental, full) completed.",
+                                 labels=["mode"])
+        failed = GaugeMetricFamily("archiver_reconcile_failed_calls",
+                                   "Calls the last completed reconciliation of each mode could not list "
+                                   "(the next run lists them again).", labels=["mode"])
+        for mode in MODES:
+            if mode in marks.completed_at_ms:
+                last.add_metric([mode], marks.completed_at_ms[mode] / 1000)
+                failed.add_metric([mode], marks.failed_calls.get(mode, 0))
+        yield last
+        yield failed
 
 
 def registry_for(collector: ArchiverCollector) -> CollectorRegistry:

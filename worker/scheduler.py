@@ -64,6 +64,10 @@ class PeriodicJob:
         self._thread = threading.Thread(target=self._run_once, name=f"job-{self.name}", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout)

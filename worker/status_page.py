@@ -23,6 +23,7 @@ from typing import cast
 import redis
 
 from worker.ledger import DEFAULT_PREFIX, STATES, Ledger
+from worker.reconcile_state import MODES, Marks, read_marks
 from worker.stats import Health, Stats
 from worker.tally import STATE_LABELS, Tally
 from worker.unrouted import RoutingFigures, WaitingFile, read_routing, waiting_files
@@ -109,6 +110,7 @@ class Status:
     now: float
     routing: RoutingFigures
     waiting: tuple[WaitingFile, ...]  # at most LIMIT of the files waiting for their routes
+    reconciliation: Marks | None = None
 
 
 def _rows(client: redis.Redis, prefix: str, scored: list[tuple[str, float]]) -> list[Row]:
@@ -141,7 +143,7 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
     waiting = cast(list[str], client.zrange(f"{prefix}unrouted", 0, LIMIT - 1))
     return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, prefix, soon),
                   stats.storage_health(), now, read_routing(client, prefix),
-                  tuple(waiting_files(Ledger(client, prefix), waiting)))
+                  tuple(waiting_files(Ledger(client, prefix), waiting)), read_marks(client, prefix))
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -231,6 +233,17 @@ def _health(status: Status) -> str:
     return _table(["storage", "state", "reason", "checked"], rows, "no storage checked yet")
 
 
+def _reconciliation(status: Status) -> str:
+    """When each mode of reconciliation last completed, and the calls it could not list."""
+    marks = status.reconciliation
+    if marks is None:
+        return ""
+    rows = [[_e(mode), _e(_when(marks.completed_at_ms.get(mode)) or "never"), _e(marks.failed_calls.get(mode, ""))]
+            for mode in MODES]
+    pending = f"{marks.pending_calls} call(s) wait to be listed again." if marks.pending_calls else ""
+    return _table(["mode", "last completed", "calls failed"], rows, "") + (f"<p>{_e(pending)}</p>" if pending else "")
+
+
 def _chart_data(status: Status) -> str:
     """JSON safe inside a <script> element: no "<", ">" or "&" survives as such."""
     data = {"days": [d for d, _ in status.by_day], "bytes": [b for _, b in status.by_day]}
@@ -257,6 +270,8 @@ def render(status: Status) -> str:
 <script type="application/json" id="bytes-by-day">{_chart_data(status)}</script>
 <h2>Storages</h2>
 {_health(status)}
+<h2>Reconciliation with Stream</h2>
+{_reconciliation(status)}
 <h2>Files at risk</h2>
 {_at_risk(status)}
 <h2>Failures</h2>

@@ -27,6 +27,8 @@ METRICS = {
     "archiver_webhook_requests_total": "counter",  # {outcome}
     "archiver_last_webhook_timestamp_seconds": "gauge",
     "archiver_storage_up": "gauge",  # {storage}
+    "archiver_last_reconcile_timestamp_seconds": "gauge",  # {mode}: incremental, full
+    "archiver_reconcile_failed_calls": "gauge",  # {mode}: calls the last run could not list
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # The alerts the deployment promises (docs/deployment.md, docs/runbook.md).
@@ -41,6 +43,7 @@ EXPECTED = {
     "ArchiverStorageDown",
     "ArchiverRetriesClimbing",
     "ArchiverNoWebhooks",
+    "ArchiverFullReconcileOverdue",
 }
 RULES: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
 

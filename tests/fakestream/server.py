@@ -154,13 +154,45 @@ class FakeStream:
             self._store.put_call(call)
         return call_response(call, self.timestamp_format)
 
+    def call(self, call_cid: str) -> CallRecord | None:
+        """The call as the fake holds it (its times as set), or None."""
+        return self._store.get_call(call_cid)
+
+    def reuse_call(self, call_cid: str, *, at: datetime | None = None) -> str:
+        """Join an existing call again, as Stream allows after it ended: a new session starts, so
+        ``updated_at`` becomes `at` (default now) while ``ended_at`` stays as it was (Stream does
+        not document that it moves). Files added afterwards belong to the new session; returns
+        its id. KeyError when the call does not exist."""
+        with self._store.lock:
+            call = self._store.get_call(call_cid)
+            if call is None:
+                raise KeyError(call_cid)
+            session = new_session_id()
+            self._store.put_call(replace(call, session_id=session, updated_at=utc(at) if at else now_utc()))
+        return session
+
+    def update_call(self, call_cid: str, *, updated_at: datetime | None = None,
+                    ended_at: datetime | None = None) -> None:
+        """Set a call's ``updated_at`` and/or ``ended_at``, each independently of the other."""
+        with self._store.lock:
+            call = self._store.get_call(call_cid)
+            if call is None:
+                raise KeyError(call_cid)
+            self._store.put_call(replace(call, updated_at=utc(updated_at) if updated_at else call.updated_at,
+                                         ended_at=utc(ended_at) if ended_at else call.ended_at))
+
     def _ensure_call(self, call_cid: str, start: datetime, end: datetime) -> CallRecord:
-        """The call of a new file, created (ended at the file's end) when unknown."""
+        """The call of a new file, created (ended at the file's end) when unknown. A known call's
+        ``updated_at`` moves to the file's end when that is later (the recording changed the call;
+        its ``ended_at`` stays)."""
         call = self._store.get_call(call_cid)
         if call is None:
             call_type, call_id = split_cid(call_cid)
             self.add_call(call_type, call_id, created_at=start - timedelta(seconds=5), ended_at=end)
             call = self._store.get_call(call_cid)
+        elif end > call.updated_at:
+            call = replace(call, updated_at=end)
+            self._store.put_call(call)
         assert call is not None
         return call
 

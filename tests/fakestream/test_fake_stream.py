@@ -273,6 +273,27 @@ def test_sdk_query_calls_filter_sort_and_paging(fake: FakeStream, sdk: Stream) -
     assert {c.call.cid for c in by_cid.calls} == {"livestream:old", "default:c1"}
 
 
+def test_a_reused_call_keeps_its_ended_at_and_gets_a_fresh_updated_at_and_session(
+        fake: FakeStream, sdk: Stream) -> None:
+    """reuse_call starts a new session: QueryCalls finds the call by `updated_at`, not by `ended_at`
+    (left weeks old); its new files carry the new session; update_call sets either time alone."""
+    fake.add_call("weekly", "standup", ended_at=T0 - timedelta(days=30))
+    old = fake.add_recording("weekly:standup", b"old", end_time=T0 - timedelta(days=30))
+    session = fake.reuse_call("weekly:standup", at=T0)
+    new = fake.add_recording("weekly:standup", b"new", end_time=T0 + timedelta(minutes=5))
+    assert new.session_id == session != old.session_id
+    since = (T0 - timedelta(days=14)).isoformat()
+    by_ended = sdk.video.query_calls(filter_conditions={"ended_at": {"$gte": since}}).data
+    by_updated = sdk.video.query_calls(filter_conditions={"updated_at": {"$gte": since}}).data
+    assert by_ended.calls == [] and [c.call.cid for c in by_updated.calls] == ["weekly:standup"]
+    call = fake.call("weekly:standup")
+    assert call is not None and call.ended_at == T0 - timedelta(days=30)
+    assert call.updated_at == T0 + timedelta(minutes=5)  # the new file's end moved it on
+    fake.update_call("weekly:standup", ended_at=T0)
+    call = fake.call("weekly:standup")
+    assert call is not None and (call.ended_at, call.updated_at) == (T0, T0 + timedelta(minutes=5))
+
+
 def test_query_calls_or_matches_either_clause(fake: FakeStream, sdk: Stream) -> None:
     """$or selects calls matching any clause (it once acted as $and)."""
     fake.add_call("default", "early", ended_at=T0)

@@ -184,6 +184,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # quiet: tests read `requests` instead
 
+    def finish(self) -> None:
+        """Close the upstream connection with the client's, even when the client vanished mid-request."""
+        try:
+            super().finish()
+        finally:
+            if self._upstream is not None:
+                self._upstream.close()
+
     def relay(self) -> None:
         body = self._read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}

@@ -16,6 +16,7 @@ from worker import tally
 from worker.files import StreamFile, transfer_id
 from worker.ledger import Ledger, NewTransfer, State, now_ms
 from worker.metrics import ArchiverCollector, read_deadlines, registry_for, render
+from worker.reconcile_state import completed
 from worker.stats import Stats
 from worker.tally import Tally
 
@@ -190,3 +191,16 @@ def test_stats_written_while_redis_is_away_are_added_to_the_next_write(ledger: L
     away.redis = ledger.redis
     away.retried("s3", "unreachable")
     assert Stats(ledger.redis).pairs("stats:retries") == {("s3", "unreachable"): 2}
+
+
+def test_the_last_reconciliations_and_their_failed_calls_are_exposed_by_mode(ledger: Ledger) -> None:
+    """No sample before a reconciliation completed; then each mode's completion time and failed calls."""
+    assert not [k for k in scrape(ledger) if k[0].startswith("archiver_last_reconcile")]
+    before = time.time()
+    completed(ledger, "full", now_ms() - 60_000, 0)
+    completed(ledger, "incremental", now_ms(), 3)
+    samples = scrape(ledger)
+    for mode in ("full", "incremental"):
+        assert before - 1 <= samples[("archiver_last_reconcile_timestamp_seconds", (("mode", mode),))] <= time.time()
+    assert samples[("archiver_reconcile_failed_calls", (("mode", "incremental"),))] == 3
+    assert samples[("archiver_reconcile_failed_calls", (("mode", "full"),))] == 0

@@ -18,6 +18,7 @@ from tests.support.processes import wait_until
 from tests.unit.test_metrics import add
 from tests.unit.test_web import Receiver, sample, serve
 from worker.ledger import Ledger, now_ms
+from worker.reconcile_state import FailedCalls, completed
 from worker.stats import Stats
 from worker.status_page import authorized
 
@@ -119,6 +120,18 @@ def test_the_page_shows_counts_failures_at_risk_files_health_and_the_days_figure
     chart = page.split('<script type="application/json" id="bytes-by-day">')[1].split("</script>")[0]
     figures = json.loads(chart)
     assert len(figures["days"]) == 30 and figures["bytes"][-1] == 123_456
+
+
+def test_the_page_shows_when_each_reconciliation_last_completed(receiver: Receiver, ledger: Ledger) -> None:
+    """Never, before any; then the full run's completion time and the calls the incremental one failed."""
+    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    section = page.split("<h2>Reconciliation with Stream</h2>")[1].split("<h2>")[0]
+    assert section.count("never") == 2
+    completed(ledger, "incremental", now_ms(), 2)
+    FailedCalls(ledger, 86_400_000).add("default:broken", {"cid": "default:broken"}, "503")
+    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    section = page.split("<h2>Reconciliation with Stream</h2>")[1].split("<h2>")[0]
+    assert section.count("never") == 1 and "<td>2</td>" in section and "1 call(s) wait to be listed again" in section
 
 
 def test_the_page_shows_files_waiting_for_their_routes_with_the_reason(receiver: Receiver, ledger: Ledger) -> None:
