@@ -3,8 +3,8 @@
 An object ``key`` lives at ``<root>/<prefix><key>``; ``root`` is the configured ``bucket`` (relative
 paths are resolved against the working directory when the storage is built, and created if missing).
 
-Writing goes to a hidden ``.<name>.<uuid>.partial`` file in the object's own directory, which is
-fsynced and then renamed over the final name (`os.replace`, atomic on POSIX), and the directory is
+Writing goes to a hidden ``.<name>.<hash of name>.<uuid>.partial`` file in the object's own
+directory, which is fsynced and then renamed over the final name (`os.replace`, atomic on POSIX), and the directory is
 fsynced: readers see the old object or the new one, never half of one.
 
 Differences from S3, and why:
@@ -27,6 +27,7 @@ retried until space is freed.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat as stat_mode
@@ -73,8 +74,10 @@ def storage_error(exc: OSError, storage: str, action: str, where: str) -> Storag
 
 
 def _temp_prefix(name: str) -> str:
-    """The start of a hidden sibling's name; the final name is cut to stay under NAME_MAX bytes."""
-    return "." + name.encode()[:100].decode(errors="ignore") + "."
+    """What every temporary file of the object `name` starts with, and no other object's: its first
+    100 bytes (to stay under NAME_MAX) and a hash of the whole name (names may share those 100)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return "." + name.encode()[:100].decode(errors="ignore") + "." + digest + "."
 
 
 def _temp_name(name: str) -> str:
@@ -82,7 +85,8 @@ def _temp_name(name: str) -> str:
 
 
 def _remove_stale_partials(path: Path) -> None:
-    """Remove temporary files a killed writer left beside `path`.
+    """Remove temporary files a killed writer left beside `path`: only this key's own, named
+    exactly as `_temp_name` names them.
 
     Safe: a key belongs to one transfer, and a transfer's lease (with its fencing epoch) lets only
     one writer run at a time, so any other temporary file of this name is a dead writer's.
