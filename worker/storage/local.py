@@ -4,8 +4,8 @@ An object ``key`` lives at ``<root>/<prefix><key>``; ``root`` is the configured 
 paths are resolved against the working directory when the storage is built, and created if missing).
 
 Writing goes to a hidden ``.<name>.<hash of name>.<uuid>.partial`` file in the object's own
-directory, which is fsynced and then renamed over the final name (`os.replace`, atomic on POSIX), and the directory is
-fsynced: readers see the old object or the new one, never half of one.
+directory, which is fsynced and then renamed over the final name (`os.replace`, atomic on POSIX),
+and the directory is fsynced: readers see the old object or the new one, never half of one.
 
 Differences from S3, and why:
 
