@@ -122,3 +122,12 @@ def object_key(template: str, file: StreamFile) -> str:
     }
     rendered = template.format(**{name: safe_segment(v) for name, v in values.items()})
     return "/".join(_safe_part(part) for part in rendered.split("/") if part not in _DOTS)
+
+
+def key_of_another_owner(key: str, file_id: str) -> str:
+    """`key` for a second file that maps to it (a hash collision, or a template that sets values side
+    by side): its last segment tagged with a hash of `file_id`. The ledger gives it at intake when
+    another file owns `key` already."""
+    head, _, last = key.rpartition("/")
+    tagged = with_tag(last, hash_tag(file_id), MAX_PATH_SEGMENT_BYTES)
+    return f"{head}/{tagged}" if head else tagged

@@ -26,6 +26,7 @@ import redis
 
 from worker import ledger_scripts as lua
 from worker.files import StreamFile
+from worker.keys import key_of_another_owner
 from worker.redis_client import connect as connect  # noqa: PLC0414 - kept importable from here
 
 State = Literal["queued", "transferring", "archived", "failed", "skipped", "lost"]
@@ -174,6 +175,9 @@ class Ledger:
                dispatch_at: int, now: int | None = None, route_at: int | None = None) -> Intake:
         """Record `file` and its transfers in one step; existing ones are left as they are.
 
+        Each key has one owner file per storage: a queued transfer whose key another file owns
+        already gets `worker.keys.key_of_another_owner` instead (``failed`` if that is taken too).
+
         With `route_at`, the file's destinations are not known yet (no transfers are given): it
         waits in the ``unrouted`` index until `resolve` time; without it, `transfers` are its routes.
         """
@@ -187,6 +191,7 @@ class Ledger:
         })
         rows = [{
             "id": t.id, "state": t.state, "due": str(dispatch_at), "expires": str(expires),
+            "alt_key": key_of_another_owner(t.key, file.file_id) if t.key else "",
             "fields": _strings({
                 "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename,
                 "session_id": file.session_id, "storage": t.storage, "key": t.key,
