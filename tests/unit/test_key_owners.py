@@ -92,3 +92,18 @@ def test_a_key_and_its_alternative_both_taken_fail_the_transfer(ledger: Ledger) 
     assert (transfer.state, transfer.reason) == ("failed", "key_taken")
     assert files[0].file_id in (transfer.error or "")
     assert ledger.redis.hget("archiver:keyowner:disk", "k.mp4") == files[0].file_id
+
+
+def test_a_key_the_storage_cannot_store_fails_permanently(runtime: Runtime, fake: FakeStream) -> None:
+    """A recorded key the backend refuses (a file name over NAME_MAX on local disk, a backslash) makes
+    the transfer `failed` with reason key_refused at once, never a retry until the deadline."""
+    for n, key in enumerate(["default/c/" + "n" * 300 + ".mp4", "default/c/back\\slash.mp4"]):
+        stored = fake.add_recording("default:c", b"bytes", filename=f"rec_{n}.mp4")
+        stream_file = ready_file(fake.event_for(stored))
+        assert stream_file is not None
+        tid = transfer_id(stream_file.file_id, "disk")
+        runtime.ledger.record(stream_file, [NewTransfer(tid, "disk", key)], expires_at=END, dispatch_at=1)
+        assert run_transfer(runtime, tid) == "failed"
+        transfer = runtime.ledger.get(tid)
+        assert transfer is not None
+        assert (transfer.state, transfer.reason, transfer.attempts) == ("failed", "key_refused", 1)

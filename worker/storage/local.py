@@ -41,12 +41,13 @@ import structlog
 
 from config.settings import StorageConfig, TransferTuning
 from worker.checksums import Digests
-from worker.errors import StorageReason, StorageRefused, StorageUnavailable
+from worker.errors import KeyRefused, StorageReason, StorageRefused, StorageUnavailable
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
 
 XATTR = "user.archiver"
 PARTIAL_SUFFIX = ".partial"
+NAME_MAX = 255  # bytes in one file name, on every common Linux filesystem
 MAX_XATTR_BYTES = 4000  # one xattr must fit in one 4 KiB ext4 block, beside its header
 
 _REFUSED_ERRNOS = frozenset(
@@ -136,9 +137,11 @@ class LocalStorage(Storage):
         return storage_error(exc, self.name, action, f"{self.prefix}{key}")
 
     def path(self, key: str) -> Path:
-        """The file for `key`. Raises ValueError for an illegal key, StorageRefused when a
-        symbolic link would take it outside ``root/prefix``."""
+        """The file for `key`. Raises KeyRefused (a ValueError) for an illegal key or a segment
+        over NAME_MAX bytes, StorageRefused when a symbolic link would take it outside ``root/prefix``."""
         path = self.base / check_key(key)
+        if any(len(segment.encode("utf-8", "surrogatepass")) > NAME_MAX for segment in key.split("/")):
+            raise KeyRefused(f"local storage {self.name!r}: a file name is at most {NAME_MAX} bytes: {key!r}")
         self._check_inside(path, key)
         return path
 

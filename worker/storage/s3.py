@@ -66,6 +66,7 @@ import structlog
 from botocore import exceptions as boto
 
 from config.settings import S3Options, StorageConfig, TransferTuning
+from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
 from worker.storage.parts import PartPool
@@ -160,10 +161,13 @@ class S3Storage(Storage):
         )  # fmt: skip
 
     def full_key(self, key: str) -> str:
-        """``prefix + key``. Raises ValueError for an illegal or over-long key."""
+        """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal or over-long key, or
+        one with CR or LF."""
         full = self.prefix + check_key(key)
+        if "\r" in full or "\n" in full:  # AWS lists them among characters to avoid; XML 1.0 listings lose them
+            raise KeyRefused(f"S3 keys cannot hold CR or LF here: {key!r}")
         if len(full.encode()) > MAX_KEY_BYTES:
-            raise ValueError(f"S3 keys are at most {MAX_KEY_BYTES} bytes: {full[:60]!r}...")
+            raise KeyRefused(f"S3 keys are at most {MAX_KEY_BYTES} bytes: {full[:60]!r}...")
         return full
 
     def raise_mapped(self, exc: Exception, action: str, key: str, *, missing: bool = False) -> NoReturn:
