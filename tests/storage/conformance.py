@@ -114,6 +114,22 @@ class StorageConformance:
         if native:
             assert stored.checksums.get(native) == digests.get(native)
         assert read(storage, "sum/big.mp4") == data
+        assert storage.verify("sum/big.mp4", len(data), digests.sha256) is None
+
+    def test_verify_tells_an_object_still_archived_from_a_changed_or_missing_one(self, storage: Storage) -> None:
+        """verify: None for the bytes archived; a reason when the object is missing, has another size,
+        or was overwritten with other bytes of the same size (another file under its key)."""
+        first, other = os.urandom(50_000), os.urandom(50_000)
+        _, digests = write_with_digests(storage, "check/a.mp4", first)
+        assert storage.verify("check/a.mp4", len(first), digests.sha256) is None
+        assert "bytes" in (storage.verify("check/a.mp4", len(first) + 1, digests.sha256) or "")
+        assert "sha256" in (storage.verify("check/a.mp4", len(first), "0" * 64) or "")
+        write_with_digests(storage, "check/a.mp4", other)
+        assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
+        write(storage, "check/a.mp4", [other])  # no digests: no sha256 kept with it
+        assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
+        storage.delete("check/a.mp4")
+        assert "missing" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
 
     def test_multipart_sized_round_trip(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
         """A ~12 MiB object written in uneven chunks reads back exactly, and nothing is left pending."""

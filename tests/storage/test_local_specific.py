@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from worker.checksums import Digests
 from worker.errors import StorageRefused, StorageUnavailable
 from worker.storage.local import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
 
@@ -194,3 +196,17 @@ def test_long_names_sharing_a_prefix_do_not_remove_each_others_temporary_files(t
     assert sorted(p.name for p in (tmp_path / "call").iterdir()) == sorted(k.split("/")[1] for k in keys)
     for key in keys:
         assert (tmp_path / key).read_bytes() == b"first half " + key.encode()
+
+
+def test_verify_hashes_the_file_again_since_its_xattr_survives_a_rewrite(storage: LocalStorage) -> None:
+    """Bytes rewritten in place keep the old SHA-256 in the extended attribute: verify hashes the file
+    itself and reports the change."""
+    with storage.open_writer("v.mp4", content_type="video/mp4", metadata={}) as writer:
+        writer.write(b"the archived bytes")
+        committed = writer.commit(Digests(size=18, sha256=hashlib.sha256(b"the archived bytes").hexdigest()))
+    sha256 = committed.checksums["sha256"]
+    assert storage.verify("v.mp4", 18, sha256) is None
+    with open(storage.path("v.mp4"), "r+b") as file:  # same size, other bytes; the xattr stays
+        file.write(b"THE")
+    assert storage.stat("v.mp4").checksums["sha256"] == sha256
+    assert "sha256" in (storage.verify("v.mp4", 18, sha256) or "")

@@ -65,7 +65,8 @@ class AzureStorage(Storage):
     """Block blobs in one container, under one prefix."""
 
     storage_type = "abs"
-    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5")  # see __init__
+    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5",
+                                content_checksums=frozenset({"sha256"}))  # see __init__
 
     def __init__(
         self,
@@ -88,7 +89,8 @@ class AzureStorage(Storage):
         self._location = public_location(client)
         self.parts = PartPool(tuning.parts_in_flight, "abs-block")
         # per instance, as abs_server_side_copy may turn the copy off (Storage declares a ClassVar)
-        self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5")
+        self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
+                                         content_checksums=frozenset({"sha256"}))  # every commit sets metadata
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:

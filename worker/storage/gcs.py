@@ -75,7 +75,8 @@ class GCSStorage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "gcs"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c")
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+                                content_checksums=frozenset({"sha256"}))  # metadata belongs to one generation
 
     def __init__(
         self,

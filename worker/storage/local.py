@@ -113,7 +113,7 @@ class LocalStorage(Storage):
     """Objects as files under ``root/prefix``."""
 
     storage_type = "local"
-    capabilities = Capabilities()
+    capabilities = Capabilities()  # no content_checksums: the xattr survives a rewrite; verify hashes
 
     def __init__(self, name: str, root: str | os.PathLike[str], prefix: str = "") -> None:
         """Create ``root/prefix`` if missing. Raises ValueError for a bad prefix, StorageRefused /

@@ -118,7 +118,8 @@ class S3Storage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "s3"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c")  # per instance: see __init__
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+                                content_checksums=frozenset({"sha256"}))  # per instance: see __init__
 
     def __init__(
         self,
@@ -141,7 +142,8 @@ class S3Storage(Storage):
         required = getattr(client.meta.config, "request_checksum_calculation", None) == "when_required"
         self.checksum: Literal["crc32c", "md5"] = "md5" if required else "crc32c"
         # per instance, as the checksum mode is per storage (base.py still declares a ClassVar):
-        self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c")
+        self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c",
+                                         content_checksums=frozenset({"sha256"}))  # every PUT replaces metadata
         self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
         self.parts = PartPool(tuning.parts_in_flight, "s3-part")
         self._list_uploads = True  # False once the store refused to list pending uploads
