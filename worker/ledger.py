@@ -162,6 +162,7 @@ class Ledger:
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
+        self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
@@ -256,6 +257,11 @@ class Ledger:
             return False
         expires = to_ms(transfer.expires_at) if transfer.expires_at else now_ms()
         return bool(self._retry(args=[self.prefix, transfer_id, now_ms(), expires]))
+
+    def requeue_archived(self, transfer_id: str, error: str) -> bool:
+        """Queue an `archived` transfer again, due now (reason ``object_changed``): its object is no
+        longer the bytes archived. False when it is not `archived` (any more)."""
+        return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
 
     def set_file_url(self, file_id: str, url: str) -> None:
         """A fresher signed URL for the file (one field: nothing reads it together with others)."""

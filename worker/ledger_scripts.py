@@ -251,3 +251,22 @@ if redis.call('SCARD', fkey .. ':transfers') == 0 and redis.call('HGET', fkey, '
 end
 return {'pruned', fid, 0}
 """
+
+# ARGV: prefix, tid, error  ->  1 if an `archived` transfer was queued again (its object changed)
+# Deletion and prune found the object at its key no longer the bytes archived: archive it again.
+# Time from Redis itself, as every script's should be.
+REQUEUE_ARCHIVED = """
+local p, tid = ARGV[1], ARGV[2]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local tkey = p .. 'transfer:' .. tid
+if redis.call('HGET', tkey, 'state') ~= 'archived' then return 0 end
+redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,
+           'error', ARGV[3], 'reason', 'object_changed')
+redis.call('ZREM', p .. 'state:archived', tid)
+redis.call('ZADD', p .. 'state:queued', now, tid)
+redis.call('ZADD', p .. 'due', now, tid)
+local expires = tonumber(redis.call('HGET', tkey, 'expires_at') or '')
+if expires then redis.call('ZADD', p .. 'expiry', expires, tid) end
+return 1
+"""
