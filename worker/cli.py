@@ -288,8 +288,9 @@ def delete_archived_command(
     if dry_run:
         out.print(f"{len(summary.candidates)} file(s) would be deleted from Stream (dry run: nothing deleted)")
         return
-    out.print(f"deleted {summary.deleted}, already gone {summary.already_gone}, failed {summary.failed}")
-    if summary.failed:
+    out.print(f"deleted {summary.deleted}, already gone {summary.already_gone}, failed {summary.failed}, "
+              f"skipped {summary.skipped} (an archived object no longer matched: queued again)")
+    if summary.failed or summary.skipped:
         raise typer.Exit(1)
 
 
@@ -429,8 +430,11 @@ def prune_transfers(
     """Forget archived transfers (and their files' records) archived long ago. Only archived ones:
     queued, transferring, failed, lost and skipped transfers are never touched."""
     from config.settings import parse_duration  # noqa: PLC0415
+    from worker.deletion import object_problem  # noqa: PLC0415
     from worker.ledger import from_ms  # noqa: PLC0415
     from worker.prune import prune_archived  # noqa: PLC0415
+    from worker.storage import Storage  # noqa: PLC0415
+    from worker.storage.registry import build_storage  # noqa: PLC0415
 
     try:
         age = parse_duration(older_than)
@@ -440,10 +444,26 @@ def prune_transfers(
     if age.total_seconds() <= 0:
         err.print("--older-than must be a positive duration, such as 90d")
         raise typer.Exit(2)
-    summary = prune_archived(_ledger(_settings()), age, dry_run=dry_run)
+    settings = _settings()
+    ledger, storages = _ledger(settings), dict[str, Storage]()
+
+    def storage_of(name: str) -> Storage:  # KeyError for a storage no longer configured: kept, unverified
+        if name not in storages:
+            storages[name] = build_storage(settings.archive.storage(name), settings.archive.transfer)
+        return storages[name]
+
+    try:  # an entry whose object no longer matches is kept: it is the record of what went wrong
+        summary = prune_archived(ledger, age, dry_run=dry_run,
+                                 check=lambda t: found[0] if (found := object_problem(storage_of, t)) else None)
+    finally:
+        for storage in storages.values():
+            storage.close()
     verb = "would prune" if dry_run else "pruned"
     out.print(f"{verb} {summary.transfers} archived transfer(s) and {summary.files} file record(s) archived "
               f"before {rfc3339(from_ms(summary.cutoff_ms))}", highlight=False)
+    if summary.outcomes["object_changed"]:
+        out.print(f"kept {summary.outcomes['object_changed']} archived transfer(s) whose object no longer "
+                  "matches what was archived (see the prune_skipped log lines)", highlight=False)
     if summary.kept_at_stream:
         out.print(f"kept {summary.kept_at_stream} archived transfer(s) whose files Stream still holds "
                   "(they would be recorded and uploaded again)", highlight=False)

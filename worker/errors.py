@@ -19,6 +19,7 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
     │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
+    │   │   └── KeyRefused                a key this storage cannot store (also a ValueError)
     │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     ├── LeaseLost                 another worker holds the transfer now: stop without writing
@@ -79,7 +80,7 @@ class IncompleteDownload(TransientError):
 # they map their SDK's error; "other" when nothing more precise is known.
 StorageReason = Literal[
     "unreachable", "credentials", "missing_bucket", "permission", "checksum_rejected", "throttled",
-    "server_error", "disk_full", "other",
+    "server_error", "disk_full", "key_refused", "other",
 ]
 
 
@@ -110,6 +111,15 @@ class StorageRefused(PermanentError):
     def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
         super().__init__(message)
         self.reason: StorageReason = reason
+
+
+class KeyRefused(StorageRefused, ValueError):
+    """Permanent, reason ``key_refused``: a key this storage cannot store as it is (a path segment
+    Azure refuses, a name over the store's length limit, a character it cannot hold). Also a
+    ValueError: a key that is not a storage key at all (``../x``) is refused the same way."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="key_refused")
 
 
 class StreamApiError(ArchiverError):

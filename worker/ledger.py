@@ -26,6 +26,7 @@ import redis
 
 from worker import ledger_scripts as lua
 from worker.files import StreamFile
+from worker.keys import key_of_another_owner
 from worker.redis_client import connect as connect  # noqa: PLC0414 - kept importable from here
 
 State = Literal["queued", "transferring", "archived", "failed", "skipped", "lost"]
@@ -161,6 +162,7 @@ class Ledger:
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
+        self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
@@ -173,6 +175,9 @@ class Ledger:
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
                dispatch_at: int, now: int | None = None, route_at: int | None = None) -> Intake:
         """Record `file` and its transfers in one step; existing ones are left as they are.
+
+        Each key has one owner file per storage: a queued transfer whose key another file owns
+        already gets `worker.keys.key_of_another_owner` instead (``failed`` if that is taken too).
 
         With `route_at`, the file's destinations are not known yet (no transfers are given): it
         waits in the ``unrouted`` index until `resolve` time; without it, `transfers` are its routes.
@@ -187,6 +192,7 @@ class Ledger:
         })
         rows = [{
             "id": t.id, "state": t.state, "due": str(dispatch_at), "expires": str(expires),
+            "alt_key": key_of_another_owner(t.key, file.file_id) if t.key else "",
             "fields": _strings({
                 "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename,
                 "session_id": file.session_id, "storage": t.storage, "key": t.key,
@@ -251,6 +257,11 @@ class Ledger:
             return False
         expires = to_ms(transfer.expires_at) if transfer.expires_at else now_ms()
         return bool(self._retry(args=[self.prefix, transfer_id, now_ms(), expires]))
+
+    def requeue_archived(self, transfer_id: str, error: str) -> bool:
+        """Queue an `archived` transfer again, due now (reason ``object_changed``): its object is no
+        longer the bytes archived. False when it is not `archived` (any more)."""
+        return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
 
     def set_file_url(self, file_id: str, url: str) -> None:
         """A fresher signed URL for the file (one field: nothing reads it together with others)."""

@@ -16,12 +16,17 @@ Keys (prefix P, default ``archiver:``):
   P call:<cid>            STRING a call's GetCall data, cached for call_cache_ttl
   P running:<storage>     ZSET  transfers of a storage holding a lease, by lease end (ms): how
                                 `max_concurrency` is counted across every worker
+  P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
+                                holds two files; kept after `prune` (the object is still there)
 Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
 ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
 """
 
 # ARGV: prefix, now, file_json, transfers_json, route_due  ->  {file_is_new, transfers_created}
 # route_due '' means the transfers given are the file's routes; a time means "route it later".
+# A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
+# it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
+# too, it is recorded `failed` (never two files under one key).
 INTAKE = """
 local p, now = ARGV[1], tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
@@ -50,6 +55,21 @@ local created = 0
 for _, t in ipairs(transfers) do
   local tkey = p .. 'transfer:' .. t.id
   if redis.call('EXISTS', tkey) == 0 then
+    if t.state == 'queued' and (t.fields.key or '') ~= '' then
+      local owners = p .. 'keyowner:' .. t.fields.storage
+      local owner = redis.call('HGET', owners, t.fields.key)
+      if owner and owner ~= file.id then
+        local alt = t.alt_key or ''
+        local alt_owner = alt ~= '' and redis.call('HGET', owners, alt)
+        if alt == '' or (alt_owner and alt_owner ~= file.id) then
+          t.state, t.fields.reason = 'failed', 'key_taken'
+          t.fields.error = 'key ' .. t.fields.key .. ' already holds file ' .. owner
+        else
+          t.fields.key = alt
+        end
+      end
+      if t.state == 'queued' then redis.call('HSET', owners, t.fields.key, file.id) end
+    end
     local tf = {'id', t.id, 'file_id', file.id, 'state', t.state, 'attempts', 0, 'epoch', 0,
                 'created_at', now, 'updated_at', now}
     for k, v in pairs(t.fields) do tf[#tf + 1] = k; tf[#tf + 1] = v end
@@ -230,4 +250,23 @@ if redis.call('SCARD', fkey .. ':transfers') == 0 and redis.call('HGET', fkey, '
   return {'pruned', fid, 1}
 end
 return {'pruned', fid, 0}
+"""
+
+# ARGV: prefix, tid, error  ->  1 if an `archived` transfer was queued again (its object changed)
+# Deletion and prune found the object at its key no longer the bytes archived: archive it again.
+# Time from Redis itself, as every script's should be.
+REQUEUE_ARCHIVED = """
+local p, tid = ARGV[1], ARGV[2]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local tkey = p .. 'transfer:' .. tid
+if redis.call('HGET', tkey, 'state') ~= 'archived' then return 0 end
+redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,
+           'error', ARGV[3], 'reason', 'object_changed')
+redis.call('ZREM', p .. 'state:archived', tid)
+redis.call('ZADD', p .. 'state:queued', now, tid)
+redis.call('ZADD', p .. 'due', now, tid)
+local expires = tonumber(redis.call('HGET', tkey, 'expires_at') or '')
+if expires then redis.call('ZADD', p .. 'expiry', expires, tid) end
+return 1
 """

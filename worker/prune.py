@@ -6,20 +6,25 @@ transfer goes when it was archived before the cutoff *and* Stream's deletion dea
 (`expires_at`) has passed: while Stream still lists a file, a reconciliation or a late webhook would
 record it, and upload it, again. A file's record goes with the last of its transfers; a file with
 any transfer not archived (queued, transferring, failed, lost, skipped) keeps its record, and those
-transfers are never touched.
+transfers are never touched. `archiver transfers prune` first checks each object is still the bytes
+archived (`worker.deletion.object_problem`): the entry of one that is not is kept.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
+import structlog
+
 from worker import ledger_scripts as lua
-from worker.ledger import Ledger, now_ms
+from worker.ledger import Ledger, Transfer, now_ms
 
 BATCH = 500
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -39,8 +44,11 @@ class PruneSummary:
 
 
 def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = False,
-                   now: int | None = None, batch: int = BATCH) -> PruneSummary:
+                   now: int | None = None, batch: int = BATCH,
+                   check: Callable[[Transfer], str | None] | None = None) -> PruneSummary:
     """Forget `archived` transfers finished more than `older_than` ago (see the module docstring).
+    With `check` (why a transfer's object is no longer the bytes archived, or None), a transfer whose
+    object fails it is kept (outcome ``object_changed``, logged ``prune_skipped``), and so is its file.
     Raises redis errors; what was pruned before an error stays pruned (each transfer is one step)."""
     now = now_ms() if now is None else now
     summary = PruneSummary(cutoff_ms=now - int(older_than.total_seconds() * 1000), dry_run=dry_run)
@@ -50,11 +58,10 @@ def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = Fal
     prunable: dict[str, set[str]] = {}  # dry run: file id -> its prunable transfers
     for start in range(0, len(candidates), batch):
         chunk = candidates[start:start + batch]
-        pipe = ledger.redis.pipeline(transaction=False)  # one round trip per batch; each script is atomic
-        for tid in chunk:
-            script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry_run else "0"], client=pipe)
-        for tid, (status, file_id, file_deleted) in zip(chunk, cast(list[list[Any]], pipe.execute()), strict=True):
-            summary.outcomes[str(status)] += 1
+        if check is not None:  # only what the script would prune is worth reading back
+            chunk = _passing(ledger, _run(ledger, script, chunk, summary, now, dry=True, count=False), check,
+                             summary)
+        for tid, (status, file_id, file_deleted) in _run(ledger, script, chunk, summary, now, dry=dry_run):
             if status in ("pruned", "would_prune"):
                 summary.transfers += 1
                 summary.files += int(file_deleted)
@@ -63,6 +70,35 @@ def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = Fal
     if dry_run:
         summary.files = _files_that_would_go(ledger, prunable, batch)
     return summary
+
+
+def _run(ledger: Ledger, script: Any, chunk: list[str], summary: PruneSummary, now: int, *, dry: bool,
+         count: bool = True) -> list[tuple[str, list[Any]]]:
+    """The PRUNE script's answer for each transfer of `chunk`, in one round trip (each script atomic);
+    with `count`, every answer is counted in ``summary.outcomes``."""
+    pipe = ledger.redis.pipeline(transaction=False)
+    for tid in chunk:
+        script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry else "0"], client=pipe)
+    answers = list(zip(chunk, cast(list[list[Any]], pipe.execute()), strict=True))
+    if count:
+        summary.outcomes.update(str(answer[0]) for _, answer in answers)
+    return answers
+
+
+def _passing(ledger: Ledger, answers: list[tuple[str, list[Any]]], check: Callable[[Transfer], str | None],
+             summary: PruneSummary) -> list[str]:
+    """Of the transfers the script would prune, those whose object passes `check`; any other answer
+    goes on to the script as well, which gives it again."""
+    passing = []
+    for tid, (status, _, _) in answers:
+        transfer = ledger.get(tid) if status == "would_prune" else None
+        problem = check(transfer) if transfer is not None else None
+        if problem is None:
+            passing.append(tid)
+            continue
+        summary.outcomes["object_changed"] += 1
+        log.error("prune_skipped", transfer_id=tid, file_id=transfer.file_id if transfer else "", reason=problem)
+    return passing
 
 
 def _files_that_would_go(ledger: Ledger, prunable: dict[str, set[str]], batch: int) -> int:

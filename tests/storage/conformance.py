@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import pytest
 
 from worker.checksums import Digests, Hasher
+from worker.errors import KeyRefused
 from worker.storage.base import Storage, StoredObject
 
 MiB = 1024 * 1024
@@ -33,6 +34,13 @@ HOSTILE_KEYS = [
     "long/" + "x" * 200,
 ]
 ILLEGAL_KEYS = ["", "../x", "a/../../x", "..", "/abs", "a//b", "a/./b", "a/", "nul\x00.mp4", "back\\slash.mp4"]
+# Keys some stores cannot hold: each backend's test class lists in `refused_keys` the ones it
+# refuses (with KeyRefused, a permanent error); every other backend stores them as they are.
+DOT_ENDED_KEYS = frozenset({"ends-in-dot./x.mp4", "x.mp4."})  # Azure drops a segment's trailing dot
+CRLF_KEY = "cr\rlf\n.mp4"  # GCS: no CR or LF in an object name
+LONG_NAME_KEY = "n" * 256 + ".mp4"  # local: one file name over NAME_MAX (255 bytes)
+LONG_KEY = "/".join(["k" * 200] * 6)  # over S3's and GCS's 1024 bytes, Azure's 1024 characters
+HARD_KEYS = sorted(DOT_ENDED_KEYS | {CRLF_KEY, LONG_NAME_KEY, LONG_KEY})
 
 
 def uneven(data: bytes) -> Iterator[bytes]:
@@ -72,6 +80,8 @@ def read(storage: Storage, key: str) -> bytes:
 class StorageConformance:
     """What every backend promises (see `worker.storage.base`)."""
 
+    refused_keys: frozenset[str] = frozenset()  # of HARD_KEYS: what this backend cannot store
+
     @pytest.fixture
     def secrets(self) -> list[str]:
         return []
@@ -104,6 +114,22 @@ class StorageConformance:
         if native:
             assert stored.checksums.get(native) == digests.get(native)
         assert read(storage, "sum/big.mp4") == data
+        assert storage.verify("sum/big.mp4", len(data), digests.sha256) is None
+
+    def test_verify_tells_an_object_still_archived_from_a_changed_or_missing_one(self, storage: Storage) -> None:
+        """verify: None for the bytes archived; a reason when the object is missing, has another size,
+        or was overwritten with other bytes of the same size (another file under its key)."""
+        first, other = os.urandom(50_000), os.urandom(50_000)
+        _, digests = write_with_digests(storage, "check/a.mp4", first)
+        assert storage.verify("check/a.mp4", len(first), digests.sha256) is None
+        assert "bytes" in (storage.verify("check/a.mp4", len(first) + 1, digests.sha256) or "")
+        assert "sha256" in (storage.verify("check/a.mp4", len(first), "0" * 64) or "")
+        write_with_digests(storage, "check/a.mp4", other)
+        assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
+        write(storage, "check/a.mp4", [other])  # no digests: no sha256 kept with it
+        assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
+        storage.delete("check/a.mp4")
+        assert "missing" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
 
     def test_multipart_sized_round_trip(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
         """A ~12 MiB object written in uneven chunks reads back exactly, and nothing is left pending."""
@@ -203,13 +229,30 @@ class StorageConformance:
         with pytest.raises(FileNotFoundError):
             storage.stat(key)
 
+    @pytest.mark.parametrize("key", HARD_KEYS)
+    def test_hard_keys_stored_or_refused_permanently(self, storage: Storage, leftovers: Callable[[], list[str]],
+                                                     raw_keys: Callable[[], list[str]], key: str) -> None:
+        """A key the store can hold round-trips under exactly that name; one it cannot (this backend's
+        `refused_keys`) is refused with KeyRefused, a permanent error, before anything is written."""
+        if key in self.refused_keys:
+            with pytest.raises(KeyRefused):
+                storage.open_writer(key, content_type=VIDEO, metadata={})
+            with pytest.raises(KeyRefused):
+                storage.stat(key)
+            assert raw_keys() == [] and leftovers() == []
+            return
+        write(storage, key, [b"hard"])
+        assert storage.stat(key).key == key and read(storage, key) == b"hard"
+        assert PREFIX + key in raw_keys()
+
     @pytest.mark.parametrize("key", ILLEGAL_KEYS)
     def test_illegal_keys_refused(self, storage: Storage, key: str) -> None:
-        """Empty, absolute, traversing and NUL/backslash keys raise ValueError on every method."""
-        with pytest.raises(ValueError):
+        """Empty, absolute, traversing and NUL/backslash keys raise KeyRefused (a ValueError, and a
+        permanent error) on every method."""
+        with pytest.raises(KeyRefused):
             storage.open_writer(key, content_type=VIDEO, metadata={})
         for method in (storage.stat, storage.read, storage.delete):
-            with pytest.raises(ValueError):
+            with pytest.raises(KeyRefused):
                 method(key)
 
     def test_prefix_respected(self, storage: Storage, raw_keys: Callable[[], list[str]]) -> None:

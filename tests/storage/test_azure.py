@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.storage.conformance import PREFIX, StorageConformance
+from tests.storage.conformance import DOT_ENDED_KEYS, LONG_KEY, PREFIX, StorageConformance
 from tests.support.azurite import (
     ACCOUNT_KEY,
     account_sas,
@@ -21,6 +21,8 @@ from worker.storage.azure import AzureStorage
 
 
 class TestAzure(StorageConformance):
+    refused_keys = DOT_ENDED_KEYS | {LONG_KEY}
+
     @pytest.fixture
     def container(self, azurite: str) -> str:
         return create_container(azurite)

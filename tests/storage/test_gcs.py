@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.storage.conformance import PREFIX, StorageConformance
+from tests.storage.conformance import CRLF_KEY, LONG_KEY, PREFIX, StorageConformance
 from tests.support.gcs import create_bucket, gcs_storage, list_objects, watch
 from worker.storage.gcs import GCSStorage
 
 
 class TestGCS(StorageConformance):
+    refused_keys = frozenset({CRLF_KEY, LONG_KEY})
+
     @pytest.fixture
     def bucket(self, gcs_emulator: str) -> str:  # noqa: F811 - the fixture imported above
         return create_bucket(gcs_emulator)

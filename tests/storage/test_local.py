@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.conformance import PREFIX, StorageConformance
+from tests.storage.conformance import LONG_NAME_KEY, PREFIX, StorageConformance
 from worker.storage.local import PARTIAL_SUFFIX, LocalStorage
 
 
 class TestLocal(StorageConformance):
+    refused_keys = frozenset({LONG_NAME_KEY})
+
     @pytest.fixture
     def root(self, tmp_path: Path) -> Path:
         return tmp_path / "root"

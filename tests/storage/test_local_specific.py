@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from worker.checksums import Digests
 from worker.errors import StorageRefused, StorageUnavailable
 from worker.storage.local import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
 
@@ -166,3 +169,44 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path:
     assert (tmp_path / "call" / "a.mp4").read_bytes() == b"whole"
     other.abort()
     first.abort()  # only closes its descriptor here: its file is already gone
+
+
+def test_long_names_sharing_a_prefix_do_not_remove_each_others_temporary_files(tmp_path: Path) -> None:
+    """Two uploads in one directory whose names share their first 100 bytes run at once: each writer
+    removes only its own key's dead temporary files, so both commit."""
+    storage = LocalStorage("disk", tmp_path)
+    stem = "rec_default_" + "x" * 100
+    keys = [f"call/{stem}_a.mp4", f"call/{stem}_b.mp4"]
+    opened, results = threading.Barrier(2), {}
+
+    def upload(key: str) -> None:
+        with storage.open_writer(key, content_type="video/mp4", metadata={}) as writer:
+            writer.write(b"first half ")
+            opened.wait(timeout=10)  # both temporary files exist; the second opener cleaned its key's
+            opened.wait(timeout=10)
+            writer.write(key.encode())
+            results[key] = writer.commit().size
+
+    threads = [threading.Thread(target=upload, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(results) == keys
+    assert sorted(p.name for p in (tmp_path / "call").iterdir()) == sorted(k.split("/")[1] for k in keys)
+    for key in keys:
+        assert (tmp_path / key).read_bytes() == b"first half " + key.encode()
+
+
+def test_verify_hashes_the_file_again_since_its_xattr_survives_a_rewrite(storage: LocalStorage) -> None:
+    """Bytes rewritten in place keep the old SHA-256 in the extended attribute: verify hashes the file
+    itself and reports the change."""
+    with storage.open_writer("v.mp4", content_type="video/mp4", metadata={}) as writer:
+        writer.write(b"the archived bytes")
+        committed = writer.commit(Digests(size=18, sha256=hashlib.sha256(b"the archived bytes").hexdigest()))
+    sha256 = committed.checksums["sha256"]
+    assert storage.verify("v.mp4", 18, sha256) is None
+    with open(storage.path("v.mp4"), "r+b") as file:  # same size, other bytes; the xattr stays
+        file.write(b"THE")
+    assert storage.stat("v.mp4").checksums["sha256"] == sha256
+    assert "sha256" in (storage.verify("v.mp4", 18, sha256) or "")

@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from tests.storage.conformance import PREFIX, StorageConformance
+from tests.storage.conformance import CRLF_KEY, LONG_KEY, PREFIX, StorageConformance
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket, s3_storage
 from worker.storage.s3 import S3Storage
 
 
 class TestS3(StorageConformance):
+    refused_keys = frozenset({CRLF_KEY, LONG_KEY})
+
     @pytest.fixture
     def bucket(self, moto_client: S3Client) -> str:
         return create_bucket(moto_client)

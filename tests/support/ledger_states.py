@@ -88,8 +88,9 @@ class Run:
 def run_cli(redis_url: str, *args: str, cwd: Path | None = None, **env: str) -> Run:
     """`archiver ARGS…` as a real process against the test's Redis."""
     environ = {**os.environ, "STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
-               "ARCHIVER_LOG_FORMAT": "json", "COLUMNS": "250", **env}
-    environ.pop("ARCHIVER_CONFIG", None)
+               "ARCHIVER_LOG_FORMAT": "json", "COLUMNS": "250"}
+    environ.pop("ARCHIVER_CONFIG", None)  # only the test's own, given in `env`
+    environ.update(env)
     done = subprocess.run([sys.executable, "-m", "worker.cli", *args], env=environ, capture_output=True,
                           text=True, timeout=120, cwd=cwd, check=False)
     return Run(done.returncode, done.stdout, done.stderr)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
 
 from tests.support.ledger_states import DAY_MS, add, add_waiting, age, run_cli, snapshot
+from tests.support.settings import write_config
 from worker.ledger import Ledger, now_ms
 from worker.unrouted import PENDING_TEXT
 
@@ -197,10 +201,34 @@ def test_retry_leaves_a_file_waiting_for_its_routes_alone(ledger: Ledger, redis_
 # -- prune -------------------------------------------------------------------------------------------
 
 
-def test_prune_forgets_only_archived_transfers_older_than_the_cutoff(ledger: Ledger, redis_url: str) -> None:
-    (old,) = add(ledger, "old", "archived", days_ago=120)
-    (recent,) = add(ledger, "recent", "archived", days_ago=10)
-    mixed = add(ledger, "mixed", "archived", storages=("disk", "s3"), days_ago=120)
+STORES = ("disk", "s3")
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> dict[str, str]:
+    """A configuration whose storages `disk` and `s3` are local directories: prune reads objects back."""
+    config = {"storages": [{"name": s, "storage_type": "local", "bucket": str(tmp_path / s)} for s in STORES],
+              "default_storage": "disk"}
+    return {"ARCHIVER_CONFIG": str(write_config(tmp_path / "archiver.toml", config))}
+
+
+def archived(ledger: Ledger, root: Path, name: str, storages: tuple[str, ...] = ("disk",), **kw: Any) -> list[str]:
+    """`add` an archived file whose objects exist under `root`/<storage>, with the size and SHA-256 recorded."""
+    data = f"the bytes of {name}".encode()
+    ids = add(ledger, name, "archived", storages=storages, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+              **kw)
+    for storage in storages:
+        path = root / storage / "default" / name / f"rec_{name}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return ids
+
+
+def test_prune_forgets_only_archived_transfers_older_than_the_cutoff(ledger: Ledger, redis_url: str,
+                                                                    stores: dict[str, str], tmp_path: Path) -> None:
+    (old,) = archived(ledger, tmp_path, "old", days_ago=120)
+    (recent,) = archived(ledger, tmp_path, "recent", days_ago=10)
+    mixed = archived(ledger, tmp_path, "mixed", storages=STORES, days_ago=120)
     ledger.redis.hset(f"archiver:transfer:{mixed[1]}", "state", "failed")  # one destination refused
     ledger.redis.zrem("archiver:state:archived", mixed[1])
     ledger.redis.zadd("archiver:state:failed", {mixed[1]: now_ms() - 120 * DAY_MS})
@@ -212,7 +240,7 @@ def test_prune_forgets_only_archived_transfers_older_than_the_cutoff(ledger: Led
     kept = {k: v for k, v in snapshot(ledger.redis).items()
             if not any(part in k for part in (old, mixed[0], file_of[old], file_of[mixed[0]]))}
 
-    result = run_cli(redis_url, "transfers", "prune", "--older-than", "90d")
+    result = run_cli(redis_url, "transfers", "prune", "--older-than", "90d", **stores)
     assert result.returncode == 0, result.stderr
     assert "pruned 2 archived transfer(s) and 1 file record(s)" in result.stdout
 
@@ -243,17 +271,44 @@ def test_prune_keeps_archived_transfers_whose_files_stream_still_holds(ledger: L
     assert ledger.ids("archived") == [fresh]
 
 
-def test_prune_dry_run_counts_and_changes_nothing(ledger: Ledger, redis_url: str) -> None:
-    add(ledger, "two", "archived", storages=("disk", "s3"), days_ago=100)
-    add(ledger, "recent", "archived", days_ago=1)
+def test_prune_dry_run_counts_and_changes_nothing(ledger: Ledger, redis_url: str, stores: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    archived(ledger, tmp_path, "two", storages=STORES, days_ago=100)
+    archived(ledger, tmp_path, "recent", days_ago=1)
     add(ledger, "failed", "failed", days_ago=100)
     before = snapshot(ledger.redis)
-    result = run_cli(redis_url, "transfers", "prune", "--older-than", "90d", "--dry-run")
+    result = run_cli(redis_url, "transfers", "prune", "--older-than", "90d", "--dry-run", **stores)
     assert result.returncode == 0, result.stderr
     assert "would prune 2 archived transfer(s) and 1 file record(s)" in result.stdout
     assert "nothing deleted" in result.stdout
     after = snapshot(ledger.redis)
     assert after == before | {"archiver:schema_version": ("string", "1")}
+
+
+def test_prune_keeps_the_entry_of_a_file_whose_object_no_longer_matches(
+        ledger: Ledger, redis_url: str, stores: dict[str, str], tmp_path: Path) -> None:
+    """An object rewritten (same size), missing, or in a storage no longer configured fails the check:
+    its transfer, and so its file's record, stays in the ledger, and prune_skipped says why."""
+    (rewritten,) = archived(ledger, tmp_path, "rewritten", days_ago=120)
+    (gone,) = archived(ledger, tmp_path, "gone", days_ago=120)
+    (elsewhere,) = archived(ledger, tmp_path, "elsewhere", storages=("removed",), days_ago=120)
+    (fine,) = archived(ledger, tmp_path, "fine", days_ago=120)
+    path = tmp_path / "disk" / "default" / "rewritten" / "rec_rewritten.mp4"
+    path.write_bytes(path.read_bytes().upper())
+    (tmp_path / "disk" / "default" / "gone" / "rec_gone.mp4").unlink()
+    for dry in (True, False):
+        result = run_cli(redis_url, "transfers", "prune", "--older-than", "90d", *(["--dry-run"] if dry else []),
+                         **stores)
+        assert result.returncode == 0, result.stderr
+        assert " 1 archived transfer(s) and 1 file record(s)" in result.stdout and "kept 3" in result.stdout
+    skipped = {json.loads(line)["transfer_id"]: json.loads(line)["reason"] for line in result.stderr.splitlines()
+               if '"prune_skipped"' in line}
+    assert set(skipped) == {rewritten, gone, elsewhere} and "sha256" in skipped[rewritten]
+    assert "missing" in skipped[gone]
+    assert sorted(ledger.ids("archived")) == sorted([rewritten, gone, elsewhere]) and ledger.get(fine) is None
+    for tid in (rewritten, gone, elsewhere):
+        transfer = ledger.get(tid)
+        assert transfer is not None and ledger.file(transfer.file_id) != {}
 
 
 def test_prune_checks_the_state_again_and_leaves_a_transfer_retried_meanwhile(ledger: Ledger, redis_url: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fakestream.models import StoredFile
 from tests.fakestream.server import FakeStream
@@ -79,3 +80,39 @@ def test_a_file_stream_already_dropped_is_recorded_as_gone(runtime: Runtime, fak
     summary = delete_archived(runtime, dry_run=False)
     assert (summary.deleted, summary.already_gone) == (0, 1)
     assert delete_archived(runtime, dry_run=True).candidates == []
+
+
+def test_an_object_overwritten_since_it_was_archived_is_not_deleted_but_archived_again(
+        runtime: Runtime, fake: FakeStream, tmp_path: Path) -> None:
+    """Before deleting, each object must still be the bytes archived (hashed again on local disk): an
+    object rewritten meanwhile (same size, its xattr intact) keeps the file at Stream, logs
+    stream_delete_skipped with the reason, and queues the transfer again, which archives it anew."""
+    kept = fake.add_recording("default:rewritten", b"x" * 100)
+    (tid,) = archive(runtime, fake, kept)
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None
+    (tmp_path / "a" / transfer.key).write_bytes(b"y" * 100)  # another file's bytes, same size
+    with capture_logs() as logs:
+        summary = delete_archived(runtime, dry_run=False)
+    assert (summary.deleted, summary.skipped) == (0, 1) and listed(fake, kept)
+    (skipped,) = [e for e in logs if e["event"] == "stream_delete_skipped"]
+    assert "sha256" in skipped["reason"] and skipped["requeued"] is True
+    again = runtime.ledger.get(tid)
+    assert again is not None and (again.state, again.reason) == ("queued", "object_changed")
+    assert run_transfer(runtime, tid) == "archived"
+    assert (tmp_path / "a" / transfer.key).read_bytes() == b"x" * 100
+    assert delete_archived(runtime, dry_run=False).deleted == 1 and not listed(fake, kept)
+
+
+def test_a_missing_object_keeps_the_whole_file_at_stream(runtime: Runtime, fake: FakeStream, tmp_path: Path) -> None:
+    """A file archived to two storages, one of whose objects is gone: nothing is deleted from Stream,
+    and only that transfer is queued again."""
+    both = fake.add_recording("both:missing", b"z" * 10)
+    tids = archive(runtime, fake, both)
+    transfers = {t.storage: t for tid in tids if (t := runtime.ledger.get(tid))}
+    assert {t.state for t in transfers.values()} == {"archived"}
+    (tmp_path / "b" / transfers["b"].key).unlink()
+    summary = delete_archived(runtime, dry_run=False)
+    assert (summary.deleted, summary.skipped) == (0, 1) and listed(fake, both)
+    states = {t.storage: t.state for tid in tids if (t := runtime.ledger.get(tid))}
+    assert states == {"a": "archived", "b": "queued"}

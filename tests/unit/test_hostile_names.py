@@ -4,6 +4,7 @@ webhook says, the key is deterministic, passes check_key and lands under the sto
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import unicodedata
 from datetime import UTC, datetime
@@ -113,17 +114,20 @@ def test_known_tricks_stay_under_the_root(tmp_path: Path, call_cid: str, filenam
     assert_lands_inside(LocalStorage("disk", tmp_path / "root", "p/"), key, tmp_path / "outside")
 
 
-def test_nfc_and_nfd_twins_give_one_key() -> None:
-    """The same name composed or decomposed is one key on every backend (macOS would merge them anyway)."""
+def test_nfc_and_nfd_twins_give_two_keys() -> None:
+    """The same name composed or decomposed is two files at Stream: two keys, both NFC (macOS merges
+    NFC/NFD twins, so the decomposed one is tagged rather than kept as it is)."""
     composed, decomposed = "caf\u00e9.mp4", "cafe\u0301.mp4"
-    assert object_key("{filename}", stream_file("a", "b", composed, None)) == object_key(
-        "{filename}", stream_file("a", "b", decomposed, None))
+    one = object_key("{filename}", stream_file("a", "b", composed, None))
+    other = object_key("{filename}", stream_file("a", "b", decomposed, None))
+    assert one == composed and other != one
+    assert unicodedata.is_normalized("NFC", other) and other.startswith("caf\u00e9~h") and other.endswith(".mp4")
 
 
 def test_encoded_dots_stay_literal_and_never_become_a_dot_segment() -> None:
-    """`%2e%2e` and fullwidth dots are not `..`; they are kept readable but cannot decode into one."""
-    assert safe_segment("%2e%2e") == "__2e_2e"
-    assert safe_segment("\uff0e\uff0e") == "_\uff0e\uff0e"
+    """`%2e%2e` and fullwidth dots are not `..`; they are kept readable (tagged) but cannot decode into one."""
+    assert re.fullmatch(r"__2e_2e~h[0-9a-f]{8}", safe_segment("%2e%2e"))
+    assert re.fullmatch(r"_\uff0e\uff0e~h[0-9a-f]{8}", safe_segment("\uff0e\uff0e"))
     assert safe_segment("rec 100% done.mp4") == "rec 100% done.mp4"  # a harmless % is kept
     assert safe_segment("a%41b.mp4") == "a%41b.mp4"
 

@@ -46,7 +46,7 @@ from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloa
 
 from config.settings import StorageConfig, TransferTuning
 from worker.checksums import b64
-from worker.errors import CopyRefused
+from worker.errors import CopyRefused, KeyRefused
 from worker.storage.azure_auth import TokenCredential, make_container_client, public_location, secrets_of
 from worker.storage.azure_copy import copy_from_url
 from worker.storage.azure_errors import Scrubber, error_code, map_error
@@ -65,7 +65,8 @@ class AzureStorage(Storage):
     """Block blobs in one container, under one prefix."""
 
     storage_type = "abs"
-    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5")  # see __init__
+    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5",
+                                content_checksums=frozenset({"sha256"}))  # see __init__
 
     def __init__(
         self,
@@ -88,7 +89,8 @@ class AzureStorage(Storage):
         self._location = public_location(client)
         self.parts = PartPool(tuning.parts_in_flight, "abs-block")
         # per instance, as abs_server_side_copy may turn the copy off (Storage declares a ClassVar)
-        self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5")
+        self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
+                                         content_checksums=frozenset({"sha256"}))  # every commit sets metadata
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -104,13 +106,13 @@ class AzureStorage(Storage):
         )  # fmt: skip
 
     def full_key(self, key: str) -> str:
-        """``prefix + key``. Raises ValueError for an illegal or over-long key, or a path segment
+        """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal or over-long key, or a path segment
         ending in a dot."""
         full = self.prefix + check_key(key)
         if len(full) > MAX_KEY_CHARS:
-            raise ValueError(f"Azure blob names are at most {MAX_KEY_CHARS} characters: {full[:60]!r}...")
+            raise KeyRefused(f"Azure blob names are at most {MAX_KEY_CHARS} characters: {full[:60]!r}...")
         if any(segment.endswith(".") for segment in full.split("/")):
-            raise ValueError(f"Azure drops the trailing dot of a path segment: {key!r}")
+            raise KeyRefused(f"Azure drops the trailing dot of a path segment: {key!r}")
         return full
 
     def blob(self, full_key: str) -> BlobClient:

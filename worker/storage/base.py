@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar, Self
 
-from worker.checksums import Digests
+from worker.checksums import Digests, Hasher
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class Capabilities:
     multipart: bool = False
     server_side_copy: bool = False
     native_checksum: str | None = None  # "crc32c" | "md5" | None: what `commit` wants in its digests
+    # Checksums `stat` reports that every rewrite of the object replaces (the store computes them
+    # over the bytes, or every write sets them anew, as S3, GCS and Azure do with metadata): what
+    # `verify` may trust. Local disk has none: its xattr survives a rewrite of the file's bytes.
+    content_checksums: frozenset[str] = frozenset()
 
 
 class ObjectWriter(ABC):
@@ -146,6 +150,26 @@ class Storage(ABC):
         worker. Raises CopyRefused when the store cannot or will not (nothing is left behind: the
         caller streams instead), StorageRefused / StorageUnavailable otherwise."""
         raise NotImplementedError(f"{type(self).__name__} declares no server-side copy")
+
+    def verify(self, key: str, size: int, sha256: str) -> str | None:
+        """Why the object at `key` is no longer the `size` bytes with SHA-256 `sha256` that were
+        archived there (missing, another size, another checksum), or None when it still is. Trusts
+        a ``sha256`` from `stat` only when ``capabilities.content_checksums`` declares it; otherwise
+        (local disk, or an object that carries none) reads the bytes back and hashes them. Raises
+        StorageUnavailable / StorageRefused / KeyRefused."""
+        try:
+            stored = self.stat(key)
+        except FileNotFoundError:
+            return f"{self.describe()}{key} is missing"
+        if stored.size != size:
+            return f"{self.describe()}{key} holds {stored.size} bytes, {size} were archived"
+        found = stored.checksums.get("sha256") if "sha256" in self.capabilities.content_checksums else None
+        if found is None:
+            hasher = Hasher(())
+            for chunk in self.read(key):
+                hasher.update(chunk)
+            found = hasher.digests().sha256
+        return None if found == sha256 else f"{self.describe()}{key} has sha256 {found}, {sha256} was archived"
 
     def native_checksum_for(self, size: int | None) -> str | None:
         """The native checksum `commit` wants for an object of `size` bytes (None: unknown size)."""

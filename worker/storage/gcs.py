@@ -43,6 +43,7 @@ import structlog
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from config.settings import StorageConfig, TransferTuning
+from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.gcs_auth import DEFAULT_ENDPOINT, login, make_client
 from worker.storage.gcs_errors import ERRORS, Mapped, Missing, build, mapped, response_text
@@ -74,7 +75,8 @@ class GCSStorage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "gcs"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c")
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+                                content_checksums=frozenset({"sha256"}))  # metadata belongs to one generation
 
     def __init__(
         self,
@@ -110,12 +112,12 @@ class GCSStorage(Storage):
         )
 
     def full_key(self, key: str) -> str:
-        """``prefix + key``. Raises ValueError for an illegal key or a name GCS refuses."""
+        """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal key or a name GCS refuses."""
         full = self.prefix + check_key(key)
         if "\r" in full or "\n" in full:
-            raise ValueError(f"GCS object names cannot contain CR or LF: {key!r}")
+            raise KeyRefused(f"GCS object names cannot contain CR or LF: {key!r}")
         if len(full.encode()) > MAX_NAME_BYTES:
-            raise ValueError(f"GCS object names are at most {MAX_NAME_BYTES} bytes: {full[:60]!r}...")
+            raise KeyRefused(f"GCS object names are at most {MAX_NAME_BYTES} bytes: {full[:60]!r}...")
         return full
 
     def where(self, action: str, key: str) -> str:

@@ -9,33 +9,38 @@ filesystem and S3 both accept is allowed inside a segment (unicode, spaces, ``?`
 - ``.`` or ``..`` segments: path traversal on a filesystem, and rewritten by some S3 clients;
 - NUL (no filesystem accepts it) and backslash (a separator on Windows and in some S3 tools).
 
-Backends call `check_key` first and raise its ValueError unchanged: a refused key is a bug in the
-caller (keys come from `worker.keys.object_key`), not a storage fault.
+Backends call `check_key` first, then their own rules (what each store cannot hold: Azure a segment
+ending in ``.``, GCS CR/LF, every cloud store more than 1024 bytes, a filesystem a segment over
+NAME_MAX), and raise `KeyRefused` (a ValueError, and a permanent error: the transfer is ``failed``
+with reason ``key_refused``, never retried until its deadline). `worker.keys.object_key` builds keys
+every backend can store; what is refused is an operator's template, or a key recorded before.
 """
 
 from __future__ import annotations
+
+from worker.errors import KeyRefused
 
 _FORBIDDEN_CHARS = {"\x00": "NUL", "\\": "backslash"}
 _FORBIDDEN_SEGMENTS = {"": "an empty", ".": "a '.'", "..": "a '..'"}
 
 
 def check_key(key: str) -> str:
-    """Return `key` unchanged when it is a safe relative key; raise ValueError saying why not."""
+    """Return `key` unchanged when it is a safe relative key; raise KeyRefused saying why not."""
     if not key:
-        raise ValueError("storage key is empty")
+        raise KeyRefused("storage key is empty")
     for char, name in _FORBIDDEN_CHARS.items():
         if char in key:
-            raise ValueError(f"storage key {key!r} contains a {name} character")
+            raise KeyRefused(f"storage key {key!r} contains a {name} character")
     if key.startswith("/"):
-        raise ValueError(f"storage key {key!r} is absolute; keys are relative to the storage's prefix")
+        raise KeyRefused(f"storage key {key!r} is absolute; keys are relative to the storage's prefix")
     for segment in key.split("/"):
         if segment in _FORBIDDEN_SEGMENTS:
-            raise ValueError(f"storage key {key!r} has {_FORBIDDEN_SEGMENTS[segment]} path segment")
+            raise KeyRefused(f"storage key {key!r} has {_FORBIDDEN_SEGMENTS[segment]} path segment")
     return key
 
 
 def check_prefix(prefix: str) -> str:
-    """Return a normalised prefix: ``""`` or ``"a/b/"``. Raises ValueError like `check_key`."""
+    """Return a normalised prefix: ``""`` or ``"a/b/"``. Raises KeyRefused like `check_key`."""
     stripped = prefix.strip("/")
     if not stripped:
         return ""

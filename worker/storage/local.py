@@ -3,9 +3,9 @@
 An object ``key`` lives at ``<root>/<prefix><key>``; ``root`` is the configured ``bucket`` (relative
 paths are resolved against the working directory when the storage is built, and created if missing).
 
-Writing goes to a hidden ``.<name>.<uuid>.partial`` file in the object's own directory, which is
-fsynced and then renamed over the final name (`os.replace`, atomic on POSIX), and the directory is
-fsynced: readers see the old object or the new one, never half of one.
+Writing goes to a hidden ``.<name>.<hash of name>.<uuid>.partial`` file in the object's own
+directory, which is fsynced and then renamed over the final name (`os.replace`, atomic on POSIX),
+and the directory is fsynced: readers see the old object or the new one, never half of one.
 
 Differences from S3, and why:
 
@@ -27,6 +27,7 @@ retried until space is freed.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat as stat_mode
@@ -40,12 +41,13 @@ import structlog
 
 from config.settings import StorageConfig, TransferTuning
 from worker.checksums import Digests
-from worker.errors import StorageReason, StorageRefused, StorageUnavailable
+from worker.errors import KeyRefused, StorageReason, StorageRefused, StorageUnavailable
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
 
 XATTR = "user.archiver"
 PARTIAL_SUFFIX = ".partial"
+NAME_MAX = 255  # bytes in one file name, on every common Linux filesystem
 MAX_XATTR_BYTES = 4000  # one xattr must fit in one 4 KiB ext4 block, beside its header
 
 _REFUSED_ERRNOS = frozenset(
@@ -73,8 +75,10 @@ def storage_error(exc: OSError, storage: str, action: str, where: str) -> Storag
 
 
 def _temp_prefix(name: str) -> str:
-    """The start of a hidden sibling's name; the final name is cut to stay under NAME_MAX bytes."""
-    return "." + name.encode()[:100].decode(errors="ignore") + "."
+    """What every temporary file of the object `name` starts with, and no other object's: its first
+    100 bytes (to stay under NAME_MAX) and a hash of the whole name (names may share those 100)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return "." + name.encode()[:100].decode(errors="ignore") + "." + digest + "."
 
 
 def _temp_name(name: str) -> str:
@@ -82,7 +86,8 @@ def _temp_name(name: str) -> str:
 
 
 def _remove_stale_partials(path: Path) -> None:
-    """Remove temporary files a killed writer left beside `path`.
+    """Remove temporary files a killed writer left beside `path`: only this key's own, named
+    exactly as `_temp_name` names them.
 
     Safe: a key belongs to one transfer, and a transfer's lease (with its fencing epoch) lets only
     one writer run at a time, so any other temporary file of this name is a dead writer's.
@@ -108,7 +113,7 @@ class LocalStorage(Storage):
     """Objects as files under ``root/prefix``."""
 
     storage_type = "local"
-    capabilities = Capabilities()
+    capabilities = Capabilities()  # no content_checksums: the xattr survives a rewrite; verify hashes
 
     def __init__(self, name: str, root: str | os.PathLike[str], prefix: str = "") -> None:
         """Create ``root/prefix`` if missing. Raises ValueError for a bad prefix, StorageRefused /
@@ -132,9 +137,11 @@ class LocalStorage(Storage):
         return storage_error(exc, self.name, action, f"{self.prefix}{key}")
 
     def path(self, key: str) -> Path:
-        """The file for `key`. Raises ValueError for an illegal key, StorageRefused when a
-        symbolic link would take it outside ``root/prefix``."""
+        """The file for `key`. Raises KeyRefused (a ValueError) for an illegal key or a segment
+        over NAME_MAX bytes, StorageRefused when a symbolic link would take it outside ``root/prefix``."""
         path = self.base / check_key(key)
+        if any(len(segment.encode("utf-8", "surrogatepass")) > NAME_MAX for segment in key.split("/")):
+            raise KeyRefused(f"local storage {self.name!r}: a file name is at most {NAME_MAX} bytes: {key!r}")
         self._check_inside(path, key)
         return path
 

@@ -66,6 +66,7 @@ import structlog
 from botocore import exceptions as boto
 
 from config.settings import S3Options, StorageConfig, TransferTuning
+from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
 from worker.storage.parts import PartPool
@@ -117,7 +118,8 @@ class S3Storage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "s3"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c")  # per instance: see __init__
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+                                content_checksums=frozenset({"sha256"}))  # per instance: see __init__
 
     def __init__(
         self,
@@ -140,7 +142,8 @@ class S3Storage(Storage):
         required = getattr(client.meta.config, "request_checksum_calculation", None) == "when_required"
         self.checksum: Literal["crc32c", "md5"] = "md5" if required else "crc32c"
         # per instance, as the checksum mode is per storage (base.py still declares a ClassVar):
-        self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c")
+        self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c",
+                                         content_checksums=frozenset({"sha256"}))  # every PUT replaces metadata
         self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
         self.parts = PartPool(tuning.parts_in_flight, "s3-part")
         self._list_uploads = True  # False once the store refused to list pending uploads
@@ -160,10 +163,13 @@ class S3Storage(Storage):
         )  # fmt: skip
 
     def full_key(self, key: str) -> str:
-        """``prefix + key``. Raises ValueError for an illegal or over-long key."""
+        """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal or over-long key, or
+        one with CR or LF."""
         full = self.prefix + check_key(key)
+        if "\r" in full or "\n" in full:  # AWS lists them among characters to avoid; XML 1.0 listings lose them
+            raise KeyRefused(f"S3 keys cannot hold CR or LF here: {key!r}")
         if len(full.encode()) > MAX_KEY_BYTES:
-            raise ValueError(f"S3 keys are at most {MAX_KEY_BYTES} bytes: {full[:60]!r}...")
+            raise KeyRefused(f"S3 keys are at most {MAX_KEY_BYTES} bytes: {full[:60]!r}...")
         return full
 
     def raise_mapped(self, exc: Exception, action: str, key: str, *, missing: bool = False) -> NoReturn:
