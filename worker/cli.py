@@ -47,15 +47,17 @@ def _width(stream: TextIO) -> int | None:
 out = Console(soft_wrap=True, width=_width(sys.stdout))
 err = Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))
 
-# Typer's rich help shows a flag's type as "<bool>" (typer 0.29), though a flag takes no value: show none.
-_option_type = TyperOption.display_type_rich
+# Typer's rich help shows a flag's type as "<bool>" (typer 0.29), though a flag takes no value: show
+# none. Older typer (the lowest allowed) has no such hook and shows no type for flags anyway.
+_option_type = getattr(TyperOption, "display_type_rich", None)
 
 
 def _flag_without_type(self: TyperOption, ctx: Any) -> str | None:
-    return None if self.is_flag else _option_type(self, ctx)
+    return None if self.is_flag else _option_type(self, ctx)  # type: ignore[misc] # only installed when set
 
 
-TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign] # see above
+if _option_type is not None:
+    setattr(TyperOption, "display_type_rich", _flag_without_type)  # noqa: B010 - a method, patched only where it exists
 # The hidden option by which `archiver serve` tells its parts that it gave the start-up advice.
 QUIET_START = typer.Option("--quiet-start", hidden=True, help="Start-up advice was given by `archiver serve`.")
 
