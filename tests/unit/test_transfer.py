@@ -97,9 +97,10 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
 def test_heartbeat_notices_a_takeover(runtime: Runtime, fake: FakeStream) -> None:
     tid = record(runtime, fake, fake.add_recording("default:hb", b"x"))
     claim = runtime.ledger.claim(tid, "me", 300)
-    with Heartbeat(runtime.ledger, tid, claim.epoch, 300) as lease:
+    with Heartbeat(runtime.ledger, tid, claim.token, 300) as lease:
         lease.check()
-        assert runtime.ledger.claim(tid, "other", 60_000, now=now_ms() + 1_000).claimed
+        runtime.ledger.redis.hset(f"archiver:transfer:{tid}", "lease_until", 0)  # as if it ran out
+        assert runtime.ledger.claim(tid, "other", 60_000).claimed
         time.sleep(0.4)
         with pytest.raises(LeaseLost, match="taken over"):
             lease.check()
