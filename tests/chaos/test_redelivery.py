@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from config.celery import VISIBILITY_TIMEOUT
+from config.celery import TRANSFER_QUEUE, VISIBILITY_TIMEOUT
 from tests.chaos.conftest import PREFIX, ChaosArchiver, deliver_slowly, stored_keys, stored_sha256
 from tests.e2e.conftest import s3_storage
 from tests.fakestream.server import FakeStream
@@ -49,12 +49,16 @@ def test_a_message_redelivered_after_the_visibility_timeout_does_nothing_while_t
     service.start_scheduler()
     service.start_worker("worker", concurrency=2)  # a free pool process to take the redelivery
     wait_for_transfer(service.ledger, transfer_id, lambda t: t.state == "transferring", 30, "the claim")
-    before = busy_answers(service, transfer_id)
 
     broker = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        unacked = wait_for(lambda: broker.zrange("unacked_index", 0, -1, withscores=True), 10,
-                           "the running task's message among kombu's unacked ones")
+        # Settled: only the running task's message unacked, none queued (an early sweep may have sent a
+        # second one, answered `busy` already); the sweep sends no more while the lease is renewed.
+        wait_for(lambda: broker.zcard("unacked_index") == 1 and broker.llen(TRANSFER_QUEUE) == 0, 20,
+                 "only the running task's message left")
+        time.sleep(1.0)
+        before = busy_answers(service, transfer_id)
+        unacked = broker.zrange("unacked_index", 0, -1, withscores=True)
         aged = {tag: score - VISIBILITY_TIMEOUT - 60 for tag, score in unacked}
         broker.zadd("unacked_index", aged)  # as if the transfer had run for longer than the timeout
         aged_at = time.monotonic()
@@ -63,6 +67,7 @@ def test_a_message_redelivered_after_the_visibility_timeout_does_nothing_while_t
     finally:
         broker.close()
     redelivered = time.monotonic() - aged_at
+    assert busy_answers(service, transfer_id) == before + 1, "delivered once more, answered busy once"
     running = service.ledger.get(transfer_id)
     assert running is not None and (running.state, running.attempts, running.epoch) == ("transferring", 1, 1)
 
