@@ -1,8 +1,14 @@
 """Celery settings for long transfers on a Redis broker (see shared RELIABILITY.md §1).
 
 The ledger decides what runs; the broker only carries hints. So: late acks and reject on worker
-loss (a killed worker's message comes back), prefetch 1 (no hoarding), a visibility timeout longer
-than any task, no result backend, and no countdowns (waits live in the ledger).
+loss (a killed worker's message comes back), prefetch 1 (no hoarding), no result backend, and no
+countdowns (waits live in the ledger).
+
+No time limit on the transfer task: a limit would kill a long transfer that is still renewing its
+lease, and its retry would start again from byte 0 (a 10 GB file slower than ~0.75 MB/s would never
+finish under 4 h). The lease guards a transfer instead; a hung one stops renewing it (see
+`worker.lease`) and is taken over. A transfer may so outlast the visibility timeout: its message is
+then delivered once more (kombu#337), and that copy finds the lease live and does nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from typing import Any
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-VISIBILITY_TIMEOUT = 6 * 3600  # seconds; longer than the hard time limit below
-TASK_TIME_LIMIT = 4 * 3600
+VISIBILITY_TIMEOUT = 6 * 3600  # seconds; a longer transfer's message is delivered again, and ignored
+ROUTE_TIME_LIMIT = 15 * 60  # seconds; routing a file is a few calls to Stream's API
 TRANSFER_QUEUE = "archiver.transfers"
+# Options of each task (`@app.task(**...)`), here so tests can check Celery knows every one.
+TRANSFER_TASK_OPTIONS: dict[str, Any] = {"ignore_result": True}  # no time limit: the lease guards it
+ROUTE_TASK_OPTIONS: dict[str, Any] = {"ignore_result": True, "time_limit": ROUTE_TIME_LIMIT}
 
 
 def celery_config(broker_url: str, *, sentinel_master: str | None = None,
@@ -56,8 +65,6 @@ def celery_config(broker_url: str, *, sentinel_master: str | None = None,
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "task_time_limit": TASK_TIME_LIMIT,
-        "task_soft_time_limit": TASK_TIME_LIMIT - 300,
         "task_publish_retry": True,
         "task_publish_retry_policy": {
             "max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2,

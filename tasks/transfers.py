@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from celery import signals
 
+from config.celery import ROUTE_TASK_OPTIONS, TRANSFER_TASK_OPTIONS
 from tasks.app import ROUTE_TASK, TRANSFER_TASK, app, enqueue, settings
 from worker.intake import resolve_file
 from worker.runtime import Runtime
@@ -27,16 +28,18 @@ def _close_runtime(**_: object) -> None:
         _runtime.close()
 
 
-@app.task(name=TRANSFER_TASK, ignore_result=True)
+@app.task(name=TRANSFER_TASK, **TRANSFER_TASK_OPTIONS)
 def archive_transfer(transfer_id: str) -> None:
-    """Run one transfer if it is due and not running elsewhere. Safe to deliver many times."""
+    """Run one transfer if it is due and not running elsewhere. Safe to deliver many times (a
+    redelivery after the visibility timeout finds the lease live and does nothing). No time limit:
+    the lease guards it."""
     try:
         run_transfer(runtime(), transfer_id)
     finally:
         structlog.contextvars.clear_contextvars()
 
 
-@app.task(name=ROUTE_TASK, ignore_result=True)
+@app.task(name=ROUTE_TASK, **ROUTE_TASK_OPTIONS)
 def route_file(file_id: str) -> None:
     """Find a file's destinations (call-level routing) and queue its transfers."""
     try:

@@ -132,6 +132,7 @@ def _pump(job: CopyJob, download: Download, write: Callable[[bytes], None], hash
     for chunk in download.chunks():
         hasher.update(chunk)
         write(chunk)
+        job.lease.progress()
         job.lease.check()
 
 

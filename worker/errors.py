@@ -15,6 +15,7 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   ├── IncompleteDownload        the body ended before (or went past) Content-Length
     │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout (.reason)
     │   ├── StreamUnavailable         Stream's API: transport error, 5xx, or 429 beyond our patience
+    │   ├── StorageUnknown            this worker's configuration has no such storage (yet: a rolling deploy)
     │   └── VerificationFailed        the stored object does not match what was sent
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
@@ -95,6 +96,12 @@ class StorageUnavailable(TransientError):
 
 class VerificationFailed(TransientError):
     pass
+
+
+class StorageUnknown(TransientError):
+    """The transfer's storage is not in this worker's configuration: during a rolling deploy a worker
+    still on the old configuration meets a storage only the new one has. Another worker (or this
+    one, restarted) knows it; a storage that is known but cannot be built is a StorageRefused."""
 
 
 class PermanentError(ArchiverError):

@@ -190,7 +190,7 @@ def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
         waited = now_ms() - int(record.get("created_at", now_ms()))
         if waited < _ms(archive.call_lookup_timeout.total_seconds()):
             delay = _ms(archive.retry_backoff.total_seconds() * random.uniform(0.5, 1.0))
-            runtime.ledger.defer_routing(file_id, now_ms() + delay, str(exc))
+            runtime.ledger.defer_routing(file_id, delay, str(exc))
             log.warning("call_lookup_retry", call_cid=file.call_cid, file_id=file_id, error=str(exc))
             return []
         log.error("call_lookup_gave_up", call_cid=file.call_cid, file_id=file_id, error=str(exc))

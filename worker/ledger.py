@@ -9,13 +9,16 @@ States::
     skipped                 (the route says not to archive)
 
 Every change is one Lua script (`worker.ledger_scripts`), so a crash never leaves half a change.
-A running transfer holds a lease (renewed by heartbeat) and a fencing epoch: a worker whose lease
-was taken over can no longer write its result.
+A running transfer holds a lease (renewed by heartbeat) and a random fencing token made for its
+claim: a worker whose lease was taken over can no longer write its result, even when Redis lost its
+last writes and handed out the same epoch twice. Leases and due times are judged by Redis's clock
+(TIME, inside the scripts), never by a worker's or the scheduler's.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -129,10 +132,12 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of asking to run a transfer: `epoch` is the fencing token when claimed."""
+    """The outcome of asking to run a transfer. When claimed, `token` is its fencing token (random,
+    this claim's only: HEARTBEAT and FINISH need it) and `epoch` counts the claims so far."""
 
     status: str
     epoch: int = 0
+    token: str = ""
 
     @property
     def claimed(self) -> bool:
@@ -204,36 +209,44 @@ class Ledger:
         is_new, created = cast(list[int], result)
         return Intake(bool(is_new), int(created))
 
-    def claim(self, transfer_id: str, owner: str, lease_ms: int, now: int | None = None, *,
-              limits: Mapping[str, int] | None = None, busy_wait_ms: int = 3000) -> Claim:
-        """Take the transfer's lease. `limits` maps a storage to its max_concurrency: when that
-        many of its transfers hold a live lease, the claim is refused (``storage_busy``) and the
-        transfer is due again in `busy_wait_ms`, with no attempt counted."""
+    def now_ms(self) -> int:
+        """Redis's clock (TIME), in ms: what leases, waits and due times are judged by."""
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def claim(self, transfer_id: str, owner: str, lease_ms: int, *, limits: Mapping[str, int] | None = None,
+              busy_wait_ms: int = 3000) -> Claim:
+        """Take the transfer's lease for `lease_ms` (by Redis's clock), with a fresh random token.
+        `limits` maps a storage to its max_concurrency: when that many of its transfers hold a live
+        lease, the claim is refused (``storage_busy``) and the transfer is due again in
+        `busy_wait_ms`, with no attempt counted."""
+        token = secrets.token_hex(16)
         status, epoch = cast(list[Any], self._claim(
-            args=[self.prefix, transfer_id, owner, now_ms() if now is None else now, lease_ms,
-                  json.dumps(dict(limits or {})), busy_wait_ms]))
-        return Claim(str(status), int(epoch))
+            args=[self.prefix, transfer_id, owner, token, lease_ms, json.dumps(dict(limits or {})), busy_wait_ms]))
+        return Claim(str(status), int(epoch), token if str(status) == "claimed" else "")
 
-    def running(self, storage: str, now: int | None = None) -> int:
+    def running(self, storage: str) -> int:
         """How many transfers of `storage` hold a live lease now (what max_concurrency counts)."""
-        return int(self.redis.zcount(f"{self.prefix}running:{storage}", f"({now_ms() if now is None else now}",
-                                     "+inf"))
+        return int(self.redis.zcount(f"{self.prefix}running:{storage}", f"({self.now_ms()}", "+inf"))
 
-    def heartbeat(self, transfer_id: str, epoch: int, lease_ms: int) -> bool:
-        return bool(self._heartbeat(args=[self.prefix, transfer_id, epoch, now_ms(), lease_ms]))
+    def heartbeat(self, transfer_id: str, token: str, lease_ms: int) -> bool:
+        """Extend the lease to `lease_ms` from now; False once the claim with `token` is not the
+        transfer's any more."""
+        return bool(self._heartbeat(args=[self.prefix, transfer_id, token, lease_ms]))
 
-    def finish(self, transfer_id: str, epoch: int, state: State, *, due_ms: int | None = None,
+    def finish(self, transfer_id: str, token: str, state: State, *, retry_in_ms: int | None = None,
                **fields: Any) -> bool:
-        """Move a claimed transfer to `state`; False when this worker's claim was taken over."""
-        args: list[str | int] = [self.prefix, transfer_id, epoch, now_ms(), state,
-                                 "" if due_ms is None else due_ms, json.dumps(_strings(fields))]
+        """Move a claimed transfer to `state` (``queued``: due again, and its next_attempt_at,
+        `retry_in_ms` from now); False when the claim with `token` was taken over."""
+        args: list[str | int] = [self.prefix, transfer_id, token, state,
+                                 "" if retry_in_ms is None else retry_in_ms, json.dumps(_strings(fields))]
         return bool(self._finish(args=args))
 
-    def take_due(self, redispatch_ms: int, limit: int = 500, now: int | None = None,
+    def take_due(self, redispatch_ms: int, limit: int = 500,
                  index: Literal["due", "unrouted"] = "due") -> list[str]:
         """Transfers (or, with index="unrouted", files waiting for their routes) due now, each
         pushed back by `redispatch_ms` (so a lost message is sent again later)."""
-        ids = self._take_due(args=[self.prefix, now_ms() if now is None else now, redispatch_ms, limit, index])
+        ids = self._take_due(args=[self.prefix, redispatch_ms, limit, index])
         return [str(i) for i in cast(list[Any], ids)]
 
     def soonest_to_expire(self, transfer_ids: list[str]) -> list[str]:
@@ -245,10 +258,10 @@ class Ledger:
         return [tid for _, tid in sorted(zip((last if s is None else s for s in scores), transfer_ids,
                                              strict=True))]
 
-    def defer_routing(self, file_id: str, due_ms: int, error: str, now: int | None = None) -> bool:
-        """Try routing `file_id` again at `due_ms` (its failed lookups counted, the last one's time
-        and `error` kept); False when it no longer waits for routes."""
-        return bool(self._defer_routing(args=[self.prefix, file_id, due_ms, error, now_ms() if now is None else now]))
+    def defer_routing(self, file_id: str, delay_ms: int, error: str) -> bool:
+        """Try routing `file_id` again `delay_ms` from now (its failed lookups counted, the last
+        one's time and `error` kept); False when it no longer waits for routes."""
+        return bool(self._defer_routing(args=[self.prefix, file_id, delay_ms, error]))
 
     def retry(self, transfer_id: str) -> bool:
         """Queue a `failed` (or `lost`) transfer again, now; False for any other state."""

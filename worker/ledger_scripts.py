@@ -18,7 +18,8 @@ Keys (prefix P, default ``archiver:``):
                                 `max_concurrency` is counted across every worker
   P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
                                 holds two files; kept after `prune` (the object is still there)
-Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
+A running transfer's hash also holds lease_owner, lease_until and lease_token (its claim's random
+fencing token). Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
 ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
 """
 
@@ -87,12 +88,23 @@ end
 return {is_new and 1 or 0, created}
 """
 
-# ARGV: prefix, tid, owner, now, lease_ms, limits_json, wait_ms  ->  {status, epoch}
+# Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
+# by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
+# already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
+# (TIME before a write needs effects replication: the default from Redis 5, the only mode from 7.)
+NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# ARGV: prefix, tid, owner, token, lease_ms, limits_json, wait_ms  ->  {status, epoch}
 # status: claimed | missing | not_due | busy (another worker holds its lease) | storage_busy (its
 # storage already runs max_concurrency transfers: due again in wait_ms, no attempt counted) |
 # <terminal state>. limits_json maps a storage name to its max_concurrency (absent: no limit).
-CLAIM = """
-local p, tid, owner, now, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+# `token` (random, made by the caller) is what fences: HEARTBEAT and FINISH need it. The epoch only
+# counts claims: after Redis lost its last writes (AOF everysec, a failover) it can be handed out twice.
+CLAIM = NOW + """
+local p, tid, owner, token, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local tkey = p .. 'transfer:' .. tid
 local t = redis.call('HMGET', tkey, 'state', 'next_attempt_at', 'lease_until', 'storage')
 local state = t[1]
@@ -113,8 +125,8 @@ if limit > 0 and redis.call('ZCARD', running) - (redis.call('ZSCORE', running, t
 end
 local epoch = redis.call('HINCRBY', tkey, 'epoch', 1)
 redis.call('HINCRBY', tkey, 'attempts', 1)
-redis.call('HSET', tkey, 'state', 'transferring', 'lease_owner', owner, 'lease_until', now + lease,
-           'updated_at', now)
+redis.call('HSET', tkey, 'state', 'transferring', 'lease_owner', owner, 'lease_token', token,
+           'lease_until', now + lease, 'updated_at', now)
 redis.call('ZREM', p .. 'state:' .. state, tid)
 redis.call('ZADD', p .. 'state:transferring', now, tid)
 redis.call('ZADD', p .. 'due', now + lease, tid)
@@ -122,11 +134,11 @@ redis.call('ZADD', running, now + lease, tid)
 return {'claimed', epoch}
 """
 
-# ARGV: prefix, tid, epoch, now, lease_ms  ->  1 if the lease was extended, 0 if it is lost
-HEARTBEAT = """
-local p, tid, now, lease = ARGV[1], ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
+# ARGV: prefix, tid, token, lease_ms  ->  1 if the lease was extended, 0 if it is lost
+HEARTBEAT = NOW + """
+local p, tid, lease = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'epoch', 'storage')
+local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage')
 if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', tkey, 'lease_until', now + lease)
 redis.call('ZADD', p .. 'due', now + lease, tid)
@@ -134,21 +146,25 @@ redis.call('ZADD', p .. 'running:' .. (t[3] or ''), now + lease, tid)
 return 1
 """
 
-# ARGV: prefix, tid, epoch, now, new_state, due_ms ('' = none), fields_json  ->  1 or 0 (fenced out)
-FINISH = """
-local p, tid, now, new = ARGV[1], ARGV[2], tonumber(ARGV[4]), ARGV[5]
+# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json  ->  1 or 0 (fenced out)
+# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now.
+FINISH = NOW + """
+local p, tid, new = ARGV[1], ARGV[2], ARGV[4]
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'epoch', 'storage')
+local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage')
 if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
 local flat = {'state', new, 'updated_at', now}
-for k, v in pairs(cjson.decode(ARGV[7])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+for k, v in pairs(cjson.decode(ARGV[6])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+if new == 'queued' then
+  flat[#flat + 1] = 'next_attempt_at'; flat[#flat + 1] = now + tonumber(ARGV[5] ~= '' and ARGV[5] or '0')
+end
 redis.call('HSET', tkey, unpack(flat))
-redis.call('HDEL', tkey, 'lease_owner', 'lease_until')
+redis.call('HDEL', tkey, 'lease_owner', 'lease_until', 'lease_token')
 redis.call('ZREM', p .. 'state:transferring', tid)
 redis.call('ZREM', p .. 'running:' .. (t[3] or ''), tid)
 redis.call('ZADD', p .. 'state:' .. new, now, tid)
 if new == 'queued' then
-  redis.call('ZADD', p .. 'due', tonumber(ARGV[6]), tid)
+  redis.call('ZADD', p .. 'due', now + tonumber(ARGV[5] ~= '' and ARGV[5] or '0'), tid)
 else
   redis.call('ZREM', p .. 'due', tid)
   redis.call('ZREM', p .. 'expiry', tid)
@@ -156,23 +172,24 @@ end
 return 1
 """
 
-# ARGV: prefix, now, redispatch_ms, limit, index ('due' | 'unrouted')
+# ARGV: prefix, redispatch_ms, limit, index ('due' | 'unrouted')
 #   ->  ids now due, each pushed back by redispatch_ms (so a lost message is sent again later)
-TAKE_DUE = """
-local key, now, later = ARGV[1] .. ARGV[5], tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+TAKE_DUE = NOW + """
+local key, later = ARGV[1] .. ARGV[4], now + tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', key, later, id) end
 return ids
 """
 
-# ARGV: prefix, file_id, due_ms, error, now  ->  1 if the file still waits for its routes
-# (routing_attempts counts the failed lookups, routing_tried_at is the last one's time: both only shown)
-DEFER_ROUTING = """
+# ARGV: prefix, file_id, delay_ms, error  ->  1 if the file still waits for its routes (due again
+# delay_ms from now; routing_attempts counts the failed lookups, routing_tried_at is the last one's
+# time: both only shown)
+DEFER_ROUTING = NOW + """
 local fkey = ARGV[1] .. 'file:' .. ARGV[2]
 if redis.call('HGET', fkey, 'routing') ~= 'pending' then return 0 end
-redis.call('HSET', fkey, 'routing_error', ARGV[4], 'routing_tried_at', ARGV[5])
+redis.call('HSET', fkey, 'routing_error', ARGV[4], 'routing_tried_at', now)
 redis.call('HINCRBY', fkey, 'routing_attempts', 1)
-redis.call('ZADD', ARGV[1] .. 'unrouted', tonumber(ARGV[3]), ARGV[2])
+redis.call('ZADD', ARGV[1] .. 'unrouted', now + tonumber(ARGV[3]), ARGV[2])
 return 1
 """
 
@@ -255,10 +272,8 @@ return {'pruned', fid, 0}
 # ARGV: prefix, tid, error  ->  1 if an `archived` transfer was queued again (its object changed)
 # Deletion and prune found the object at its key no longer the bytes archived: archive it again.
 # Time from Redis itself, as every script's should be.
-REQUEUE_ARCHIVED = """
+REQUEUE_ARCHIVED = NOW + """
 local p, tid = ARGV[1], ARGV[2]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local tkey = p .. 'transfer:' .. tid
 if redis.call('HGET', tkey, 'state') ~= 'archived' then return 0 end
 redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from config import ArchiveConfig, ConfigError, Settings
-from worker.errors import StorageRefused
+from worker.errors import StorageRefused, StorageUnknown
 from worker.ledger import Ledger
 from worker.permits import LedgerPermits
 from worker.redis_client import connect_env
@@ -60,13 +60,18 @@ class Runtime:
     def storage(self, name: str) -> Storage:
         """The storage called `name`, built on first use and kept for the process's life.
 
-        Raises StorageRefused when the configuration no longer has it or cannot build it.
+        Raises StorageUnknown (transient: retried with backoff) when this process's configuration
+        has no storage of that name, e.g. a worker still on the old configuration during a rolling
+        deploy; StorageRefused (permanent) when it has it but cannot build it.
         """
         if name not in self._storages:
             try:
-                self._storages[name] = build_storage(self.archive.storage(name), self.archive.transfer)
+                config = self.archive.storage(name)
             except KeyError:
-                raise StorageRefused(f"no storage named {name!r} in the configuration any more") from None
+                raise StorageUnknown(f"no storage named {name!r} in this worker's configuration (not deployed "
+                                     "here yet, or removed); retried later") from None
+            try:
+                self._storages[name] = build_storage(config, self.archive.transfer)
             except (ConfigError, ValueError) as exc:
                 raise StorageRefused(f"storage {name!r} cannot be used: {exc}") from None
         return self._storages[name]
@@ -76,7 +81,7 @@ class Runtime:
         for storage in self.archive.effective_storages():
             try:
                 self.storage(storage.name)
-            except StorageRefused as exc:
+            except (StorageRefused, StorageUnknown) as exc:
                 raise ConfigError(str(exc)) from None
 
     def close(self) -> None:

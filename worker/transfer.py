@@ -30,7 +30,7 @@ from worker.errors import (
 )
 from worker.files import content_type_for
 from worker.lease import Heartbeat
-from worker.ledger import Transfer, from_ms, now_ms, rfc3339, to_ms
+from worker.ledger import Transfer, from_ms, rfc3339, to_ms
 from worker.refresh import SignedUrl
 from worker.runtime import Runtime
 from worker.source import source_size
@@ -39,6 +39,10 @@ from worker.storage import Storage
 
 log = structlog.get_logger(__name__)
 STORAGE_BUSY_WAIT_MS = 3000  # a claim refused by a storage's max_concurrency is due again within this
+# A transfer that moved no byte for this many read timeouts (and at least STALL_LEASES leases) is
+# stuck: its heartbeat stops renewing the lease, so another worker takes it over (`worker.lease`).
+STALL_READ_TIMEOUTS = 10
+STALL_LEASES = 3
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,17 @@ def concurrency_limits(runtime: Runtime) -> dict[str, int]:
     return {s.name: s.max_concurrency for s in runtime.archive.effective_storages() if s.max_concurrency}
 
 
+def stall_ms(runtime: Runtime, lease_ms: int) -> int:
+    """How long a transfer may move no byte before it counts as stuck."""
+    read_timeout_ms = int(runtime.archive.transfer.read_timeout.total_seconds() * 1000)
+    return max(STALL_READ_TIMEOUTS * read_timeout_ms, STALL_LEASES * lease_ms)
+
+
 def run_transfer(runtime: Runtime, transfer_id: str) -> str:
-    """Run `transfer_id` if it is due and nobody else runs it; return what happened."""
+    """Run `transfer_id` if it is due and nobody else runs it; return what happened.
+
+    Safe to call again for a transfer another worker runs (a message delivered twice, e.g. once
+    more after the broker's visibility timeout): its live lease makes this call do nothing."""
     lease_ms = int(runtime.archive.transfer_lease.total_seconds() * 1000)
     claim = runtime.ledger.claim(transfer_id, runtime.owner, lease_ms, limits=concurrency_limits(runtime),
                                  busy_wait_ms=int(STORAGE_BUSY_WAIT_MS * random.uniform(0.5, 1.0)))
@@ -74,14 +87,14 @@ def run_transfer(runtime: Runtime, transfer_id: str) -> str:
     with structlog.contextvars.bound_contextvars(
         transfer_id=transfer_id, call_cid=transfer.call_cid, storage=transfer.storage
     ):
-        return _run_claimed(runtime, transfer, claim.epoch, lease_ms)
+        return _run_claimed(runtime, transfer, claim.token, lease_ms)
 
 
-def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int) -> str:
+def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int) -> str:
     ledger = runtime.ledger
     log.info("transfer_started", attempt=transfer.attempts, key=transfer.key)
     started = time.monotonic()
-    lease = Heartbeat(ledger, transfer.id, epoch, lease_ms)
+    lease = Heartbeat(ledger, transfer.id, token, lease_ms, stall_ms=stall_ms(runtime, lease_ms))
     try:
         with lease:
             copied = _copy(runtime, transfer, lease)
@@ -94,14 +107,14 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, epoch: int, lease_ms: int
             log.warning("transfer_lease_lost", reason=f"while failing with: {exc}")
             return "lease_lost"
         if not isinstance(exc, PermanentError):
-            return _retry_later(runtime, transfer, epoch, exc)
-        if not ledger.finish(transfer.id, epoch, "failed", error=scrub(str(exc)), reason=_reason(exc)):
+            return _retry_later(runtime, transfer, token, exc)
+        if not ledger.finish(transfer.id, token, "failed", error=scrub(str(exc)), reason=_reason(exc)):
             log.warning("transfer_result_fenced_out", error=str(exc))
             return "lease_lost"
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
         stats_for(ledger).failed(transfer.storage, _reason(exc))
         return "failed"
-    if not ledger.finish(transfer.id, epoch, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
+    if not ledger.finish(transfer.id, token, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
                          reason=""):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
@@ -116,12 +129,12 @@ def _reason(exc: Exception) -> str:
     return reason if isinstance(reason, str) else type(exc).__name__
 
 
-def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exception) -> str:
-    now = now_ms()
+def _retry_later(runtime: Runtime, transfer: Transfer, token: str, exc: Exception) -> str:
+    now = runtime.ledger.now_ms()  # Redis's clock, as the deadline is judged everywhere else
     reason = scrub(str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}")
     expires = to_ms(transfer.expires_at) if transfer.expires_at else None
     if isinstance(exc, SourceMissing) and expires is not None and now >= expires:
-        if runtime.ledger.finish(transfer.id, epoch, "lost", error=f"past its deletion deadline: {reason}"):
+        if runtime.ledger.finish(transfer.id, token, "lost", error=f"past its deletion deadline: {reason}"):
             stats_for(runtime.ledger).failed(transfer.storage, "lost")
         log.error("recording_lost", error=reason)
         return "lost"
@@ -131,8 +144,7 @@ def _retry_later(runtime: Runtime, transfer: Transfer, epoch: int, exc: Exceptio
         int(archive.retry_backoff.total_seconds() * 1000),
         int(archive.retry_backoff_max.total_seconds() * 1000),
     )
-    if runtime.ledger.finish(transfer.id, epoch, "queued", due_ms=now + delay, next_attempt_at=now + delay,
-                             error=reason, reason=_reason(exc)):
+    if runtime.ledger.finish(transfer.id, token, "queued", retry_in_ms=delay, error=reason, reason=_reason(exc)):
         stats_for(runtime.ledger).retried(transfer.storage, _reason(exc))
     level = log.warning if isinstance(exc, TransientError) else log.exception
     level("transfer_retry_scheduled", error=reason, retry_in_s=round(delay / 1000, 1),
@@ -174,11 +186,14 @@ def _server_side_copy(job: CopyJob) -> Copied:
     """The store fetches the URL itself; the object is then read back once for its SHA-256."""
     storage, key = job.storage, job.key
     size = with_fresh_url(job, lambda url: source_size(job.runtime.http, url))
-    storage.copy_from_url(key, job.source.url, size=size, content_type=job.content_type, metadata=job.metadata)
+    with job.lease.unwatched():  # one long call, each of its requests bounded by the store's timeouts
+        storage.copy_from_url(key, job.source.url, size=size, content_type=job.content_type,
+                              metadata=job.metadata)
     native = storage.capabilities.native_checksum
     hasher = Hasher((native,) if native else ())
     for chunk in storage.read(key):
         hasher.update(chunk)
+        job.lease.progress()
     digests = hasher.digests()
     if digests.size != size:
         raise VerificationFailed(f"{storage.describe()}: {key} holds {digests.size} bytes, source has {size}")

@@ -42,7 +42,7 @@ def add(ledger: Ledger, name: str, state: State = "queued", *, storages: tuple[s
             claim = ledger.claim(tid, "test-worker", 60_000)
             if state != "transferring":
                 fields = {"bytes": 1234, "sha256": "ab" * 32} if state == "archived" else {"error": "refused"}
-                assert ledger.finish(tid, claim.epoch, state, **(fields | finish))
+                assert ledger.finish(tid, claim.token, state, **(fields | finish))
         if days_ago:
             age(ledger, tid, days_ago)
     return ids

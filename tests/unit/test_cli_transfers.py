@@ -149,7 +149,7 @@ def test_export_refuses_an_unknown_format_or_state(redis_url: str) -> None:
 def test_list_and_show_give_a_file_waiting_for_its_routes_as_a_routing_row(ledger: Ledger, redis_url: str) -> None:
     (queued,) = add(ledger, "q1")
     failing, fresh = add_waiting(ledger, "w1"), add_waiting(ledger, "w2")
-    ledger.defer_routing(failing, now_ms() + 60_000, ERROR)
+    ledger.defer_routing(failing, 60_000, ERROR)
     result = run_cli(redis_url, "transfers", "list", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in map(json.loads, result.stdout.splitlines())}
@@ -176,7 +176,7 @@ def test_list_and_show_give_a_file_waiting_for_its_routes_as_a_routing_row(ledge
 def test_export_includes_files_waiting_for_their_routes(ledger: Ledger, redis_url: str) -> None:
     (queued,) = add(ledger, "q1")
     fid = add_waiting(ledger, "w1")
-    ledger.defer_routing(fid, now_ms(), "GET https://cdn.example/f.mp4?sig=SIGNED-URL-SECRET: refused")
+    ledger.defer_routing(fid, 0, "GET https://cdn.example/f.mp4?sig=SIGNED-URL-SECRET: refused")
     result = run_cli(redis_url, "transfers", "export")
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in csv.DictReader(io.StringIO(result.stdout))}

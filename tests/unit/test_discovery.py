@@ -214,7 +214,7 @@ def test_reconcile_records_a_lost_webhook_leaves_failed_alone_and_flags_files_at
     for stored, state in ((failed, "failed"), (safe, "archived")):
         for tid in record_routes(runtime.archive, runtime.ledger, stream_file(fake, stored)).to_queue:
             claim = runtime.ledger.claim(tid, "test", 60_000)
-            runtime.ledger.finish(tid, claim.epoch, state, bytes=stored.size, error="bucket missing"
+            runtime.ledger.finish(tid, claim.token, state, bytes=stored.size, error="bucket missing"
                                   if state == "failed" else None)
     unrouted = StreamFile(call_cid="default:unknown-to-stream", kind="recording", filename="rec_x.mp4",
                           url="http://x/y", start_time=NOW - timedelta(days=14), end_time=NOW - timedelta(days=13.5))

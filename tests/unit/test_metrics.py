@@ -41,7 +41,7 @@ def add(ledger: Ledger, n: int, storage: str, state: State = "queued", end: date
         claim = ledger.claim(tid, "test", 60_000)
         assert claim.claimed
         if state != "transferring":
-            assert ledger.finish(tid, claim.epoch, state, bytes=10)
+            assert ledger.finish(tid, claim.token, state, bytes=10)
     return tid
 
 
@@ -146,7 +146,7 @@ def test_files_waiting_for_their_routes_are_counted_by_reason_with_the_oldest_ag
     now = now_ms()
     failing = add_waiting(ledger, "w1", created=now - 90_000)
     add_waiting(ledger, "w2", created=now - 5_000)
-    ledger.defer_routing(failing, now + 10_000, "Stream API GET /call: ConnectError")
+    ledger.defer_routing(failing, 10_000, "Stream API GET /call: ConnectError")
     add(ledger, 1, "s3")  # a transfer: not waiting for routes
     samples = scrape(ledger)
     assert samples[("archiver_files_routing", (("reason", "call_lookup_failed"),))] == 1

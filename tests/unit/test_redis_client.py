@@ -76,7 +76,7 @@ def test_the_ledger_records_claims_and_finishes_through_sentinel(ha_ledger: Ledg
     tid = record(ha_ledger, a_file())
     claim = ha_ledger.claim(tid, "w1", 60_000)
     assert claim.claimed
-    assert ha_ledger.finish(tid, claim.epoch, "archived", bytes=3)
+    assert ha_ledger.finish(tid, claim.token, "archived", bytes=3)
     with sentinel.master() as master:
         assert master.hget(f"archiver:transfer:{tid}", "state") == "archived", "written to the master"
 
@@ -104,7 +104,7 @@ def test_the_ledger_keeps_working_after_a_failover(tmp_path: Path) -> None:
         old_port = setup.master_port()
         new_port = setup.failover()
         assert new_port != old_port
-        assert ledger.finish(first, claim.epoch, "archived", bytes=1), "the claim made before survives"
+        assert ledger.finish(first, claim.token, "archived", bytes=1), "the claim made before survives"
         second = record(ledger, a_file("rec_default_x_2.mp4"))
         assert ledger.claim(second, "w1", 60_000).claimed
         with redis.Redis(port=new_port, decode_responses=True) as master:

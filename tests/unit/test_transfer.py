@@ -97,28 +97,53 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
 def test_heartbeat_notices_a_takeover(runtime: Runtime, fake: FakeStream) -> None:
     tid = record(runtime, fake, fake.add_recording("default:hb", b"x"))
     claim = runtime.ledger.claim(tid, "me", 300)
-    with Heartbeat(runtime.ledger, tid, claim.epoch, 300) as lease:
+    with Heartbeat(runtime.ledger, tid, claim.token, 300) as lease:
         lease.check()
-        assert runtime.ledger.claim(tid, "other", 60_000, now=now_ms() + 1_000).claimed
+        runtime.ledger.redis.hset(f"archiver:transfer:{tid}", "lease_until", 0)  # as if it ran out
+        assert runtime.ledger.claim(tid, "other", 60_000).claimed
         time.sleep(0.4)
         with pytest.raises(LeaseLost, match="taken over"):
             lease.check()
 
 
-def test_a_storage_removed_from_the_config_fails_the_transfer_with_the_reason(
+def test_a_storage_this_worker_does_not_know_is_retried_not_failed(
     runtime: Runtime, fake: FakeStream, make_settings: Any, tmp_path: Path
 ) -> None:
-    tid = record(runtime, fake, fake.add_recording("default:moved", b"x"))
-    other = Runtime.from_settings(make_settings(
-        download_hosts=[fake.cdn_host], default_storage="elsewhere",
+    """A rolling deploy: a worker still on the old configuration meets a transfer to a storage only
+    the new one has. It backs off (transient), and a worker that knows the storage archives it."""
+    file = fake.add_recording("default:moved", b"x" * 10)
+    tid = record(runtime, fake, file)
+    old = Runtime.from_settings(make_settings(
+        download_hosts=[fake.cdn_host], default_storage="elsewhere", retry_backoff="0.2s", retry_backoff_max="0.2s",
         storages=[{"name": "elsewhere", "storage_type": "local", "bucket": str(tmp_path / "elsewhere")}],
     ))
     try:
-        assert run_transfer(other, tid) == "failed"
+        assert run_transfer(old, tid) == "retry"
     finally:
-        other.close()
+        old.close()
+    waiting = runtime.ledger.get(tid)
+    assert waiting is not None and (waiting.state, waiting.attempts, waiting.reason) == ("queued", 1, "StorageUnknown")
+    assert "no storage named 'disk'" in (waiting.error or "")
+    assert fake.downloads_of(file) == 0
+    time.sleep(0.25)
+    assert run_transfer(runtime, tid) == "archived"
+
+
+def test_a_storage_that_exists_but_cannot_be_built_fails_the_transfer_with_the_reason(
+    runtime: Runtime, fake: FakeStream, make_settings: Any, tmp_path: Path
+) -> None:
+    tid = record(runtime, fake, fake.add_recording("default:broken", b"x"))
+    broken = Runtime.from_settings(make_settings(
+        download_hosts=[fake.cdn_host], default_storage="disk",
+        storages=[{"name": "disk", "storage_type": "no_such_backend", "bucket": str(tmp_path / "x")}],
+    ))
+    try:
+        assert run_transfer(broken, tid) == "failed"
+    finally:
+        broken.close()
     transfer = runtime.ledger.get(tid)
-    assert transfer is not None and "no storage named 'disk'" in (transfer.error or "")
+    assert transfer is not None and transfer.state == "failed" and transfer.reason == "other"
+    assert "storage 'disk' cannot be used" in (transfer.error or "")
 
 
 class PullingStorage(LocalStorage):

@@ -139,7 +139,7 @@ def test_the_page_shows_files_waiting_for_their_routes_with_the_reason(receiver:
     assert "no file waiting for its routes" in page
     failing = add_waiting(ledger, "w1", created=now_ms() - 125_000)
     add_waiting(ledger, "w2")
-    ledger.defer_routing(failing, now_ms() + 30_000, f"Stream API GET /call: ConnectError {HOSTILE}")
+    ledger.defer_routing(failing, 30_000, f"Stream API GET /call: ConnectError {HOSTILE}")
     page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
     section = page.split("<h2>Waiting for routes</h2>")[1].split("<h2>")[0]
     assert "2 file(s) wait for Stream&#x27;s call data" in section and "1 whose call lookup failed" in section
