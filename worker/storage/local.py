@@ -89,7 +89,7 @@ def _remove_stale_partials(path: Path) -> None:
     """Remove temporary files a killed writer left beside `path`: only this key's own, named
     exactly as `_temp_name` names them.
 
-    Safe: a key belongs to one transfer, and a transfer's lease (with its fencing epoch) lets only
+    Safe: a key belongs to one transfer, and a transfer's lease (with its fencing token) lets only
     one writer run at a time, so any other temporary file of this name is a dead writer's.
     """
     prefix, size = _temp_prefix(path.name), len(_temp_name(path.name))

@@ -43,7 +43,7 @@ Stale uploads: a worker killed mid-transfer (SIGKILL, OOM, a lost machine) canno
 upload, and S3 keeps (and bills) it until a lifecycle rule removes it. So before a writer creates its
 multipart upload it aborts every pending upload of exactly the same key (`abort_stale_uploads`). That
 is safe because one key is written by one transfer (one file → one transfer per storage, its key derived
-from the file), and the ledger's lease with its fencing epoch lets only one worker run that transfer:
+from the file), and the ledger's lease with its fencing token lets only one worker run that transfer:
 a pending upload of the key belongs to an attempt whose lease is gone. If that worker is only paused
 and comes back, aborting its upload is right too: it can no longer complete it. (Two storages set up
 on the same bucket and prefix would share keys: one may then abort the other's upload, which costs
