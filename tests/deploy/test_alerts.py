@@ -27,6 +27,8 @@ METRICS = {
     "archiver_webhook_requests_total": "counter",  # {outcome}
     "archiver_last_webhook_timestamp_seconds": "gauge",
     "archiver_storage_up": "gauge",  # {storage}
+    "archiver_stream_requests_total": "counter",  # {endpoint, outcome}
+    "archiver_stream_rate_limit_wait_seconds_total": "counter",  # {endpoint}
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # The alerts the deployment promises (docs/deployment.md, docs/runbook.md).

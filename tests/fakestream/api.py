@@ -304,7 +304,7 @@ class ApiHandler(QuietHandler):
         body["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
         if self.api.rate_limit_headers:
             extra.setdefault("X-RateLimit-Limit", str(verdict.limit))
-            extra.setdefault("X-RateLimit-Remaining", str(0 if status == 429 else verdict.remaining))
+            extra.setdefault("X-RateLimit-Remaining", str(verdict.remaining))
             extra.setdefault("X-RateLimit-Reset", str(verdict.reset))
         retry_after = retry_after_value(self.api.retry_after, verdict.retry_after) if not verdict.allowed else None
         if retry_after is not None:
