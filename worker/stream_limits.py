@@ -40,7 +40,9 @@ from worker.ledger import DEFAULT_PREFIX
 log = structlog.get_logger(__name__)
 
 MINUTE = 60.0
-MARGIN = 0.1  # seconds a request stays counted past its window: it reaches Stream a little after we count it
+# Seconds a request stays counted past its window: it reaches Stream a little after we count it, and
+# must not land in the next window together with its successor.
+MARGIN = 0.1
 PROBE_TIMEOUT = 15.0  # a probe that never answered (its process died) stops blocking after this
 STATE_TTL = 600.0  # a limit not confirmed by an answer for this long is learnt again
 MAX_HOLD = 300.0  # the longest one wait after a 429 (Stream's windows are a minute; longer is re-checked)
