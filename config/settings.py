@@ -275,6 +275,9 @@ class ArchiveConfig(_Strict):
     full_reconcile_every: Duration = timedelta(hours=24)  # the scheduler lists every call of `retention`
     at_risk_margin: Duration = timedelta(hours=48)  # flag files this close to deletion and not archived
     delete_from_stream: bool = False  # delete a file from Stream once every destination verified it
+    # The most of each Stream API endpoint's rate limit the archiver spends, all its processes together,
+    # in any minute (and of the per-second limit in any second): the app's own backend spends the rest.
+    api_share: float = Field(default=0.5, gt=0, le=1)
 
     @field_validator("default_storage", "call_types")
     @classmethod

@@ -122,7 +122,7 @@ def delete_archived(runtime: Runtime, *, dry_run: bool) -> DeletionSummary:
                 summary.deleted += 1
                 outcome = "deleted"
         except StreamRefused as exc:
-            if exc.status != 404:
+            if not exc.gone:
                 summary.failed += 1
                 log.error("stream_delete_failed", error=str(exc), **context)
                 continue

@@ -247,11 +247,11 @@ def _cid(call: Mapping[str, Any]) -> str:
 
 
 def _listed(runtime: Runtime, cid: str, kind: Kind) -> list[dict[str, Any]]:
-    """The call's files of `kind`; none when Stream no longer has the call (404)."""
+    """The call's files of `kind`; none when Stream no longer has the call (404, or 400 code 16)."""
     try:
         return runtime.stream.list_files(cid, kind)
     except StreamRefused as exc:
-        if exc.status != 404:
+        if not exc.gone:
             raise
         log.warning("discovered_call_gone", call_cid=cid, kind=kind, error=str(exc))
         return []

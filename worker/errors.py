@@ -14,14 +14,14 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   │   └── UrlRefused                401/403/410: the signed URL expired; a fresh one is fetched
     │   ├── IncompleteDownload        the body ended before (or went past) Content-Length
     │   ├── StorageUnavailable        storage 5xx, throttling, connection reset, timeout (.reason)
-    │   ├── StreamUnavailable         Stream's API: transport error, 5xx, or 429 beyond our patience
+    │   ├── StreamUnavailable         Stream's API: transport error or 5xx (a 429 is waited out)
     │   ├── StorageUnknown            this worker's configuration has no such storage (yet: a rolling deploy)
     │   └── VerificationFailed        the stored object does not match what was sent
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
     │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
     │   │   └── KeyRefused                a key this storage cannot store (also a ValueError)
-    │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…)
+    │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…: .gone)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     ├── LeaseLost                 another worker holds the transfer now: stop without writing
     └── LedgerSchemaError         the ledger's schema version is newer than (or unknown to) this archiver
@@ -135,6 +135,12 @@ class StreamApiError(ArchiverError):
     def __init__(self, message: str, *, status: int = 0, code: int | None = None) -> None:
         super().__init__(message)
         self.status, self.code = status, code
+
+    @property
+    def gone(self) -> bool:
+        """Stream has no such call or file: 404, or 400 with its "does not exist" code 16 (the spec
+        lists only 400 and 429 as errors of these endpoints)."""
+        return self.status == 404 or (self.status == 400 and self.code == 16)
 
 
 class StreamUnavailable(StreamApiError, TransientError):

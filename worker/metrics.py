@@ -81,6 +81,7 @@ class ArchiverCollector(Collector):
         yield from self._queue()
         yield from self._routing()
         yield from self._webhooks()
+        yield from self._stream_api()
         yield self._storages()
         yield from self._reconciliation()
 
@@ -156,6 +157,19 @@ class ArchiverCollector(Collector):
         if seen is not None:
             last.add_metric([], seen)
         yield last
+
+    def _stream_api(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("archiver_stream_requests", "Stream API requests by endpoint and outcome.",
+                                       labels=["endpoint", "outcome"])
+        for (endpoint, outcome), count in sorted(self.stats.pairs("stats:stream_requests").items()):
+            requests.add_metric([endpoint, outcome], count)
+        yield requests
+        waited = CounterMetricFamily("archiver_stream_rate_limit_wait_seconds",
+                                     "Seconds Stream API requests waited for the rate limits, by endpoint.",
+                                     labels=["endpoint"])
+        for endpoint, seconds in sorted(self.stats.stream_waits().items()):
+            waited.add_metric([endpoint], seconds)
+        yield waited
 
     def _storages(self) -> Metric:
         gauge = GaugeMetricFamily("archiver_storage_up", "1 when the storage passed its last check.",

@@ -30,7 +30,7 @@ def fresh_url(runtime: Runtime, file_record: Mapping[str, str]) -> str | None:
     try:
         items = runtime.stream.list_files(file_record["call_cid"], kind)
     except StreamRefused as exc:
-        if exc.status == 404:  # Stream has no such call (any more)
+        if exc.gone:  # Stream has no such call (any more)
             return None
         raise
     for item in items:

@@ -12,9 +12,11 @@ from worker.ledger import Ledger
 from worker.permits import LedgerPermits
 from worker.redis_client import connect_env
 from worker.source import DownloadClient, http_client
+from worker.stats import stats_for
 from worker.storage import Storage
 from worker.storage.registry import build_storage
 from worker.stream import StreamClient
+from worker.stream_limits import SharedBudget
 
 
 @dataclass
@@ -53,8 +55,10 @@ class Runtime:
         """Stream's REST API, connected on first use."""
         if self._stream is None:
             env = self.settings.env
+            budget = SharedBudget(self.ledger.redis, self.archive.api_share, self.ledger.prefix)
             self._stream = StreamClient(env.stream_base_url, env.stream_api_key,
-                                        env.stream_api_secret.get_secret_value())
+                                        env.stream_api_secret.get_secret_value(), budget=budget,
+                                        stats=stats_for(self.ledger))
         return self._stream
 
     def storage(self, name: str) -> Storage:

@@ -10,6 +10,8 @@ Keys (prefix P, default ``archiver:``), all small and bounded:
   P stats:webhooks         HASH  outcome → webhook deliveries answered with it
   P stats:last_webhook     STRING unix time (seconds) of the last authenticated webhook
   P storage_health         HASH  storage → JSON {ok, reason, checked_at}
+  P stats:stream_requests  HASH  "endpoint|outcome" → Stream API requests (see STREAM_OUTCOMES)
+  P stats:stream_wait_ms   HASH  endpoint → milliseconds spent waiting for Stream's rate limits
 Writes are one pipeline of HINCRBY/HSET each. A figure that cannot be written (Redis away) is kept
 in the process and added to the next write, so a short outage loses nothing but time.
 """
@@ -37,6 +39,9 @@ log = structlog.get_logger(__name__)
 DURATION_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, math.inf)
 WEBHOOK_OUTCOMES: tuple[str, ...] = ("accepted", "known", "ignored", "failure_noted", "refused", "malformed",
                                      "too_large", "unavailable")
+# Stream API answers: ok, gone (404 / 400 code 16), rate_limited (429), refused (other 4xx), error (5xx,
+# unreadable), unreachable (no answer).
+STREAM_OUTCOMES: tuple[str, ...] = ("ok", "gone", "rate_limited", "refused", "error", "unreachable")
 AUTHENTICATED = frozenset({"accepted", "known", "ignored", "failure_noted"})
 SEP = "|"  # storage names and reasons are [A-Za-z0-9_-]; a stray "|" only splits at its first one
 
@@ -130,6 +135,14 @@ class Stats:
             extra["stats:last_webhook"] = ("", repr(time.time() if now is None else now))
         self._add(Counter({("stats:webhooks", outcome): 1}), **extra)
 
+    def stream_request(self, endpoint: str, outcome: str) -> None:
+        """One Stream API request to `endpoint` ("GET /api/v2/video/call/{type}/{id}") ended in `outcome`."""
+        self._add(Counter({("stats:stream_requests", f"{endpoint}{SEP}{outcome}"): 1}))
+
+    def stream_waited(self, endpoint: str, seconds: float) -> None:
+        """Requests to `endpoint` waited `seconds` for Stream's rate limits (the shared budget or a 429)."""
+        self._add(Counter({("stats:stream_wait_ms", endpoint): round(seconds * 1000)}))
+
     def storage_checked(self, storage: str, ok: bool, reason: str | None, now: float | None = None) -> None:
         health = Health(ok, reason, time.time() if now is None else now)
         try:
@@ -168,6 +181,10 @@ class Stats:
 
     def webhooks(self) -> dict[str, int]:
         return {outcome: int(v) for outcome, v in self._hash("stats:webhooks").items()}
+
+    def stream_waits(self) -> dict[str, float]:
+        """Endpoint → seconds waited for the rate limits."""
+        return {endpoint: int(v) / 1000 for endpoint, v in self._hash("stats:stream_wait_ms").items()}
 
     def last_webhook(self) -> float | None:
         raw = self.redis.get(self.key("stats:last_webhook"))

@@ -3,10 +3,13 @@
 Auth as Stream's SDKs do it: ``?api_key=`` on every request, a server JWT (HS256 with the API
 secret — while a secret is rotated, the first of STREAM_API_SECRET's, which the settings give as
 ``stream_api_secret`` — ``{"server": true}``) in ``Authorization`` with no ``Bearer`` prefix, ``stream-auth-type:
-jwt``, and an identifying client header. Transport errors and 5xx are retried with backoff; a 429
-waits as ``Retry-After`` / ``X-RateLimit-Reset`` say (within limits) and goes on. Every error
-carries Stream's ``code`` and ``message``; when Stream's API cannot be reached at all, the error
-says so in the words every command uses: "cannot reach Stream's API at <base URL>: <cause>".
+jwt``, and an identifying client header. Every request first waits for its endpoint's share of
+Stream's rate limits (``worker.stream_limits``: one budget in Redis for every process). Transport
+errors and 5xx are retried with backoff; a 429 waits as ``Retry-After`` / ``X-RateLimit-Reset`` say
+(every process then waits) and is retried for as long as it takes: a run that waits is slow, never
+failed. Every error carries Stream's ``code`` and ``message``; when Stream's API cannot be reached
+at all, the error says so in the words every command uses: "cannot reach Stream's API at <base
+URL>: <cause>". Every answer is counted by endpoint and outcome (``worker.stats``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import httpx
 import jwt
 import structlog
 
-from worker.errors import StreamRefused, StreamUnavailable
+from worker.errors import StreamApiError, StreamRefused, StreamUnavailable
 from worker.files import Kind
+from worker.stats import Stats
+from worker.stream_limits import MAX_HOLD, Budget, RateHeaders, Unmetered, endpoint_of, rate_headers, retry_wait
 
 log = structlog.get_logger(__name__)
-MAX_RATE_LIMIT_WAIT = 60.0
 
 
 def _client_version() -> str:
@@ -75,11 +79,17 @@ def unreachable_cause(exc: httpx.HTTPError) -> str:
 
 
 class StreamClient:
-    """A small synchronous client; one per process (it keeps HTTP connections open)."""
+    """A small synchronous client; one per process (it keeps HTTP connections open).
+
+    `budget` paces requests by Stream's rate limits (default: unmetered, only 429s slow it down);
+    `stats` counts answers and waits for /metrics (default: not counted)."""
 
     def __init__(self, base_url: str, api_key: str, api_secret: str, *, timeout: float = 10.0,
-                 attempts: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
+                 attempts: int = 4, sleep: Callable[[float], None] = time.sleep, budget: Budget | None = None,
+                 stats: Stats | None = None) -> None:
         self._attempts, self._sleep = attempts, sleep
+        self._budget: Budget = budget or Unmetered()
+        self._stats = stats
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -128,39 +138,97 @@ class StreamClient:
         try:
             body = self.request("GET", path)
         except StreamRefused as exc:
-            if exc.status == 404:
+            if exc.gone:
                 return None
             raise
         call = body.get("call")
         return call if isinstance(call, dict) else None
 
     def request(self, method: str, path: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One API call with retries; the decoded JSON body. Raises StreamRefused / StreamUnavailable."""
-        for attempt in range(1, self._attempts + 1):
+        """One API call; the decoded JSON body. Waits for the budget and out 429s as long as it
+        takes; transport errors and 5xx get `attempts` tries. Raises StreamRefused / StreamUnavailable."""
+        endpoint = endpoint_of(method, path)
+        failures = limited = 0
+        while True:
+            self._wait_for_budget(endpoint)
             try:
                 response = self._http.request(method, path, json=json)
             except httpx.HTTPError as exc:
-                failure: StreamUnavailable = StreamUnavailable(
+                self._budget.answered(endpoint, None, learn=False)
+                self._count(endpoint, "unreachable")
+                failure = StreamUnavailable(
                     f"cannot reach Stream's API at {self.base_url}: {unreachable_cause(exc)} ({method} {path})")
-                wait = self._backoff(attempt)
             else:
-                if response.status_code < 400:
-                    return _json(response)
-                failure_or_refusal = _error(method, path, response)
-                if isinstance(failure_or_refusal, StreamRefused):
-                    raise failure_or_refusal
-                failure = failure_or_refusal
-                wait = _rate_limit_wait(response) if response.status_code == 429 else self._backoff(attempt)
-            if attempt == self._attempts:
+                rate = rate_headers(response.headers)
+                if response.status_code == 429:
+                    limited += 1
+                    self._rate_limited(endpoint, _error(method, path, response), response, rate, limited)
+                    continue  # however many in a row: only an `unrecoverable` one raises
+                self._budget.answered(endpoint, rate, learn=response.status_code < 500)
+                try:
+                    if response.status_code < 400:
+                        body = _json(response)
+                        self._count(endpoint, "ok")
+                        return body
+                    raise _error(method, path, response)
+                except StreamApiError as error:
+                    self._count(endpoint, _outcome(error))
+                    if not isinstance(error, StreamUnavailable) or error.status < 400:
+                        raise
+                    failure = error
+            failures += 1
+            if failures >= self._attempts:
                 raise failure
-            wait = min(wait, MAX_RATE_LIMIT_WAIT)
+            wait = self._backoff(failures)
             log.warning("stream_api_retry", method=method, path=path, error=str(failure), wait_s=round(wait, 2))
             self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_for_budget(self, endpoint: str) -> None:
+        """Sleep until the shared budget lets a request to `endpoint` go (it is then counted)."""
+        waited = 0.0
+        while (wait := self._budget.wait(endpoint)) > 0:
+            self._sleep(wait)
+            waited += wait
+        if waited:
+            self._waited(endpoint, waited)
+
+    def _rate_limited(self, endpoint: str, error: StreamApiError, response: httpx.Response,
+                      rate: RateHeaders | None, limited: int) -> None:
+        """A 429: every process holds off until Stream's reset (or, with no hint, a backoff that
+        grows with the 429s in a row); this one sleeps it out. Never counted as a success. Raises
+        the error when Stream marked it `unrecoverable`."""
+        self._count(endpoint, "rate_limited")
+        if isinstance(error, StreamRefused):  # marked `unrecoverable`: retrying will not help
+            self._budget.answered(endpoint, rate, learn=False)
+            raise error
+        hinted = retry_wait(response.headers)
+        wait = min(MAX_HOLD, hinted if hinted else self._backoff(limited, cap=30.0))
+        self._budget.answered(endpoint, rate, hold=wait, learn=False)
+        log.warning("stream_api_rate_limited", endpoint=endpoint, error=str(error), wait_s=round(wait, 2),
+                    in_a_row=limited)
+        self._sleep(wait)
+        self._waited(endpoint, wait)
+
+    def _count(self, endpoint: str, outcome: str) -> None:
+        if self._stats is not None:
+            self._stats.stream_request(endpoint, outcome)
+
+    def _waited(self, endpoint: str, seconds: float) -> None:
+        if self._stats is not None:
+            self._stats.stream_waited(endpoint, seconds)
 
     @staticmethod
-    def _backoff(attempt: int) -> float:
-        return float(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+    def _backoff(attempt: int, cap: float = 8.0) -> float:
+        return float(min(cap, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+
+def _outcome(error: StreamApiError) -> str:
+    """The metrics outcome of an error answer (see worker.stats.STREAM_OUTCOMES)."""
+    if error.gone:
+        return "gone"
+    if isinstance(error, StreamUnavailable):
+        return "error"
+    return "refused"
 
 
 def _call_path(call_cid: str) -> str:
@@ -187,14 +255,3 @@ def _error(method: str, path: str, response: httpx.Response) -> StreamRefused | 
     transient = response.status_code in (408, 429) or response.status_code >= 500
     kind = StreamUnavailable if transient and not body.get("unrecoverable") else StreamRefused
     return kind(text, status=response.status_code, code=code if isinstance(code, int) else None)
-
-
-def _rate_limit_wait(response: httpx.Response) -> float:
-    """Seconds to wait after a 429, from Retry-After or X-RateLimit-Reset (unix seconds)."""
-    retry_after = response.headers.get("retry-after", "")
-    if retry_after.strip().isdigit():
-        return float(retry_after)
-    reset = response.headers.get("x-ratelimit-reset", "")
-    if reset.strip().isdigit():
-        return max(0.0, float(reset) - time.time()) + 0.1
-    return 1.0

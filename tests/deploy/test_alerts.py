@@ -29,6 +29,8 @@ METRICS = {
     "archiver_storage_up": "gauge",  # {storage}
     "archiver_last_reconcile_timestamp_seconds": "gauge",  # {mode}: incremental, full
     "archiver_reconcile_failed_calls": "gauge",  # {mode}: calls the last run could not list
+    "archiver_stream_requests_total": "counter",  # {endpoint, outcome}
+    "archiver_stream_rate_limit_wait_seconds_total": "counter",  # {endpoint}
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # The alerts the deployment promises (docs/deployment.md, docs/runbook.md).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,30 +20,73 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import jwt
 
 from tests.fakestream.callresponse import call_state
-from tests.fakestream.cdn import Faults
 from tests.fakestream.httpbase import QuietHandler
 from tests.fakestream.models import FileKind, StoredFile, TimestampFormat, format_timestamp
 from tests.fakestream.query import QueryError, query_calls
+from tests.fakestream.ratelimit import RateLimits, RetryAfter, Verdict, retry_after_value
 from tests.fakestream.store import ApiRequest, Store
 
 _CALL = r"^/api/v2/video/call/(?P<type>[^/]+)/(?P<id>[^/]+)"
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    ("GET", re.compile(_CALL + r"/recordings$"), "list_recordings"),
-    ("GET", re.compile(_CALL + r"/transcriptions$"), "list_transcriptions"),
-    ("GET", re.compile(_CALL + r"$"), "get_call"),
-    ("POST", re.compile(r"^/api/v2/video/calls$"), "query_calls"),
-    ("DELETE", re.compile(_CALL + r"/(?P<session>[^/]*)/recordings/(?P<filename>[^/]+)$"), "delete_recording"),
-    ("DELETE", re.compile(_CALL + r"/(?P<session>[^/]*)/transcriptions/(?P<filename>[^/]+)$"), "delete_transcription"),
+# (method, path pattern, handler, Stream's operation name: the endpoint rate limits are counted by)
+_ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
+    ("GET", re.compile(_CALL + r"/recordings$"), "list_recordings", "ListRecordings"),
+    ("GET", re.compile(_CALL + r"/transcriptions$"), "list_transcriptions", "ListTranscriptions"),
+    ("GET", re.compile(_CALL + r"$"), "get_call", "GetCall"),
+    ("POST", re.compile(r"^/api/v2/video/calls$"), "query_calls", "QueryCalls"),
+    ("DELETE", re.compile(_CALL + r"/(?P<session>[^/]*)/recordings/(?P<filename>[^/]+)$"), "delete_recording",
+     "DeleteRecording"),
+    ("DELETE", re.compile(_CALL + r"/(?P<session>[^/]*)/transcriptions/(?P<filename>[^/]+)$"),
+     "delete_transcription", "DeleteTranscription"),
 ]
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
 
 
 class ApiFailure(Exception):
-    """Raised by endpoint code to answer with an APIError body."""
+    """Raised by endpoint code to answer with an APIError body (and `headers`, if any)."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+@dataclass
+class _Fault:
+    path_contains: str
+    status: int
+    headers: dict[str, str]
+    remaining: int
+
+
+class ApiFaults:
+    """Queued one-shot error answers for REST paths containing a substring (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[_Fault] = []
+
+    def add(self, path_contains: str, status: int, count: int, headers: dict[str, str] | None = None) -> None:
+        """The next `count` matching requests answer `status`, with `headers` added to the answer."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        with self._lock:
+            self._faults.append(_Fault(path_contains, status, dict(headers or {}), count))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, path: str) -> ApiFailure | None:
+        """Consume the oldest fault matching `path`, as the failure to answer with."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.path_contains in path:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    code = 9 if fault.status == 429 else -1
+                    return ApiFailure(fault.status, code, f"injected failure {fault.status}", fault.headers)
+        return None
 
 
 @dataclass
@@ -102,7 +146,15 @@ class Api:
     def __init__(self, store: Store, config: ApiConfig) -> None:
         self.store = store
         self.config = config
-        self.faults = Faults()
+        self.faults = ApiFaults()
+        self.limits = RateLimits()
+        self.rate_limit_headers = True  # False: answers carry no X-RateLimit-* (only 429s say anything)
+        self.retry_after: RetryAfter = "seconds"  # the Retry-After of a 429 over the limits
+        self.missing_status = 404  # or 400: the spec lists only 200/400/429; "does not exist" is code 16 either way
+
+    def _missing(self, message: str) -> ApiFailure:
+        """Stream's "does not exist" error (code 16), as 404 or as 400 (`missing_status`)."""
+        return ApiFailure(self.missing_status, 16, message)
 
     def _file_json(self, stored: StoredFile) -> dict[str, Any]:
         """CallRecording / CallTranscription JSON with a fresh signed URL (None fields omitted)."""
@@ -123,7 +175,7 @@ class Api:
         """The cid named by the path; ApiFailure(404, 16) when the call does not exist."""
         cid = f"{params['type']}:{params['id']}"
         if self.store.get_call(cid) is None:
-            raise ApiFailure(404, 16, f"Can't find call with id {cid}")
+            raise self._missing(f"Can't find call with id {cid}")
         return cid
 
     def list_recordings(self, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +213,7 @@ class Api:
         cid = f"{params['type']}:{params['id']}"
         stored = self.store.find_live(cid, kind, params["filename"])
         if stored is None or stored.session_id not in (None, params["session"]):
-            raise ApiFailure(404, 16, f"{kind} {params['filename']} not found")
+            raise self._missing(f"{kind} {params['filename']} not found")
         self.store.delete(stored)
         return {}
 
@@ -173,23 +225,33 @@ class Api:
         """DeleteTranscription."""
         return self._delete("transcription", params)
 
+    @staticmethod
+    def route(method: str, path: str) -> tuple[str, str, dict[str, str]] | None:
+        """(handler name, operation name, path parameters) of a request, or None when no route fits."""
+        for route_method, pattern, name, operation in _ROUTES:
+            match = pattern.match(path)
+            if match is not None and route_method == method:
+                return name, operation, {k: unquote(v) for k, v in match.groupdict().items()}
+        return None
+
+    def admit(self, method: str, path: str) -> Verdict:
+        """Count the request against its endpoint's limits (unknown routes share one endpoint)."""
+        found = self.route(method, path)
+        return self.limits.admit(found[1] if found else "unknown")
+
     def dispatch(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw_body: bytes
     ) -> dict[str, Any]:
         """Authenticate, apply injected faults, route and run one request; raise ApiFailure on error."""
         check_auth(self.config, query, headers)
-        status = self.faults.take("fail", path)
-        if status is not None:
-            raise ApiFailure(status, 9 if status == 429 else -1, f"injected failure {status}")
-        for route_method, pattern, name in _ROUTES:
-            match = pattern.match(path)
-            if match is None:
-                continue
-            if route_method != method:
-                continue
-            params = {k: unquote(v) for k, v in match.groupdict().items()}
-            return getattr(self, name)(params, _json_body(raw_body))  # type: ignore[no-any-return]
-        raise ApiFailure(404, 16, f"endpoint {method} {path} not found")
+        failure = self.faults.take(path)
+        if failure is not None:
+            raise failure
+        found = self.route(method, path)
+        if found is None:
+            raise ApiFailure(404, 16, f"endpoint {method} {path} not found")
+        name, _, params = found
+        return getattr(self, name)(params, _json_body(raw_body))  # type: ignore[no-any-return]
 
 
 def _json_body(raw: bytes) -> dict[str, Any]:
@@ -223,22 +285,29 @@ class ApiHandler(QuietHandler):
         self._handle()
 
     def _handle(self) -> None:
-        """Run the request and send either the success body or an APIError."""
+        """Count the request against its endpoint's limits, run it, and send either the success
+        body or an APIError; every answer carries the X-RateLimit-* headers (unless turned off)."""
         started = time.perf_counter()
         split = urlsplit(self.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         headers, raw = self.request_headers(), self.read_body()
         self.api.store.log_api(ApiRequest(self.command, split.path, query, headers, raw))
+        verdict = self.api.admit(self.command, split.path)
+        extra: dict[str, str] = {}
         try:
+            if not verdict.allowed:
+                raise ApiFailure(429, 9, "Too many requests, check response headers for more information.")
             status, body = 200, self.api.dispatch(self.command, split.path, query, headers, raw)
         except ApiFailure as failure:
             status, body = failure.status, error_body(failure.status, failure.code, failure.message, "")
+            extra.update(failure.headers)
         body["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
-        reset = int(time.time()) // 60 * 60 + 60
-        extra = {
-            "X-RateLimit-Limit": "10000",
-            "X-RateLimit-Remaining": "0" if status == 429 else "9999",
-            "X-RateLimit-Reset": str(reset),
-            "Content-Type": "application/json; charset=utf-8",
-        }
+        if self.api.rate_limit_headers:
+            extra.setdefault("X-RateLimit-Limit", str(verdict.limit))
+            extra.setdefault("X-RateLimit-Remaining", str(verdict.remaining))
+            extra.setdefault("X-RateLimit-Reset", str(verdict.reset))
+        retry_after = retry_after_value(self.api.retry_after, verdict.retry_after) if not verdict.allowed else None
+        if retry_after is not None:
+            extra.setdefault("Retry-After", retry_after)
+        extra["Content-Type"] = "application/json; charset=utf-8"
         self.send_full(status, json.dumps(body, separators=(",", ":")).encode(), extra)

@@ -48,10 +48,12 @@ from tests.fakestream.models import (
     split_cid,
     utc,
 )
+from tests.fakestream.ratelimit import EndpointRate, RetryAfter
 from tests.fakestream.store import ApiRequest, Store
 
 __all__ = [
     "ApiRequest",
+    "EndpointRate",
     "FakeStream",
     "StoredFile",
     "recording_ready_event",
@@ -332,13 +334,61 @@ class FakeStream:
         """The next ``count`` matching CDN GETs announce the full Content-Length, then close after N bytes."""
         self._cdn.faults.add("truncate", path_contains, after_bytes, count)
 
-    def fail_next_api(self, path_contains: str, status: int, count: int = 1) -> None:
-        """The next ``count`` authenticated REST requests whose path matches answer ``status`` (APIError)."""
-        self._api.faults.add("fail", path_contains, status, count)
+    def fail_next_api(
+        self, path_contains: str, status: int, count: int = 1, *, headers: dict[str, str] | None = None
+    ) -> None:
+        """The next ``count`` authenticated REST requests whose path matches answer ``status`` (APIError),
+        with ``headers`` added (e.g. ``Retry-After``; they replace the X-RateLimit-* the fake would send)."""
+        self._api.faults.add(path_contains, status, count, headers)
 
     def heal_api(self) -> None:
         """Drop every queued REST fault: the API answers normally again."""
         self._api.faults.clear()
+
+    # ------------------------------------------------------------------ rate limits (tests/fakestream/ratelimit.py)
+
+    def limit_api(self, endpoint: str, per_minute: int | None, *, window: float = 60.0) -> None:
+        """Limit ``endpoint`` (Stream's operation name: GetCall, ListRecordings, ListTranscriptions,
+        QueryCalls, DeleteRecording, DeleteTranscription) to ``per_minute`` requests a minute and
+        per_minute / 30 a second, as Stream does (None: no limit, the default); resets its counts.
+        ``window`` shortens the minute for tests (a second is then window / 60)."""
+        self._api.limits.set(endpoint, per_minute, window=window)
+
+    def api_rate(self, endpoint: str) -> EndpointRate:
+        """Requests ``endpoint`` received (429s included), how many were refused, and the most in
+        any second and any minute."""
+        return self._api.limits.rate(endpoint)
+
+    @property
+    def rate_limit_headers(self) -> bool:
+        """Whether answers carry X-RateLimit-Limit/-Remaining/-Reset (default True, as Stream's do)."""
+        return self._api.rate_limit_headers
+
+    @rate_limit_headers.setter
+    def rate_limit_headers(self, on: bool) -> None:
+        self._api.rate_limit_headers = on
+
+    @property
+    def retry_after(self) -> RetryAfter:
+        """The Retry-After of a 429 over the limits: "seconds" (default), "http-date" or "none"."""
+        return self._api.retry_after
+
+    @retry_after.setter
+    def retry_after(self, style: RetryAfter) -> None:
+        if style not in ("seconds", "http-date", "none"):
+            raise ValueError("retry_after must be 'seconds', 'http-date' or 'none'")
+        self._api.retry_after = style
+
+    @property
+    def missing_status(self) -> int:
+        """How the API answers for a call or file that does not exist: 404 (default) or 400, code 16 both."""
+        return self._api.missing_status
+
+    @missing_status.setter
+    def missing_status(self, status: int) -> None:
+        if status not in (400, 404):
+            raise ValueError("missing_status must be 400 or 404")
+        self._api.missing_status = status
 
     @property
     def missing_file_status(self) -> int:

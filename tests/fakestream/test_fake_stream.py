@@ -517,3 +517,85 @@ def test_default_names_times_and_sessions(fake: FakeStream) -> None:
     with pytest.raises(ValueError):
         fake.add_recording("default:n", b"dup", filename=a.filename)
     assert "Key-Pair-Id=APKA" in a.url and f"/{fake.app_id}/video/recordings/default_n/" in a.url
+
+
+# =========================================================================== rate limits
+
+
+def test_every_answer_carries_rate_limit_headers_the_sdk_reads(fake: FakeStream, sdk: Stream) -> None:
+    """Successes and errors both carry X-RateLimit-*; the SDK parses them; no limit → a large one."""
+    fake.add_call("default", "rl")
+    info = sdk.video.call("default", "rl").get().rate_limit()
+    assert info is not None and info.limit == 1_000_000 and info.remaining < info.limit
+    assert info.reset > datetime.now(UTC) - timedelta(seconds=1)
+    with pytest.raises(StreamApiException) as err:
+        sdk.video.call("default", "nope").get()
+    assert err.value.rate_limit_info is not None and err.value.rate_limit_info.limit == 1_000_000
+
+
+def test_per_second_burst_is_limit_over_30_and_refused_with_code_9(fake: FakeStream, sdk: Stream) -> None:
+    """60 a minute allows 2 a second: the third in the same second is a 429 (code 9, Retry-After in
+    seconds) that the SDK raises as StreamRateLimitException; the arrivals are all counted."""
+    fake.add_call("default", "burst")
+    fake.limit_api("GetCall", 60)
+    _start_of_a_second()
+    call = sdk.video.call("default", "burst")
+    first = call.get().rate_limit()
+    assert first is not None and (first.limit, first.remaining) == (60, 59)
+    call.get()
+    with pytest.raises(StreamRateLimitException) as err:
+        call.get()
+    assert (err.value.status_code, err.value.code) == (429, 9)
+    assert err.value.retry_after == timedelta(seconds=1)
+    assert err.value.rate_limit_info is not None and err.value.rate_limit_info.remaining == 57  # of the minute
+    rate = fake.api_rate("GetCall")
+    assert (rate.requests, rate.limited, rate.max_per_second) == (3, 1, 3)
+    assert fake.api_rate("ListRecordings").requests == 0  # per endpoint
+
+
+def test_per_minute_limit_and_http_date_retry_after(fake: FakeStream, sdk: Stream) -> None:
+    """Over the minute's limit (a 3-second "minute" here), a 429 whose Retry-After is an HTTP date the
+    SDK parses; after the window ends, requests pass again."""
+    fake.add_call("default", "minute")
+    fake.limit_api("ListRecordings", 2, window=3.0)
+    fake.retry_after = "http-date"
+    call = sdk.video.call("default", "minute")
+    while time.time() % 3.0 > 1.0:  # start early in a window, so three requests fit in one
+        time.sleep(0.05)
+    call.list_recordings()
+    time.sleep(0.06)  # the next "second" (window / 60)
+    call.list_recordings()
+    time.sleep(0.06)
+    with pytest.raises(StreamRateLimitException) as err:
+        call.list_recordings()
+    assert err.value.retry_after is not None and err.value.retry_after <= timedelta(seconds=4)  # a whole second
+    time.sleep(err.value.retry_after.total_seconds() + 0.1)
+    assert call.list_recordings().data.recordings == []
+
+
+def test_rate_limit_headers_can_be_left_out_and_missing_calls_answer_400(fake: FakeStream, sdk: Stream) -> None:
+    """An app whose answers carry no X-RateLimit-*: the SDK sees no rate-limit info. A missing call
+    can answer 400 with code 16, the shape the spec lists."""
+    fake.add_call("default", "bare")
+    fake.rate_limit_headers = False
+    assert sdk.video.call("default", "bare").get().rate_limit() is None
+    fake.missing_status = 400
+    with pytest.raises(StreamApiException) as err:
+        sdk.video.call("default", "nope").get()
+    assert (err.value.status_code, err.value.code) == (400, 16)
+
+
+def test_injected_faults_carry_chosen_headers(fake: FakeStream, http: httpx.Client) -> None:
+    """fail_next_api(headers=…) answers with those headers, replacing the fake's own X-RateLimit-*."""
+    fake.fail_next_api("/calls", 429, headers={"Retry-After": "7, 9", "X-RateLimit-Reset": "1, 2"})
+    token = jwt.encode({"server": True}, fake.api_secret, algorithm="HS256")
+    response = http.post(f"{fake.base_url}/api/v2/video/calls", params={"api_key": fake.api_key}, json={},
+                         headers={"Authorization": token, "stream-auth-type": "jwt"})
+    assert response.status_code == 429 and response.json()["code"] == 9
+    assert (response.headers["retry-after"], response.headers["x-ratelimit-reset"]) == ("7, 9", "1, 2")
+
+
+def _start_of_a_second() -> None:
+    """Wait until a whole second has just begun (three quick requests then share one second)."""
+    while time.time() % 1.0 > 0.3:
+        time.sleep(0.02)

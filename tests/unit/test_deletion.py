@@ -73,7 +73,10 @@ def test_a_legacy_record_finds_its_session_through_the_listing(runtime: Runtime,
     assert not listed(fake, old)
 
 
-def test_a_file_stream_already_dropped_is_recorded_as_gone(runtime: Runtime, fake: FakeStream) -> None:
+@pytest.mark.parametrize("status", [404, 400])
+def test_a_file_stream_already_dropped_is_recorded_as_gone(runtime: Runtime, fake: FakeStream, status: int) -> None:
+    """Stream's "does not exist" (code 16) as 404 or as 400: already gone either way."""
+    fake.missing_status = status
     gone = fake.add_recording("default:gone", b"x" * 10)
     archive(runtime, fake, gone)
     fake.delete_file(gone)

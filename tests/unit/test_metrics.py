@@ -154,6 +154,19 @@ def test_files_waiting_for_their_routes_are_counted_by_reason_with_the_oldest_ag
     assert 90 <= samples[("archiver_oldest_routing_age_seconds", ())] < 100
 
 
+def test_stream_api_requests_and_rate_limit_waits_show_as_counters(ledger: Ledger) -> None:
+    """Every process's Stream API answers and waits, by endpoint (and outcome), summed in Redis."""
+    endpoint = "GET /api/v2/video/call/{type}/{id}"
+    for stats in (Stats(ledger.redis), Stats(ledger.redis)):  # two processes
+        stats.stream_request(endpoint, "ok")
+        stats.stream_request(endpoint, "rate_limited")
+        stats.stream_waited(endpoint, 1.25)
+    samples = scrape(ledger)
+    assert samples[("archiver_stream_requests_total", (("endpoint", endpoint), ("outcome", "ok")))] == 2
+    assert samples[("archiver_stream_requests_total", (("endpoint", endpoint), ("outcome", "rate_limited")))] == 2
+    assert samples[("archiver_stream_rate_limit_wait_seconds_total", (("endpoint", endpoint),))] == 2.5
+
+
 def test_storage_up_reflects_each_storages_last_check(ledger: Ledger) -> None:
     stats = Stats(ledger.redis)
     stats.storage_checked("s3", True, None)
