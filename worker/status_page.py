@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
 from importlib import resources
@@ -111,6 +111,8 @@ class Status:
     routing: RoutingFigures
     waiting: tuple[WaitingFile, ...]  # at most LIMIT of the files waiting for their routes
     reconciliation: Marks | None = None
+    stream_requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, outcome) → requests
+    stream_waits: dict[str, float] = field(default_factory=dict)  # endpoint → seconds waited for the limits
 
 
 def _rows(client: redis.Redis, prefix: str, scored: list[tuple[str, float]]) -> list[Row]:
@@ -143,7 +145,8 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
     waiting = cast(list[str], client.zrange(f"{prefix}unrouted", 0, LIMIT - 1))
     return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, prefix, soon),
                   stats.storage_health(), now, read_routing(client, prefix),
-                  tuple(waiting_files(Ledger(client, prefix), waiting)), read_marks(client, prefix))
+                  tuple(waiting_files(Ledger(client, prefix), waiting)), read_marks(client, prefix),
+                  stats.pairs("stats:stream_requests"), stats.stream_waits())
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -244,6 +247,18 @@ def _reconciliation(status: Status) -> str:
     return _table(["mode", "last completed", "calls failed"], rows, "") + (f"<p>{_e(pending)}</p>" if pending else "")
 
 
+def _stream_api(status: Status) -> str:
+    """Per endpoint: requests by outcome (ok, gone, rate_limited, …) and seconds waited for the limits."""
+    endpoints = sorted({e for e, _ in status.stream_requests} | set(status.stream_waits))
+    rows = []
+    for endpoint in endpoints:
+        outcomes = sorted((o, n) for (e, o), n in status.stream_requests.items() if e == endpoint)
+        rows.append([_e(endpoint), _e(", ".join(f"{o} {n:,}" for o, n in outcomes)),
+                     _e(f"{status.stream_waits.get(endpoint, 0.0):,.1f}")])
+    return _table(["endpoint", "requests by outcome", "seconds waited for the rate limit"], rows,
+                  "no Stream API request yet")
+
+
 def _chart_data(status: Status) -> str:
     """JSON safe inside a <script> element: no "<", ">" or "&" survives as such."""
     data = {"days": [d for d, _ in status.by_day], "bytes": [b for _, b in status.by_day]}
@@ -272,6 +287,8 @@ def render(status: Status) -> str:
 {_health(status)}
 <h2>Reconciliation with Stream</h2>
 {_reconciliation(status)}
+<h2>Stream API requests (shared rate-limit budget: api_share)</h2>
+{_stream_api(status)}
 <h2>Files at risk</h2>
 {_at_risk(status)}
 <h2>Failures</h2>

@@ -134,6 +134,23 @@ def test_the_page_shows_when_each_reconciliation_last_completed(receiver: Receiv
     assert section.count("never") == 1 and "<td>2</td>" in section and "1 call(s) wait to be listed again" in section
 
 
+def test_the_page_shows_streams_api_requests_by_endpoint_and_outcome_and_the_time_waited(
+        receiver: Receiver, ledger: Ledger) -> None:
+    """None before any request; then per endpoint the outcomes counted and the seconds waited."""
+    def section() -> str:
+        page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        return page.split("<h2>Stream API requests")[1].split("<h2>")[0]
+
+    assert "no Stream API request yet" in section()
+    stats = Stats(ledger.redis)
+    endpoint = "GET /api/v2/video/call/{type}/{id}"
+    for outcome in ("ok", "ok", "rate_limited", "gone"):
+        stats.stream_request(endpoint, outcome)
+    stats.stream_waited(endpoint, 2.5)
+    shown = section()
+    assert f"<td>{endpoint}</td>" in shown and "gone 1, ok 2, rate_limited 1" in shown and "<td>2.5</td>" in shown
+
+
 def test_the_page_shows_files_waiting_for_their_routes_with_the_reason(receiver: Receiver, ledger: Ledger) -> None:
     page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "no file waiting for its routes" in page
