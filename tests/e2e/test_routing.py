@@ -68,6 +68,10 @@ def test_stream_api_down_falls_back_to_the_call_type_route_after_the_lookup_time
 ) -> None:
     service = archiver([local_storage(tmp_path / "disk")], call_lookup_timeout="5s")
     url = service.start_all()
+    # The lookup's 5 s run from the delivery: a worker still starting (a loaded machine) would let
+    # them pass before its first lookup, and the retry this test looks for would never happen.
+    worker_log = service.log_dir / "worker.log"
+    wait_until(lambda: " ready." in worker_log.read_text(errors="replace"), timeout=60, message="the worker ready")
     fake.fail_next_api("/video/call/", 503, count=1000)
     recording = fake.add_recording("default:api-down", os.urandom(100))
     assert fake.deliver(url, recording).status_code == 202
