@@ -72,10 +72,9 @@ def _ms(seconds: float) -> int:
 def record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile,
                   call: Mapping[str, Any] | None = None) -> Recorded:
     """Record `file` with its transfers (`call`: its GetCall data, for call-level routing)."""
-    now = now_ms()
     transfers = plan_transfers(archive, file, call)
     intake = ledger.record(file, transfers, expires_at=file.expires_at(archive.retention),
-                           dispatch_at=now + _ms(archive.redispatch_after.total_seconds()), now=now)
+                           dispatch_in_ms=_ms(archive.redispatch_after.total_seconds()))
     queued = [t.id for t in transfers if t.state == "queued"] if intake.transfers_created else []
     return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued)
 
@@ -84,9 +83,8 @@ def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile) -> Rec
     """Record a delivered file: with its transfers, or, with call-level routing, to be routed."""
     if not archive.call_storage_key:
         return record_routes(archive, ledger, file)
-    now = now_ms()
-    intake = ledger.record(file, [], expires_at=file.expires_at(archive.retention), dispatch_at=now, now=now,
-                           route_at=now + _ms(archive.redispatch_after.total_seconds()))
+    intake = ledger.record(file, [], expires_at=file.expires_at(archive.retention),
+                           route_in_ms=_ms(archive.redispatch_after.total_seconds()))
     return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [])
 
 
@@ -187,7 +185,8 @@ def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
     try:
         call = None if _is_trial(runtime, file, file_id) else _lookup_call(runtime, file.call_cid)
     except StreamUnavailable as exc:
-        waited = now_ms() - int(record.get("created_at", now_ms()))
+        now = runtime.ledger.now_ms()  # Redis wrote created_at: judge the wait by its clock
+        waited = now - int(record.get("created_at", now))
         if waited < _ms(archive.call_lookup_timeout.total_seconds()):
             delay = _ms(archive.retry_backoff.total_seconds() * random.uniform(0.5, 1.0))
             runtime.ledger.defer_routing(file_id, delay, str(exc))

@@ -178,16 +178,18 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
-               dispatch_at: int, now: int | None = None, route_at: int | None = None) -> Intake:
-        """Record `file` and its transfers in one step; existing ones are left as they are.
+               dispatch_in_ms: int = 0, route_in_ms: int | None = None) -> Intake:
+        """Record `file` and its transfers in one step; existing ones are left as they are. New queued
+        transfers are due `dispatch_in_ms` from now; every time written is Redis's (TIME), never
+        this process's clock.
 
         Each key has one owner file per storage: a queued transfer whose key another file owns
         already gets `worker.keys.key_of_another_owner` instead (``failed`` if that is taken too).
 
-        With `route_at`, the file's destinations are not known yet (no transfers are given): it
-        waits in the ``unrouted`` index until `resolve` time; without it, `transfers` are its routes.
+        With `route_in_ms`, the file's destinations are not known yet (no transfers are given): it
+        waits in the ``unrouted`` index, to be resolved that much later; without it, `transfers`
+        are its routes.
         """
-        now = now_ms() if now is None else now
         expires = to_ms(expires_at)
         file_fields = _strings({
             "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename, "url": file.url,
@@ -196,16 +198,17 @@ class Ledger:
             "end_time": to_ms(file.end_time), "expires_at": expires,
         })
         rows = [{
-            "id": t.id, "state": t.state, "due": str(dispatch_at), "expires": str(expires),
+            "id": t.id, "state": t.state, "expires": str(expires),
             "alt_key": key_of_another_owner(t.key, file.file_id) if t.key else "",
             "fields": _strings({
                 "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename,
                 "session_id": file.session_id, "storage": t.storage, "key": t.key,
-                "expires_at": expires, "next_attempt_at": now, "error": t.error,
+                "expires_at": expires, "error": t.error,
             }),
         } for t in transfers]
-        result = self._intake(args=[self.prefix, now, json.dumps({"id": file.file_id, "fields": file_fields}),
-                                    json.dumps(rows), "" if route_at is None else route_at])
+        result = self._intake(args=[self.prefix, dispatch_in_ms,
+                                    json.dumps({"id": file.file_id, "fields": file_fields}),
+                                    json.dumps(rows), "" if route_in_ms is None else route_in_ms])
         is_new, created = cast(list[int], result)
         return Intake(bool(is_new), int(created))
 
@@ -268,8 +271,8 @@ class Ledger:
         transfer = self.get(transfer_id)
         if transfer is None:
             return False
-        expires = to_ms(transfer.expires_at) if transfer.expires_at else now_ms()
-        return bool(self._retry(args=[self.prefix, transfer_id, now_ms(), expires]))
+        expires = to_ms(transfer.expires_at) if transfer.expires_at else ""
+        return bool(self._retry(args=[self.prefix, transfer_id, expires]))
 
     def requeue_archived(self, transfer_id: str, error: str) -> bool:
         """Queue an `archived` transfer again, due now (reason ``object_changed``): its object is no

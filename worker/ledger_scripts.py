@@ -23,13 +23,24 @@ fencing token). Times are integer milliseconds since the epoch. Scripts build ke
 ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
 """
 
-# ARGV: prefix, now, file_json, transfers_json, route_due  ->  {file_is_new, transfers_created}
-# route_due '' means the transfers given are the file's routes; a time means "route it later".
+# Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
+# by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
+# already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
+# (TIME before a write needs effects replication: the default from Redis 5, the only mode from 7.)
+NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms  ->  {file_is_new, transfers_created}
+# Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).
+# route_in_ms '' means the transfers given are the file's routes; a duration means "route it that
+# much later".
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key).
-INTAKE = """
-local p, now = ARGV[1], tonumber(ARGV[2])
+INTAKE = NOW + """
+local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
 local fkey = p .. 'file:' .. file.id
@@ -37,7 +48,7 @@ local is_new = redis.call('EXISTS', fkey) == 0
 if ARGV[5] ~= '' then
   if is_new then
     redis.call('HSET', fkey, 'routing', 'pending')
-    redis.call('ZADD', p .. 'unrouted', tonumber(ARGV[5]), file.id)
+    redis.call('ZADD', p .. 'unrouted', now + tonumber(ARGV[5]), file.id)
   end
 elseif redis.call('HGET', fkey, 'routing') == 'pending' then
   redis.call('HSET', fkey, 'routing', 'resolved')
@@ -72,29 +83,20 @@ for _, t in ipairs(transfers) do
       if t.state == 'queued' then redis.call('HSET', owners, t.fields.key, file.id) end
     end
     local tf = {'id', t.id, 'file_id', file.id, 'state', t.state, 'attempts', 0, 'epoch', 0,
-                'created_at', now, 'updated_at', now}
+                'created_at', now, 'updated_at', now, 'next_attempt_at', now}
     for k, v in pairs(t.fields) do tf[#tf + 1] = k; tf[#tf + 1] = v end
     redis.call('HSET', tkey, unpack(tf))
     redis.call('SADD', fkey .. ':transfers', t.id)
     redis.call('ZADD', p .. 'transfers', now, t.id)
     redis.call('ZADD', p .. 'state:' .. t.state, now, t.id)
     if t.state == 'queued' then
-      redis.call('ZADD', p .. 'due', t.due, t.id)
+      redis.call('ZADD', p .. 'due', due, t.id)
       redis.call('ZADD', p .. 'expiry', t.expires, t.id)
     end
     created = created + 1
   end
 end
 return {is_new and 1 or 0, created}
-"""
-
-# Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
-# by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
-# already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
-# (TIME before a write needs effects replication: the default from Redis 5, the only mode from 7.)
-NOW = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
 # ARGV: prefix, tid, owner, token, lease_ms, limits_json, wait_ms  ->  {status, epoch}
@@ -211,9 +213,9 @@ if redis.call('GET', key) == ARGV[2] then return redis.call('DEL', key) end
 return 0
 """
 
-# ARGV: prefix, tid, now, expires_ms  ->  1 if a failed (or lost) transfer was queued again
-RETRY = """
-local p, tid, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+# ARGV: prefix, tid, expires_ms ('' = unknown: now)  ->  1 if a failed (or lost) transfer was queued again
+RETRY = NOW + """
+local p, tid = ARGV[1], ARGV[2]
 local tkey = p .. 'transfer:' .. tid
 local state = redis.call('HGET', tkey, 'state')
 if state ~= 'failed' and state ~= 'lost' then return 0 end
@@ -222,7 +224,7 @@ redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at'
 redis.call('ZREM', p .. 'state:' .. state, tid)
 redis.call('ZADD', p .. 'state:queued', now, tid)
 redis.call('ZADD', p .. 'due', now, tid)
-redis.call('ZADD', p .. 'expiry', tonumber(ARGV[4]), tid)
+redis.call('ZADD', p .. 'expiry', ARGV[3] ~= '' and tonumber(ARGV[3]) or now, tid)
 return 1
 """
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from worker.files import StreamFile, transfer_id
-from worker.ledger import Ledger, NewTransfer, now_ms, to_ms
+from worker.ledger import Ledger, NewTransfer, to_ms
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -20,10 +20,10 @@ def a_file(filename: str = "rec_default_x_1.mp4", url: str = "https://cdn/x?sig=
                       start_time=END - timedelta(minutes=5), end_time=END, session_id=session_id)
 
 
-def record(ledger: Ledger, file: StreamFile, storage: str = "local", dispatch_at: int | None = None) -> str:
+def record(ledger: Ledger, file: StreamFile, storage: str = "local", dispatch_in_ms: int = 0) -> str:
     tid = transfer_id(file.file_id, storage)
     ledger.record(file, [NewTransfer(tid, storage, f"default/x/{file.filename}")],
-                  expires_at=END + timedelta(days=14), dispatch_at=dispatch_at or now_ms())
+                  expires_at=END + timedelta(days=14), dispatch_in_ms=dispatch_in_ms)
     return tid
 
 
@@ -40,8 +40,8 @@ def test_recording_a_file_creates_a_queued_transfer_with_its_deadline(ledger: Le
 def test_recording_again_changes_nothing_but_reports_it_known(ledger: Ledger) -> None:
     file = a_file()
     tid = transfer_id(file.file_id, "local")
-    first = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END, dispatch_at=1)
-    again = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END, dispatch_at=1)
+    first = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END)
+    again = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END)
     assert (first.file_is_new, first.transfers_created) == (True, 1)
     assert (again.file_is_new, again.transfers_created) == (False, 0)
     assert ledger.ids() == [tid]
@@ -53,7 +53,7 @@ def test_concurrent_deliveries_of_one_file_give_one_transfer(ledger: Ledger, red
     def deliver(_: int) -> bool:
         client = Ledger(redis.Redis.from_url(redis_url, decode_responses=True))
         return client.record(file, [NewTransfer(transfer_id(file.file_id, "local"), "local", "k")],
-                             expires_at=END, dispatch_at=1).file_is_new
+                             expires_at=END).file_is_new
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(deliver, range(40)))
@@ -122,9 +122,8 @@ def test_finished_transfers_leave_the_due_and_expiry_indexes(ledger: Ledger) -> 
 
 
 def test_take_due_returns_due_transfers_once_per_redispatch_period(ledger: Ledger) -> None:
-    now = now_ms()
-    due = record(ledger, a_file("a.mp4"), dispatch_at=now - 1)
-    record(ledger, a_file("b.mp4"), dispatch_at=now + 60_000)
+    due = record(ledger, a_file("a.mp4"), dispatch_in_ms=-1)
+    record(ledger, a_file("b.mp4"), dispatch_in_ms=60_000)
     assert ledger.take_due(300) == [due]
     assert ledger.take_due(300) == []
     time.sleep(0.35)
@@ -132,7 +131,7 @@ def test_take_due_returns_due_transfers_once_per_redispatch_period(ledger: Ledge
 
 
 def test_a_running_transfer_becomes_due_when_its_lease_runs_out(ledger: Ledger) -> None:
-    tid = record(ledger, a_file(), dispatch_at=now_ms() + 600_000)
+    tid = record(ledger, a_file(), dispatch_in_ms=600_000)
     ledger.claim(tid, "w", 200)
     assert ledger.take_due(60_000) == []
     time.sleep(0.25)
