@@ -148,6 +148,7 @@ class Claim:
 class Intake:
     file_is_new: bool
     transfers_created: int
+    expired: bool = False  # refused, nothing written: the file's deadline had passed
 
 
 def _strings(values: dict[str, Any]) -> dict[str, str]:
@@ -167,6 +168,7 @@ class Ledger:
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
+        self._set_url = client.register_script(lua.SET_URL)
         self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._lock = client.register_script(lua.LOCK)
@@ -178,7 +180,7 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
-               dispatch_in_ms: int = 0, route_in_ms: int | None = None) -> Intake:
+               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False) -> Intake:
         """Record `file` and its transfers in one step; existing ones are left as they are. New queued
         transfers are due `dispatch_in_ms` from now; every time written is Redis's (TIME), never
         this process's clock.
@@ -189,6 +191,10 @@ class Ledger:
         With `route_in_ms`, the file's destinations are not known yet (no transfers are given): it
         waits in the ``unrouted`` index, to be resolved that much later; without it, `transfers`
         are its routes.
+
+        The file keeps the URL of the newest event (`StreamFile.url_at`): an older one never
+        replaces it. With `refuse_expired`, a file whose `expires_at` has passed (by Redis's clock)
+        is not recorded at all (`Intake.expired`).
         """
         expires = to_ms(expires_at)
         file_fields = _strings({
@@ -208,9 +214,11 @@ class Ledger:
         } for t in transfers]
         result = self._intake(args=[self.prefix, dispatch_in_ms,
                                     json.dumps({"id": file.file_id, "fields": file_fields}),
-                                    json.dumps(rows), "" if route_in_ms is None else route_in_ms])
-        is_new, created = cast(list[int], result)
-        return Intake(bool(is_new), int(created))
+                                    json.dumps(rows), "" if route_in_ms is None else route_in_ms,
+                                    "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
+                                    "1" if refuse_expired else "0"])
+        is_new, created, expired = cast(list[int], result)
+        return Intake(bool(is_new), int(created), bool(expired))
 
     def now_ms(self) -> int:
         """Redis's clock (TIME), in ms: what leases, waits and due times are judged by."""
@@ -279,9 +287,10 @@ class Ledger:
         longer the bytes archived. False when it is not `archived` (any more)."""
         return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
 
-    def set_file_url(self, file_id: str, url: str) -> None:
-        """A fresher signed URL for the file (one field: nothing reads it together with others)."""
-        self.redis.hset(f"{self.prefix}file:{file_id}", "url", url)
+    def set_file_url(self, file_id: str, url: str) -> bool:
+        """A fresher signed URL for the file, just listed by Stream's API: newer than any event's, so
+        it replaces the stored one (and no replayed event replaces it). False when the file is gone."""
+        return bool(self._set_url(args=[self.prefix, file_id, url]))
 
     def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
         """Record that the file no longer needs deleting from Stream (and how that ended)."""

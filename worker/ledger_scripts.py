@@ -32,10 +32,16 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms  ->  {file_is_new, transfers_created}
+# ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired
+#   ->  {file_is_new, transfers_created, expired}
 # Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).
 # route_in_ms '' means the transfers given are the file's routes; a duration means "route it that
-# much later".
+# much later". With refuse_expired '1', a file whose expires_at has passed is refused: nothing is
+# written, and the answer is {0, 0, 1} (a replayed or very late delivery).
+# The file keeps the URL of the newest event: url_at is when the given URL was signed (the event's
+# created_at, ms), stored as the file's url_at; a URL replaces the stored one only when it is newer
+# than that, or none is stored. url_at '' is a URL Stream's API just listed: newer than any, so it
+# is stored with a url_at past the stored one's and no earlier than now.
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key).
@@ -44,7 +50,12 @@ local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
 local fkey = p .. 'file:' .. file.id
+if ARGV[7] == '1' and tonumber(file.fields.expires_at) <= now then return {0, 0, 1} end
 local is_new = redis.call('EXISTS', fkey) == 0
+local stored_at = not is_new and tonumber(redis.call('HGET', fkey, 'url_at') or '') or nil
+local url_at = tonumber(ARGV[6])
+local take_url = is_new or stored_at == nil or url_at == nil or url_at > stored_at
+if url_at == nil then url_at = math.max(now, (stored_at or 0) + 1) end
 if ARGV[5] ~= '' then
   if is_new then
     redis.call('HSET', fkey, 'routing', 'pending')
@@ -57,10 +68,11 @@ elseif redis.call('HGET', fkey, 'routing') == 'pending' then
 end
 local flat = {}
 for k, v in pairs(file.fields) do
-  if is_new or k == 'url' or (k == 'session_id' and redis.call('HEXISTS', fkey, k) == 0) then
+  if is_new or (k == 'url' and take_url) or (k == 'session_id' and redis.call('HEXISTS', fkey, k) == 0) then
     flat[#flat + 1] = k; flat[#flat + 1] = v
   end
 end
+if take_url then flat[#flat + 1] = 'url_at'; flat[#flat + 1] = url_at end
 if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
 local created = 0
@@ -96,7 +108,18 @@ for _, t in ipairs(transfers) do
     created = created + 1
   end
 end
-return {is_new and 1 or 0, created}
+return {is_new and 1 or 0, created, 0}
+"""
+
+# ARGV: prefix, file_id, url  ->  1 if stored (0: no such file)
+# A URL Stream's API just signed (a refresh): newer than any event's, so stored with a url_at past
+# the stored one's and no earlier than now (see INTAKE).
+SET_URL = NOW + """
+local fkey = ARGV[1] .. 'file:' .. ARGV[2]
+if redis.call('EXISTS', fkey) == 0 then return 0 end
+local stored_at = tonumber(redis.call('HGET', fkey, 'url_at') or '') or 0
+redis.call('HSET', fkey, 'url', ARGV[3], 'url_at', math.max(now, stored_at + 1))
+return 1
 """
 
 # ARGV: prefix, tid, owner, token, lease_ms, limits_json, wait_ms  ->  {status, epoch}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +93,9 @@ def fresh_sample(name: str, now: datetime | None = None) -> bytes:
     layout (indentation, key order) is kept, only the times' values change."""
     event = fresh_event(name, now)
     return (json.dumps(event, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def stream_time(ago: timedelta = timedelta(0)) -> str:
+    """The time `ago` before now as an RFC 3339 string, as Stream writes one (for hand-made events,
+    which the receiver refuses as expired once they ended longer than `retention` ago)."""
+    return (datetime.now(UTC) - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")

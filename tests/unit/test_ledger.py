@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import redis
 
 from worker.files import StreamFile, transfer_id
+from worker.intake import stored_file
 from worker.ledger import Ledger, NewTransfer, to_ms
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -157,3 +159,60 @@ def test_json_shape_has_the_public_fields_in_rfc3339(ledger: Ledger) -> None:
                   "sha256", "attempts", "error", "expires_at"):
         assert field in shape
     assert shape["expires_at"] == "2026-12-04T12:00:00.000Z"
+
+
+# -- the URL of the newest event; files past their deadline --------------------------------------------------
+
+def url_of(ledger: Ledger, file: StreamFile) -> str:
+    return ledger.file(file.file_id)["url"]
+
+
+def test_the_file_keeps_the_url_of_its_newest_event(ledger: Ledger) -> None:
+    now = datetime.now(UTC)
+    newer = replace(a_file(url="https://cdn/x?sig=newer"), url_at=now - timedelta(minutes=1))
+    older = replace(a_file(url="https://cdn/x?sig=older"), url_at=now - timedelta(minutes=5))
+    record(ledger, newer)
+    record(ledger, older)
+    assert url_of(ledger, newer) == "https://cdn/x?sig=newer"
+    assert int(ledger.file(newer.file_id)["url_at"]) == round((now - timedelta(minutes=1)).timestamp() * 1000)
+    listed = replace(a_file(url="https://cdn/x?sig=listed"), url_at=None)  # just signed by Stream's API
+    record(ledger, listed)
+    assert url_of(ledger, listed) == "https://cdn/x?sig=listed"
+    record(ledger, replace(older, url_at=now))  # an event made at the listing's time is not newer
+    assert url_of(ledger, listed) == "https://cdn/x?sig=listed"
+
+
+def test_a_file_recorded_again_from_its_own_record_keeps_its_url_time(ledger: Ledger) -> None:
+    """Routing a waiting file records it again from its ledger record (`stored_file`): that must not
+    make its URL look newer than the events that may still come."""
+    first = replace(a_file(url="https://cdn/x?sig=first"), url_at=datetime.now(UTC) - timedelta(minutes=5))
+    record(ledger, first)
+    before = ledger.file(first.file_id)["url_at"]
+    record(ledger, stored_file(ledger.file(first.file_id)), storage="other")
+    assert ledger.file(first.file_id)["url_at"] == before
+    later = replace(a_file(url="https://cdn/x?sig=later"), url_at=datetime.now(UTC) - timedelta(minutes=1))
+    record(ledger, later)
+    assert url_of(ledger, later) == "https://cdn/x?sig=later"
+
+
+def test_a_record_without_a_url_time_takes_the_next_url(ledger: Ledger) -> None:
+    """Files recorded before URL times were kept: the next URL is stored, with its time."""
+    file = a_file(url="https://cdn/x?sig=old-record")
+    record(ledger, file)
+    ledger.redis.hdel(f"archiver:file:{file.file_id}", "url_at")
+    record(ledger, replace(a_file(url="https://cdn/x?sig=event"), url_at=datetime.now(UTC) - timedelta(days=1)))
+    assert url_of(ledger, file) == "https://cdn/x?sig=event" and ledger.file(file.file_id)["url_at"]
+
+
+def test_refuse_expired_writes_nothing_for_a_file_past_its_deadline(ledger: Ledger) -> None:
+    file = a_file()
+    tid = transfer_id(file.file_id, "local")
+    past = datetime.fromtimestamp(ledger.now_ms() / 1000 - 1, UTC)
+    gone = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=past, refuse_expired=True)
+    assert gone.expired and not gone.file_is_new and ledger.redis.keys("archiver:*") == []
+    kept = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=past + timedelta(seconds=60),
+                         refuse_expired=True)
+    assert (kept.expired, kept.file_is_new, kept.transfers_created) == (False, True, 1)
+    again = ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=past, refuse_expired=True)
+    assert again.expired and ledger.get(tid) is not None  # a known file: refused, left as it is
+    assert ledger.record(file, [], expires_at=past).expired is False  # listings and routing: not refused
