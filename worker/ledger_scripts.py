@@ -1,9 +1,11 @@
 """The ledger's Lua scripts: every state change is one atomic script.
 
 Keys (prefix P, default ``archiver:``):
-  P file:<fid>            HASH  the file: call_cid, kind, filename, url, session_id, times…; while
-                                it waits for its routes: routing=pending, routing_error,
-                                routing_attempts, routing_tried_at (the last failed call lookup)
+  P file:<fid>            HASH  the file: call_cid, kind, filename, url and url_at (when that URL was
+                                signed: its event's created_at, or the listing's time), session_id,
+                                times…; while it waits for its routes: routing=pending,
+                                routing_error, routing_attempts, routing_tried_at (the last
+                                failed call lookup)
   P file:<fid>:transfers  SET   its transfer ids
   P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…
   P transfers             ZSET  every transfer by creation time (ms)
