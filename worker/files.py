@@ -8,7 +8,7 @@ storage, and its id is derived from the file identity and the storage name.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -34,6 +34,10 @@ class StreamFile:
     session_id: str | None = None
     recording_type: str | None = None
     egress_id: str | None = None
+    # When `url` was signed, as far as the archiver knows: the ready event's `created_at` (Stream's
+    # event time); None for a URL Stream's API just listed (newer than any event's). Not identity:
+    # the ledger keeps the URL of the newest event, so a replayed old delivery never replaces it.
+    url_at: datetime | None = field(default=None, compare=False)
 
     @property
     def call_type(self) -> str:

@@ -38,6 +38,16 @@ class Recorded:
     to_queue: list[str] = field(default_factory=list)  # transfers just created, and files to route
 
 
+@dataclass(frozen=True)
+class Expired:
+    """A ready event for a file past its deadline (it ended longer than `retention` ago): Stream has
+    deleted it, so it is a replayed delivery or one held back that long. Nothing is recorded."""
+
+    file_id: str
+    call_cid: str
+    expires_at: datetime
+
+
 def enqueue_quietly(enqueue: Callable[[Sequence[str]], None], ids: Sequence[str]) -> None:
     """Hand ids to the workers after they are recorded; a failure is only logged (the scheduler's
     sweep queues whatever is due, so nothing recorded is lost)."""
@@ -72,21 +82,33 @@ def _ms(seconds: float) -> int:
 def record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile,
                   call: Mapping[str, Any] | None = None) -> Recorded:
     """Record `file` with its transfers (`call`: its GetCall data, for call-level routing)."""
-    now = now_ms()
+    recorded = _record_routes(archive, ledger, file, call)
+    assert isinstance(recorded, Recorded)  # refuse_expired is off
+    return recorded
+
+
+def _record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, call: Mapping[str, Any] | None = None,
+                   *, refuse_expired: bool = False) -> Recorded | Expired:
     transfers = plan_transfers(archive, file, call)
     intake = ledger.record(file, transfers, expires_at=file.expires_at(archive.retention),
-                           dispatch_at=now + _ms(archive.redispatch_after.total_seconds()), now=now)
+                           dispatch_in_ms=_ms(archive.redispatch_after.total_seconds()),
+                           refuse_expired=refuse_expired)
+    if intake.expired:
+        return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
     queued = [t.id for t in transfers if t.state == "queued"] if intake.transfers_created else []
     return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued)
 
 
-def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile) -> Recorded:
-    """Record a delivered file: with its transfers, or, with call-level routing, to be routed."""
+def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, *,
+                refuse_expired: bool = False) -> Recorded | Expired:
+    """Record a delivered file: with its transfers, or, with call-level routing, to be routed.
+    With `refuse_expired`, a file past its deadline (by Redis's clock) is not recorded (`Expired`)."""
     if not archive.call_storage_key:
-        return record_routes(archive, ledger, file)
-    now = now_ms()
-    intake = ledger.record(file, [], expires_at=file.expires_at(archive.retention), dispatch_at=now, now=now,
-                           route_at=now + _ms(archive.redispatch_after.total_seconds()))
+        return _record_routes(archive, ledger, file, refuse_expired=refuse_expired)
+    intake = ledger.record(file, [], expires_at=file.expires_at(archive.retention),
+                           route_in_ms=_ms(archive.redispatch_after.total_seconds()), refuse_expired=refuse_expired)
+    if intake.expired:
+        return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
     return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [])
 
 
@@ -116,19 +138,22 @@ def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
     return FailureNoted(call_cid, kind)
 
 
-def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]) -> Recorded | FailureNoted | str:
+def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]
+                 ) -> Recorded | FailureNoted | Expired | str:
     """Record one authenticated Stream event (from the webhook or SQS): a ready file, a failure, or
-    (returned as its type) an event the archiver ignores. Raises MalformedPayload, redis errors."""
+    (returned as its type) an event the archiver ignores. A ready file that ended longer than
+    `retention` ago is not recorded (`Expired`): Stream deleted it, and a signed delivery replayed
+    later must not create a transfer doomed to be `lost`. Raises MalformedPayload, redis errors."""
     if event["type"] in FAILURE_EVENTS:
         return note_failure(ledger, event)
     file = ready_file(event)
     if file is None:
         return str(event["type"])
-    return record_file(settings.archive, ledger, file)
+    return record_file(settings.archive, ledger, file, refuse_expired=True)
 
 
 def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
-                    headers: Mapping[str, str]) -> Recorded | FailureNoted | str:
+                    headers: Mapping[str, str]) -> Recorded | FailureNoted | Expired | str:
     """Check and record one webhook delivery (see `record_event`).
 
     Raises InvalidWebhook subclasses (nothing recorded) and redis errors (nothing answered 2xx).
@@ -149,7 +174,8 @@ def stored_file(record: Mapping[str, str]) -> StreamFile:
                       start_time=moment("start_time"), end_time=moment("end_time"),
                       session_id=record.get("session_id") or None,
                       recording_type=record.get("recording_type") or None,
-                      egress_id=record.get("egress_id") or None)
+                      egress_id=record.get("egress_id") or None,
+                      url_at=moment("url_at") if record.get("url_at") else datetime.fromtimestamp(0, UTC))
 
 
 def _lookup_call(runtime: Runtime, call_cid: str) -> dict[str, Any] | None:
@@ -187,7 +213,8 @@ def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
     try:
         call = None if _is_trial(runtime, file, file_id) else _lookup_call(runtime, file.call_cid)
     except StreamUnavailable as exc:
-        waited = now_ms() - int(record.get("created_at", now_ms()))
+        now = runtime.ledger.now_ms()  # Redis wrote created_at: judge the wait by its clock
+        waited = now - int(record.get("created_at", now))
         if waited < _ms(archive.call_lookup_timeout.total_seconds()):
             delay = _ms(archive.retry_backoff.total_seconds() * random.uniform(0.5, 1.0))
             runtime.ledger.defer_routing(file_id, delay, str(exc))

@@ -148,6 +148,7 @@ class Claim:
 class Intake:
     file_is_new: bool
     transfers_created: int
+    expired: bool = False  # refused, nothing written: the file's deadline had passed
 
 
 def _strings(values: dict[str, Any]) -> dict[str, str]:
@@ -167,6 +168,7 @@ class Ledger:
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
+        self._set_url = client.register_script(lua.SET_URL)
         self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._lock = client.register_script(lua.LOCK)
@@ -178,16 +180,22 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
-               dispatch_at: int, now: int | None = None, route_at: int | None = None) -> Intake:
-        """Record `file` and its transfers in one step; existing ones are left as they are.
+               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False) -> Intake:
+        """Record `file` and its transfers in one step; existing ones are left as they are. New queued
+        transfers are due `dispatch_in_ms` from now; every time written is Redis's (TIME), never
+        this process's clock.
 
         Each key has one owner file per storage: a queued transfer whose key another file owns
         already gets `worker.keys.key_of_another_owner` instead (``failed`` if that is taken too).
 
-        With `route_at`, the file's destinations are not known yet (no transfers are given): it
-        waits in the ``unrouted`` index until `resolve` time; without it, `transfers` are its routes.
+        With `route_in_ms`, the file's destinations are not known yet (no transfers are given): it
+        waits in the ``unrouted`` index, to be resolved that much later; without it, `transfers`
+        are its routes.
+
+        The file keeps the URL of the newest event (`StreamFile.url_at`): an older one never
+        replaces it. With `refuse_expired`, a file whose `expires_at` has passed (by Redis's clock)
+        is not recorded at all (`Intake.expired`).
         """
-        now = now_ms() if now is None else now
         expires = to_ms(expires_at)
         file_fields = _strings({
             "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename, "url": file.url,
@@ -196,18 +204,21 @@ class Ledger:
             "end_time": to_ms(file.end_time), "expires_at": expires,
         })
         rows = [{
-            "id": t.id, "state": t.state, "due": str(dispatch_at), "expires": str(expires),
+            "id": t.id, "state": t.state, "expires": str(expires),
             "alt_key": key_of_another_owner(t.key, file.file_id) if t.key else "",
             "fields": _strings({
                 "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename,
                 "session_id": file.session_id, "storage": t.storage, "key": t.key,
-                "expires_at": expires, "next_attempt_at": now, "error": t.error,
+                "expires_at": expires, "error": t.error,
             }),
         } for t in transfers]
-        result = self._intake(args=[self.prefix, now, json.dumps({"id": file.file_id, "fields": file_fields}),
-                                    json.dumps(rows), "" if route_at is None else route_at])
-        is_new, created = cast(list[int], result)
-        return Intake(bool(is_new), int(created))
+        result = self._intake(args=[self.prefix, dispatch_in_ms,
+                                    json.dumps({"id": file.file_id, "fields": file_fields}),
+                                    json.dumps(rows), "" if route_in_ms is None else route_in_ms,
+                                    "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
+                                    "1" if refuse_expired else "0"])
+        is_new, created, expired = cast(list[int], result)
+        return Intake(bool(is_new), int(created), bool(expired))
 
     def now_ms(self) -> int:
         """Redis's clock (TIME), in ms: what leases, waits and due times are judged by."""
@@ -268,17 +279,18 @@ class Ledger:
         transfer = self.get(transfer_id)
         if transfer is None:
             return False
-        expires = to_ms(transfer.expires_at) if transfer.expires_at else now_ms()
-        return bool(self._retry(args=[self.prefix, transfer_id, now_ms(), expires]))
+        expires = to_ms(transfer.expires_at) if transfer.expires_at else ""
+        return bool(self._retry(args=[self.prefix, transfer_id, expires]))
 
     def requeue_archived(self, transfer_id: str, error: str) -> bool:
         """Queue an `archived` transfer again, due now (reason ``object_changed``): its object is no
         longer the bytes archived. False when it is not `archived` (any more)."""
         return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
 
-    def set_file_url(self, file_id: str, url: str) -> None:
-        """A fresher signed URL for the file (one field: nothing reads it together with others)."""
-        self.redis.hset(f"{self.prefix}file:{file_id}", "url", url)
+    def set_file_url(self, file_id: str, url: str) -> bool:
+        """A fresher signed URL for the file, just listed by Stream's API: newer than any event's, so
+        it replaces the stored one (and no replayed event replaces it). False when the file is gone."""
+        return bool(self._set_url(args=[self.prefix, file_id, url]))
 
     def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
         """Record that the file no longer needs deleting from Stream (and how that ended)."""

@@ -1,9 +1,11 @@
 """The ledger's Lua scripts: every state change is one atomic script.
 
 Keys (prefix P, default ``archiver:``):
-  P file:<fid>            HASH  the file: call_cid, kind, filename, url, session_id, times…; while
-                                it waits for its routes: routing=pending, routing_error,
-                                routing_attempts, routing_tried_at (the last failed call lookup)
+  P file:<fid>            HASH  the file: call_cid, kind, filename, url and url_at (when that URL was
+                                signed: its event's created_at, or the listing's time), session_id,
+                                times…; while it waits for its routes: routing=pending,
+                                routing_error, routing_attempts, routing_tried_at (the last
+                                failed call lookup)
   P file:<fid>:transfers  SET   its transfer ids
   P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…
   P transfers             ZSET  every transfer by creation time (ms)
@@ -23,21 +25,43 @@ fencing token). Times are integer milliseconds since the epoch. Scripts build ke
 ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
 """
 
-# ARGV: prefix, now, file_json, transfers_json, route_due  ->  {file_is_new, transfers_created}
-# route_due '' means the transfers given are the file's routes; a time means "route it later".
+# Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
+# by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
+# already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
+# (TIME before a write needs effects replication: the default from Redis 5, the only mode from 7.)
+NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired
+#   ->  {file_is_new, transfers_created, expired}
+# Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).
+# route_in_ms '' means the transfers given are the file's routes; a duration means "route it that
+# much later". With refuse_expired '1', a file whose expires_at has passed is refused: nothing is
+# written, and the answer is {0, 0, 1} (a replayed or very late delivery).
+# The file keeps the URL of the newest event: url_at is when the given URL was signed (the event's
+# created_at, ms), stored as the file's url_at; a URL replaces the stored one only when it is newer
+# than that, or none is stored. url_at '' is a URL Stream's API just listed: newer than any, so it
+# is stored with a url_at past the stored one's and no earlier than now.
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key).
-INTAKE = """
-local p, now = ARGV[1], tonumber(ARGV[2])
+INTAKE = NOW + """
+local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
 local fkey = p .. 'file:' .. file.id
+if ARGV[7] == '1' and tonumber(file.fields.expires_at) <= now then return {0, 0, 1} end
 local is_new = redis.call('EXISTS', fkey) == 0
+local stored_at = not is_new and tonumber(redis.call('HGET', fkey, 'url_at') or '') or nil
+local url_at = tonumber(ARGV[6])
+local take_url = is_new or stored_at == nil or url_at == nil or url_at > stored_at
+if url_at == nil then url_at = math.max(now, (stored_at or 0) + 1) end
 if ARGV[5] ~= '' then
   if is_new then
     redis.call('HSET', fkey, 'routing', 'pending')
-    redis.call('ZADD', p .. 'unrouted', tonumber(ARGV[5]), file.id)
+    redis.call('ZADD', p .. 'unrouted', now + tonumber(ARGV[5]), file.id)
   end
 elseif redis.call('HGET', fkey, 'routing') == 'pending' then
   redis.call('HSET', fkey, 'routing', 'resolved')
@@ -46,10 +70,11 @@ elseif redis.call('HGET', fkey, 'routing') == 'pending' then
 end
 local flat = {}
 for k, v in pairs(file.fields) do
-  if is_new or k == 'url' or (k == 'session_id' and redis.call('HEXISTS', fkey, k) == 0) then
+  if is_new or (k == 'url' and take_url) or (k == 'session_id' and redis.call('HEXISTS', fkey, k) == 0) then
     flat[#flat + 1] = k; flat[#flat + 1] = v
   end
 end
+if take_url then flat[#flat + 1] = 'url_at'; flat[#flat + 1] = url_at end
 if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
 local created = 0
@@ -72,29 +97,31 @@ for _, t in ipairs(transfers) do
       if t.state == 'queued' then redis.call('HSET', owners, t.fields.key, file.id) end
     end
     local tf = {'id', t.id, 'file_id', file.id, 'state', t.state, 'attempts', 0, 'epoch', 0,
-                'created_at', now, 'updated_at', now}
+                'created_at', now, 'updated_at', now, 'next_attempt_at', now}
     for k, v in pairs(t.fields) do tf[#tf + 1] = k; tf[#tf + 1] = v end
     redis.call('HSET', tkey, unpack(tf))
     redis.call('SADD', fkey .. ':transfers', t.id)
     redis.call('ZADD', p .. 'transfers', now, t.id)
     redis.call('ZADD', p .. 'state:' .. t.state, now, t.id)
     if t.state == 'queued' then
-      redis.call('ZADD', p .. 'due', t.due, t.id)
+      redis.call('ZADD', p .. 'due', due, t.id)
       redis.call('ZADD', p .. 'expiry', t.expires, t.id)
     end
     created = created + 1
   end
 end
-return {is_new and 1 or 0, created}
+return {is_new and 1 or 0, created, 0}
 """
 
-# Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
-# by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
-# already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
-# (TIME before a write needs effects replication: the default from Redis 5, the only mode from 7.)
-NOW = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+# ARGV: prefix, file_id, url  ->  1 if stored (0: no such file)
+# A URL Stream's API just signed (a refresh): newer than any event's, so stored with a url_at past
+# the stored one's and no earlier than now (see INTAKE).
+SET_URL = NOW + """
+local fkey = ARGV[1] .. 'file:' .. ARGV[2]
+if redis.call('EXISTS', fkey) == 0 then return 0 end
+local stored_at = tonumber(redis.call('HGET', fkey, 'url_at') or '') or 0
+redis.call('HSET', fkey, 'url', ARGV[3], 'url_at', math.max(now, stored_at + 1))
+return 1
 """
 
 # ARGV: prefix, tid, owner, token, lease_ms, limits_json, wait_ms  ->  {status, epoch}
@@ -211,9 +238,9 @@ if redis.call('GET', key) == ARGV[2] then return redis.call('DEL', key) end
 return 0
 """
 
-# ARGV: prefix, tid, now, expires_ms  ->  1 if a failed (or lost) transfer was queued again
-RETRY = """
-local p, tid, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+# ARGV: prefix, tid, expires_ms ('' = unknown: now)  ->  1 if a failed (or lost) transfer was queued again
+RETRY = NOW + """
+local p, tid = ARGV[1], ARGV[2]
 local tkey = p .. 'transfer:' .. tid
 local state = redis.call('HGET', tkey, 'state')
 if state ~= 'failed' and state ~= 'lost' then return 0 end
@@ -222,7 +249,7 @@ redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at'
 redis.call('ZREM', p .. 'state:' .. state, tid)
 redis.call('ZADD', p .. 'state:queued', now, tid)
 redis.call('ZADD', p .. 'due', now, tid)
-redis.call('ZADD', p .. 'expiry', tonumber(ARGV[4]), tid)
+redis.call('ZADD', p .. 'expiry', ARGV[3] ~= '' and tonumber(ARGV[3]) or now, tid)
 return 1
 """
 

@@ -21,7 +21,7 @@ from typing import Any, cast
 import structlog
 
 from worker import ledger_scripts as lua
-from worker.ledger import Ledger, Transfer, now_ms
+from worker.ledger import Ledger, Transfer
 
 BATCH = 500
 log = structlog.get_logger(__name__)
@@ -50,7 +50,7 @@ def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = Fal
     With `check` (why a transfer's object is no longer the bytes archived, or None), a transfer whose
     object fails it is kept (outcome ``object_changed``, logged ``prune_skipped``), and so is its file.
     Raises redis errors; what was pruned before an error stays pruned (each transfer is one step)."""
-    now = now_ms() if now is None else now
+    now = ledger.now_ms() if now is None else now  # Redis's clock, which wrote every updated_at
     summary = PruneSummary(cutoff_ms=now - int(older_than.total_seconds() * 1000), dry_run=dry_run)
     script = ledger.redis.register_script(lua.PRUNE)
     candidates = cast(list[str], ledger.redis.zrangebyscore(f"{ledger.prefix}state:archived", "-inf",

@@ -1,9 +1,10 @@
 """SQS intake: Stream events from an SQS queue (directly, or through an SNS topic) into the ledger.
 
 Same rule as the webhook (worker/web.py): record first, hand ids to the workers after. A message
-is deleted only once the ledger holds what it announced (or it is ignored, noted, or can never
-succeed); while Redis is unavailable it stays, and SQS delivers it again after the queue's
-visibility timeout. SQS messages are not HMAC-signed: AWS IAM on the queue is the authentication.
+is deleted only once the ledger holds what it announced (or it is ignored, noted, expired — a file
+that ended longer than `retention` ago, never recorded — or can never succeed); while Redis is
+unavailable it stays, and SQS delivers it again after the queue's visibility timeout. SQS messages
+are not HMAC-signed: AWS IAM on the queue is the authentication.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import structlog
 
 from config import Settings
 from worker.errors import MalformedPayload, PayloadTooLarge
-from worker.intake import FailureNoted, Recorded, enqueue_quietly, record_event
+from worker.intake import Expired, FailureNoted, Recorded, enqueue_quietly, record_event
 from worker.ledger import Ledger
 from worker.webhooks import MAX_BODY, decompress, load_object
 
@@ -40,6 +41,7 @@ class PollResult:
     known: int = 0  # a file the ledger already held (a redelivery, or the webhook got there first)
     ignored: int = 0
     failures_noted: int = 0
+    expired: int = 0  # a file past its deadline (a replayed or very late message): not recorded
     malformed: int = 0
     not_recorded: int = 0  # left on the queue, to be delivered again
 
@@ -100,6 +102,10 @@ def _handle(settings: Settings, ledger: Ledger, message: dict[str, Any], result:
         result.known += not outcome.new_file
         log.info("sqs_message_recorded", message_id=message_id, file_id=outcome.file_id,
                  new_file=outcome.new_file, transfer_ids=outcome.transfer_ids)
+    elif isinstance(outcome, Expired):
+        result.expired += 1
+        log.warning("sqs_message_expired", message_id=message_id, file_id=outcome.file_id, call_cid=outcome.call_cid,
+                    expires_at=outcome.expires_at.isoformat(), note="deleted: Stream no longer has the file")
     elif isinstance(outcome, FailureNoted):
         result.failures_noted += 1
         log.info("sqs_failure_noted", message_id=message_id, call_cid=outcome.call_cid, kind=outcome.kind)

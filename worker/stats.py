@@ -37,12 +37,12 @@ log = structlog.get_logger(__name__)
 
 # Seconds: a small transcription takes a second, a long composite recording an hour or more.
 DURATION_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, math.inf)
-WEBHOOK_OUTCOMES: tuple[str, ...] = ("accepted", "known", "ignored", "failure_noted", "refused", "malformed",
-                                     "too_large", "unavailable")
+WEBHOOK_OUTCOMES: tuple[str, ...] = ("accepted", "known", "ignored", "failure_noted", "expired", "refused",
+                                     "malformed", "too_large", "unavailable")
 # Stream API answers: ok, gone (404 / 400 code 16), rate_limited (429), refused (other 4xx), error (5xx,
 # unreadable), unreachable (no answer).
 STREAM_OUTCOMES: tuple[str, ...] = ("ok", "gone", "rate_limited", "refused", "error", "unreachable")
-AUTHENTICATED = frozenset({"accepted", "known", "ignored", "failure_noted"})
+AUTHENTICATED = frozenset({"accepted", "known", "ignored", "failure_noted", "expired"})
 SEP = "|"  # storage names and reasons are [A-Za-z0-9_-]; a stray "|" only splits at its first one
 
 

@@ -37,7 +37,7 @@ from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
 from worker import status_page
 from worker.errors import InvalidWebhook, PayloadTooLarge
-from worker.intake import FailureNoted, Recorded, accept_delivery, enqueue_quietly
+from worker.intake import Expired, FailureNoted, Recorded, accept_delivery, enqueue_quietly
 from worker.ledger import Ledger, connect
 from worker.metrics import ArchiverCollector, registry_for
 from worker.metrics import render as render_metrics
@@ -67,7 +67,8 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
     ],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {
-        "200": {"description": "known file, failure noted, or an event type the archiver ignores", "content": _STATUS},
+        "200": {"description": "known file, failure noted, a file past its deadline (`expired`: a replayed "
+                "delivery, nothing recorded), or an event type the archiver ignores", "content": _STATUS},
         "202": {"description": "a new file, recorded", "content": _STATUS},
         "400": {"description": "malformed body (the reason is given)", "content": _ERROR},
         "401": {"description": "wrong X-Api-Key or X-Signature; nothing recorded", "content": _ERROR},
@@ -186,6 +187,11 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
         if isinstance(outcome, FailureNoted):
             return counted("failure_noted", JSONResponse(
                 {"status": "failure_noted", "call_cid": outcome.call_cid, "kind": outcome.kind}))
+        if isinstance(outcome, Expired):
+            log.warning("webhook_expired", file_id=outcome.file_id, call_cid=outcome.call_cid,
+                        expires_at=outcome.expires_at.isoformat(), webhook_id=delivery,
+                        note="the file ended longer than retention ago: a replayed delivery; nothing recorded")
+            return counted("expired", JSONResponse({"status": "expired", "file_id": outcome.file_id}))
         if not isinstance(outcome, Recorded):
             return counted("ignored", JSONResponse({"status": "ignored", "type": outcome}))
         if outcome.to_queue:
@@ -222,9 +228,11 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
     return app
 
 
-def _outcome_of(outcome: Recorded | FailureNoted | str) -> str:
+def _outcome_of(outcome: Recorded | FailureNoted | Expired | str) -> str:
     if isinstance(outcome, FailureNoted):
         return "failure_noted"
+    if isinstance(outcome, Expired):
+        return "expired"
     if isinstance(outcome, Recorded):
         return "accepted" if outcome.new_file else "known"
     return "ignored"

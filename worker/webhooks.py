@@ -264,4 +264,16 @@ def file_from_item(call_cid: str, kind: Kind, item: Mapping[str, Any], where: st
         recording_type=_text(item, "recording_type", where, required=False)
         or _text(outer, "recording_type", "", required=False),
         egress_id=_text(outer, "egress_id", "", required=False),
+        url_at=_event_time(event),
     )
+
+
+def _event_time(event: Mapping[str, Any] | None) -> datetime | None:
+    """When a ready event was made (its `created_at`): the time of the URL it carries. An event
+    without one counts as the oldest (its URL replaces none stored with a time); no event (a listing
+    from Stream's API) is None: newer than any."""
+    if event is None:
+        return None
+    if event.get("created_at") is None:
+        return EARLIEST
+    return parse_timestamp(event["created_at"], "created_at")

@@ -35,8 +35,7 @@ def add(ledger: Ledger, name: str, state: State = "queued", *, storages: tuple[s
     ids = [transfer_id(file.file_id, s) for s in storages]
     first = "skipped" if state == "skipped" else "queued"
     ledger.record(file, [NewTransfer(tid, s, f"default/{name}/{file.filename}", first) for tid, s in
-                         zip(ids, storages, strict=True)], expires_at=ended + timedelta(days=14),
-                  dispatch_at=now_ms(), now=now_ms() - 1)
+                         zip(ids, storages, strict=True)], expires_at=ended + timedelta(days=14))
     for tid in ids:
         if state in ("transferring", "archived", "failed", "lost"):
             claim = ledger.claim(tid, "test-worker", 60_000)
@@ -50,11 +49,15 @@ def add(ledger: Ledger, name: str, state: State = "queued", *, storages: tuple[s
 
 def add_waiting(ledger: Ledger, name: str, *, created: int | None = None, due: int | None = None) -> str:
     """Record file `name` as call-level routing does: no transfers, waiting for its routes (recorded
-    at `created`, to be looked up at `due`, both ms). Returns the file id."""
+    at `created`, to be looked up at `due`, both ms; the ledger records it on Redis's clock, so
+    `created` and `due` are written over its times afterwards). Returns the file id."""
     file = a_file(name)
-    created = now_ms() if created is None else created
-    ledger.record(file, [], expires_at=file.end_time + timedelta(days=14), dispatch_at=created, now=created,
-                  route_at=created if due is None else due)
+    ledger.record(file, [], expires_at=file.end_time + timedelta(days=14), route_in_ms=0)
+    if created is not None:
+        ledger.redis.hset(f"{ledger.prefix}file:{file.file_id}", "created_at", created)
+    if created is not None or due is not None:
+        when = created if due is None else due
+        ledger.redis.zadd(f"{ledger.prefix}unrouted", {file.file_id: when})
     return file.file_id
 
 

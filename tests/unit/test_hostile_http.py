@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, st
 
 from config import load_settings
 from tests.conftest import API_KEY, API_SECRET
+from tests.support.samples import stream_time
 from tests.support.webserver import serve_in_thread
 from worker.ledger import Ledger, connect
 from worker.web import create_app
@@ -277,7 +279,7 @@ def test_a_replayed_delivery_is_known_and_queued_once(receiver: Receiver) -> Non
     transfer, queued once."""
     event = {"type": "call.recording_ready", "call_cid": "default:replay", "call_recording": {
         "filename": "rec.mp4", "url": "https://ohio.stream-io-cdn.com/rec.mp4?Signature=x",
-        "start_time": "2026-11-27T10:00:00Z", "end_time": "2026-11-27T10:05:00Z"}}
+        "start_time": stream_time(timedelta(minutes=10)), "end_time": stream_time(timedelta(minutes=5))}}
     body = json.dumps(event).encode()
     first = receiver.post(body, signed_headers(body, **{"X-Webhook-Id": "wh-1", "X-Webhook-Attempt": "1"}))
     assert first.status_code == 202

@@ -84,9 +84,9 @@ def test_a_key_and_its_alternative_both_taken_fail_the_transfer(ledger: Ledger) 
     reason, never queued to overwrite it."""
     files = [a_file(f"rec_{n}.mp4") for n in range(2)]
     owner, late = (transfer_id(f.file_id, "disk") for f in files)
-    ledger.record(files[0], [NewTransfer(owner, "disk", "k.mp4")], expires_at=END, dispatch_at=1)
+    ledger.record(files[0], [NewTransfer(owner, "disk", "k.mp4")], expires_at=END)
     ledger.redis.hset("archiver:keyowner:disk", key_of_another_owner("k.mp4", files[1].file_id), "f_someone")
-    ledger.record(files[1], [NewTransfer(late, "disk", "k.mp4")], expires_at=END, dispatch_at=1)
+    ledger.record(files[1], [NewTransfer(late, "disk", "k.mp4")], expires_at=END)
     transfer = ledger.get(late)
     assert transfer is not None
     assert (transfer.state, transfer.reason) == ("failed", "key_taken")
@@ -102,7 +102,7 @@ def test_a_key_the_storage_cannot_store_fails_permanently(runtime: Runtime, fake
         stream_file = ready_file(fake.event_for(stored))
         assert stream_file is not None
         tid = transfer_id(stream_file.file_id, "disk")
-        runtime.ledger.record(stream_file, [NewTransfer(tid, "disk", key)], expires_at=END, dispatch_at=1)
+        runtime.ledger.record(stream_file, [NewTransfer(tid, "disk", key)], expires_at=END)
         assert run_transfer(runtime, tid) == "failed"
         transfer = runtime.ledger.get(tid)
         assert transfer is not None

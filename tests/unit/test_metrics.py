@@ -30,13 +30,13 @@ def a_file(n: int, end: datetime | None = None) -> StreamFile:
 
 
 def add(ledger: Ledger, n: int, storage: str, state: State = "queued", end: datetime | None = None,
-        dispatch_at: int | None = None) -> str:
+        dispatch_in_ms: int = 0) -> str:
     """A transfer of file `n` to `storage`, left in `state` the way the workers would leave it."""
     file = a_file(n, end)
     tid = transfer_id(file.file_id, storage)
     first: State = "skipped" if state == "skipped" else "queued"
     ledger.record(file, [NewTransfer(tid, storage, f"k/{n}", state=first)], expires_at=file.expires_at(RETENTION),
-                  dispatch_at=now_ms() if dispatch_at is None else dispatch_at)
+                  dispatch_in_ms=dispatch_in_ms)
     if state in ("archived", "failed", "lost", "transferring"):
         claim = ledger.claim(tid, "test", 60_000)
         assert claim.claimed
@@ -115,8 +115,8 @@ def test_bytes_by_day_lists_the_last_30_days_with_zeros(ledger: Ledger) -> None:
 
 def test_queue_depth_due_transfers_and_at_risk_come_from_redis(ledger: Ledger) -> None:
     ledger.redis.rpush(TRANSFER_QUEUE, "m1", "m2", "m3")
-    add(ledger, 1, "s3", dispatch_at=now_ms() - 30_000)
-    add(ledger, 2, "s3", dispatch_at=now_ms() + 60_000)  # not due yet
+    add(ledger, 1, "s3", dispatch_in_ms=-30_000)
+    add(ledger, 2, "s3", dispatch_in_ms=60_000)  # not due yet
     add(ledger, 3, "s3", "transferring")  # its lease runs: not due
     ledger.redis.set("archiver:at_risk", 4)
     samples = scrape(ledger)

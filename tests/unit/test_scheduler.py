@@ -10,14 +10,14 @@ from typing import Any
 
 from tests.unit.test_ledger import END, a_file, record
 from worker.files import transfer_id
-from worker.ledger import Ledger, NewTransfer, now_ms
+from worker.ledger import Ledger, NewTransfer
 from worker.scheduler import run_scheduler, sweep_once
 
 
 def test_sweep_queues_what_is_due_once_per_redispatch_period(ledger: Ledger, make_settings: Any) -> None:
     archive = make_settings(redispatch_after="1h").archive
-    due = record(ledger, a_file("a.mp4"), dispatch_at=now_ms() - 1)
-    record(ledger, a_file("b.mp4"), dispatch_at=now_ms() + 3_600_000)
+    due = record(ledger, a_file("a.mp4"), dispatch_in_ms=-1)
+    record(ledger, a_file("b.mp4"), dispatch_in_ms=3_600_000)
     queued: list[str] = []
     assert sweep_once(ledger, archive, queued.extend) == 1
     assert sweep_once(ledger, archive, queued.extend) == 0
@@ -27,7 +27,7 @@ def test_sweep_queues_what_is_due_once_per_redispatch_period(ledger: Ledger, mak
 def test_sweep_goes_through_more_than_one_batch(ledger: Ledger, make_settings: Any) -> None:
     archive = make_settings().archive
     for n in range(1203):
-        record(ledger, a_file(f"{n}.mp4"), dispatch_at=1)
+        record(ledger, a_file(f"{n}.mp4"))
     queued: list[str] = []
     assert sweep_once(ledger, archive, queued.extend) == 1203
     assert len(set(queued)) == 1203
@@ -50,7 +50,7 @@ def run_for(ledger: Ledger, archive: Any, seconds: float) -> list[str]:
 
 def test_a_standby_scheduler_does_not_sweep(ledger: Ledger, make_settings: Any) -> None:
     archive = make_settings(sweep_every="0.1s").archive
-    record(ledger, a_file(), dispatch_at=1)
+    record(ledger, a_file())
     assert ledger.acquire_lock("someone-else", 60_000)
     assert run_for(ledger, archive, 0.5) == []
     ledger.release_lock("someone-else")
@@ -63,7 +63,7 @@ def test_due_transfers_go_out_soonest_to_expire_first(ledger: Ledger, make_setti
     for days in (13, 2, 9, 1):
         file = a_file(f"{days}.mp4")
         tid = transfer_id(file.file_id, "local")
-        ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END + timedelta(days=days), dispatch_at=1)
+        ledger.record(file, [NewTransfer(tid, "local", "k")], expires_at=END + timedelta(days=days))
         ids.append((days, tid))
     queued: list[str] = []
     sweep_once(ledger, archive, queued.extend)

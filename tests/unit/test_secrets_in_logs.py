@@ -28,6 +28,7 @@ from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream
 from tests.support.azurite import ACCOUNT, account_sas, azurite, create_container  # noqa: F401
 from tests.support.ports import free_port
+from tests.support.samples import stream_time
 from tests.support.webserver import serve_in_thread
 from worker.intake import record_routes
 from worker.runtime import Runtime
@@ -122,7 +123,8 @@ def test_the_receiver_logs_no_secret(captured: io.StringIO, settings: tuple[Sett
     register_secrets(config.secrets())
     url = f"https://ohio.stream-io-cdn.com/rec.mp4{QUERY}"
     good = {"type": "call.recording_ready", "call_cid": "default:c1", "call_recording": {
-        "filename": "rec.mp4", "url": url, "start_time": "2026-11-27T10:00:00Z", "end_time": "2026-11-27T10:05:00Z"}}
+        "filename": "rec.mp4", "url": url, "start_time": stream_time(timedelta(minutes=10)),
+        "end_time": stream_time(timedelta(minutes=5))}}
     bad_time = {**good, "call_recording": {**good["call_recording"], "start_time": url}}
     bad_cid = {**good, "call_cid": url}
     with serve_in_thread(create_app(config, ledger, lambda ids: None)) as base:

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -133,13 +134,14 @@ def test_float_and_numeric_string_nanosecond_timestamps_are_recorded(
 ) -> None:
     """The SDK's timestamp forms reach the ledger from SQS too: float ns and a string of ns digits."""
     event = fake.event_for(fake.add_recording("default:sqs-ns", b"x" * 100))
-    event["call_recording"] |= {"start_time": 1.760301883205e18, "end_time": "1760301958000000000"}
+    ended = int(time.time()) - 60  # whole seconds: exact as a float of nanoseconds
+    event["call_recording"] |= {"start_time": float((ended - 75) * 10**9), "end_time": str(ended * 10**9)}
     sqs.send_message(QueueUrl=queue, MessageBody=b64_gzip(event))
     assert poll(make_settings(call_storage_key=""), ledger, sqs, queue, wait=1) == PollResult(received=1, recorded=1)
     file = ready_file(event)
     assert file is not None
     record = ledger.file(file.file_id)
-    assert (int(record["start_time"]), int(record["end_time"])) == (1760301883205, 1760301958000)
+    assert (int(record["start_time"]), int(record["end_time"])) == ((ended - 75) * 1000, ended * 1000)
 
 
 def test_with_call_level_routing_the_file_is_queued_for_routing(
@@ -264,3 +266,17 @@ def test_the_loop_survives_a_missing_queue_and_records_once_it_exists(
     assert queued == ledger.ids()
     assert {"sqs_intake_started", "sqs_receive_failed", "sqs_message_recorded", "sqs_intake_stopped"} <= {
         e["event"] for e in logs}
+
+
+def test_a_message_for_a_file_past_its_deadline_is_deleted_and_records_nothing(
+    sqs: Any, queue: str, ledger: Ledger, make_settings: Any, fake: FakeStream
+) -> None:
+    """A replayed (or very late) message: Stream deleted the file, so nothing is recorded (it would be
+    `lost` at once) and the message is deleted as handled."""
+    ended = datetime.now(UTC) - timedelta(days=14, minutes=1)
+    event = fake.event_for(fake.add_recording("default:sqs-late", b"x" * 100, end_time=ended))
+    for settings, body in ((make_settings(call_storage_key=""), b64_gzip(event)), (make_settings(), raw(event))):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+        assert poll(settings, ledger, sqs, queue, wait=1) == PollResult(received=1, expired=1)
+        assert on_queue(sqs, queue) == (0, 0)
+    assert ledger.redis.keys("archiver:*") == []

@@ -18,8 +18,7 @@ def route(ledger: Ledger, name: str) -> str:
     """Give waiting file `name` its one transfer, as `resolve_file` does; returns the transfer id."""
     file = a_file(name)
     tid = f"t_{file.file_id}_disk"
-    ledger.record(file, [NewTransfer(tid, "disk", f"k/{name}")], expires_at=file.end_time + timedelta(days=14),
-                  dispatch_at=now_ms())
+    ledger.record(file, [NewTransfer(tid, "disk", f"k/{name}")], expires_at=file.end_time + timedelta(days=14))
     return tid
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,12 +16,12 @@ import redis
 from config import Settings
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.processes import wait_until
+from tests.support.samples import SAMPLES, fresh_event, fresh_sample, shift_to
 from tests.support.webserver import serve_in_thread
 from worker.ledger import Ledger, connect
+from worker.stats import stats_for
 from worker.web import create_app
 from worker.webhooks import sign
-
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 class Receiver:
@@ -60,7 +61,8 @@ def ledger_keys(ledger: Ledger) -> list[str]:
 
 
 def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
+    """Sample `name` (tests/samples) with its times moved to now: an old one is refused as expired."""
+    return fresh_sample(name)
 
 
 def test_a_new_recording_is_recorded_and_queued(receiver: Receiver) -> None:
@@ -234,8 +236,73 @@ def test_a_corrupt_gzip_body_gets_400_with_the_reason(receiver: Receiver) -> Non
 def test_float_and_numeric_string_nanosecond_timestamps_are_accepted(receiver: Receiver) -> None:
     """As Stream's SDK reads them: start_time as float ns, end_time as a string of ns digits."""
     event = json.loads(sample("call.recording_ready.ns-timestamps.json"))
-    event["call_recording"] |= {"start_time": 1.760301883205e18, "end_time": "1760301958000000000"}
+    ended = int(time.time()) - 60  # whole seconds: exact as a float of nanoseconds
+    event["call_recording"] |= {"start_time": float((ended - 75) * 10**9), "end_time": str(ended * 10**9)}
     response = receiver.post(json.dumps(event).encode())
     assert response.status_code == 202, response.text
     record = receiver.ledger.file(response.json()["file_id"])
-    assert (int(record["start_time"]), int(record["end_time"])) == (1760301883205, 1760301958000)
+    assert (int(record["start_time"]), int(record["end_time"])) == ((ended - 75) * 1000, ended * 1000)
+
+
+# -- replays: a file past its deadline, an older event after a newer one ------------------------------------
+
+def test_a_replayed_delivery_of_a_file_past_its_deadline_is_expired_and_records_nothing(
+        receiver: Receiver) -> None:
+    """The samples as published ended long ago: Stream deleted the files, so a replay of their signed
+    deliveries is answered 200 `expired`, counted, and nothing is recorded or queued."""
+    for name in ("call.recording_ready.json", "call.recording_ready.ns-timestamps.json",
+                 "call.transcription_ready.json"):
+        response = receiver.post((SAMPLES / name).read_bytes())
+        assert (response.status_code, response.json()["status"]) == (200, "expired"), response.text
+    assert ledger_keys(receiver.ledger) == [] and receiver.ledger.ids() == []
+    wait_until(lambda: stats_for(receiver.ledger).webhooks() == {"expired": 3}, timeout=5,
+               message="three deliveries counted expired")
+    assert receiver.queued == []
+
+
+@pytest.mark.parametrize("call_storage_key", ["", "archive_to"], ids=["routes-at-intake", "call-level-routing"])
+def test_the_deadline_is_end_time_plus_retention(make_settings: Any, ledger: Ledger, call_storage_key: str) -> None:
+    server, queued = serve(make_settings(call_storage_key=call_storage_key, retention="14d"), ledger)
+    now = datetime.now(UTC)
+    late = shift_to(fresh_event("call.recording_ready.json"), now - timedelta(days=14, minutes=1))
+    in_time = shift_to(fresh_event("call.transcription_ready.json"), now - timedelta(days=13, hours=23))
+    with server as base:
+        receiver = Receiver(base, queued, ledger)
+        assert receiver.post(json.dumps(late).encode()).json()["status"] == "expired"
+        assert receiver.post(json.dumps(in_time).encode()).status_code == 202
+    assert len(ledger.redis.keys("archiver:file:*")) == 1 + (call_storage_key == "")  # + its transfer set
+
+
+def url_event(url: str, created: datetime) -> bytes:
+    event = fresh_event("call.recording_ready.json")
+    event["created_at"] = created.isoformat().replace("+00:00", "Z")
+    event["call_recording"]["url"] = url
+    return json.dumps(event).encode()
+
+
+def test_an_older_event_never_replaces_the_url_of_a_newer_one(receiver: Receiver) -> None:
+    now = datetime.now(UTC)
+    older, newer = ("https://ohio.stream-io-cdn.com/r.mp3?Signature=OLD", now - timedelta(minutes=10)), \
+        ("https://ohio.stream-io-cdn.com/r.mp3?Signature=NEW", now - timedelta(minutes=1))
+    first = receiver.post(url_event(*newer))
+    assert first.status_code == 202
+    file_id = first.json()["file_id"]
+    assert receiver.post(url_event(*older)).status_code == 200  # a replay of an earlier delivery
+    assert receiver.ledger.file(file_id)["url"] == newer[0]
+    newest = ("https://ohio.stream-io-cdn.com/r.mp3?Signature=NEWEST", now)
+    assert receiver.post(url_event(*newest)).status_code == 200
+    assert receiver.ledger.file(file_id)["url"] == newest[0]
+    assert receiver.post(url_event(*newer)).status_code == 200
+    assert receiver.ledger.file(file_id)["url"] == newest[0]
+
+
+def test_a_replayed_event_never_replaces_a_url_refreshed_from_stream(receiver: Receiver) -> None:
+    """A URL Stream's API just signed (worker.refresh) is newer than any event's: even one made a
+    moment before the refresh by a clock ahead of Redis's does not replace it."""
+    event = url_event("https://ohio.stream-io-cdn.com/r.mp3?Signature=EVENT", datetime.now(UTC))
+    file_id = receiver.post(event).json()["file_id"]
+    receiver.ledger.set_file_url(file_id, "https://ohio.stream-io-cdn.com/r.mp3?Signature=REFRESHED")
+    assert receiver.post(event).status_code == 200
+    assert receiver.ledger.file(file_id)["url"].endswith("REFRESHED")
+    assert not receiver.ledger.set_file_url("f_gone", "https://x/y")  # no record made for a file not held
+    assert receiver.ledger.file("f_gone") == {}

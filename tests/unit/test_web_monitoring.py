@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ledger_states import add_waiting
 from tests.support.processes import wait_until
+from tests.support.samples import SAMPLES
 from tests.unit.test_metrics import add
 from tests.unit.test_web import Receiver, sample, serve
 from worker.ledger import Ledger, now_ms
@@ -185,8 +186,9 @@ def test_every_webhook_outcome_is_counted(receiver: Receiver) -> None:
     assert receiver.post(big).status_code == 413
     failed = {"type": "call.recording_failed", "call_cid": "default:x", "egress_id": "e1", "error": "boom"}
     assert receiver.post(json.dumps(failed).encode()).status_code == 200
+    assert receiver.post((SAMPLES / "call.transcription_ready.json").read_bytes()).json()["status"] == "expired"
     expected = {"accepted": 1, "known": 1, "refused": 1, "malformed": 1, "ignored": 1, "too_large": 1,
-                "failure_noted": 1}
+                "failure_noted": 1, "expired": 1}
     wait_until(lambda: webhook_counts(receiver) == expected, timeout=5, message="every outcome counted")
 
 
