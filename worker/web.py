@@ -5,7 +5,8 @@ Celery task and counting the outcome happen after it (`AfterAnswer`), and the qu
 scheduler's sweep queues whatever is due and not running.
 
 Hostile input: a body over `MAX_BODY` (by Content-Length, or counted while a chunked body streams
-in) is answered 413 by the framework before it is read whole; nothing is recorded or queued unless
+in) is answered 413 by our own ASGI middleware (`worker.body_limit`, whatever FastAPI's version)
+before it is read whole; nothing is recorded or queued unless
 the key and signature are valid (`worker.webhooks`); a malformed signed event is a 400 with the
 reason. The OpenAPI schema documents all of this but is not served (``app.openapi()`` builds it).
 
@@ -36,6 +37,7 @@ from config import Settings
 from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
 from worker import status_page
+from worker.body_limit import BodyLimit
 from worker.errors import InvalidWebhook, PayloadTooLarge
 from worker.intake import FailureNoted, Recorded, accept_delivery, enqueue_quietly
 from worker.ledger import Ledger, connect
@@ -71,8 +73,7 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
         "202": {"description": "a new file, recorded", "content": _STATUS},
         "400": {"description": "malformed body (the reason is given)", "content": _ERROR},
         "401": {"description": "wrong X-Api-Key or X-Signature; nothing recorded", "content": _ERROR},
-        "413": {"description": f"body over {MAX_BODY} bytes, compressed or not",
-                "content": {**_ERROR, "text/plain": {"schema": {"type": "string"}}}},
+        "413": {"description": f"body over {MAX_BODY} bytes, compressed or not", "content": _ERROR},
         "503": {"description": "the ledger is unavailable: retry later", "content": _ERROR},
     },
 }
@@ -83,7 +84,7 @@ _OUTCOME = "webhook_outcome"  # the handler leaves its outcome in the request's 
 
 
 class WebhookOutcomes:
-    """Counts the webhook answers the handler did not: a 413 the framework gave before the handler
+    """Counts the webhook answers the handler did not: a 413 `BodyLimit` gave before the handler
     ran is ``too_large``, a 400 it gave ``malformed``. `count` is the handler's own (after the answer)."""
 
     def __init__(self, app: ASGIApp, count: Callable[[str], None]) -> None:
@@ -157,12 +158,12 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
         yield
         await run_in_threadpool(after.close)
 
-    app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="stream-archiver", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def count(outcome: str) -> None:
         after.later(stats.webhook, outcome)
 
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # inside WebhookOutcomes, which counts its 413s
     app.add_middleware(WebhookOutcomes, count=count)
 
     def counted(outcome: str, answer: JSONResponse) -> tuple[str, JSONResponse]:
