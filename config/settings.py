@@ -248,10 +248,12 @@ class ArchiveConfig(_Strict):
     default_storage: Route = LOCAL_STORAGE_NAME
     # Hosts the worker may download from (shell-style patterns, host or host:port). Setting it replaces
     # the default list, so keep "*.stream-io-cdn.com" in it; ARCHIVER_DOWNLOAD_HOSTS adds patterns to
-    # it without editing the file (for quick trials). Addresses inside a private network (loopback,
-    # 10/8, 192.168/16, link-local, metadata services…) are refused even when a pattern matches,
-    # unless a pattern names that host (or host:port) exactly, without a wildcard. Downloads go
-    # straight to the host: HTTP(S)_PROXY variables are not used for them.
+    # it without editing the file (for quick trials). A wildcard pattern or a bare host allows only
+    # https on port 443; plain http or another port needs a pattern naming that host:port exactly,
+    # without a wildcard (e.g. "cdn.internal:80", "127.0.0.1:8080"). Addresses inside a private
+    # network (loopback, 10/8, 192.168/16, link-local, site-local fec0::/10, metadata services…) are
+    # refused even when a pattern matches, unless a pattern names that host (or host:port) exactly,
+    # without a wildcard. Downloads go straight to the host: HTTP(S)_PROXY variables are not used.
     download_hosts: tuple[str, ...] = ("*.stream-io-cdn.com",)
     key_template: str = "{call_type}/{call_id}/{filename}"
     call_types: dict[str, Route] = Field(default_factory=dict)
@@ -376,7 +378,8 @@ class LedgerEnvironment(BaseSettings):
     archiver_config: Path | None = None
     # Host patterns separated by commas (e.g. "127.0.0.1:8080,files.example.com"), allowed for
     # downloads in addition to the TOML file's download_hosts (never instead of them): for quick
-    # trials without editing the file. A private address needs its exact host or host:port.
+    # trials without editing the file. A private address needs its exact host or host:port; plain
+    # http or a port other than 443 needs its exact host:port.
     archiver_download_hosts: Annotated[tuple[str, ...], BeforeValidator(_host_list)] = ()
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
