@@ -276,6 +276,9 @@ class ArchiveConfig(_Strict):
     reconcile_overlap: Duration = timedelta(hours=1)
     full_reconcile_every: Duration = timedelta(hours=24)  # the scheduler lists every call of `retention`
     at_risk_margin: Duration = timedelta(hours=48)  # flag files this close to deletion and not archived
+    # How long each web process reuses the figures of its last /metrics answer ("0s": read Redis on
+    # every scrape). A scrape reads the whole ledger's counts from Redis: this bounds its cost.
+    metrics_cache: Duration = timedelta(seconds=10)
     delete_from_stream: bool = False  # delete a file from Stream once every destination verified it
 
     @field_validator("default_storage", "call_types")
@@ -384,6 +387,8 @@ class LedgerEnvironment(BaseSettings):
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
     archiver_status_token: SecretStr | None = None  # the status page (GET /): off (404) without it
+    # When set, GET /metrics needs `Authorization: Bearer <this token>` (401 otherwise); unset, it is open.
+    archiver_metrics_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _sentinel_master_named(self) -> LedgerEnvironment:
@@ -462,8 +467,9 @@ class LedgerSettings(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret value configured, so log output can be scrubbed of them."""
         found = []
-        if self.env.archiver_status_token is not None:
-            found.append(self.env.archiver_status_token.get_secret_value())
+        for token in (self.env.archiver_status_token, self.env.archiver_metrics_token):
+            if token is not None:
+                found.append(token.get_secret_value())
         for storage in self.archive.effective_storages():
             found += [s.get_secret_value() for s in storage_secrets(storage)]
         for url in (self.env.redis_url, self.env.archiver_broker_url):

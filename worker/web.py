@@ -18,8 +18,11 @@ Every webhook answer is counted by outcome, in Redis, after the answer (by the h
 from __future__ import annotations
 
 import gc
+import hmac
+import math
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -231,6 +234,35 @@ def _outcome_of(outcome: Recorded | FailureNoted | str) -> str:
     return "ignored"
 
 
+class CachedScrape:
+    """The last /metrics body, reused for `ttl` seconds in this process (0: never); one scrape reads
+    Redis at a time, and those waiting meanwhile get its result. A failure is not kept."""
+
+    def __init__(self, render: Callable[[], bytes], ttl: float) -> None:
+        self.render, self.ttl = render, ttl
+        self.lock = threading.Lock()
+        self.body, self.at = b"", -math.inf
+
+    def get(self) -> bytes:
+        asked = time.monotonic()
+        with self.lock:
+            if self.ttl > 0 and (self.at >= asked or time.monotonic() - self.at < self.ttl):
+                return self.body  # fresh enough, or rendered while this request waited for the lock
+            body = self.render()
+            self.body, self.at = body, time.monotonic()
+            return body
+
+
+def _metrics_refusal(header: str | None, token: str) -> str | None:
+    """Why a /metrics request may not have the figures (None: it may)."""
+    scheme, _, sent = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not sent.strip():
+        return "/metrics needs the metrics token: send ARCHIVER_METRICS_TOKEN as `Authorization: Bearer …`"
+    if not hmac.compare_digest(sent.strip().encode(), token.encode()):
+        return "wrong token: the token sent is not ARCHIVER_METRICS_TOKEN"
+    return None
+
+
 def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
     """GET /metrics (always), GET / and /static/* (only with ARCHIVER_STATUS_TOKEN set)."""
     broker = ledger.redis if settings.broker_url == settings.env.redis_url else connect(
@@ -240,13 +272,20 @@ def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
                                               ledger.prefix, configured))
 
     text = {"text/plain": {"schema": {"type": "string"}}}
+    scrape = CachedScrape(lambda: render_metrics(registry), settings.archive.metrics_cache.total_seconds())
+    metrics_secret = settings.env.archiver_metrics_token
+    metrics_token = metrics_secret.get_secret_value() if metrics_secret is not None else ""
 
     @app.get("/metrics", response_class=Response, responses={
         200: {"description": "Prometheus text format", "content": text},
+        401: {"description": "ARCHIVER_METRICS_TOKEN is set and was not sent as a Bearer token", "content": text},
         503: {"description": "Redis does not answer", "content": text}})
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        if metrics_token and (refusal := _metrics_refusal(request.headers.get("authorization"), metrics_token)):
+            return Response(refusal + "\n", status_code=401, media_type="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="archiver-metrics"'})
         try:
-            body = render_metrics(registry)
+            body = scrape.get()
         except redis.RedisError as exc:
             return Response(f"ledger unavailable: {scrub(str(exc))}\n", status_code=503, media_type="text/plain")
         return Response(body, media_type=CONTENT_TYPE_LATEST)
