@@ -248,10 +248,12 @@ class ArchiveConfig(_Strict):
     default_storage: Route = LOCAL_STORAGE_NAME
     # Hosts the worker may download from (shell-style patterns, host or host:port). Setting it replaces
     # the default list, so keep "*.stream-io-cdn.com" in it; ARCHIVER_DOWNLOAD_HOSTS adds patterns to
-    # it without editing the file (for quick trials). Addresses inside a private network (loopback,
-    # 10/8, 192.168/16, link-local, metadata services…) are refused even when a pattern matches,
-    # unless a pattern names that host (or host:port) exactly, without a wildcard. Downloads go
-    # straight to the host: HTTP(S)_PROXY variables are not used for them.
+    # it without editing the file (for quick trials). A wildcard pattern or a bare host allows only
+    # https on port 443; plain http or another port needs a pattern naming that host:port exactly,
+    # without a wildcard (e.g. "cdn.internal:80", "127.0.0.1:8080"). Addresses inside a private
+    # network (loopback, 10/8, 192.168/16, link-local, site-local fec0::/10, metadata services…) are
+    # refused even when a pattern matches, unless a pattern names that host (or host:port) exactly,
+    # without a wildcard. Downloads go straight to the host: HTTP(S)_PROXY variables are not used.
     download_hosts: tuple[str, ...] = ("*.stream-io-cdn.com",)
     key_template: str = "{call_type}/{call_id}/{filename}"
     call_types: dict[str, Route] = Field(default_factory=dict)
@@ -274,6 +276,9 @@ class ArchiveConfig(_Strict):
     reconcile_overlap: Duration = timedelta(hours=1)
     full_reconcile_every: Duration = timedelta(hours=24)  # the scheduler lists every call of `retention`
     at_risk_margin: Duration = timedelta(hours=48)  # flag files this close to deletion and not archived
+    # How long each web process reuses the figures of its last /metrics answer ("0s": read Redis on
+    # every scrape). A scrape reads the whole ledger's counts from Redis: this bounds its cost.
+    metrics_cache: Duration = timedelta(seconds=10)
     delete_from_stream: bool = False  # delete a file from Stream once every destination verified it
     # The most of each Stream API endpoint's rate limit the archiver spends, all its processes together,
     # in any minute (and of the per-second limit in any second): the app's own backend spends the rest.
@@ -379,11 +384,14 @@ class LedgerEnvironment(BaseSettings):
     archiver_config: Path | None = None
     # Host patterns separated by commas (e.g. "127.0.0.1:8080,files.example.com"), allowed for
     # downloads in addition to the TOML file's download_hosts (never instead of them): for quick
-    # trials without editing the file. A private address needs its exact host or host:port.
+    # trials without editing the file. A private address needs its exact host or host:port; plain
+    # http or a port other than 443 needs its exact host:port.
     archiver_download_hosts: Annotated[tuple[str, ...], BeforeValidator(_host_list)] = ()
     archiver_log_format: Literal["auto", "json", "console"] = "auto"
     archiver_log_level: str = "INFO"
     archiver_status_token: SecretStr | None = None  # the status page (GET /): off (404) without it
+    # When set, GET /metrics needs `Authorization: Bearer <this token>` (401 otherwise); unset, it is open.
+    archiver_metrics_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _sentinel_master_named(self) -> LedgerEnvironment:
@@ -462,8 +470,9 @@ class LedgerSettings(BaseModel):
     def secrets(self) -> list[str]:
         """Every secret value configured, so log output can be scrubbed of them."""
         found = []
-        if self.env.archiver_status_token is not None:
-            found.append(self.env.archiver_status_token.get_secret_value())
+        for token in (self.env.archiver_status_token, self.env.archiver_metrics_token):
+            if token is not None:
+                found.append(token.get_secret_value())
         for storage in self.archive.effective_storages():
             found += [s.get_secret_value() for s in storage_secrets(storage)]
         for url in (self.env.redis_url, self.env.archiver_broker_url):

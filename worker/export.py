@@ -8,6 +8,10 @@ come, so a ledger of 100,000 transfers never sits in memory. A row holds the tra
 fields (`Transfer.to_json`) and the file's audit facts (recording type, egress, start and end,
 when it was recorded and deleted from Stream). Never the file's signed URL: it is a credential
 (until it expires). Error texts pass `config.logging.scrub`, as they would in a log line.
+
+In CSV, a text cell that a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`,
+a tab or a carriage return, OWASP's list) is written with a leading `'`, so a file name from Stream
+cannot run as a formula where the export is opened. JSON holds the values unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ FILE_COLUMNS = ("recording_type", "egress_id", "start_time", "end_time", "file_r
 COLUMNS = TRANSFER_COLUMNS + FILE_COLUMNS
 SCRUBBED = ("error", "reason")
 BATCH = 500
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def audit_rows(ledger: Ledger, state: str | None = None, batch: int = BATCH) -> Iterator[dict[str, Any]]:
@@ -82,14 +87,24 @@ def _row(public: dict[str, Any], file: list[str | None]) -> dict[str, Any]:
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
-    """A header row, then one row per transfer (empty cells for nulls); returns the row count."""
-    writer = csv.writer(out, lineterminator="\n")
+    """A header row, then one row per transfer (empty cells for nulls); returns the row count. Lines end
+    in CRLF (RFC 4180), so a cell holding a lone CR is quoted too and the rows read back intact."""
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     count = 0
     for row in rows:
-        writer.writerow(["" if row[name] is None else row[name] for name in COLUMNS])
+        writer.writerow([csv_cell(row[name]) for name in COLUMNS])
         count += 1
     return count
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` as a CSV cell: None is empty; text a spreadsheet would run as a formula gets a leading `'`."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:

@@ -12,14 +12,17 @@ Where a download may go (a forged or hostile URL must not reach inside the netwo
   from that same parse):
   http(s) only, no userinfo (``https://cdn@127.0.0.1/``), a valid host name or a canonical IP
   literal (``2130706433``, ``0x7f.1``, ``127.1`` are refused), the host or ``host:port`` matching a
-  ``download_hosts`` pattern, and no loopback / private / link-local / multicast / unspecified /
-  reserved IP literal (embedded IPv4 of ``::ffff:``, 6to4, NAT64 and Teredo addresses included);
+  ``download_hosts`` pattern, https on port 443 unless the pattern names ``host:port`` exactly
+  (plain http and any other port need that; a wildcard pattern allows https on 443 only), and no
+  loopback / private / link-local / site-local / multicast / unspecified / reserved IP literal
+  (embedded IPv4 of ``::ffff:``, 6to4, NAT64 and Teredo addresses included);
 * `AddressGuard`, which opens every connection: it resolves the host once, checks
   every address the same way and connects to a checked address (TLS SNI and Host stay the name),
   so DNS rebinding cannot swap in an inside address between the check and the connection.
 
 An operator opts a private host in by listing it *exactly*: a pattern without wildcards equal to
-the host or ``host:port`` (``"127.0.0.1:8080"``, ``"cdn.internal"``). A refusal is DownloadRefused.
+the host (https on 443) or ``host:port`` (``"127.0.0.1:8080"``, ``"cdn.internal"``, ``"cdn.internal:80"``
+for plain http). A refusal is DownloadRefused.
 Environment proxies are not used for downloads: the guard must see the address connected to.
 
 One more way in, for one file at a time: a one-file permission in the ledger (`worker.permits`,
@@ -73,8 +76,10 @@ def address_problem(address: str | IPAddress) -> str | None:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None and (problem := address_problem(embedded)):
             return problem
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local  # fec0::/10, deprecated, still inside
     flags = (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-             ("multicast", ip.is_multicast), ("private", ip.is_private), ("reserved", ip.is_reserved))
+             ("site-local", site_local), ("multicast", ip.is_multicast), ("private", ip.is_private),
+             ("reserved", ip.is_reserved))
     for name, flag in flags:
         if flag:
             return name
@@ -99,6 +104,13 @@ def listed_exactly(host: str, port: int, patterns: Iterable[str]) -> bool:
     so a wildcard pattern never is; ``[::1]:8080`` is the bracketed IPv6 form)."""
     names = _candidates(host, port)
     return any(p in names for p in patterns)
+
+
+def listed_with_port(host: str, port: int, patterns: Iterable[str]) -> bool:
+    """True when a pattern is, literally, this ``host:port`` (``[::1]:8080`` for IPv6): what plain http
+    or a port other than 443 needs."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"{bracketed}:{port}" in patterns
 
 
 def _host_problem(host: str, port: int) -> str | None:
@@ -131,10 +143,14 @@ def _url_problem(url: str, patterns: Sequence[str]) -> str | None:
     if isinstance(form, str):
         return form
     host, port = form
-    if listed_exactly(host, port, patterns):
+    https_443 = httpx.URL(url).scheme == "https" and port == 443
+    if listed_with_port(host, port, patterns) or (https_443 and listed_exactly(host, port, patterns)):
         return None  # the operator opted this one in, private or not
     if not any(fnmatchcase(c, p) for c in _candidates(host, port) for p in patterns):
         return f"is not on an allowed download host (download_hosts = {list(patterns)})"
+    if not https_443:
+        name = f"[{host}]" if ":" in host else host
+        return f"is plain http or not on port 443; list {name}:{port} exactly in download_hosts to allow it"
     ip = _ip_literal(host)
     problem = address_problem(ip) if ip is not None else None
     if problem is None and (host == "localhost" or host.endswith(".localhost")):

@@ -5,7 +5,8 @@ Celery task and counting the outcome happen after it (`AfterAnswer`), and the qu
 scheduler's sweep queues whatever is due and not running.
 
 Hostile input: a body over `MAX_BODY` (by Content-Length, or counted while a chunked body streams
-in) is answered 413 by the framework before it is read whole; nothing is recorded or queued unless
+in) is answered 413 by our own ASGI middleware (`worker.body_limit`, whatever FastAPI's version)
+before it is read whole; nothing is recorded or queued unless
 the key and signature are valid (`worker.webhooks`); a malformed signed event is a 400 with the
 reason. The OpenAPI schema documents all of this but is not served (``app.openapi()`` builds it).
 
@@ -17,8 +18,11 @@ Every webhook answer is counted by outcome, in Redis, after the answer (by the h
 from __future__ import annotations
 
 import gc
+import hmac
+import math
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -36,6 +40,7 @@ from config import Settings
 from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
 from worker import status_page
+from worker.body_limit import BodyLimit
 from worker.errors import InvalidWebhook, PayloadTooLarge
 from worker.intake import Expired, FailureNoted, Recorded, accept_delivery, enqueue_quietly
 from worker.ledger import Ledger, connect
@@ -72,8 +77,7 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
         "202": {"description": "a new file, recorded", "content": _STATUS},
         "400": {"description": "malformed body (the reason is given)", "content": _ERROR},
         "401": {"description": "wrong X-Api-Key or X-Signature; nothing recorded", "content": _ERROR},
-        "413": {"description": f"body over {MAX_BODY} bytes, compressed or not",
-                "content": {**_ERROR, "text/plain": {"schema": {"type": "string"}}}},
+        "413": {"description": f"body over {MAX_BODY} bytes, compressed or not", "content": _ERROR},
         "503": {"description": "the ledger is unavailable: retry later", "content": _ERROR},
     },
 }
@@ -84,7 +88,7 @@ _OUTCOME = "webhook_outcome"  # the handler leaves its outcome in the request's 
 
 
 class WebhookOutcomes:
-    """Counts the webhook answers the handler did not: a 413 the framework gave before the handler
+    """Counts the webhook answers the handler did not: a 413 `BodyLimit` gave before the handler
     ran is ``too_large``, a 400 it gave ``malformed``. `count` is the handler's own (after the answer)."""
 
     def __init__(self, app: ASGIApp, count: Callable[[str], None]) -> None:
@@ -158,12 +162,12 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
         yield
         await run_in_threadpool(after.close)
 
-    app = FastAPI(title="stream-archiver", max_body_size=MAX_BODY, docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="stream-archiver", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def count(outcome: str) -> None:
         after.later(stats.webhook, outcome)
 
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # inside WebhookOutcomes, which counts its 413s
     app.add_middleware(WebhookOutcomes, count=count)
 
     def counted(outcome: str, answer: JSONResponse) -> tuple[str, JSONResponse]:
@@ -238,6 +242,35 @@ def _outcome_of(outcome: Recorded | FailureNoted | Expired | str) -> str:
     return "ignored"
 
 
+class CachedScrape:
+    """The last /metrics body, reused for `ttl` seconds in this process (0: never); one scrape reads
+    Redis at a time, and those waiting meanwhile get its result. A failure is not kept."""
+
+    def __init__(self, render: Callable[[], bytes], ttl: float) -> None:
+        self.render, self.ttl = render, ttl
+        self.lock = threading.Lock()
+        self.body, self.at = b"", -math.inf
+
+    def get(self) -> bytes:
+        asked = time.monotonic()
+        with self.lock:
+            if self.ttl > 0 and (self.at >= asked or time.monotonic() - self.at < self.ttl):
+                return self.body  # fresh enough, or rendered while this request waited for the lock
+            body = self.render()
+            self.body, self.at = body, time.monotonic()
+            return body
+
+
+def _metrics_refusal(header: str | None, token: str) -> str | None:
+    """Why a /metrics request may not have the figures (None: it may)."""
+    scheme, _, sent = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not sent.strip():
+        return "/metrics needs the metrics token: send ARCHIVER_METRICS_TOKEN as `Authorization: Bearer …`"
+    if not hmac.compare_digest(sent.strip().encode(), token.encode()):
+        return "wrong token: the token sent is not ARCHIVER_METRICS_TOKEN"
+    return None
+
+
 def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
     """GET /metrics (always), GET / and /static/* (only with ARCHIVER_STATUS_TOKEN set)."""
     broker = ledger.redis if settings.broker_url == settings.env.redis_url else connect(
@@ -247,13 +280,20 @@ def _add_monitoring(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
                                               ledger.prefix, configured))
 
     text = {"text/plain": {"schema": {"type": "string"}}}
+    scrape = CachedScrape(lambda: render_metrics(registry), settings.archive.metrics_cache.total_seconds())
+    metrics_secret = settings.env.archiver_metrics_token
+    metrics_token = metrics_secret.get_secret_value() if metrics_secret is not None else ""
 
     @app.get("/metrics", response_class=Response, responses={
         200: {"description": "Prometheus text format", "content": text},
+        401: {"description": "ARCHIVER_METRICS_TOKEN is set and was not sent as a Bearer token", "content": text},
         503: {"description": "Redis does not answer", "content": text}})
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        if metrics_token and (refusal := _metrics_refusal(request.headers.get("authorization"), metrics_token)):
+            return Response(refusal + "\n", status_code=401, media_type="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="archiver-metrics"'})
         try:
-            body = render_metrics(registry)
+            body = scrape.get()
         except redis.RedisError as exc:
             return Response(f"ledger unavailable: {scrub(str(exc))}\n", status_code=503, media_type="text/plain")
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -33,8 +33,29 @@ def test_hostile_filenames_survive_csv_and_json(ledger: Ledger) -> None:
     as_csv, as_json = io.StringIO(), io.StringIO()
     assert write_csv(audit_rows(ledger), as_csv) == len(HOSTILE)
     assert write_json(audit_rows(ledger), as_json) == len(HOSTILE)
-    assert sorted(row["filename"] for row in csv.DictReader(io.StringIO(as_csv.getvalue()))) == sorted(HOSTILE)
+    in_csv = sorted(row["filename"] for row in csv.DictReader(io.StringIO(as_csv.getvalue())))
+    assert in_csv == sorted("'" + name if name.startswith("=") else name for name in HOSTILE)
     assert sorted(row["filename"] for row in json.loads(as_json.getvalue())) == sorted(HOSTILE)
+
+
+FORMULAS = ["=1+1.mp4", "+SUM(A1).mp4", "-2+3.mp4", "@cmd.mp4", "\tlead-tab.mp4", "\rlead-cr.mp4"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_get_a_leading_quote(ledger: Ledger) -> None:
+    for name in [*FORMULAS, "plain.mp4", "'quoted.mp4"]:
+        file = replace(a_file(f"f{len(name)}{name[0]!r}"), filename=name)
+        ledger.record(file, [NewTransfer(transfer_id(file.file_id, "disk"), "disk", name)],
+                      expires_at=file.end_time + timedelta(days=14), dispatch_at=now_ms())
+    as_csv, as_json = io.StringIO(), io.StringIO()
+    write_csv(audit_rows(ledger), as_csv)
+    write_json(audit_rows(ledger), as_json)
+    rows = list(csv.DictReader(io.StringIO(as_csv.getvalue(), newline="")))
+    assert sorted(row["filename"] for row in rows) == sorted(
+        ["'" + name for name in FORMULAS] + ["plain.mp4", "'quoted.mp4"])
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row.values())
+    assert all(row["bytes"] == "" and row["created_at"][0].isdigit() for row in rows)
+    assert sorted(row["filename"] for row in json.loads(as_json.getvalue())) == sorted(
+        [*FORMULAS, "plain.mp4", "'quoted.mp4"])
 
 
 def test_no_row_holds_the_signed_url(ledger: Ledger) -> None:

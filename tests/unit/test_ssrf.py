@@ -111,7 +111,7 @@ def client(patterns: Sequence[str], resolve: Callable[[str, int], Sequence[str]]
         "http://172.16.0.1/", "http://100.64.0.1/", "http://224.0.0.1/", "http://255.255.255.255/",
         "http://[::1]/", "http://[::]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:a9fe:a9fe]/",
         "http://[fe80::1%25eth0]/", "http://[fc00::1]/", "http://[ff02::1]/", "http://[2002:7f00:1::]/",
-        "http://[64:ff9b::a9fe:a9fe]/", "http://[::127.0.0.1]/",
+        "http://[64:ff9b::a9fe:a9fe]/", "http://[::127.0.0.1]/", "https://[fec0::1]/", "https://[feff::2]/",
         "http://2130706433/", "http://0x7f000001/", "http://0x7f.1/", "http://0177.0.0.1/", "http://127.1/",
         "http://017700000001/", "http://127.0.0.1./", "http://localhost/", "http://LOCALHOST/",
         "http://localhost./", "http://foo.localhost/", "http://ⓛocalhost/", "http://ｌｏｃａｌｈｏｓｔ/",
@@ -131,7 +131,7 @@ def test_hosts_inside_the_network_are_refused_even_by_an_allow_all_pattern(url: 
     "url",
     ["https://ohio.stream-io-cdn.com/video/rec.mp4", "HTTPS://Ohio.Stream-IO-CDN.com/rec.mp4",
      "https://ohio.stream-io-cdn.com:443/rec.mp4", "https://xn--bcher-kva.stream-io-cdn.com/rec.mp4",
-     "https://bücher.stream-io-cdn.com/rec.mp4", "http://frankfurt.stream-io-cdn.com/rec.mp4"],
+     "https://bücher.stream-io-cdn.com/rec.mp4"],
 )
 def test_cdn_urls_are_allowed(url: str) -> None:
     """Stream's CDN host names (any case, default port, IDNA) pass the text check."""
@@ -150,16 +150,48 @@ def test_hosts_that_only_look_like_the_cdn_are_refused(url: str) -> None:
         check_url(url, CDN)
 
 
+@pytest.mark.parametrize(
+    ("url", "patterns"),
+    [("http://frankfurt.stream-io-cdn.com/rec.mp4", CDN), ("https://ohio.stream-io-cdn.com:8443/rec.mp4", CDN),
+     ("http://ohio.stream-io-cdn.com:443/rec.mp4", CDN), ("https://ohio.stream-io-cdn.com:8443/", ["*:8443"]),
+     ("https://ohio.stream-io-cdn.com:8443/", ["*.stream-io-cdn.com:8443"]), ("http://8.8.8.8/", ["*"]),
+     ("http://cdn.example.org/rec.mp4", ["cdn.example.org"]), ("https://cdn.example.org:8443/", ["cdn.example.org"])],
+)
+def test_plain_http_and_other_ports_need_the_host_and_port_listed_exactly(url: str, patterns: list[str]) -> None:
+    """A wildcard pattern, or a bare host, allows https on 443 only: nothing else to an unlisted port."""
+    with pytest.raises(DownloadRefused, match="plain http or not on port 443"):
+        check_url(url + SIGNED, patterns)
+    assert not host_allowed(url, patterns)
+
+
+def test_plain_http_and_other_ports_pass_when_listed_with_their_port() -> None:
+    check_url("http://cdn.example.org/rec.mp4", ["cdn.example.org:80"])
+    check_url("https://cdn.example.org:8443/rec.mp4", ["*.stream-io-cdn.com", "cdn.example.org:8443"])
+    check_url("https://cdn.example.org/rec.mp4", ["cdn.example.org"])
+    check_url("http://[2606:4700:4700::1111]:8080/rec.mp4", ["[2606:4700:4700::1111]:8080"])
+
+
+def test_a_one_file_permission_still_opens_a_plain_http_url_on_another_port() -> None:
+    """`archiver try`'s path: a permission for exactly this URL lets it through, as before."""
+    url = "http://127.0.0.1:8099/sample.mp4"
+    assert check_url(url + SIGNED, CDN, permits=lambda u: u.startswith(url)) is True
+    with pytest.raises(DownloadRefused):
+        check_url(url, CDN, permits=lambda _: False)
+
+
 def test_an_exactly_listed_private_host_is_allowed_and_only_that_one() -> None:
     """A pattern without wildcards opts one private host:port in; a wildcard one never does."""
     check_url("http://127.0.0.1:8080/rec.mp4", ["127.0.0.1:8080"])
     check_url("http://[::1]:8080/rec.mp4", ["[::1]:8080"])
-    check_url("http://cdn.internal/rec.mp4", ["cdn.internal"])
+    check_url("http://cdn.internal/rec.mp4", ["cdn.internal:80"])
+    check_url("https://cdn.internal/rec.mp4", ["cdn.internal"])
     check_url("https://cdn.internal/rec.mp4", ["cdn.internal:443"])
     for url, patterns in [("http://127.0.0.1:8081/", ["127.0.0.1:8080"]), ("http://127.0.0.1:8080/", ["*:8080"]),
                           ("http://127.0.0.1:8080/", ["127.0.0.*:8080"]),
                           ("http://127.0.0.1:8080/", ["127.0.0.?:8080"]),
-                          ("http://localhost:8080/", ["127.0.0.1:8080"])]:
+                          ("http://localhost:8080/", ["127.0.0.1:8080"]),
+                          ("http://cdn.example.org:8080/", ["cdn.example.org:80"]),
+                          ("https://cdn.example.org:8443/", ["cdn.example.org:443"])]:
         with pytest.raises(DownloadRefused):
             check_url(url, patterns)
 
@@ -179,7 +211,8 @@ def test_a_refusal_never_shows_the_query_string_or_userinfo() -> None:
      ("10.1.2.3", "private"), ("224.0.0.251", "multicast"), ("100.64.0.1", "non-global"), ("::1", "loopback"),
      ("::ffff:169.254.169.254", "link-local"), ("2002:a00:1::", "private"), ("64:ff9b::7f00:1", "loopback"),
      ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo: the client is 127.0.0.1 (obfuscated)
-     ("fe80::1%eth0", "link-local"), ("8.8.8.8", None), ("2606:4700:4700::1111", None)],
+     ("fe80::1%eth0", "link-local"), ("fec0::1", "site-local"), ("feff:ffff::1", "site-local"),
+     ("8.8.8.8", None), ("2606:4700:4700::1111", None)],
 )
 def test_address_problems_name_the_kind(address: str, problem: str | None) -> None:
     """Embedded IPv4 (mapped, 6to4, NAT64, Teredo) is judged as the IPv4 address it carries."""
@@ -211,7 +244,7 @@ def test_other_spellings_of_inside_addresses_are_refused(ip: ipaddress.IPv4Addre
 
 def test_a_cdn_name_resolving_inside_is_refused_at_connect_time(origin: Origin) -> None:
     """DNS says the CDN name is 127.0.0.1 (rebinding): the text check passes, the connection is refused."""
-    url = f"http://ohio.stream-io-cdn.com:{origin.port}/rec.mp4{SIGNED}"
+    url = f"https://ohio.stream-io-cdn.com/rec.mp4{SIGNED}"
     check_url(url, CDN)
     with client(CDN, names({"ohio.stream-io-cdn.com": "127.0.0.1"})) as http:
         with pytest.raises(DownloadRefused, match="resolves to 127.0.0.1, a loopback address") as refused:
@@ -220,7 +253,7 @@ def test_a_cdn_name_resolving_inside_is_refused_at_connect_time(origin: Origin) 
     assert origin.requests == []
 
 
-@pytest.mark.parametrize("inside", ["10.0.0.7", "169.254.169.254", "::1", "::ffff:127.0.0.1", "0.0.0.0"])
+@pytest.mark.parametrize("inside", ["10.0.0.7", "169.254.169.254", "::1", "::ffff:127.0.0.1", "0.0.0.0", "fec0::7"])
 def test_any_inside_address_among_the_answers_refuses_the_host(inside: str) -> None:
     """One inside address among public ones is enough: the host is refused, nothing is connected."""
     calls: list[str] = []
@@ -271,7 +304,7 @@ def test_a_redirect_inside_is_refused(origin: Origin, target: str) -> None:
 
 def test_a_redirect_to_a_cdn_name_resolving_inside_is_refused(origin: Origin) -> None:
     """A redirect to an allowed name is checked again at connect time."""
-    location = f"http://evil.stream-io-cdn.com:{origin.port}/x"
+    location = "https://evil.stream-io-cdn.com/x"
     resolve = names({"evil.stream-io-cdn.com": "127.0.0.1"})
     with client([origin.host, *CDN], resolve) as http, pytest.raises(DownloadRefused, match="loopback"):
         open_download(http, f"http://{origin.host}/redirect?to={location}", 1024)

@@ -205,3 +205,46 @@ def test_a_webhook_the_ledger_cannot_take_is_counted_unavailable_once_redis_is_b
         assert receiver.post(sample("call.recording_ready.json")).status_code == 202
         wait_until(lambda: webhook_counts(receiver).get("unavailable") == 1, timeout=10,
                    message="the 503 counted after Redis came back")
+
+
+def transfers_gauge(text: str) -> float:
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "archiver_transfers")
+
+
+@pytest.mark.parametrize(("cache", "fresh"), [(None, False), ("0s", True)])
+def test_metrics_are_cached_per_process_for_metrics_cache(make_settings: Any, ledger: Ledger, cache: str | None,
+                                                          fresh: bool) -> None:
+    """Default 10 s: a second scrape within it reads nothing from Redis and shows the same figures."""
+    settings = make_settings(call_storage_key="", **({"metrics_cache": cache} if cache else {}))
+    assert settings.archive.metrics_cache == (timedelta(seconds=10) if cache is None else timedelta(0))
+    server, _ = serve(settings, ledger)
+    with server as base:
+        first = httpx.get(f"{base}/metrics", timeout=10).text
+        add(ledger, "cached1", "archived")
+        second = httpx.get(f"{base}/metrics", timeout=10).text
+    assert (transfers_gauge(second) > transfers_gauge(first)) == fresh
+    assert (second == first) != fresh
+
+
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
+@pytest.mark.parametrize(("header", "says"), [
+    (None, "/metrics needs the metrics token: send ARCHIVER_METRICS_TOKEN as `Authorization: Bearer …`"),
+    ("Bearer", "/metrics needs the metrics token"), (basic("x", METRICS_TOKEN), "/metrics needs the metrics token"),
+    (f"Bearer {METRICS_TOKEN}x", "wrong token: the token sent is not ARCHIVER_METRICS_TOKEN"),
+    (f"Bearer {TOKEN}", "wrong token: the token sent is not ARCHIVER_METRICS_TOKEN"),
+])
+def test_with_a_metrics_token_metrics_need_it_as_bearer(make_settings: Any, ledger: Ledger, header: str | None,
+                                                         says: str) -> None:
+    settings = make_settings(env={"ARCHIVER_METRICS_TOKEN": METRICS_TOKEN, "ARCHIVER_STATUS_TOKEN": TOKEN},
+                             call_storage_key="")
+    assert METRICS_TOKEN in settings.secrets()
+    server, _ = serve(settings, ledger)
+    with server as base:
+        refused = httpx.get(f"{base}/metrics", headers={"Authorization": header} if header else {}, timeout=10)
+        allowed = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
+    assert refused.status_code == 401 and refused.text.startswith(says) and METRICS_TOKEN not in refused.text
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert allowed.status_code == 200 and "archiver_transfers" in allowed.text
