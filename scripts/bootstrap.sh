@@ -107,6 +107,13 @@ ensure_azurite() {
     || die "npm install azurite@$AZURITE_VERSION failed (see above)"
 }
 
+ensure_faketime() {  # Debian's libfaketime: processes with skewed clocks, for the clock-skew tests
+  compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null && return 0
+  say "the clock-skew tests need libfaketime (Debian's package) to run processes with skewed clocks"
+  apt_install libfaketime
+  compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || die "libfaketime is still missing after installing it"
+}
+
 ensure_chromium() {  # headless Chromium and its driver, for the status page's browser test
   if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
   say "the status page's browser test needs headless Chromium and chromedriver (Debian's packages, about 300 MB)"

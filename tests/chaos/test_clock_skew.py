@@ -25,12 +25,12 @@ from tests.e2e.conftest import s3_storage
 from tests.fakestream.server import FakeStream
 from tests.support.chaos import SlowProxy, events_named, log_events, start_in_group, wait_for
 from tests.support.chaos_report import ChaosReport
+from tests.support.faketime import skewed
 from tests.support.faultproxy import FaultProxy, delay
 from tests.support.moto import s3_client
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 FAST, SLOW = timedelta(minutes=3), -timedelta(minutes=3)
 # name: (clock skew, pool processes); the fast one has a process free to take what the sweep sends
 WORKERS = {"worker-slow": (SLOW, 1), "worker-right": (timedelta(0), 1), "worker-fast": (FAST, 2)}
@@ -39,8 +39,7 @@ LIMIT = 2  # below the workers' four pool processes
 
 def start_skewed(service: ChaosArchiver, name: str, skew: timedelta, *args: str) -> None:
     """`archiver *args` (its process group) with its wall clock `skew` off (monotonic clock left alone)."""
-    env = {**service.env, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"{skew.total_seconds():+.0f}s",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_DONT_RESET": "1"}
+    env = {**service.env, **skewed(skew)}
     service.running[name] = start_in_group(list(args), env, service.log_of(name), service.log_dir)
 
 
@@ -51,7 +50,6 @@ def clock_offsets(path: Path, name: str) -> list[float]:
     return [(datetime.fromisoformat(e["timestamp"]) - now).total_seconds() for e in events_named(path, name)]
 
 
-@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs Debian's libfaketime (apt-get install libfaketime)")
 def test_workers_and_a_scheduler_minutes_apart_steal_no_lease_and_keep_the_limit(
     chaos_archiver: Callable[..., ChaosArchiver], slow_cdn: Callable[[int], SlowProxy], fake: FakeStream,
     moto_server: str, bucket: str, chaos_report: ChaosReport,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import API_KEY, API_SECRET
+from tests.support.faketime import skewed
 from tests.support.ledger_states import add, run_cli
 from tests.support.processes import ArchiverProcesses
 from tests.support.samples import fresh_sample
@@ -21,19 +22,10 @@ from tests.support.settings import write_config
 from worker.ledger import Ledger
 from worker.webhooks import sign
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 SKEWS = [timedelta(minutes=10), -timedelta(minutes=10)]
 REDISPATCH_MS = 30_000
 SLACK_MS = 5_000  # the test's own steps between Redis's TIME and the ledger's writes
 
-pytestmark = pytest.mark.skipif(not LIBFAKETIME.exists(),
-                                reason="needs Debian's libfaketime (apt-get install libfaketime)")
-
-
-def skewed(skew: timedelta) -> dict[str, str]:
-    """The environment that sets a process's wall clock `skew` off (its monotonic clock left alone)."""
-    return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"{skew.total_seconds():+.0f}s",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_DONT_RESET": "1"}
 
 
 def start_receiver(tmp_path: Path, redis_url: str, skew: timedelta, **config: Any) -> ArchiverProcesses:
