@@ -54,11 +54,14 @@ def test_workers_and_a_scheduler_minutes_apart_steal_no_lease_and_keep_the_limit
     chaos_archiver: Callable[..., ChaosArchiver], slow_cdn: Callable[[int], SlowProxy], fake: FakeStream,
     moto_server: str, bucket: str, chaos_report: ChaosReport,
 ) -> None:
-    proxy = slow_cdn(3 * MiB)  # each file takes ~2-3 s, longer than the sweep period, under a 4 s lease
+    proxy = slow_cdn(3 * MiB)  # each file takes ~2-3 s, longer than the sweep period
     with FaultProxy(moto_server) as storage_proxy:
         storage_proxy.add(delay(0.3, method="PUT"))
         storage = {**s3_storage(storage_proxy.url, bucket), "max_concurrency": LIMIT}
-        service = chaos_archiver([storage], proxy, call_storage_key="")
+        # A 10 s lease (the chaos suite's is 4 s): a heartbeat late on a loaded machine must not let a
+        # lease run out honestly, which this test would take for a stolen one; 3 min of skew still
+        # dwarfs it, so a clock-judged lease would be stolen all the same.
+        service = chaos_archiver([storage], proxy, call_storage_key="", transfer_lease="10s")
         url = service.start_web()  # the receiver keeps the right time
         for name, (skew, processes) in WORKERS.items():
             start_skewed(service, name, skew, "worker", "--concurrency", str(processes))
