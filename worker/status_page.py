@@ -77,7 +77,13 @@ def authorized(header: str | None, token: str) -> bool:
     """True when `header` (an Authorization header) carries `token`: as a bearer token, or as the
     password of basic auth. Constant time in the token (hashes of equal length are compared)."""
     given = _given(header)
-    return bool(token) and given is not None and hmac.compare_digest(_digest(given), _digest(token))
+    return bool(token) and given is not None and same_token(given, token)
+
+
+def same_token(given: str, token: str) -> bool:
+    """Whether `given` is `token`, in constant time whatever their lengths (their hashes are compared);
+    for every token the receiver checks (the status page's, /metrics')."""
+    return hmac.compare_digest(_digest(given), _digest(token))
 
 
 HOW_TO_SEND = "send ARCHIVER_STATUS_TOKEN as `Authorization: Bearer …` or as the basic-auth password"

@@ -18,7 +18,6 @@ Every webhook answer is counted by outcome, in Redis, after the answer (by the h
 from __future__ import annotations
 
 import gc
-import hmac
 import math
 import queue
 import threading
@@ -266,7 +265,7 @@ def _metrics_refusal(header: str | None, token: str) -> str | None:
     scheme, _, sent = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not sent.strip():
         return "/metrics needs the metrics token: send ARCHIVER_METRICS_TOKEN as `Authorization: Bearer …`"
-    if not hmac.compare_digest(sent.strip().encode(), token.encode()):
+    if not status_page.same_token(sent.strip(), token):
         return "wrong token: the token sent is not ARCHIVER_METRICS_TOKEN"
     return None
 
