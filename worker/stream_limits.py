@@ -36,6 +36,7 @@ import redis
 import structlog
 
 from worker.ledger import DEFAULT_PREFIX
+from worker.ledger_scripts import NOW
 
 log = structlog.get_logger(__name__)
 
@@ -139,9 +140,7 @@ class Unmetered:
         return None
 
 
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_ACQUIRE = NOW + """
 local share, window, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 'limit', 'hold_until', 'probe_until')
 local hold = tonumber(state[2]) or 0
@@ -181,9 +180,7 @@ end
 return 0
 """
 
-_ANSWERED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_ANSWERED = NOW + """
 redis.call('HDEL', KEYS[1], 'probe_until')
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'limit', ARGV[1]) end
 local hold = tonumber(ARGV[2])
