@@ -21,10 +21,10 @@ from typing import Any, cast
 import redis
 
 from worker.ledger import DEFAULT_PREFIX, ROUTING, Ledger, from_ms, rfc3339
+from worker.tally import CHUNK  # members per script call: the same few milliseconds of Redis
 
 REASONS: tuple[str, ...] = ("call_lookup_pending", "call_lookup_failed")
 PENDING_TEXT = "waiting for Stream's call data (GetCall) to choose its storages"
-CHUNK = 2_000  # files per script call, as worker.tally does
 _FIELDS = ("routing", "call_cid", "kind", "filename", "session_id", "expires_at", "created_at",
            "routing_error", "routing_attempts", "routing_tried_at")
 
