@@ -54,7 +54,7 @@ from tests.fakestream.server import FakeStream, start_fake_stream
 from tests.fakestream.store import Store
 from tests.support.redis import RedisServer
 from tests.support.settings import write_config
-from worker.stats import Stats
+from worker.monitoring.stats import Stats
 
 API_KEY, API_SECRET = "bench-key", "bench-secret-0123456789abcdef0123456789abcdef"
 ASSUMED_STREAM_LIMIT = 1000  # per endpoint and minute: our assumption (stream-api.md §9: none published)
@@ -158,7 +158,7 @@ def archiver(env: dict[str, str], client: redis.Redis, fake: FakeStream, *args: 
     before, limited = counts(fake)
     waited = sum(Stats(client).stream_waits().values())
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", *args], env=env, capture_output=True, text=True,
                           check=False)
     seconds = time.monotonic() - started
     if done.returncode != 0:

@@ -64,9 +64,10 @@ def costs(svc: Service, calls: int, log_file: Path) -> list[StepCost]:
     from config import load_settings  # noqa: PLC0415
     from config.logging import configure_logging  # noqa: PLC0415
     from tasks.app import enqueue  # noqa: PLC0415, TID251 - an edge, like the CLI; it reads the settings at import
-    from worker.intake import accept_delivery  # noqa: PLC0415
-    from worker.ledger import Ledger, connect  # noqa: PLC0415
-    from worker.stats import stats_for  # noqa: PLC0415
+    from worker.intake.record import accept_delivery  # noqa: PLC0415
+    from worker.ledger.connection import connect  # noqa: PLC0415
+    from worker.ledger.store import Ledger  # noqa: PLC0415
+    from worker.monitoring.stats import stats_for  # noqa: PLC0415
 
     settings = load_settings()
     ledger = Ledger(connect(os.environ["REDIS_URL"]))
@@ -76,7 +77,7 @@ def costs(svc: Service, calls: int, log_file: Path) -> list[StepCost]:
     stats = stats_for(ledger)
     with log_file.open("w") as sink, redirect_stderr(sink):
         configure_logging("INFO", "json")
-        log = structlog.get_logger("worker.web")
+        log = structlog.get_logger("worker.edge.web.app")
         return [
             measure("accept_delivery (HMAC, parse, Lua intake)", calls,
                     lambda i: ids.extend(accept_delivery(settings, ledger, deliveries[i].body, headers[i]).to_queue)),  # type: ignore[union-attr]

@@ -24,9 +24,10 @@ from bench.measure import Figures, run_command, run_forked
 from config import load_settings
 from tests.fakestream.server import FakeStream
 from tests.support.settings import write_config
-from worker.intake import record_routes
-from worker.ledger import Ledger, connect
-from worker.webhooks import ready_file
+from worker.intake.record import record_routes
+from worker.intake.webhook import ready_file
+from worker.ledger.connection import connect
+from worker.ledger.store import Ledger
 
 API_KEY, API_SECRET = "bench-key", "bench-secret-0123456789-0123456789-0123456789"
 RAW = "curl to /dev/null"

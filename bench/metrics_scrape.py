@@ -22,7 +22,8 @@ import redis
 
 from bench.service import service
 from worker.files import StreamFile, transfer_id
-from worker.ledger import Ledger, NewTransfer
+from worker.ledger.models import NewTransfer
+from worker.ledger.store import Ledger
 
 SHARES = {"archived": 0.9, "failed": 0.02}  # the rest stays queued
 

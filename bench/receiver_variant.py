@@ -1,4 +1,4 @@
-"""The receiver of `archiver web`, built the same way (worker.web.create_app under uvicorn), with
+"""The receiver of `archiver web`, built the same way (worker.edge.web.app.create_app under uvicorn), with
 parts switched off to measure what each one costs under load (case 4's findings):
 
     python -m bench.receiver_variant PORT [--no-enqueue] [--log-level warning] [--processes N]
@@ -22,9 +22,9 @@ import uvicorn
 
 from config import load_settings
 from config.logging import configure_logging, register_secrets
-from worker.ledger import Ledger
-from worker.redis_client import connect_env
-from worker.web import Enqueue, create_app
+from worker.edge.web.app import Enqueue, create_app
+from worker.ledger.connection import connect_env
+from worker.ledger.store import Ledger
 
 
 def serve(args: argparse.Namespace, sock: socket.socket) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from config import load_settings
 from worker.runtime import Runtime
-from worker.transfer import run_transfer
+from worker.transfer.run import run_transfer
 
 
 def peak_rss_kib() -> int:

@@ -7,7 +7,7 @@ countdowns (waits live in the ledger).
 No time limit on the transfer task: a limit would kill a long transfer that is still renewing its
 lease, and its retry would start again from byte 0 (a 10 GB file slower than ~0.75 MB/s would never
 finish under 4 h). The lease guards a transfer instead; a hung one stops renewing it (see
-`worker.lease`) and is taken over. A transfer may so outlast the visibility timeout: its message is
+`worker.ledger.lease`) and is taken over. A transfer may so outlast the visibility timeout: its message is
 then delivered once more (kombu#337), and that copy finds the lease live and does nothing.
 """
 

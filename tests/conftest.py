@@ -17,7 +17,7 @@ from tests.support.gcs import gcs_emulator  # noqa: F401
 from tests.support.moto import moto_client, moto_server  # noqa: F401
 from tests.support.redis import RedisServer
 from tests.support.settings import write_config
-from worker.ledger import Ledger
+from worker.ledger.store import Ledger
 
 API_KEY = "test-api-key"
 API_SECRET = "test-api-secret-0123456789-abcdefghij"

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 
 from config import ArchiveConfig, ConfigError, Settings
 from worker.errors import StorageRefused, StorageUnknown
-from worker.ledger import Ledger
-from worker.permits import LedgerPermits
-from worker.redis_client import connect_env
-from worker.source import DownloadClient, http_client
-from worker.stats import stats_for
+from worker.intake.permits import LedgerPermits
+from worker.ledger.connection import connect_env
+from worker.ledger.store import Ledger
+from worker.monitoring.stats import stats_for
 from worker.storage import Storage
 from worker.storage.registry import build_storage
-from worker.stream import StreamClient
-from worker.stream_limits import SharedBudget
+from worker.stream.client import StreamClient
+from worker.stream.limits import SharedBudget
+from worker.transfer.download import DownloadClient, http_client
 
 
 @dataclass

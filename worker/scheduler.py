@@ -17,10 +17,10 @@ import redis
 import structlog
 
 from config import ArchiveConfig
-from worker.ledger import Ledger
+from worker.ledger.models import Enqueue
+from worker.ledger.store import Ledger
 
 log = structlog.get_logger(__name__)
-Enqueue = Callable[[Sequence[str]], None]
 BATCH = 500
 
 

@@ -19,7 +19,7 @@ from tests.fakestream.server import FakeStream, StoredFile
 from tests.support.chaos import SlowProxy, end_group, kill_group, signal_group, start_in_group
 from tests.support.moto import s3_client
 from tests.support.settings import write_config
-from worker.ledger import Ledger
+from worker.ledger.store import Ledger
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -32,7 +32,7 @@ from tests.fakestream.server import FakeStream, StoredFile
 from tests.support.chaos import SlowProxy, events_named, wait_for, wait_for_transfer
 from tests.support.chaos_report import ChaosReport
 from tests.support.moto import s3_storage as moto_storage
-from worker.storage.s3 import S3Storage
+from worker.storage.s3.storage import S3Storage
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -27,7 +27,8 @@ from tests.e2e.conftest import Archiver, local_storage, sha256
 from tests.fakestream.server import FakeStream
 from tests.support.chaos_report import ChaosReport
 from tests.support.processes import wait_until
-from worker.ledger import Ledger, Transfer
+from worker.ledger.models import Transfer
+from worker.ledger.store import Ledger
 
 pytestmark = pytest.mark.e2e
 

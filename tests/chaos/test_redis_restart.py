@@ -21,7 +21,7 @@ from tests.fakestream.server import FakeStream
 from tests.support.chaos import SlowProxy, events_named, wait_for
 from tests.support.chaos_report import ChaosReport
 from tests.support.redis import RedisServer
-from worker.ledger import Transfer
+from worker.ledger.models import Transfer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

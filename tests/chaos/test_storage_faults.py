@@ -26,7 +26,8 @@ from tests.support.chaos_report import ChaosReport
 from tests.support.faultproxy import FaultProxy, Rule, answer, reset
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket
 from tests.support.processes import wait_until
-from worker.ledger import Ledger, Transfer
+from worker.ledger.models import Transfer
+from worker.ledger.store import Ledger
 
 pytestmark = pytest.mark.e2e
 

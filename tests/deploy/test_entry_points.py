@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.deploy.files import ROOT, archiver_command_lines
-from worker.cli import app, main
+from worker.edge.cli.app import app, main
 
 COMMAND_LINES = archiver_command_lines()
 
@@ -32,5 +32,5 @@ def test_command_line_is_a_real_subcommand_with_real_options(where: str, argv: l
 def test_archiver_console_script_is_declared() -> None:
     """pyproject.toml installs the `archiver` command the image's ENTRYPOINT and the units run."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["archiver"] == "worker.cli:main"
+    assert project["scripts"]["archiver"] == "worker.edge.cli.app:main"
     assert callable(main)

@@ -31,7 +31,7 @@ LIMITS = {"QueryCalls": 120, "ListRecordings": 6000, "ListTranscriptions": 6000,
 
 
 def run(service: Archiver, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=service.env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "worker.edge.cli.app", *args], env=service.env, capture_output=True,
                           text=True, timeout=200, cwd=service.log_dir, check=False)
 
 

@@ -17,7 +17,7 @@ PLUGIN = '''
 """A plug-in backend: files under a directory named in its own options table."""
 from pathlib import Path
 
-from worker.storage.local import LocalStorage
+from worker.storage.local.storage import LocalStorage
 
 
 class ShelfStorage(LocalStorage):

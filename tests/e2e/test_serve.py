@@ -21,7 +21,7 @@ BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_", 
 
 
 def test_without_stream_credentials_it_stops_and_names_them(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "serve"], env=BASE_ENV, cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", "serve"], env=BASE_ENV, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "STREAM_API_KEY" in result.stderr and "STREAM_API_SECRET" in result.stderr
@@ -31,7 +31,7 @@ def test_without_stream_credentials_it_stops_and_names_them(tmp_path: Path) -> N
 def test_a_bad_config_file_stops_it_with_the_field(tmp_path: Path) -> None:
     config = write_config(tmp_path / "bad.toml", {"default_storage": "nowhere"})
     env = BASE_ENV | {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "ARCHIVER_CONFIG": str(config)}
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "web"], env=env, cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", "web"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert str(config) in result.stderr and "no storage named 'nowhere'" in result.stderr
@@ -47,7 +47,7 @@ def test_serve_starts_its_own_redis_and_archives_to_the_local_directory(tmp_path
                       "ARCHIVER_LOG_FORMAT": "json"}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        serve = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve", "--port", str(web_port)],
+        serve = subprocess.Popen([sys.executable, "-m", "worker.edge.cli.app", "serve", "--port", str(web_port)],
                                  env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(web_port, timeout=60)
@@ -74,7 +74,7 @@ def test_a_storage_that_cannot_be_built_stops_the_worker_at_start(tmp_path: Path
         "storages": [{"name": "cloud", "storage_type": "ftp", "bucket": "b"}],
     })
     env = BASE_ENV | {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "ARCHIVER_CONFIG": str(config)}
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "worker"], env=env, cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", "worker"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "storages.cloud: unknown storage_type 'ftp'" in result.stderr
@@ -90,7 +90,7 @@ def test_serve_gives_its_start_up_advice_once_and_no_plain_text_banner(
                       "STREAM_BASE_URL": fake.base_url, "ARCHIVER_LOG_FORMAT": "json"}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        serve = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve", "--port", str(web_port)],
+        serve = subprocess.Popen([sys.executable, "-m", "worker.edge.cli.app", "serve", "--port", str(web_port)],
                                  env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: " ready." in log.read_text() and "reconcile_discovery_failed" in log.read_text(),

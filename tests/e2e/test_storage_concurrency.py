@@ -20,7 +20,7 @@ import redis
 from tests.e2e.conftest import Archiver, s3_storage
 from tests.fakestream.server import FakeStream
 from tests.support.faultproxy import FaultProxy, delay
-from worker.ledger import Ledger
+from worker.ledger.store import Ledger
 
 pytestmark = pytest.mark.e2e
 

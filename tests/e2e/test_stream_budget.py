@@ -12,7 +12,7 @@ import redis
 from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream
 from tests.support.settings import write_config
-from worker.stats import Stats
+from worker.monitoring.stats import Stats
 
 GET_CALL = "GET /api/v2/video/call/{type}/{id}"
 

@@ -33,7 +33,7 @@ def made_up(redis_url: str, secret: str = "trysecret") -> dict[str, str]:
 
 def run_try(env: dict[str, str], cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "try", *args], env=env, cwd=cwd,
+    result = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", "try", *args], env=env, cwd=cwd,
                             capture_output=True, text=True, timeout=90, check=False)
     return result, time.monotonic() - started
 
@@ -44,7 +44,7 @@ def serve(tmp_path: Path, redis_url: str) -> Iterator[str]:
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "worker.edge.cli.app", "serve", "--port", str(port)],
                                    env=made_up(redis_url) | {"ARCHIVER_LOG_FORMAT": "json"}, cwd=tmp_path,
                                    stdout=out, stderr=subprocess.STDOUT)
     try:

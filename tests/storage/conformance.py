@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import pytest
 
-from worker.checksums import Digests, Hasher
 from worker.errors import KeyRefused
 from worker.storage.base import Storage, StoredObject
+from worker.storage.checksums import Digests, Hasher
 
 MiB = 1024 * 1024
 PREFIX = "archive/run/"

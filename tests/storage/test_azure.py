@@ -17,7 +17,7 @@ from tests.support.azurite import (
     create_container,
     uncommitted,
 )
-from worker.storage.azure import AzureStorage
+from worker.storage.azure.storage import AzureStorage
 
 
 class TestAzure(StorageConformance):

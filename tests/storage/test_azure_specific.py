@@ -38,10 +38,10 @@ from tests.support.azurite import (  # noqa: F401 - azurite_tls is a session fix
 )
 from tests.support.entra import CLIENT_ID, CLIENT_SECRET, TENANT, TokenServer, entra, principal, tls  # noqa: F401
 from tests.support.ports import free_port
-from worker.checksums import Digests, md5_b64
 from worker.errors import CopyRefused, StorageRefused, StorageUnavailable, VerificationFailed
-from worker.storage.azure import AzureStorage
-from worker.storage.azure_auth import make_container_client
+from worker.storage.azure.auth import make_container_client
+from worker.storage.azure.storage import AzureStorage
+from worker.storage.checksums import Digests, md5_b64
 
 MiB = 1024 * 1024
 

@@ -15,9 +15,9 @@ from config.settings import StorageConfig
 from tests.support.faultproxy import FaultProxy, answer, reset
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, create_bucket, s3_config
 from tests.support.ports import free_port
-from worker.storage.check import CheckReport, check_storage
-from worker.storage.local import LocalStorage
-from worker.storage.s3 import S3Storage
+from worker.storage.local.storage import LocalStorage
+from worker.storage.probe import CheckReport, check_storage
+from worker.storage.s3.storage import S3Storage
 
 STEPS = ["write note", "write multipart", "stat", "read back", "delete"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.storage.conformance import CRLF_KEY, LONG_KEY, PREFIX, StorageConformance
 from tests.support.gcs import create_bucket, gcs_storage, list_objects, watch
-from worker.storage.gcs import GCSStorage
+from worker.storage.gcs.storage import GCSStorage
 
 
 class TestGCS(StorageConformance):

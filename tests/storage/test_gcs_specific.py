@@ -30,11 +30,11 @@ from tests.support.gcs import (
 )
 from tests.support.ports import free_port
 from tests.support.tokenserver import JWT_BEARER, TokenServer, token_server  # noqa: F401 - a fixture
-from worker.checksums import Digests, Hasher, crc32c_b64
 from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
-from worker.storage.gcs import GCSStorage
-from worker.storage.gcs_errors import mapped
-from worker.storage.gcs_writer import chunk_size
+from worker.storage.checksums import Digests, Hasher, crc32c_b64
+from worker.storage.gcs.errors import mapped
+from worker.storage.gcs.storage import GCSStorage
+from worker.storage.gcs.writer import chunk_size
 
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth signs for it, whatever token_uri says

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.storage.conformance import LONG_NAME_KEY, PREFIX, StorageConformance
-from worker.storage.local import PARTIAL_SUFFIX, LocalStorage
+from worker.storage.local.storage import PARTIAL_SUFFIX, LocalStorage
 
 
 class TestLocal(StorageConformance):

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from worker.checksums import Digests
 from worker.errors import StorageRefused, StorageUnavailable
-from worker.storage.local import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
+from worker.storage.checksums import Digests
+from worker.storage.local.storage import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
 
 
 @pytest.fixture

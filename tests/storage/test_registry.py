@@ -10,9 +10,9 @@ import pytest
 from config.settings import ConfigError, StorageConfig, TransferTuning
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, s3_config
 from worker.storage import registry
-from worker.storage.local import LocalStorage
+from worker.storage.local.storage import LocalStorage
 from worker.storage.registry import ENTRY_POINT_GROUP, build_storage
-from worker.storage.s3 import S3Storage
+from worker.storage.s3.storage import S3Storage
 
 TUNING = TransferTuning()
 

@@ -9,7 +9,7 @@ from mypy_boto3_s3 import S3Client
 
 from tests.storage.conformance import CRLF_KEY, LONG_KEY, PREFIX, StorageConformance
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket, s3_storage
-from worker.storage.s3 import S3Storage
+from worker.storage.s3.storage import S3Storage
 
 
 class TestS3(StorageConformance):

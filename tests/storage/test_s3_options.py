@@ -22,9 +22,9 @@ from mypy_boto3_s3 import S3Client
 from config.settings import StorageConfig
 from tests.support.faultproxy import FaultProxy, Recorded, answer
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, create_bucket, s3_config
-from worker.checksums import Digests, Hasher, crc32c_b64, md5_b64
 from worker.errors import StorageRefused
-from worker.storage.s3 import S3Storage
+from worker.storage.checksums import Digests, Hasher, crc32c_b64, md5_b64
+from worker.storage.s3.storage import S3Storage
 
 MiB = 1024 * 1024
 PART = int(TEST_TUNING.part_size)

@@ -25,9 +25,9 @@ from tests.support.moto import (
     s3_storage,
 )
 from tests.support.ports import free_port
-from worker.checksums import Digests
 from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
-from worker.storage.s3 import S3Storage, make_client
+from worker.storage.checksums import Digests
+from worker.storage.s3.storage import S3Storage, make_client
 
 MiB = 1024 * 1024
 

@@ -39,7 +39,7 @@ from azure.storage.blob import (
 from config.settings import StorageConfig, TransferTuning
 from tests.support.ports import free_port
 from tests.support.servers import start_process
-from worker.storage.azure import AzureStorage
+from worker.storage.azure.storage import AzureStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"

@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from worker.ledger import Ledger, Transfer
+from worker.ledger.models import Transfer
+from worker.ledger.store import Ledger
 
 T = TypeVar("T")
 
@@ -30,9 +31,9 @@ T = TypeVar("T")
 
 
 def start_in_group(args: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """`python -m worker.cli *args` as the leader of a new session (its own process group)."""
+    """`python -m worker.edge.cli.app *args` as the leader of a new session (its own process group)."""
     with log_path.open("ab") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "worker.cli", *args], env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "worker.edge.cli.app", *args], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
 
 

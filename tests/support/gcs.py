@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from config.settings import StorageConfig, TransferTuning
 from tests.support.ports import free_port
 from tests.support.servers import start_process
-from worker.storage.gcs import GCSStorage
+from worker.storage.gcs.storage import GCSStorage
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024

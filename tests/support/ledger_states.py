@@ -13,8 +13,10 @@ from typing import Any
 import redis
 
 from tests.conftest import API_KEY, API_SECRET
+from worker.clock import now_ms
 from worker.files import StreamFile, transfer_id
-from worker.ledger import Ledger, NewTransfer, State, now_ms
+from worker.ledger.models import NewTransfer, State
+from worker.ledger.store import Ledger
 
 DAY_MS = 86_400_000
 LONG_AGO = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)  # Stream deleted these files long ago
@@ -94,6 +96,6 @@ def run_cli(redis_url: str, *args: str, cwd: Path | None = None, **env: str) -> 
                "ARCHIVER_LOG_FORMAT": "json", "COLUMNS": "250"}
     environ.pop("ARCHIVER_CONFIG", None)  # only the test's own, given in `env`
     environ.update(env)
-    done = subprocess.run([sys.executable, "-m", "worker.cli", *args], env=environ, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", *args], env=environ, capture_output=True,
                           text=True, timeout=120, cwd=cwd, check=False)
     return Run(done.returncode, done.stdout, done.stderr)

@@ -21,7 +21,7 @@ from botocore.config import Config
 from config.settings import StorageConfig, TransferTuning
 from tests.support.ports import free_port
 from tests.support.servers import start_process
-from worker.storage.s3 import S3Storage
+from worker.storage.s3.storage import S3Storage
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

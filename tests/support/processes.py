@@ -27,7 +27,7 @@ class ArchiverProcesses:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own descriptor
-            process = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], env=self.env,
+            process = subprocess.Popen([sys.executable, "-m", "worker.edge.cli.app", *args], env=self.env,
                                        stdout=log, stderr=subprocess.STDOUT, cwd=self.log_dir)
         self.running[name] = process
         return process
@@ -71,7 +71,7 @@ class ArchiverProcesses:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a one-shot archiver command and return its result."""
-        return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=self.env, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "worker.edge.cli.app", *args], env=self.env, capture_output=True,
                               text=True, timeout=60, cwd=self.log_dir, check=False)
 
     def logs(self) -> str:

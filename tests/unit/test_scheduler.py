@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from tests.unit.test_ledger import END, a_file, record
+from tests.unit.ledger.test_ledger import END, a_file, record
 from worker.files import transfer_id
-from worker.ledger import Ledger, NewTransfer
+from worker.ledger.models import NewTransfer
+from worker.ledger.store import Ledger
 from worker.scheduler import run_scheduler, sweep_once
 
 

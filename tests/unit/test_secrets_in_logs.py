@@ -30,12 +30,12 @@ from tests.support.azurite import ACCOUNT, account_sas, azurite, create_containe
 from tests.support.ports import free_port
 from tests.support.samples import stream_time
 from tests.support.webserver import serve_in_thread
-from worker.intake import record_routes
+from worker.edge.web.app import create_app
+from worker.intake.record import record_routes
+from worker.intake.webhook import ready_file, sign
 from worker.runtime import Runtime
-from worker.storage.local import LocalStorage
-from worker.transfer import run_transfer
-from worker.web import create_app
-from worker.webhooks import ready_file, sign
+from worker.storage.local.storage import LocalStorage
+from worker.transfer.run import run_transfer
 
 WRONG_ACCOUNT_KEY = base64.b64encode(os.urandom(64)).decode()
 S3_SECRET = "s3-secret-" + base64.b32encode(os.urandom(20)).decode()

@@ -1,7 +1,7 @@
 """The storage interface every backend implements, and the contract its methods keep.
 
 Keys given to a storage are *relative*: the storage puts its configured ``path`` prefix in front.
-Keys are produced by `worker.keys.object_key` (safe path segments joined by ``/``), but a backend
+Keys are produced by `worker.intake.object_keys.object_key` (safe path segments joined by ``/``), but a backend
 must still never write outside its bucket/prefix (local: outside its root) whatever the key says.
 
 Errors: a backend maps its SDK's errors at its edge to `worker.errors`:
@@ -18,7 +18,7 @@ streaming and hands them to ``commit``. A backend puts ``sha256`` into the objec
 it can set metadata after the bytes (one-request uploads, local files), and gives the store its
 native full-object checksum so the store itself checks the bytes (CRC32C on S3 and GCS, MD5 on
 Azure). ``stat`` reports, in ``StoredObject.checksums``, every checksum the store keeps for the
-object (``sha256`` from metadata, ``crc32c``, ``md5``), in `worker.checksums` wire form.
+object (``sha256`` from metadata, ``crc32c``, ``md5``), in `worker.storage.checksums` wire form.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar, Self
 
-from worker.checksums import Digests, Hasher
+from worker.storage.checksums import Digests, Hasher
 
 
 @dataclass(frozen=True)

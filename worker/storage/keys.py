@@ -12,7 +12,7 @@ filesystem and S3 both accept is allowed inside a segment (unicode, spaces, ``?`
 Backends call `check_key` first, then their own rules (what each store cannot hold: Azure a segment
 ending in ``.``, GCS CR/LF, every cloud store more than 1024 bytes, a filesystem a segment over
 NAME_MAX), and raise `KeyRefused` (a ValueError, and a permanent error: the transfer is ``failed``
-with reason ``key_refused``, never retried until its deadline). `worker.keys.object_key` builds keys
+with reason ``key_refused``, never retried until its deadline). `worker.intake.object_keys.object_key` builds keys
 every backend can store; what is refused is an operator's template, or a key recorded before.
 """
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from config.settings import TransferTuning
-from worker.checksums import Digests
 from worker.storage.base import ObjectWriter, StoredObject
+from worker.storage.checksums import Digests
 
 R = TypeVar("R")  # what sending one part returns: `_finish_parts` gets them all, in order
 

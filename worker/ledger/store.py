@@ -1,0 +1,249 @@
+"""The transfer ledger in Redis: the source of truth (the Celery queue is only a hint).
+
+States::
+
+    (routing) ──▶ queued     (a file waiting for its routes has no transfers yet: `worker.ledger.unrouted`)
+    queued ──claim──▶ transferring ──▶ archived
+      ▲                    │  ├──────▶ failed    (permanent error; kept until retried by command)
+      └──── backoff ───────┘  └──────▶ lost      (the source no longer has it; never archived)
+    skipped                 (the route says not to archive)
+
+Every change is one Lua script (`worker.ledger.scripts`), so a crash never leaves half a change.
+A running transfer holds a lease (renewed by heartbeat) and a random fencing token made for its
+claim: a worker whose lease was taken over can no longer write its result, even when Redis lost its
+last writes and handed out the same epoch twice. Leases and due times are judged by Redis's clock
+(TIME, inside the scripts), never by a worker's or the scheduler's.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal, cast
+
+import redis
+
+from worker.clock import now_ms, to_ms
+from worker.files import StreamFile
+from worker.intake.object_keys import key_of_another_owner
+from worker.ledger import scripts as lua
+from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.models import (
+    Claim,
+    Intake,
+    NewTransfer,
+    State,
+    Transfer,
+)
+
+
+def _strings(values: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+class Ledger:
+    """Typed access to the ledger's keys and scripts."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._intake = client.register_script(lua.INTAKE)
+        self._claim = client.register_script(lua.CLAIM)
+        self._heartbeat = client.register_script(lua.HEARTBEAT)
+        self._finish = client.register_script(lua.FINISH)
+        self._take_due = client.register_script(lua.TAKE_DUE)
+        self._defer_routing = client.register_script(lua.DEFER_ROUTING)
+        self._retry = client.register_script(lua.RETRY)
+        self._set_url = client.register_script(lua.SET_URL)
+        self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
+        self._note_failure = client.register_script(lua.NOTE_FAILURE)
+        self._lock = client.register_script(lua.LOCK)
+        self._unlock = client.register_script(lua.UNLOCK)
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
+               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False) -> Intake:
+        """Record `file` and its transfers in one step; existing ones are left as they are. New queued
+        transfers are due `dispatch_in_ms` from now; every time written is Redis's (TIME), never
+        this process's clock.
+
+        Each key has one owner file per storage: a queued transfer whose key another file owns
+        already gets `worker.intake.object_keys.key_of_another_owner` instead (``failed`` if that is taken too).
+
+        With `route_in_ms`, the file's destinations are not known yet (no transfers are given): it
+        waits in the ``unrouted`` index, to be resolved that much later; without it, `transfers`
+        are its routes.
+
+        The file keeps the URL of the newest event (`StreamFile.url_at`): an older one never
+        replaces it. With `refuse_expired`, a file whose `expires_at` has passed (by Redis's clock)
+        is not recorded at all (`Intake.expired`).
+        """
+        expires = to_ms(expires_at)
+        file_fields = _strings({
+            "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename, "url": file.url,
+            "session_id": file.session_id, "recording_type": file.recording_type,
+            "egress_id": file.egress_id, "start_time": to_ms(file.start_time),
+            "end_time": to_ms(file.end_time), "expires_at": expires,
+        })
+        rows = [{
+            "id": t.id, "state": t.state, "expires": str(expires),
+            "alt_key": key_of_another_owner(t.key, file.file_id) if t.key else "",
+            "fields": _strings({
+                "call_cid": file.call_cid, "kind": file.kind, "filename": file.filename,
+                "session_id": file.session_id, "storage": t.storage, "key": t.key,
+                "expires_at": expires, "error": t.error,
+            }),
+        } for t in transfers]
+        result = self._intake(args=[self.prefix, dispatch_in_ms,
+                                    json.dumps({"id": file.file_id, "fields": file_fields}),
+                                    json.dumps(rows), "" if route_in_ms is None else route_in_ms,
+                                    "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
+                                    "1" if refuse_expired else "0"])
+        is_new, created, expired = cast(list[int], result)
+        return Intake(bool(is_new), int(created), bool(expired))
+
+    def now_ms(self) -> int:
+        """Redis's clock (TIME), in ms: what leases, waits and due times are judged by."""
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def claim(self, transfer_id: str, owner: str, lease_ms: int, *, limits: Mapping[str, int] | None = None,
+              busy_wait_ms: int = 3000) -> Claim:
+        """Take the transfer's lease for `lease_ms` (by Redis's clock), with a fresh random token.
+        `limits` maps a storage to its max_concurrency: when that many of its transfers hold a live
+        lease, the claim is refused (``storage_busy``) and the transfer is due again in
+        `busy_wait_ms`, with no attempt counted."""
+        token = secrets.token_hex(16)
+        status, epoch = cast(list[Any], self._claim(
+            args=[self.prefix, transfer_id, owner, token, lease_ms, json.dumps(dict(limits or {})), busy_wait_ms]))
+        return Claim(str(status), int(epoch), token if str(status) == "claimed" else "")
+
+    def running(self, storage: str) -> int:
+        """How many transfers of `storage` hold a live lease now (what max_concurrency counts)."""
+        return int(self.redis.zcount(f"{self.prefix}running:{storage}", f"({self.now_ms()}", "+inf"))
+
+    def heartbeat(self, transfer_id: str, token: str, lease_ms: int) -> bool:
+        """Extend the lease to `lease_ms` from now; False once the claim with `token` is not the
+        transfer's any more."""
+        return bool(self._heartbeat(args=[self.prefix, transfer_id, token, lease_ms]))
+
+    def finish(self, transfer_id: str, token: str, state: State, *, retry_in_ms: int | None = None,
+               **fields: Any) -> bool:
+        """Move a claimed transfer to `state` (``queued``: due again, and its next_attempt_at,
+        `retry_in_ms` from now); False when the claim with `token` was taken over."""
+        args: list[str | int] = [self.prefix, transfer_id, token, state,
+                                 "" if retry_in_ms is None else retry_in_ms, json.dumps(_strings(fields))]
+        return bool(self._finish(args=args))
+
+    def take_due(self, redispatch_ms: int, limit: int = 500,
+                 index: Literal["due", "unrouted"] = "due") -> list[str]:
+        """Transfers (or, with index="unrouted", files waiting for their routes) due now, each
+        pushed back by `redispatch_ms` (so a lost message is sent again later)."""
+        ids = self._take_due(args=[self.prefix, redispatch_ms, limit, index])
+        return [str(i) for i in cast(list[Any], ids)]
+
+    def soonest_to_expire(self, transfer_ids: list[str]) -> list[str]:
+        """`transfer_ids` ordered by when Stream deletes their files, soonest first (unknown last)."""
+        if not transfer_ids:
+            return []
+        scores: list[float | None] = self.redis.zmscore(f"{self.prefix}expiry", transfer_ids)
+        last = float("inf")
+        return [tid for _, tid in sorted(zip((last if s is None else s for s in scores), transfer_ids,
+                                             strict=True))]
+
+    def defer_routing(self, file_id: str, delay_ms: int, error: str) -> bool:
+        """Try routing `file_id` again `delay_ms` from now (its failed lookups counted, the last
+        one's time and `error` kept); False when it no longer waits for routes."""
+        return bool(self._defer_routing(args=[self.prefix, file_id, delay_ms, error]))
+
+    def retry(self, transfer_id: str) -> bool:
+        """Queue a `failed` (or `lost`) transfer again, now; False for any other state."""
+        transfer = self.get(transfer_id)
+        if transfer is None:
+            return False
+        expires = to_ms(transfer.expires_at) if transfer.expires_at else ""
+        return bool(self._retry(args=[self.prefix, transfer_id, expires]))
+
+    def requeue_archived(self, transfer_id: str, error: str) -> bool:
+        """Queue an `archived` transfer again, due now (reason ``object_changed``): its object is no
+        longer the bytes archived. False when it is not `archived` (any more)."""
+        return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
+
+    def set_file_url(self, file_id: str, url: str) -> bool:
+        """A fresher signed URL for the file, just listed by Stream's API: newer than any event's, so
+        it replaces the stored one (and no replayed event replaces it). False when the file is gone."""
+        return bool(self._set_url(args=[self.prefix, file_id, url]))
+
+    def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
+        """Record that the file no longer needs deleting from Stream (and how that ended)."""
+        self.redis.hset(f"{self.prefix}file:{file_id}",
+                        mapping={"deleted_from_stream_at": now_ms(), "deleted_from_stream": outcome})
+
+    def note_failure(self, record: dict[str, Any], keep: int = 10_000, remember_ms: int = 15 * 86_400_000) -> bool:
+        """Keep a failure event Stream reported (newest first, the last `keep` of them), once per
+        (kind, call, egress): a redelivery returns False and keeps nothing."""
+        identity = record.get("egress_id") or record.get("created_at")
+        marker = f"{self.prefix}failure:{record['kind']}:{record['call_cid']}:{identity}"
+        keys = [marker, f"{self.prefix}stream_failures"]
+        return bool(self._note_failure(keys=keys, args=[json.dumps(record), keep, remember_ms]))
+
+    def stream_failures(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The failure events Stream reported, newest first."""
+        return [json.loads(raw) for raw in cast(list[str], self.redis.lrange(f"{self.prefix}stream_failures", 0,
+                                                                              limit - 1))]
+
+    def cached_call(self, call_cid: str) -> dict[str, Any] | None | Literal[False]:
+        """A call's cached GetCall data; None if Stream had no such call; False if not cached."""
+        raw = self.redis.get(f"{self.prefix}call:{call_cid}")
+        if raw is None:
+            return False
+        value = json.loads(cast(str, raw))
+        return value if isinstance(value, dict) else None
+
+    def cache_call(self, call_cid: str, call: dict[str, Any] | None, ttl_ms: int) -> None:
+        self.redis.set(f"{self.prefix}call:{call_cid}", json.dumps(call), px=max(1, ttl_ms))
+
+    def acquire_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(self._lock(args=[self.prefix, token, ttl_ms]))
+
+    def release_lock(self, token: str) -> None:
+        self._unlock(args=[self.prefix, token])
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, transfer_id: str) -> Transfer | None:
+        h = cast(dict[str, str], self.redis.hgetall(f"{self.prefix}transfer:{transfer_id}"))
+        return Transfer.from_hash(h) if h else None
+
+    def file(self, file_id: str) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(f"{self.prefix}file:{file_id}"))
+
+    def transfers_of(self, file_id: str) -> list[str]:
+        return sorted(cast(set[str], self.redis.smembers(f"{self.prefix}file:{file_id}:transfers")))
+
+    def count(self, state: str) -> int:
+        return int(self.redis.zcard(f"{self.prefix}state:{state}"))
+
+    def ids(self, state: str | None = None) -> list[str]:
+        key = f"{self.prefix}state:{state}" if state else f"{self.prefix}transfers"
+        return [str(i) for i in cast(list[Any], self.redis.zrange(key, 0, -1))]
+
+    def iter_transfers(self, state: str | None = None, batch: int = 500) -> Iterator[Transfer]:
+        ids = self.ids(state)
+        for start in range(0, len(ids), batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in ids[start:start + batch]:
+                pipe.hgetall(f"{self.prefix}transfer:{tid}")
+            for h in pipe.execute():
+                if h:
+                    yield Transfer.from_hash(h)
+
+    def due_at(self, transfer_id: str) -> float | None:
+        score = self.redis.zscore(f"{self.prefix}due", transfer_id)
+        return None if score is None else float(score)

@@ -1,0 +1,210 @@
+"""AzureStorage: Azure Blob Storage (``storage_type = "abs"``), through azure-storage-blob.
+
+Objects are block blobs at ``<container>/<prefix><key>`` (``bucket`` is the container). How the
+client authenticates and which URL it uses: `worker.storage.azure.auth`.
+
+Writing streams. A blob no larger than ``multipart_threshold`` goes up as one Put Blob at commit,
+with its MD5 as ``Content-MD5`` so that Azure checks the whole content. A larger one is staged in
+``part_size`` blocks (Put Block, each with its own transactional MD5, checked by Azure) from a
+thread pool with at most ``parts_in_flight`` in flight (``write`` blocks beyond that); commit is one
+Put Block List carrying content type, metadata (``sha256`` included: Azure sets metadata at commit,
+after the bytes) and, when the digests have one, the whole-content MD5 as the blob's ``Content-MD5``
+property (Azure stores that one without checking it; the blocks were checked one by one). A transfer
+asks for that whole-content MD5 only for a blob that goes up in one request (`native_checksum_for`):
+a second MD5 of every byte cost 1.7 CPU-s per GiB, on cores the upload needs (bench/). Memory per writer:
+about ``part_size × (parts_in_flight + 1)`` plus one incoming chunk, and at most
+``2 × (multipart_threshold + part_size)`` for a moment at the commit of a single Put Blob.
+
+Nothing is visible before commit: staged blocks are not a blob. An aborted writer deletes what it
+staged only while no committed blob holds the name (a Delete Blob conditioned on
+``If-Unmodified-Since`` 2000-01-01, which a committed blob always fails). When it was replacing an
+existing blob, its blocks stay uncommitted until the next Put Block List to that name discards
+them, or Azure does, seven days after the last Put Block; the same seven days apply if Azure
+answers that an uncommitted blob does not exist (Azurite deletes it).
+
+Differences from S3: metadata names must be C# identifiers (ASCII letters, digits, ``_``, not
+starting with a digit: no hyphen; ValueError otherwise); Azure keeps their case. Values travel in
+HTTP headers, so they are percent-encoded like S3's (`urllib.parse.quote` of ``%``, space, controls
+and non-ASCII) and decoded by `stat`. A key with a path segment ending in ``.`` is refused
+(ValueError): Azure drops such dots. A stat in a missing container is refused (``missing_bucket``).
+Deleting removes the blob's snapshots too (with soft delete or versioning on the account, Azure
+keeps its own copies).
+
+Server-side copy (`copy_from_url`): `worker.storage.azure.copy`. Errors: `worker.storage.azure.errors`;
+messages name the storage, container, key, Azure's error code and message, never a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import NoReturn, Self
+
+import structlog
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
+
+from config.settings import StorageConfig, TransferTuning
+from worker.errors import CopyRefused, KeyRefused
+from worker.storage.azure.auth import TokenCredential, make_container_client, public_location, secrets_of
+from worker.storage.azure.copy import copy_from_url
+from worker.storage.azure.errors import Scrubber, error_code, map_error
+from worker.storage.azure.writer import AzureWriter, decode_metadata, encode_metadata
+from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.checksums import b64
+from worker.storage.keys import check_key, check_prefix
+from worker.storage.parts import PartPool
+
+MAX_KEY_CHARS = 1024
+_NOT_SINCE = datetime(2000, 1, 1, tzinfo=UTC)  # every committed blob was modified after this
+
+log = structlog.get_logger(__name__)
+
+
+class AzureStorage(Storage):
+    """Block blobs in one container, under one prefix."""
+
+    storage_type = "abs"
+    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5",
+                                content_checksums=frozenset({"sha256"}))  # see __init__
+
+    def __init__(
+        self,
+        name: str,
+        client: ContainerClient,
+        *,
+        prefix: str = "",
+        tuning: TransferTuning,
+        secrets: Sequence[str] = (),
+        server_side_copy: bool = True,
+        credential: TokenCredential | None = None,
+    ) -> None:
+        """`secrets` are scrubbed from every error message; `credential` is closed with the storage.
+        Raises ValueError for a bad prefix."""
+        super().__init__(name)
+        self.client, self.prefix, self.tuning = client, check_prefix(prefix), tuning
+        self.container = client.container_name
+        self.scrub = Scrubber(secrets)
+        self._credential = credential
+        self._location = public_location(client)
+        self.parts = PartPool(tuning.parts_in_flight, "abs-block")
+        # per instance, as abs_server_side_copy may turn the copy off (Storage declares a ClassVar)
+        self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
+                                         content_checksums=frozenset({"sha256"}))  # every commit sets metadata
+
+    @classmethod
+    def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
+        """Build the client from ``config.azure_blob``. Raises ValueError when that table is missing
+        or unusable."""
+        options = config.azure_blob
+        if options is None:
+            raise ValueError(f"storage {config.name!r}: storage_type 'abs' needs an azure_blob table")
+        client, credential = make_container_client(options, config.bucket, tuning)
+        return cls(
+            config.name, client, prefix=config.path, tuning=tuning, secrets=secrets_of(options),
+            server_side_copy=options.abs_server_side_copy, credential=credential,
+        )  # fmt: skip
+
+    def full_key(self, key: str) -> str:
+        """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal or over-long key, or a path segment
+        ending in a dot."""
+        full = self.prefix + check_key(key)
+        if len(full) > MAX_KEY_CHARS:
+            raise KeyRefused(f"Azure blob names are at most {MAX_KEY_CHARS} characters: {full[:60]!r}...")
+        if any(segment.endswith(".") for segment in full.split("/")):
+            raise KeyRefused(f"Azure drops the trailing dot of a path segment: {key!r}")
+        return full
+
+    def blob(self, full_key: str) -> BlobClient:
+        return self.client.get_blob_client(full_key)
+
+    def where(self, action: str, key: str) -> str:
+        return f"azure storage {self.name!r}: {action} {self._location}{self.prefix}{key}"
+
+    def raise_mapped(self, exc: AzureError, action: str, key: str, *, missing: bool = False) -> NoReturn:
+        """Raise the `worker.errors` exception for `exc` (`missing`: BlobNotFound means no key)."""
+        raise map_error(exc, self.where(action, key), self.scrub, missing=missing) from exc
+
+    def discard_staged(self, key: str, full_key: str) -> None:
+        """Delete the uncommitted blocks staged under `full_key` unless a committed blob holds that
+        name (see the module docstring). Never raises: a failure is logged."""
+        try:
+            self.blob(full_key).delete_blob(if_unmodified_since=_NOT_SINCE)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # a committed blob is there (its blocks wait for the next commit), or nothing is
+        except AzureError as exc:
+            log.warning("storage_abort_failed", storage=self.name, key=key, reason=self.scrub(error_code(exc)))
+
+    def open_writer(
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
+    ) -> ObjectWriter:
+        """Nothing is sent until a block is due or commit. Raises ValueError for an illegal key or
+        metadata name; `size_hint` is not needed."""
+        return AzureWriter(self, key, self.full_key(key), content_type, encode_metadata(metadata))
+
+    def stat(self, key: str) -> StoredObject:
+        """Get Blob Properties. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
+        try:
+            props = self.blob(self.full_key(key)).get_blob_properties()
+        except AzureError as exc:
+            self.raise_mapped(exc, "stat", key, missing=True)
+        metadata = decode_metadata(props.metadata or {})
+        checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
+        if props.content_settings.content_md5:
+            checksums["md5"] = b64(bytes(props.content_settings.content_md5))
+        etag = (props.etag or "").strip('"') or None
+        return StoredObject(key, props.size, metadata, props.content_settings.content_type, etag, checksums)
+
+    def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Get Blob in 4 MiB ranges, yielded in chunks of at most `chunk_size`. Raises
+        FileNotFoundError at once when there is none; StorageRefused / StorageUnavailable (also
+        while iterating)."""
+        try:
+            downloader = self.blob(self.full_key(key)).download_blob()
+        except AzureError as exc:
+            self.raise_mapped(exc, "read", key, missing=True)
+        return self._chunks(downloader, key, chunk_size)
+
+    def _chunks(self, downloader: StorageStreamDownloader[bytes], key: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            for chunk in downloader.chunks():
+                for start in range(0, len(chunk), chunk_size):
+                    yield chunk[start : start + chunk_size]
+        except AzureError as exc:
+            self.raise_mapped(exc, "read", key)
+
+    def delete(self, key: str) -> None:
+        """Delete the blob and its snapshots; missing is fine. Raises ValueError, StorageRefused /
+        StorageUnavailable (``missing_bucket`` when the container is gone)."""
+        try:
+            self.blob(self.full_key(key)).delete_blob(delete_snapshots="include")
+        except AzureError as exc:
+            if error_code(exc) != "BlobNotFound":
+                self.raise_mapped(exc, "delete", key)
+
+    def copy_from_url(
+        self, key: str, url: str, *, size: int, content_type: str, metadata: Mapping[str, str]
+    ) -> StoredObject:
+        """Put Block From URL in ``part_size`` ranges, then Put Block List: see
+        `worker.storage.azure.copy`. Raises CopyRefused (nothing left behind), ValueError,
+        StorageRefused / StorageUnavailable."""
+        if not self.capabilities.server_side_copy:
+            raise CopyRefused(f"azure storage {self.name!r}: server-side copy is off (abs_server_side_copy)")
+        full_key = self.full_key(key)
+        return copy_from_url(self, key, full_key, url, size, content_type, encode_metadata(metadata))
+
+    def native_checksum_for(self, size: int | None) -> str | None:
+        """MD5 for a blob sent in one Put Blob (Azure checks it); none for a block blob, whose blocks
+        carry their own MD5 (see the module docstring)."""
+        return "md5" if size is not None and size <= self.tuning.multipart_threshold else None
+
+    def describe(self) -> str:
+        return f"{self._location}{self.prefix}"
+
+    def close(self) -> None:
+        """Stop the block-upload threads, the client's connections and the credential's. Idempotent."""
+        self.parts.close()
+        self.client.close()
+        credential, self._credential = self._credential, None
+        if credential is not None:
+            credential.close()

@@ -1,0 +1,124 @@
+"""The Azure streaming writer: one Put Blob, or blocks staged with a bounded number in flight and one
+Put Block List at commit.
+
+See `worker.storage.azure.storage` for the memory bound, what abort leaves and the error mapping it relies on,
+and `worker.storage.parts` for the buffering and the blocks in flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobBlock, ContentSettings
+
+from worker.storage.base import StoredObject
+from worker.storage.checksums import Digests
+from worker.storage.parts import PartedWriter
+
+if TYPE_CHECKING:
+    from worker.storage.azure.storage import AzureStorage
+
+_META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Percent-encode values for HTTP headers. Raises ValueError for a name Azure refuses."""
+    for name in metadata:
+        if not _META_KEY.fullmatch(name):
+            raise ValueError(f"Azure metadata names must be C# identifiers (ASCII letters, digits, '_'): {name!r}")
+    return {name: quote(value, safe=_META_SAFE) for name, value in metadata.items()}
+
+
+def decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {name: unquote(value) for name, value in metadata.items()}
+
+
+def block_id(nonce: str, number: int) -> str:
+    """Block `number` of one blob: all of one length (Azure requires it), unique to one writer by
+    `nonce` so that another writer's uncommitted blocks under the same name are never mistaken for ours."""
+    return f"{nonce}{number:08d}"
+
+
+def block_ids() -> Iterator[str]:
+    """The ids of one blob's blocks, in order (see `block_id`)."""
+    nonce = uuid.uuid4().hex
+    return (block_id(nonce, number) for number in itertools.count(1))
+
+
+def content_settings(content_type: str, digests: Digests | None) -> ContentSettings:
+    """Content type, and the whole-content MD5 from `digests` as the blob's Content-MD5 property."""
+    md5 = bytearray(base64.b64decode(digests.md5)) if digests is not None and digests.md5 else None
+    return ContentSettings(content_type=content_type, content_md5=md5)
+
+
+def checksums(digests: Digests | None) -> dict[str, str]:
+    """What the committed blob keeps of `digests`: ``sha256`` (metadata) and ``md5`` (Content-MD5)."""
+    if digests is None:
+        return {}
+    return {"sha256": digests.sha256, **({"md5": digests.md5} if digests.md5 else {})}
+
+
+class AzureWriter(PartedWriter[str]):
+    """One Put Blob, or staged blocks committed at once (see `worker.storage.parts` for the buffering
+    and the blocks in flight)."""
+
+    def __init__(
+        self, storage: AzureStorage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        super().__init__(key, storage.tuning, storage.parts.submit)
+        self._s, self._full_key = storage, full_key
+        self._blob = storage.blob(full_key)
+        self._content_type, self._metadata = content_type, metadata
+        self._nonce = uuid.uuid4().hex  # of this writer's block ids
+
+    def _raise_mapped(self, exc: Exception, action: str) -> None:
+        if isinstance(exc, AzureError):
+            self._s.raise_mapped(exc, action, self._key)
+
+    def _begin_commit(self, digests: Digests | None) -> None:
+        """Either way, the last request sets metadata: ``sha256`` goes too."""
+        if digests is not None:
+            self._metadata = {**self._metadata, "sha256": digests.sha256}
+
+    def _send_part(self, number: int, part: bytes) -> str:
+        """Put Block, with a transactional MD5 that Azure checks; returns the block id."""
+        name = block_id(self._nonce, number)
+        self._blob.stage_block(name, part, length=len(part), validate_content="md5")
+        return name
+
+    def _send_whole(self, body: bytes, digests: Digests | None) -> dict[str, Any]:
+        """Put Blob, with content type, metadata and the MD5 of `digests` as Content-MD5 (checked)."""
+        check: dict[str, Any] = {"validate_content": "md5"}  # Azure checks the body against this MD5
+        if digests is not None and digests.md5:  # ... computed while streaming, rather than again here
+            check = {"transactional_content_md5": base64.b64decode(digests.md5)}
+        settings = content_settings(self._content_type, digests)
+        return self._blob.upload_blob(
+            body, length=len(body), overwrite=True, metadata=self._metadata, content_settings=settings, **check
+        )
+
+    def _finish_parts(self, parts: list[str], digests: Digests | None) -> dict[str, Any]:
+        """Put Block List, with content type, metadata and the MD5 of `digests` as Content-MD5 (kept
+        unchecked: the blocks were checked one by one)."""
+        response = self._blob.commit_block_list(
+            [BlobBlock(block_id=name) for name in parts],
+            content_settings=content_settings(self._content_type, digests),
+            metadata=self._metadata,
+        )
+        return dict(response)
+
+    def _discard(self) -> None:
+        """Delete what was staged when no committed blob holds the name (`AzureStorage.discard_staged`)."""
+        self._s.discard_staged(self._key, self._full_key)
+
+    def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
+        etag = str(response.get("etag") or "").strip('"') or None
+        metadata = decode_metadata(self._metadata)
+        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums(digests))

@@ -1,0 +1,141 @@
+"""How Google Cloud Storage failures become `worker.errors`, at the edge of `worker.storage.gcs.storage`.
+
+Four families of errors reach this edge, and each is reduced to an HTTP status (0: no answer at all)
+and a text before one table decides:
+
+- the library's calls (stat, delete) raise ``google.api_core.exceptions`` (``RetryError`` wraps the
+  last one once the retry deadline passed) or ``google.cloud.storage.exceptions.InvalidResponse``;
+- the raw upload and download requests return a `requests.Response` with GCS's JSON error body;
+- google-auth raises ``RefreshError`` when the token endpoint refuses (``invalid_grant``: treated as
+  401, or as 503 when it says the refusal is retryable), ``TransportError`` when it cannot be reached;
+- requests / urllib3 / http.client raise connection errors and timeouts (status 0).
+
+The table: 401 → StorageRefused "credentials"; 403 → "permission"; 404 → FileNotFoundError for a
+key, StorageRefused "missing_bucket" for a write or when GCS says "bucket does not exist", and
+StorageUnavailable for an expired upload session; 429 → StorageUnavailable "throttled"; 5xx →
+"server_error"; no answer, 408 → "unreachable"; a 400 about a checksum → VerificationFailed; any
+other 4xx → StorageRefused "other". ``DataCorruption`` → VerificationFailed.
+
+Messages name the storage, the action, ``gs://bucket/key``, the status and GCS's own message; in
+that message query strings become ``?...`` (a resumable session URI is itself a credential) and
+configured secrets ``***``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import requests
+import urllib3
+from google.api_core import exceptions as api
+from google.auth import exceptions as auth
+from google.cloud.storage import exceptions as media
+
+from worker.errors import StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
+
+Missing = Literal["key", "bucket", "session"]  # what a 404 means for the call that got it
+Mapped = StorageRefused | StorageUnavailable | VerificationFailed | FileNotFoundError
+
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError, TimeoutError,
+)  # fmt: skip
+# Every error type this module knows how to map; anything else is a bug and passes through.
+ERRORS: tuple[type[BaseException], ...] = (
+    api.GoogleAPIError, auth.GoogleAuthError, media.InvalidResponse, media.DataCorruption, *NETWORK_ERRORS,
+)  # fmt: skip
+
+_QUERY = re.compile(r"\?[^\s'\")]*=[^\s'\")]*")  # "?a=b&c=d": a session URI's upload_id is a credential
+_CHECKSUM_WORDS = ("crc32c", "md5", "checksum")  # GCS: Provided CRC32C / MD5 hash "..." doesn't match
+
+
+def response_text(response: requests.Response) -> str:
+    """GCS's ``reason: message`` from a JSON error body, else the start of the body."""
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        return response.text[:200] or response.reason or ""
+    if not isinstance(error, dict):
+        return str(error)[:200]
+    errors = error.get("errors") or [{}]
+    reason = errors[0].get("reason", "") if isinstance(errors[0], dict) else ""
+    message = str(error.get("message", ""))
+    return f"{reason}: {message}" if reason else message
+
+
+def describe(exc: BaseException) -> tuple[int, str] | None:
+    """The HTTP status (0: no answer) and text of a known failure; None for any other exception."""
+    if isinstance(exc, api.RetryError):
+        return describe(exc.cause) if exc.cause is not None else (0, f"RetryError: {exc.message}")
+    if isinstance(exc, api.GoogleAPICallError):
+        if isinstance(exc.response, requests.Response):  # GCS's own words, not the library's URL
+            return exc.response.status_code, response_text(exc.response)
+        return int(exc.code or 0), f"{type(exc).__name__}: {exc.message}"
+    if isinstance(exc, media.InvalidResponse):
+        return exc.response.status_code, response_text(exc.response)
+    if isinstance(exc, auth.RefreshError):
+        first = exc.args[0] if exc.args else ""
+        return (503 if exc.retryable else 401), f"token refresh refused: {first}"
+    if isinstance(exc, auth.TransportError):
+        return 0, f"token endpoint unreachable: {type(exc).__name__}"
+    if isinstance(exc, auth.GoogleAuthError):
+        return 401, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, NETWORK_ERRORS):
+        return 0, f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def classify(status: int, text: str, missing: Missing) -> tuple[type[Mapped], StorageReason]:
+    """Which error, and why, for an HTTP `status` (0: no answer) whose message is `text`."""
+    lowered = text.lower()
+    table: dict[int, tuple[type[Mapped], StorageReason]] = {
+        0: (StorageUnavailable, "unreachable"),
+        401: (StorageRefused, "credentials"),
+        403: (StorageRefused, "permission"),
+        408: (StorageUnavailable, "unreachable"),
+        429: (StorageUnavailable, "throttled"),
+    }
+    if status in table:
+        return table[status]
+    if status in (404, 410):
+        if missing == "bucket" or ("bucket does not exist" in lowered and "no such object" not in lowered):
+            return StorageRefused, "missing_bucket"
+        return (StorageUnavailable, "other") if missing == "session" else (FileNotFoundError, "other")
+    if status >= 500:
+        return StorageUnavailable, "server_error"
+    if status == 400 and any(word in lowered for word in _CHECKSUM_WORDS):
+        return VerificationFailed, "checksum_rejected"
+    return StorageRefused, "other"
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """`text` without URL query strings and without any of `secrets`."""
+    text = _QUERY.sub("?...", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def build(where: str, status: int, text: str, missing: Missing, secrets: Sequence[str]) -> Mapped:
+    """The exception for a failure of the call described by `where` (storage, action, object)."""
+    kind, reason = classify(status, text, missing)
+    detail = scrub(f"HTTP {status}: {text}" if status else text, secrets)
+    message = f"{where} failed: {detail}"  # `where` holds the key, which may contain "?" and "="
+    if kind is StorageRefused or kind is StorageUnavailable:
+        return kind(message, reason=reason)
+    return kind(message)
+
+
+def mapped(exc: BaseException, where: str, missing: Missing, secrets: Sequence[str]) -> Mapped | None:
+    """The exception to raise for `exc` (see the module docstring), or None when it is not a
+    storage failure (a bug: let it through unchanged)."""
+    if isinstance(exc, media.DataCorruption):
+        return VerificationFailed(f"{where} failed: data corruption: {scrub(str(exc), secrets)}")
+    described = describe(exc)
+    if described is None:
+        return None
+    return build(where, described[0], described[1], missing, secrets)

@@ -1,0 +1,319 @@
+"""LocalStorage: a directory tree on a local or mounted filesystem (``storage_type = "local"``).
+
+An object ``key`` lives at ``<root>/<prefix><key>``; ``root`` is the configured ``bucket`` (relative
+paths are resolved against the working directory when the storage is built, and created if missing).
+
+Writing goes to a hidden ``.<name>.<hash of name>.<uuid>.partial`` file in the object's own
+directory, which is fsynced and then renamed over the final name (`os.replace`, atomic on POSIX),
+and the directory is fsynced: readers see the old object or the new one, never half of one.
+
+Differences from S3, and why:
+
+- content type and metadata are kept as JSON in one extended attribute, ``user.archiver``; on a
+  filesystem without user xattrs (or when they exceed `MAX_XATTR_BYTES`, what one ext4 block holds) they
+  are dropped with a ``storage_metadata_dropped`` warning rather than failing the archive (the
+  bytes matter more than their labels);
+- ``etag`` is always None (a filesystem has none to offer);
+- a key cannot be both an object and a "directory" (``a`` and ``a/b``): writing the second raises
+  StorageRefused, where S3 would keep both;
+- a symbolic link inside the root that leads outside it is refused (StorageRefused), never followed.
+
+OS errors map to `worker.errors`: permission and shape errors (EACCES, EPERM, EROFS, ENOTDIR, ...)
+are StorageRefused (reason ``permission`` for EACCES, EPERM, EROFS; else ``other``); everything else is
+StorageUnavailable (reason ``disk_full`` for ENOSPC, EDQUOT, EFBIG; else ``other``), so a full disk is
+retried until space is freed.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat as stat_mode
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Self
+
+import structlog
+
+from config.settings import StorageConfig, TransferTuning
+from worker.errors import KeyRefused, StorageReason, StorageRefused, StorageUnavailable
+from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.checksums import Digests
+from worker.storage.keys import check_key, check_prefix
+
+XATTR = "user.archiver"
+PARTIAL_SUFFIX = ".partial"
+NAME_MAX = 255  # bytes in one file name, on every common Linux filesystem
+MAX_XATTR_BYTES = 4000  # one xattr must fit in one 4 KiB ext4 block, beside its header
+
+_REFUSED_ERRNOS = frozenset(
+    {
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+        errno.ENOTEMPTY, errno.ENAMETOOLONG, errno.ELOOP, errno.E2BIG, errno.EINVAL,
+    }
+)  # fmt: skip
+_PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NO_XATTR_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+_XATTR_TOO_BIG_ERRNOS = frozenset({errno.E2BIG, errno.ERANGE})
+
+log = structlog.get_logger(__name__)
+
+
+def storage_error(exc: OSError, storage: str, action: str, where: str) -> StorageRefused | StorageUnavailable:
+    """The `worker.errors` exception for an OSError met while doing `action` on `where`."""
+    code = errno.errorcode.get(exc.errno or 0, "no errno")
+    message = f"local storage {storage!r}: cannot {action} {where}: {exc.strerror or exc} ({code})"
+    if exc.errno in _REFUSED_ERRNOS:
+        refused: StorageReason = "permission" if exc.errno in _PERMISSION_ERRNOS else "other"
+        return StorageRefused(message, reason=refused)
+    return StorageUnavailable(message, reason="disk_full" if exc.errno in _DISK_FULL_ERRNOS else "other")
+
+
+def _temp_prefix(name: str) -> str:
+    """What every temporary file of the object `name` starts with, and no other object's: its first
+    100 bytes (to stay under NAME_MAX) and a hash of the whole name (names may share those 100)."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return "." + name.encode()[:100].decode(errors="ignore") + "." + digest + "."
+
+
+def _temp_name(name: str) -> str:
+    return f"{_temp_prefix(name)}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove temporary files a killed writer left beside `path`: only this key's own, named
+    exactly as `_temp_name` names them.
+
+    Safe: a key belongs to one transfer, and a transfer's lease (with its fencing token) lets only
+    one writer run at a time, so any other temporary file of this name is a dead writer's.
+    """
+    prefix, size = _temp_prefix(path.name), len(_temp_name(path.name))
+    for sibling in path.parent.iterdir():
+        name = sibling.name
+        if name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX) and len(name) == size:
+            with suppress(FileNotFoundError):
+                sibling.unlink()
+                log.info("storage_stale_partial_removed", key=path.name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage(Storage):
+    """Objects as files under ``root/prefix``."""
+
+    storage_type = "local"
+    capabilities = Capabilities()  # no content_checksums: the xattr survives a rewrite; verify hashes
+
+    def __init__(self, name: str, root: str | os.PathLike[str], prefix: str = "") -> None:
+        """Create ``root/prefix`` if missing. Raises ValueError for a bad prefix, StorageRefused /
+        StorageUnavailable when the directory cannot be created."""
+        super().__init__(name)
+        self.root = Path(os.path.abspath(root))
+        self.prefix = check_prefix(prefix)
+        self.base = self.root / self.prefix
+        try:
+            os.makedirs(self.base, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, name, "create the directory", str(self.base)) from exc
+        self._real_base = os.path.realpath(self.base)
+
+    @classmethod
+    def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
+        """``bucket`` is the root directory, ``path`` the prefix; `tuning` is not used."""
+        return cls(config.name, config.bucket, config.path)
+
+    def error(self, exc: OSError, action: str, key: str) -> StorageRefused | StorageUnavailable:
+        return storage_error(exc, self.name, action, f"{self.prefix}{key}")
+
+    def path(self, key: str) -> Path:
+        """The file for `key`. Raises KeyRefused (a ValueError) for an illegal key or a segment
+        over NAME_MAX bytes, StorageRefused when a symbolic link would take it outside ``root/prefix``."""
+        path = self.base / check_key(key)
+        if any(len(segment.encode("utf-8", "surrogatepass")) > NAME_MAX for segment in key.split("/")):
+            raise KeyRefused(f"local storage {self.name!r}: a file name is at most {NAME_MAX} bytes: {key!r}")
+        self._check_inside(path, key)
+        return path
+
+    def _check_inside(self, path: Path, key: str) -> None:
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self._real_base]) != self._real_base:
+            raise StorageRefused(
+                f"local storage {self.name!r}: key {key!r} leads outside {self.base} through a symbolic link"
+            )
+
+    def open_writer(
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
+    ) -> ObjectWriter:
+        """Create the key's directories and its temporary file. Raises ValueError for an illegal
+        key, StorageRefused / StorageUnavailable when the filesystem says no."""
+        path = self.path(key)
+        try:
+            os.makedirs(path.parent, exist_ok=True)
+        except OSError as exc:
+            raise self.error(exc, "create the directory for", key) from exc
+        self._check_inside(path.parent, key)  # again: a link may have been planted meanwhile
+        try:
+            _remove_stale_partials(path)
+        except OSError as exc:
+            raise self.error(exc, "clean the directory of", key) from exc
+        return _LocalWriter(self, key, path, content_type, dict(metadata))
+
+    def save_attributes(self, fd: int, key: str, content_type: str, metadata: Mapping[str, str]) -> None:
+        """Store content type and metadata on the open file; drop them (warning) without xattrs."""
+        value = json.dumps({"content_type": content_type, "metadata": dict(metadata)}, ensure_ascii=False).encode()
+        if len(value) > MAX_XATTR_BYTES:  # ext4 answers ENOSPC, which would read as "disk full"
+            log.warning("storage_metadata_dropped", storage=self.name, key=key, reason="larger than an xattr")
+            return
+        try:
+            os.setxattr(fd, XATTR, value)
+        except OSError as exc:
+            if exc.errno not in _NO_XATTR_ERRNOS | _XATTR_TOO_BIG_ERRNOS:
+                raise
+            log.warning("storage_metadata_dropped", storage=self.name, key=key, reason=exc.strerror)
+
+    def _load_attributes(self, path: Path) -> tuple[str | None, dict[str, str]]:
+        try:
+            data = json.loads(os.getxattr(path, XATTR))
+        except OSError as exc:
+            if exc.errno in _NO_XATTR_ERRNOS or exc.errno == errno.ENODATA:
+                return None, {}
+            raise
+        except ValueError:  # not ours, or damaged: the bytes are still the object
+            return None, {}
+        return data.get("content_type"), dict(data.get("metadata", {}))
+
+    def _stat_file(self, path: Path, key: str) -> os.stat_result:
+        try:
+            result = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(f"local storage {self.name!r}: no object at {key!r}") from None
+        except OSError as exc:
+            raise self.error(exc, "stat", key) from exc
+        if not stat_mode.S_ISREG(result.st_mode):
+            raise FileNotFoundError(f"local storage {self.name!r}: no object at {key!r} (not a file)")
+        return result
+
+    def stat(self, key: str) -> StoredObject:
+        """Size, content type and metadata of `key`. Raises FileNotFoundError, ValueError (illegal
+        key), StorageRefused / StorageUnavailable."""
+        path = self.path(key)
+        result = self._stat_file(path, key)
+        try:
+            content_type, metadata = self._load_attributes(path)
+        except OSError as exc:
+            raise self.error(exc, "read the attributes of", key) from exc
+        checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
+        return StoredObject(key=key, size=result.st_size, metadata=metadata, content_type=content_type,
+                            checksums=checksums)
+
+    def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Chunks of at most `chunk_size` bytes. Raises FileNotFoundError at once when there is no
+        object; StorageRefused / StorageUnavailable (also while iterating)."""
+        path = self.path(key)
+        self._stat_file(path, key)
+        return self._chunks(path, key, chunk_size)
+
+    def _chunks(self, path: Path, key: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            with open(path, "rb") as file:
+                while chunk := file.read(chunk_size):
+                    yield chunk
+        except FileNotFoundError:
+            raise FileNotFoundError(f"local storage {self.name!r}: no object at {key!r}") from None
+        except OSError as exc:
+            raise self.error(exc, "read", key) from exc
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; missing is fine. Raises ValueError, StorageRefused / StorageUnavailable."""
+        path = self.path(key)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        except OSError as exc:
+            raise self.error(exc, "delete", key) from exc
+
+    def describe(self) -> str:
+        return f"{str(self.base).rstrip('/')}/"
+
+
+class _LocalWriter(ObjectWriter):
+    """A hidden temporary file beside the final one, renamed over it at commit."""
+
+    def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str]):
+        self._storage, self._key, self._path = storage, key, path
+        self._content_type, self._metadata = content_type, metadata
+        self._temp = path.with_name(_temp_name(path.name))
+        self._size = 0
+        self._state = "open"
+        try:
+            self._file: IO[bytes] = open(self._temp, "xb")  # closed by commit() or abort()
+        except OSError as exc:
+            raise storage.error(exc, "create a temporary file for", key) from exc
+
+    @property
+    def committed(self) -> bool:
+        return self._state == "committed"
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise ValueError(f"writer for {self._key!r} is already {self._state}")
+
+    def _fail(self, exc: OSError, action: str) -> StorageRefused | StorageUnavailable:
+        self.abort()
+        return self._storage.error(exc, action, self._key)
+
+    def write(self, data: bytes) -> None:
+        """Append `data`. Raises StorageRefused / StorageUnavailable (the writer is then aborted)."""
+        self._require_open()
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise self._fail(exc, "write") from exc
+        self._size += len(data)
+
+    def commit(self, digests: Digests | None = None) -> StoredObject:
+        """fsync, label (with the SHA-256 from `digests`), rename over the final name, fsync the
+        directory. Raises StorageRefused / StorageUnavailable (the writer is then aborted);
+        ValueError when already aborted."""
+        self._require_open()
+        if digests is not None:
+            self._metadata = {**self._metadata, "sha256": digests.sha256}
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._storage.save_attributes(self._file.fileno(), self._key, self._content_type, self._metadata)
+            self._file.close()
+            os.replace(self._temp, self._path)
+            _fsync_dir(self._path.parent)
+        except OSError as exc:
+            raise self._fail(exc, "commit") from exc
+        self._state = "committed"
+        checksums = {"sha256": digests.sha256} if digests is not None else {}
+        return StoredObject(self._key, self._size, dict(self._metadata), self._content_type, checksums=checksums)
+
+    def abort(self) -> None:
+        """Close and unlink the temporary file. Never raises: a failure here is only logged, so that
+        it cannot hide the error that led to the abort."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        with suppress(OSError):
+            self._file.close()
+        try:
+            os.unlink(self._temp)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("storage_abort_failed", storage=self._storage.name, key=self._key, reason=exc.strerror)

@@ -1,0 +1,160 @@
+"""The S3 streaming writer: one PutObject, or a multipart upload with bounded parts in flight.
+
+See `worker.storage.s3.storage` for the memory bound, the checksums sent in each mode and the error mapping,
+and `worker.storage.parts` for the buffering and the parts in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import structlog
+from botocore import exceptions as boto
+
+from worker.errors import VerificationFailed
+from worker.storage.base import StoredObject
+from worker.storage.checksums import Digests, b64, crc32c_b64, crc32c_of_parts, md5_b64
+from worker.storage.parts import PartedWriter
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+    from worker.storage.s3.storage import S3Storage
+
+log = structlog.get_logger(__name__)
+
+
+class _OneRead(BytesIO):
+    """A request body that urllib3 sends in one call: botocore turns bytes into a file, and urllib3
+    reads a file in 16 KiB blocks, one send each (65,536 system calls per GiB). Every read returns
+    all that is left, whatever size is asked (botocore seeks back to 0 on a retry)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read()
+
+
+class S3Writer(PartedWriter["CompletedPartTypeDef"]):
+    """One PutObject, or a multipart upload with a bounded number of parts in flight.
+
+    A part, and the body of a PutObject, is sent as a `_OneRead` over its bytes: no further copy by
+    botocore, one send by urllib3."""
+
+    def __init__(
+        self, storage: S3Storage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        super().__init__(key, storage.tuning, storage.parts.submit)
+        self._s, self._full_key = storage, full_key
+        self._content_type, self._metadata = content_type, metadata
+        self._upload_id = ""  # CreateMultipartUpload's
+        self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
+
+    def _raise_mapped(self, exc: Exception, action: str) -> None:
+        if isinstance(exc, (boto.ClientError, boto.BotoCoreError)):
+            self._s.raise_mapped(exc, action, self._key)
+
+    def _begin_commit(self, digests: Digests | None) -> None:
+        """Raises VerificationFailed when `digests` describe another size than was written."""
+        if digests is not None and digests.size != self._size:
+            raise VerificationFailed(
+                f"s3 storage {self._s.name!r}: digests describe {digests.size} bytes for {self._key!r}, "
+                f"{self._size} were written"
+            )
+
+    def _fits_one_request(self) -> bool:
+        """Also an object smaller than one part (a threshold below the part size): one PutObject. One
+        past the threshold by less than a part becomes a multipart upload at commit."""
+        return super()._fits_one_request() or (not self._parted and self._size < self._s.tuning.part_size)
+
+    def _start_parts(self) -> None:
+        # An earlier attempt killed mid-upload left its upload pending: only one transfer writes this
+        # key, and its lease says this attempt is the live one (see "Stale uploads" in worker.storage.s3.storage).
+        self._s.abort_stale_uploads(self._full_key)
+        full_object: dict[str, Any] = {"ChecksumAlgorithm": "CRC32C", "ChecksumType": "FULL_OBJECT"}
+        created = self._s.client.create_multipart_upload(
+            Bucket=self._s.bucket,
+            Key=self._full_key,
+            ContentType=self._content_type,
+            Metadata=self._metadata,
+            **self._s.object_args,
+            **(full_object if self._s.checksum == "crc32c" else {}),
+        )
+        self._upload_id = created["UploadId"]
+
+    def _send_part(self, number: int, part: bytes) -> CompletedPartTypeDef:
+        checksum = self._body_checksum(part)
+        response = self._s.client.upload_part(
+            Bucket=self._s.bucket,
+            Key=self._full_key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=_OneRead(part),
+            ContentLength=len(part),
+            **checksum,
+        )
+        self._part_sizes[number] = len(part)
+        completed: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32C" in checksum:
+            completed["ChecksumCRC32C"] = checksum["ChecksumCRC32C"]
+        return completed
+
+    def _body_checksum(self, body: bytes, digests: Digests | None = None) -> dict[str, Any]:
+        """The checksum a request carries for `body`: from `digests` when they describe it, else
+        computed here (CRC32C in "crc32c" mode, Content-MD5 in "md5" mode)."""
+        if self._s.checksum == "md5":
+            return {"ContentMD5": md5_b64(body)}
+        if digests is not None and digests.crc32c is None:
+            return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": b64(bytes.fromhex(digests.sha256))}
+        crc32c = digests.crc32c if digests is not None and digests.crc32c else crc32c_b64(body)
+        return {"ChecksumAlgorithm": "CRC32C", "ChecksumCRC32C": crc32c}
+
+    def _send_whole(self, body: bytes, digests: Digests | None) -> Mapping[str, Any]:
+        """PutObject with the checksum of `digests` (see `worker.storage.s3.storage`) and their ``sha256``."""
+        if digests is not None:
+            self._metadata = {**self._metadata, "sha256": digests.sha256}  # one request: labels go too
+        return self._s.client.put_object(
+            Bucket=self._s.bucket,
+            Key=self._full_key,
+            Body=_OneRead(body),
+            ContentLength=len(body),
+            ContentType=self._content_type,
+            Metadata=self._metadata,
+            **self._s.object_args,
+            **self._body_checksum(body, digests),
+        )
+
+    def _finish_parts(self, parts: list[CompletedPartTypeDef], digests: Digests | None) -> Mapping[str, Any]:
+        """CompleteMultipartUpload, with the whole object's CRC32C (from `digests`, else combined from
+        the parts') and its size: S3 checks both."""
+        whole: dict[str, Any] = {}
+        if self._s.checksum == "crc32c":
+            whole = {"ChecksumType": "FULL_OBJECT", "MpuObjectSize": self._size}
+            if digests is not None and digests.crc32c:
+                whole["ChecksumCRC32C"] = digests.crc32c
+            elif all("ChecksumCRC32C" in part for part in parts):
+                whole["ChecksumCRC32C"] = crc32c_of_parts(
+                    [(part["ChecksumCRC32C"], self._part_sizes[part["PartNumber"]]) for part in parts])
+        return self._s.client.complete_multipart_upload(
+            Bucket=self._s.bucket,
+            Key=self._full_key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": parts},
+            **whole,
+        )
+
+    def _discard(self) -> None:
+        """AbortMultipartUpload: none is left pending."""
+        try:
+            self._s.client.abort_multipart_upload(Bucket=self._s.bucket, Key=self._full_key, UploadId=self._upload_id)
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            log.warning("storage_abort_failed", storage=self._s.name, key=self._key, reason=str(exc))
+
+    def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
+        metadata = {name: unquote(value) for name, value in self._metadata.items()}
+        checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
+        if "-" not in response.get("ChecksumCRC32C", "-"):
+            checksums["crc32c"] = response["ChecksumCRC32C"]
+        etag = str(response.get("ETag", "")).strip('"') or None
+        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums)

@@ -1,0 +1,156 @@
+"""The streaming copy: a file's download fed into one storage writer, through refused URLs and broken
+connections.
+
+* The CDN refuses the URL (401/403/410, at the start or on a resume): ask Stream for a fresh one
+  (`worker.transfer.refresh`) and go on.
+* The body ends short or the connection drops: go on from the byte already written, with
+  ``Range: bytes=N-`` (+ ``If-Range: <ETag>`` of the first answer), into the same writer and the same
+  hasher, so nothing is uploaded twice.
+* A resume answered with the whole file (200: the range was ignored or the file changed): abort the
+  writer and start again from zero with that answer, once per attempt.
+
+Each refresh or resume spends one of `MAX_RECOVERIES`; past them the error goes to the ledger's
+backoff like any other. Only a 404 or Stream no longer listing the file is a SourceMissing (`lost`
+after the deadline); a CDN refusing even fresh URLs is SourceUnavailable. Memory stays bounded:
+chunks pass straight through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+
+from config.logging import redact_url
+from worker.errors import IncompleteDownload, SourceUnavailable, TransientError, UrlRefused
+from worker.ledger.lease import Heartbeat
+from worker.runtime import Runtime
+from worker.storage import Storage
+from worker.storage.checksums import BackgroundHasher, Digests
+from worker.transfer.download import Download, open_download
+from worker.transfer.refresh import SignedUrl
+
+log = structlog.get_logger(__name__)
+MAX_RECOVERIES = 5
+T = TypeVar("T")
+
+
+class Recoveries:
+    """How many more refreshes and resumes this attempt may make."""
+
+    def __init__(self, allowed: int = MAX_RECOVERIES) -> None:
+        self.left = allowed
+
+    def spend(self, failure: TransientError) -> None:
+        """Take one; raise `failure` when none is left."""
+        if self.left <= 0:
+            raise failure
+        self.left -= 1
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """One object to write from one source, and what the copy needs on the way."""
+
+    runtime: Runtime
+    source: SignedUrl
+    lease: Heartbeat
+    storage: Storage
+    key: str
+    content_type: str
+    metadata: Mapping[str, str]
+    recoveries: Recoveries
+
+
+class _RangeIgnored(Exception):
+    """A resume was answered with the whole file, from byte 0: `download` is that open answer."""
+
+    def __init__(self, download: Download) -> None:
+        super().__init__("the download host answered a range request with the whole file")
+        self.download = download
+
+
+def with_fresh_url(job: CopyJob, action: Callable[[str], T]) -> T:
+    """`action(url)`, asking Stream for a fresh URL each time the CDN refuses the current one."""
+    while True:
+        try:
+            return action(job.source.url)
+        except UrlRefused as exc:
+            # Out of recoveries, a refusal is no proof the file is gone (only a 404 or Stream's
+            # list is): it must not make the file `lost`, so it goes to the backoff as unavailable.
+            job.recoveries.spend(SourceUnavailable(f"{exc} (no refresh left in this attempt)"))
+            job.lease.check()
+            job.source.refresh(exc)
+
+
+def stream_copy(job: CopyJob) -> Digests:
+    """Write the whole file into a new object under `job.key` and commit it; the digests written."""
+    download = _open(job, 0, None)
+    for restarted in (False, True):
+        try:
+            return _write(job, download)
+        except _RangeIgnored as ignored:
+            download = ignored.download
+            if restarted:
+                download.close()
+                raise SourceUnavailable(f"{redact_url(download.url)} ignored a range request twice") from None
+            log.warning("download_restarted", reason=str(ignored))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _write(job: CopyJob, first: Download) -> Digests:
+    native = job.storage.native_checksum_for(first.total)
+    with BackgroundHasher((native,) if native else ()) as hasher, first, job.storage.open_writer(
+        job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total
+    ) as writer:
+        _feed(job, first, writer.write, hasher)
+        job.lease.check()
+        digests = hasher.digests()
+        writer.commit(digests)
+    return digests
+
+
+def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
+    """Every byte of the file into `write`, resuming after broken bodies."""
+    download = first
+    while True:
+        try:
+            _pump(job, download, write, hasher)
+            return
+        except IncompleteDownload as exc:
+            job.recoveries.spend(exc)
+            log.warning("download_resumed", offset=hasher.size, error=str(exc))
+        finally:
+            if download is not first:
+                download.close()
+        download = _resume(job, hasher.size, first)
+
+
+def _pump(job: CopyJob, download: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
+    for chunk in download.chunks():
+        hasher.update(chunk)
+        write(chunk)
+        job.lease.progress()
+        job.lease.check()
+
+
+def _resume(job: CopyJob, offset: int, first: Download) -> Download:
+    """The rest of the file from `offset`, checked against the first answer."""
+    job.lease.check()
+    download = _open(job, offset, first.etag)
+    if download.start != offset:
+        raise _RangeIgnored(download)
+    if first.total is not None and download.total not in (None, first.total):
+        download.close()
+        raise SourceUnavailable(
+            f"{redact_url(download.url)} changed size while downloading: {first.total} then {download.total} bytes"
+        )
+    return download
+
+
+def _open(job: CopyJob, offset: int, etag: str | None) -> Download:
+    chunk_size = int(job.runtime.archive.transfer.read_chunk)
+    http = job.runtime.http
+    return with_fresh_url(job, lambda url: open_download(http, url, chunk_size, offset=offset, etag=etag))
