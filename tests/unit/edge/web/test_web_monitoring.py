@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.ledger_states import add_waiting
 from tests.support.processes import wait_until
 from tests.support.samples import SAMPLES
-from tests.unit.monitoring.test_metrics import add
 from tests.unit.edge.web.test_web import Receiver, sample, serve
+from tests.unit.monitoring.test_metrics import add
 from worker.clock import now_ms
 from worker.discovery.reconcile_state import FailedCalls, completed
 from worker.edge.web.status_page import authorized
