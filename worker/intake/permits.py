@@ -5,7 +5,7 @@ the download guard refuses. Before it sends its webhooks it writes, for each sam
 permission to the ledger: the file's exact URL without its query (scheme, host, port and path) →
 the trial's ``call_cid``, for a limited time (TTL), and it removes them when it ends. Two readers:
 
-* the download guard (`worker.transfer.download.check_url`, through `LedgerPermits`) accepts a URL outside
+* the download guard (`worker.transfer.url_guard.check_url`, through `LedgerPermits`) accepts a URL outside
   ``download_hosts`` only when a permission exists for exactly that URL, and then lets that one
   connection go to a loopback or private address;
 * routing (`worker.intake.record.resolve_file`) routes a waiting file by call type and default at once,
@@ -73,7 +73,7 @@ def permitted_call(ledger: Ledger, url: str) -> str | None:
 
 
 class LedgerPermits:
-    """The download guard's question (`worker.transfer.download.Permits`): is there a permission for this URL?"""
+    """The download guard's question (`worker.transfer.url_guard.Permits`): is there a permission for this URL?"""
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger

@@ -18,7 +18,6 @@ in the process and added to the next write, so a short outage loses nothing but 
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import threading
@@ -32,7 +31,6 @@ import redis
 import structlog
 
 from worker.ledger.keys import DEFAULT_PREFIX
-from worker.ledger.store import Ledger
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +74,8 @@ class Health:
 
 
 class Stats:
-    """Writes and reads the figures above; safe to share between threads."""
+    """Writes and reads the figures above; safe to share between threads. Keep one per process
+    (`Runtime.stats`, the web app's): what Redis refused waits in it for the next write."""
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.redis, self.prefix = client, prefix
@@ -209,9 +208,3 @@ def durations(stats: Stats) -> dict[str, tuple[list[tuple[str, int]], float, int
             buckets.append(("+Inf" if math.isinf(bound) else repr(float(bound)), running))  # as Prometheus writes le
         out[storage] = (buckets, fields.get("sum_ms", 0) / 1000, fields.get("count", 0))
     return out
-
-
-@functools.lru_cache(maxsize=16)
-def stats_for(ledger: Ledger) -> Stats:
-    """One `Stats` per ledger (so figures kept during an outage are not dropped between calls)."""
-    return Stats(ledger.redis, ledger.prefix)

@@ -30,7 +30,6 @@ from worker.errors import (
 from worker.files import content_type_for
 from worker.ledger.lease import Heartbeat
 from worker.ledger.models import Transfer
-from worker.monitoring.stats import stats_for
 from worker.runtime import Runtime
 from worker.storage import Storage
 from worker.storage.checksums import Digests, Hasher
@@ -113,14 +112,14 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int
             log.warning("transfer_result_fenced_out", error=str(exc))
             return "lease_lost"
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
-        stats_for(ledger).failed(transfer.storage, _reason(exc))
+        runtime.stats.failed(transfer.storage, _reason(exc))
         return "failed"
     if not ledger.finish(transfer.id, token, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
                          reason=""):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
     log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
-    stats_for(ledger).archived(transfer.storage, copied.bytes, time.monotonic() - started)
+    runtime.stats.archived(transfer.storage, copied.bytes, time.monotonic() - started)
     return "archived"
 
 
@@ -136,7 +135,7 @@ def _retry_later(runtime: Runtime, transfer: Transfer, token: str, exc: Exceptio
     expires = to_ms(transfer.expires_at) if transfer.expires_at else None
     if isinstance(exc, SourceMissing) and expires is not None and now >= expires:
         if runtime.ledger.finish(transfer.id, token, "lost", error=f"past its deletion deadline: {reason}"):
-            stats_for(runtime.ledger).failed(transfer.storage, "lost")
+            runtime.stats.failed(transfer.storage, "lost")
         log.error("recording_lost", error=reason)
         return "lost"
     archive = runtime.archive
@@ -146,7 +145,7 @@ def _retry_later(runtime: Runtime, transfer: Transfer, token: str, exc: Exceptio
         int(archive.retry_backoff_max.total_seconds() * 1000),
     )
     if runtime.ledger.finish(transfer.id, token, "queued", retry_in_ms=delay, error=reason, reason=_reason(exc)):
-        stats_for(runtime.ledger).retried(transfer.storage, _reason(exc))
+        runtime.stats.retried(transfer.storage, _reason(exc))
     level = log.warning if isinstance(exc, TransientError) else log.exception
     level("transfer_retry_scheduled", error=reason, retry_in_s=round(delay / 1000, 1),
           attempt=transfer.attempts)

@@ -20,8 +20,9 @@ from worker.intake.record import record_file, record_routes, resolve_file
 from worker.intake.webhook import ready_file
 from worker.ledger.store import Ledger
 from worker.runtime import Runtime
-from worker.transfer.download import DownloadClient, check_url, http_client, open_download
+from worker.transfer.download import DownloadClient, http_client, open_download
 from worker.transfer.run import run_transfer
+from worker.transfer.url_guard import check_url
 
 CDN = ["*.stream-io-cdn.com"]
 CALL = "default:archiver-try-0123456789ab"

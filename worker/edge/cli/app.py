@@ -103,7 +103,6 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
     With `probe`, also run each storage's check (as `archiver storage check` does): a storage that
     fails it is reported loudly, but the others keep being served.
     """
-    from worker.monitoring.stats import stats_for  # noqa: PLC0415
     from worker.runtime import Runtime  # noqa: PLC0415
     from worker.storage.probe import check_storage  # noqa: PLC0415
 
@@ -112,7 +111,7 @@ def _check_storages(settings: Settings, *, probe: bool = False) -> None:
         runtime.check_storages()
         for storage in settings.archive.effective_storages() if probe else ():
             report = check_storage(runtime.storage(storage.name), settings.archive.transfer)
-            stats_for(runtime.ledger).storage_checked(storage.name, report.ok, report.reason)  # for /metrics
+            runtime.stats.storage_checked(storage.name, report.ok, report.reason)  # for /metrics
             if report.ok:
                 log.info("storage_check_passed", storage=storage.name, where=report.described)
             else:

@@ -48,7 +48,7 @@ from worker.ledger.models import Enqueue
 from worker.ledger.store import Ledger
 from worker.monitoring.metrics import ArchiverCollector, registry_for
 from worker.monitoring.metrics import render as render_metrics
-from worker.monitoring.stats import stats_for
+from worker.monitoring.stats import Stats
 
 log = structlog.get_logger(__name__)
 _ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
@@ -152,7 +152,7 @@ class AfterAnswer:
 def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
     """The ASGI app; `enqueue` hands transfer ids to the workers (best effort, after the answer)."""
     after = AfterAnswer()
-    stats = stats_for(ledger)
+    stats = Stats(ledger.redis, ledger.prefix)  # the app's one: what Redis refused is added to its next write
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

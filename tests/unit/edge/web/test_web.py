@@ -22,7 +22,7 @@ from worker.edge.web.app import create_app
 from worker.intake.webhook import sign
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
-from worker.monitoring.stats import stats_for
+from worker.monitoring.stats import Stats
 
 
 class Receiver:
@@ -256,7 +256,7 @@ def test_a_replayed_delivery_of_a_file_past_its_deadline_is_expired_and_records_
         response = receiver.post((SAMPLES / name).read_bytes())
         assert (response.status_code, response.json()["status"]) == (200, "expired"), response.text
     assert ledger_keys(receiver.ledger) == [] and receiver.ledger.ids() == []
-    wait_until(lambda: stats_for(receiver.ledger).webhooks() == {"expired": 3}, timeout=5,
+    wait_until(lambda: Stats(receiver.ledger.redis, receiver.ledger.prefix).webhooks() == {"expired": 3}, timeout=5,
                message="three deliveries counted expired")
     assert receiver.queued == []
 
