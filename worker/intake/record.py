@@ -18,7 +18,7 @@ import structlog
 from config import ArchiveConfig, Settings
 from worker.clock import now_ms
 from worker.errors import MalformedPayload, StreamRefused, StreamUnavailable
-from worker.files import Kind, StreamFile, transfer_id
+from worker.files import Kind, StreamFile, artefact, failed_artefact, transfer_id
 from worker.intake.object_keys import object_key
 from worker.intake.permits import permitted_call
 from worker.intake.routing import route
@@ -119,25 +119,24 @@ class FailureNoted:
     """A `call.recording_failed` / `call.transcription_failed` event, kept in the ledger."""
 
     call_cid: str
-    kind: str
-
-
-FAILURE_EVENTS = {"call.recording_failed": "recording", "call.transcription_failed": "transcription"}
+    kind: Kind
 
 
 def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
     """Keep Stream's word that a recording or transcription will never arrive, and say it loudly."""
-    kind = FAILURE_EVENTS[str(event["type"])]
+    kind = failed_artefact(str(event["type"]))
+    if kind is None:
+        raise MalformedPayload(f"type: {event['type']!r} is not a failure event")
     call_cid = str(event.get("call_cid") or "")
     if ":" not in call_cid:
         raise MalformedPayload(f"call_cid: {call_cid!r} is not '<type>:<id>'")
-    record = {"call_cid": call_cid, "kind": kind, "egress_id": event.get("egress_id"),
+    record = {"call_cid": call_cid, "kind": kind.name, "egress_id": event.get("egress_id"),
               "recording_type": event.get("recording_type"), "error": event.get("error"),
               "created_at": event.get("created_at"), "noted_at": now_ms()}
     if ledger.note_failure(record):
-        log.error(f"stream_{kind}_failed", call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
-                  note=f"Stream reports this {kind} failed: it will never arrive")
-    return FailureNoted(call_cid, kind)
+        log.error(kind.failed_log_event, call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
+                  note=f"Stream reports this {kind.name} failed: it will never arrive")
+    return FailureNoted(call_cid, kind.name)
 
 
 def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]
@@ -146,7 +145,7 @@ def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]
     (returned as its type) an event the archiver ignores. A ready file that ended longer than
     `retention` ago is not recorded (`Expired`): Stream deleted it, and a signed delivery replayed
     later must not create a transfer doomed to be `lost`. Raises MalformedPayload, redis errors."""
-    if event["type"] in FAILURE_EVENTS:
+    if failed_artefact(str(event["type"])) is not None:
         return note_failure(ledger, event)
     file = ready_file(event)
     if file is None:
@@ -167,12 +166,12 @@ def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
 
 
 def stored_file(record: Mapping[str, str]) -> StreamFile:
-    """The StreamFile a ledger file record describes."""
+    """The StreamFile a ledger file record describes (ValueError for a kind this version does not know)."""
     def moment(name: str) -> datetime:
         return datetime.fromtimestamp(int(record[name]) / 1000, UTC)
 
-    kind: Kind = "transcription" if record["kind"] == "transcription" else "recording"
-    return StreamFile(call_cid=record["call_cid"], kind=kind, filename=record["filename"], url=record["url"],
+    return StreamFile(call_cid=record["call_cid"], kind=artefact(record["kind"]).name, filename=record["filename"],
+                      url=record["url"],
                       start_time=moment("start_time"), end_time=moment("end_time"),
                       session_id=record.get("session_id") or None,
                       recording_type=record.get("recording_type") or None,
