@@ -7,7 +7,6 @@ answer: it records the file alone, and `resolve_file` (run by a task) records th
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from worker.intake.routing import route
 from worker.intake.webhook import authenticate, decompress, parse_event, ready_file
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
+from worker.retry import jittered
 from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -217,7 +217,7 @@ def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
         now = runtime.ledger.now_ms()  # Redis wrote created_at: judge the wait by its clock
         waited = now - int(record.get("created_at", now))
         if waited < _ms(archive.call_lookup_timeout.total_seconds()):
-            delay = _ms(archive.retry_backoff.total_seconds() * random.uniform(0.5, 1.0))
+            delay = _ms(jittered(archive.retry_backoff.total_seconds()))
             runtime.ledger.defer_routing(file_id, delay, str(exc))
             log.warning("call_lookup_retry", call_cid=file.call_cid, file_id=file_id, error=str(exc))
             return []
