@@ -14,7 +14,8 @@ from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream, StoredFile
 from worker.edge.cli.discovery import parse_kinds
 from worker.files import ARTEFACT_KINDS, KINDS, ArtefactKind, Kind, artefact, failed_artefact, ready_artefact
-from worker.intake.record import FailureNoted, note_failure, stored_file
+from worker.intake.record import FailureNoted, note_failure
+from worker.intake.resolve import stored_file
 from worker.intake.webhook import ready_file
 from worker.ledger.store import Ledger
 from worker.stream.client import StreamClient
