@@ -8,7 +8,7 @@ the trial's ``call_cid``, for a limited time (TTL), and it removes them when it 
 * the download guard (`worker.transfer.url_guard.check_url`, through `LedgerPermits`) accepts a URL outside
   ``download_hosts`` only when a permission exists for exactly that URL, and then lets that one
   connection go to a loopback or private address;
-* routing (`worker.intake.record.resolve_file`) routes a waiting file by call type and default at once,
+* routing (`worker.intake.resolve.resolve_file`) routes a waiting file by call type and default at once,
   without asking Stream for its call, when its URL holds a permission naming the file's own
   ``call_cid``: the trial's call does not exist at Stream, and its lookup could retry for up to
   ``call_lookup_timeout``.

@@ -11,7 +11,6 @@ its deletion deadline is ``lost``.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from worker.errors import (
 from worker.files import content_type_for
 from worker.ledger.lease import Heartbeat
 from worker.ledger.models import Transfer
+from worker.retry import backoff, jittered
 from worker.runtime import Runtime
 from worker.storage import Storage
 from worker.storage.checksums import Digests, Hasher
@@ -51,12 +51,6 @@ class Copied:
     sha256: str
 
 
-def backoff_ms(attempts: int, base_ms: int, cap_ms: int) -> int:
-    """Exponential in the attempts so far, capped, with jitter in [half, full] of the step."""
-    step = min(cap_ms, base_ms * 2 ** max(0, min(attempts - 1, 30)))
-    return int(step * random.uniform(0.5, 1.0))
-
-
 def concurrency_limits(runtime: Runtime) -> dict[str, int]:
     """Each storage's `max_concurrency`, for the ledger's claim (storages without one are absent)."""
     return {s.name: s.max_concurrency for s in runtime.archive.effective_storages() if s.max_concurrency}
@@ -75,7 +69,7 @@ def run_transfer(runtime: Runtime, transfer_id: str) -> str:
     more after the broker's visibility timeout): its live lease makes this call do nothing."""
     lease_ms = int(runtime.archive.transfer_lease.total_seconds() * 1000)
     claim = runtime.ledger.claim(transfer_id, runtime.owner, lease_ms, limits=concurrency_limits(runtime),
-                                 busy_wait_ms=int(STORAGE_BUSY_WAIT_MS * random.uniform(0.5, 1.0)))
+                                 busy_wait_ms=int(jittered(STORAGE_BUSY_WAIT_MS)))
     if claim.status == "storage_busy":  # the ledger made it due again shortly; the sweep re-sends it
         log.info("transfer_waiting_for_storage", transfer_id=transfer_id)
         return claim.status
@@ -139,11 +133,11 @@ def _retry_later(runtime: Runtime, transfer: Transfer, token: str, exc: Exceptio
         log.error("recording_lost", error=reason)
         return "lost"
     archive = runtime.archive
-    delay = backoff_ms(
+    delay = int(backoff(
         transfer.attempts,
         int(archive.retry_backoff.total_seconds() * 1000),
         int(archive.retry_backoff_max.total_seconds() * 1000),
-    )
+    ))
     if runtime.ledger.finish(transfer.id, token, "queued", retry_in_ms=delay, error=reason, reason=_reason(exc)):
         runtime.stats.retried(transfer.storage, _reason(exc))
     level = log.warning if isinstance(exc, TransientError) else log.exception

@@ -16,7 +16,8 @@ from tests.fakestream.server import FakeStream
 from worker.errors import DownloadRefused
 from worker.files import StreamFile
 from worker.intake.permits import LedgerPermits, grant, permit_url, permitted_call, revoke
-from worker.intake.record import record_file, record_routes, resolve_file
+from worker.intake.record import record_file, record_routes
+from worker.intake.resolve import resolve_file
 from worker.intake.webhook import ready_file
 from worker.ledger.store import Ledger
 from worker.runtime import Runtime

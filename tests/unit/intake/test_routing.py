@@ -1,4 +1,4 @@
-"""Routing rules (worker/intake/routing.py) and resolving a waiting file (worker/intake/record.py)."""
+"""Routing rules (worker/intake/routing.py) and resolving a waiting file (worker/intake/resolve.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from config import ArchiveConfig
 from tests.fakestream.server import FakeStream
 from worker.clock import now_ms
 from worker.files import StreamFile
-from worker.intake.record import record_file, resolve_file
+from worker.intake.record import record_file
+from worker.intake.resolve import resolve_file
 from worker.intake.routing import Route, route
 from worker.intake.webhook import ready_file
 from worker.runtime import Runtime

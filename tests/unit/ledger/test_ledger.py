@@ -11,7 +11,7 @@ import redis
 
 from worker.clock import to_ms
 from worker.files import StreamFile, transfer_id
-from worker.intake.record import stored_file
+from worker.intake.resolve import stored_file
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
 

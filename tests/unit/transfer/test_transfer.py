@@ -22,7 +22,7 @@ from worker.ledger.lease import Heartbeat
 from worker.runtime import Runtime
 from worker.storage.base import Capabilities, StoredObject
 from worker.storage.local.storage import LocalStorage
-from worker.transfer.run import backoff_ms, run_transfer
+from worker.transfer.run import run_transfer
 
 
 @pytest.fixture
@@ -85,13 +85,6 @@ def test_a_file_gone_before_its_deadline_is_retried(runtime: Runtime, fake: Fake
     tid = record(runtime, fake, file)
     fake.delete_file(file)
     assert run_transfer(runtime, tid) == "retry"
-
-
-def test_backoff_grows_to_its_cap_with_jitter() -> None:
-    waits = [backoff_ms(n, 1_000, 60_000) for n in range(1, 12)]
-    assert 500 <= waits[0] <= 1_000
-    assert 4_000 <= waits[3] <= 8_000
-    assert all(30_000 <= w <= 60_000 for w in waits[7:])
 
 
 def test_heartbeat_notices_a_takeover(runtime: Runtime, fake: FakeStream) -> None:

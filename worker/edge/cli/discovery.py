@@ -70,7 +70,7 @@ def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datet
 
 
 def parse_kinds(text: str) -> tuple[Kind, ...]:
-    """`recording,transcription` (either, or both). Raises ValueError."""
+    """Comma-separated kinds (`recording,transcription`: one or more; a plural is taken too). Raises ValueError."""
     names = {part.strip().lower().removesuffix("s") for part in text.split(",") if part.strip()}
     unknown = names - set(KINDS)
     if not names or unknown:
@@ -126,7 +126,7 @@ def backfill_command(
                                                                             "(repeatable).")] = None,
     call: Annotated[list[str] | None, typer.Option("--call", help="Only this call, TYPE:ID, whatever its "
                                                                   "times (repeatable).")] = None,
-    kinds: Annotated[str, typer.Option(help="recording, transcription, or both.")] = "recording,transcription",
+    kinds: Annotated[str, typer.Option(help=f"{', '.join(KINDS)}: one or more, comma-separated.")] = ",".join(KINDS),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Record nothing: show what would be.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the checkpoint of an earlier, unfinished "
                                                            "run with these arguments.")] = False,
