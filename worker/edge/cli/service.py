@@ -12,6 +12,7 @@ import redis
 from rich.console import Console
 
 from config import Settings
+from worker.edge.web import paths
 from worker.ledger.localredis import reachable, start_local_redis
 from worker.ledger.persistence import fitness_line
 
@@ -45,7 +46,7 @@ def serve_all(settings: Settings, *, host: str, port: int, concurrency: int, con
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - only for display
     storages = ", ".join(f"{s.name} → {s.storage_type}:{s.bucket}" for s in settings.archive.effective_storages())
     console.print(f"archiving to: {storages}")
-    console.print(f"webhook URL to give Stream: [bold]http://{shown_host}:{port}/webhooks/stream[/] "
+    console.print(f"webhook URL to give Stream: [bold]http://{shown_host}:{port}{paths.WEBHOOK}[/] "
                   "(behind your public HTTPS address)")
     stopping = False
 
