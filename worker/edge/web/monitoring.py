@@ -2,7 +2,7 @@
 
 /metrics reads the whole cluster's figures from Redis (`worker.monitoring.metrics`), behind
 ARCHIVER_METRICS_TOKEN when it is set; the status page and its files exist only with
-ARCHIVER_STATUS_TOKEN set (`worker.edge.web.status_page`).
+ARCHIVER_STATUS_TOKEN set (`worker.edge.web.status_page`); `worker.edge.web.auth` checks both tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from config import Settings
 from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
-from worker.edge.web import openapi, paths, status_page
+from worker.edge.web import auth, openapi, paths, status_page
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
 from worker.monitoring.metrics import ArchiverCollector, registry_for
@@ -65,16 +65,6 @@ class CachedScrape:
             return body
 
 
-def _metrics_refusal(header: str | None, token: str) -> str | None:
-    """Why a /metrics request may not have the figures (None: it may)."""
-    scheme, _, sent = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not sent.strip():
-        return "/metrics needs the metrics token: send ARCHIVER_METRICS_TOKEN as `Authorization: Bearer …`"
-    if not status_page.same_token(sent.strip(), token):
-        return "wrong token: the token sent is not ARCHIVER_METRICS_TOKEN"
-    return None
-
-
 def add_metrics(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
     """GET /metrics, always there; its broker connection is the ledger's when they share a Redis."""
     broker = ledger.redis if settings.broker_url == settings.env.redis_url else connect(
@@ -88,9 +78,9 @@ def add_metrics(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
 
     @app.get(paths.METRICS, response_class=Response, responses=openapi.METRICS)
     def metrics(request: Request) -> Response:
-        if token and (refusal := _metrics_refusal(request.headers.get("authorization"), token)):
+        if token and (refusal := auth.metrics_refusal(request.headers.get("authorization"), token)):
             return Response(refusal + "\n", status_code=401, media_type="text/plain",
-                            headers={"WWW-Authenticate": 'Bearer realm="archiver-metrics"'})
+                            headers=auth.METRICS_CHALLENGE)
         try:
             body = scrape.get()
         except redis.RedisError as exc:
@@ -108,8 +98,8 @@ def add_status_page(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
         if not token:
             return JSONResponse(_NOT_FOUND, status_code=404)
         header = request.headers.get("authorization")
-        if not status_page.authorized(header, token):
-            return JSONResponse({"error": status_page.refusal(header)}, status_code=401, headers=status_page.CHALLENGE)
+        if not auth.authorized(header, token):
+            return JSONResponse({"error": auth.status_refusal(header)}, status_code=401, headers=auth.STATUS_CHALLENGE)
         try:
             page = status_page.render(status_page.read_status(ledger.redis, settings.archive.at_risk_margin,
                                                               ledger.prefix))

@@ -1,4 +1,4 @@
-"""GET /metrics, the status page (GET /) and its auth, and the webhook counters (worker/edge/web/app.py,
+"""GET /metrics, the status page (GET /) and its auth, and the webhook counters (worker/edge/web/monitoring.py,
 worker/edge/web/status_page.py), over real HTTP with a real Redis ledger."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.unit.monitoring.test_metrics import add
 from worker.clock import now_ms
 from worker.discovery.reconcile_state import FailedCalls, completed
 from worker.edge.web import paths
-from worker.edge.web.status_page import authorized
+from worker.edge.web.auth import authorized
 from worker.ledger.store import Ledger
 from worker.monitoring.stats import Stats
 
