@@ -116,7 +116,7 @@ class WebhookHandler:
         """Count one webhook answer under `outcome`, after the answer."""
         self.after.later(self.stats.webhook, outcome)
 
-    async def receive(self, request: Request) -> JSONResponse:
+    async def receive(self, request: Request) -> JSONResponse:  # no docstring: OpenAPI would publish it
         try:
             body = await request.body()
         except ClientDisconnect as gone:
