@@ -77,7 +77,7 @@ def costs(svc: Service, calls: int, log_file: Path) -> list[StepCost]:
     stats = Stats(ledger.redis, ledger.prefix)
     with log_file.open("w") as sink, redirect_stderr(sink):
         configure_logging("INFO", "json")
-        log = structlog.get_logger("worker.edge.web.app")
+        log = structlog.get_logger("worker.edge.web.webhook")
         return [
             measure("accept_delivery (HMAC, parse, Lua intake)", calls,
                     lambda i: ids.extend(accept_delivery(settings, ledger, deliveries[i].body, headers[i]).to_queue)),  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ import httpx
 import redis
 
 from bench.service import service
+from worker.edge.web import paths
 from worker.files import StreamFile, transfer_id
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
@@ -80,7 +81,7 @@ def case(transfers: int, cache: str, seconds: float, rate: float) -> str:
         storage = {"name": "disk", "storage_type": "local", "bucket": str(workdir / "archive"), "path": ""}
         with service(workdir, storage, {"metrics_cache": cache}) as svc:
             seed(Ledger(svc.redis), transfers)
-            url = svc.processes.start_web().replace("/webhooks/stream", "/metrics")
+            url = svc.processes.start_web().replace(paths.WEBHOOK, paths.METRICS)
             httpx.get(url, timeout=60)  # the first scrape builds what later ones reuse
             before = redis_usec(svc.redis)
             count, latencies = scrape(url, seconds, rate)

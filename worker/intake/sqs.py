@@ -1,6 +1,6 @@
 """SQS intake: Stream events from an SQS queue (directly, or through an SNS topic) into the ledger.
 
-Same rule as the webhook (worker/edge/web/app.py): record first, hand ids to the workers after. A message
+Same rule as the webhook (worker/edge/web/webhook.py): record first, hand ids to the workers after. A message
 is deleted only once the ledger holds what it announced (or it is ignored, noted, expired — a file
 that ended longer than `retention` ago, never recorded — or can never succeed); while Redis is
 unavailable it stays, and SQS delivers it again after the queue's visibility timeout. SQS messages

@@ -23,10 +23,13 @@ from config import load_settings
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.samples import stream_time
 from tests.support.webserver import serve_in_thread
+from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.intake.webhook import MAX_BODY, sign
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
+
+REQUEST_LINE = f"POST {paths.WEBHOOK} HTTP/1.1\r\n".encode()  # the raw-socket cases' start
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -42,7 +45,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"{self.base}/webhooks/stream"
+        return f"{self.base}{paths.WEBHOOK}"
 
     @property
     def port(self) -> int:
@@ -233,7 +236,7 @@ def _answered(sock: socket.socket) -> bool:
 
 def test_a_chunked_body_without_length_is_cut_off_at_the_limit(receiver: Receiver) -> None:
     """No Content-Length, chunks forever: 413 long before the sender stops (not read whole into memory)."""
-    head = (b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    head = (REQUEST_LINE + b"Host: x\r\nTransfer-Encoding: chunked\r\n"
             b"X-Api-Key: " + API_KEY.encode() + b"\r\nX-Signature: 00\r\n\r\n")
     piece = b"x" * 65536
     chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
@@ -245,7 +248,7 @@ def test_a_chunked_body_without_length_is_cut_off_at_the_limit(receiver: Receive
 
 def test_a_declared_length_over_the_limit_is_refused_before_the_body(receiver: Receiver) -> None:
     """Content-Length: 1 GiB is refused from the header alone."""
-    head = (b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n"
+    head = (REQUEST_LINE + b"Host: x\r\nContent-Length: 1073741824\r\n"
             b"X-Api-Key: " + API_KEY.encode() + b"\r\n\r\n")
     answer, _ = raw_exchange(receiver, head, iter([b"{}"]), limit=0)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -261,7 +264,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(receiver: R
 )
 def test_lying_framing_headers_never_give_a_5xx(receiver: Receiver, head: bytes) -> None:
     """Content-Length lies, duplicates and broken chunking: a 4xx or a closed connection, nothing written."""
-    request = b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + API_KEY.encode() + b"\r\n" + head
+    request = REQUEST_LINE + b"Host: x\r\nX-Api-Key: " + API_KEY.encode() + b"\r\n" + head
     with socket.create_connection(("127.0.0.1", receiver.port), timeout=3) as sock:
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)

@@ -21,6 +21,7 @@ from rich.console import Console
 from config import Settings
 from config.logging import redact_url
 from worker.edge.cli._boot import QUIET_START, celery_enqueue, check_storages, log, open_ledger, out, stream_settings
+from worker.edge.web import paths
 from worker.ledger.localredis import reachable, start_local_redis
 from worker.ledger.persistence import fitness_line
 
@@ -169,7 +170,7 @@ def serve_all(settings: Settings, *, host: str, port: int, concurrency: int, con
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - only for display
     storages = ", ".join(f"{s.name} → {s.storage_type}:{s.bucket}" for s in settings.archive.effective_storages())
     console.print(f"archiving to: {storages}")
-    console.print(f"webhook URL to give Stream: [bold]http://{shown_host}:{port}/webhooks/stream[/] "
+    console.print(f"webhook URL to give Stream: [bold]http://{shown_host}:{port}{paths.WEBHOOK}[/] "
                   "(behind your public HTTPS address)")
     stopping = False
 

@@ -1,17 +1,13 @@
-"""GET /: a plain HTML status page, behind ARCHIVER_STATUS_TOKEN.
+"""GET /: a plain HTML status page, behind ARCHIVER_STATUS_TOKEN (`worker.edge.web.auth`).
 
-The token is sent as ``Authorization: Bearer <token>`` or as the password of HTTP basic auth (any
-user), and compared in constant time. Without a token configured the page does not exist (404).
-Everything the ledger holds is escaped (a failure's reason may quote hostile text); the chart's
-figures travel as JSON in a ``<script type="application/json">`` read by ``/static/status.js``, and
-the Content-Security-Policy allows no inline script at all.
+Without a token configured the page does not exist (404). Everything the ledger holds is escaped (a
+failure's reason may quote hostile text); the chart's figures travel as JSON in a
+``<script type="application/json">`` read by ``/static/status.js``, and the Content-Security-Policy
+allows no inline script at all.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from dataclasses import dataclass, field
@@ -45,7 +41,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="archiver"'}
 _FIELDS = ("call_cid", "filename", "storage", "state", "error", "reason", "attempts", "updated_at")
 
 
@@ -54,49 +49,6 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     if name not in STATIC:
         return None
     return (resources.files("worker.edge.web") / "static" / name).read_bytes(), STATIC[name]
-
-
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
-
-
-def _given(header: str | None) -> str | None:
-    """The token an Authorization header carries (bearer, or basic auth's password); None when none."""
-    scheme, _, value = (header or "").strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-            return None
-        _, sep, password = decoded.partition(":")
-        return password if sep and password else None
-    return None
-
-
-def authorized(header: str | None, token: str) -> bool:
-    """True when `header` (an Authorization header) carries `token`: as a bearer token, or as the
-    password of basic auth. Constant time in the token (hashes of equal length are compared)."""
-    given = _given(header)
-    return bool(token) and given is not None and same_token(given, token)
-
-
-def same_token(given: str, token: str) -> bool:
-    """Whether `given` is `token`, in constant time whatever their lengths (their hashes are compared);
-    for every token the receiver checks (the status page's, /metrics')."""
-    return hmac.compare_digest(_digest(given), _digest(token))
-
-
-HOW_TO_SEND = "send ARCHIVER_STATUS_TOKEN as `Authorization: Bearer …` or as the basic-auth password"
-
-
-def refusal(header: str | None) -> str:
-    """Why a request without the right token is refused (401): no token sent, and how to send it;
-    or a token that is not the one configured. Never the token itself."""
-    if _given(header) is None:
-        return f"this page needs the status token: {HOW_TO_SEND}"
-    return f"wrong token: the token sent is not ARCHIVER_STATUS_TOKEN ({HOW_TO_SEND})"
 
 
 @dataclass(frozen=True)

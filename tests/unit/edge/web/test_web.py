@@ -18,6 +18,7 @@ from tests.conftest import API_KEY, API_SECRET
 from tests.support.processes import wait_until
 from tests.support.samples import SAMPLES, fresh_event, fresh_sample, shift_to
 from tests.support.webserver import serve_in_thread
+from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.intake.webhook import sign
 from worker.ledger.connection import connect
@@ -36,7 +37,7 @@ class Receiver:
         if compress:
             sent["Content-Encoding"] = "gzip"
             body = gzip.compress(body)
-        return httpx.post(f"{self.base}/webhooks/stream", content=body, headers=sent, timeout=10)
+        return httpx.post(f"{self.base}{paths.WEBHOOK}", content=body, headers=sent, timeout=10)
 
 
 def serve(settings: Settings, ledger: Ledger) -> Any:
@@ -162,13 +163,13 @@ def test_redis_down_gives_503_and_health_stays_alive(make_settings: Any) -> None
     with server as base:
         response = Receiver(base, queued, dead).post(sample("call.recording_ready.json"))
         assert response.status_code == 503
-        assert httpx.get(f"{base}/healthz").status_code == 200
-        assert httpx.get(f"{base}/readyz").status_code == 503
+        assert httpx.get(f"{base}{paths.HEALTHZ}").status_code == 200
+        assert httpx.get(f"{base}{paths.READYZ}").status_code == 503
     assert queued == []
 
 
 def test_readyz_is_200_when_redis_answers(receiver: Receiver) -> None:
-    assert httpx.get(f"{receiver.base}/readyz").json() == {"status": "ready"}
+    assert httpx.get(f"{receiver.base}{paths.READYZ}").json() == {"status": "ready"}
 
 
 def test_an_enqueue_failure_still_answers_202(make_settings: Any, ledger: Ledger) -> None:
@@ -209,10 +210,10 @@ def test_a_gzip_body_without_content_encoding_is_inflated_and_verified_over_its_
     body = sample("call.transcription_ready.json")
     zipped = gzip.compress(body)
     forged = {"X-API-KEY": API_KEY, "X-SIGNATURE": sign(zipped, API_SECRET)}  # signed over the gzip bytes
-    assert httpx.post(f"{receiver.base}/webhooks/stream", content=zipped, headers=forged, timeout=10
+    assert httpx.post(f"{receiver.base}{paths.WEBHOOK}", content=zipped, headers=forged, timeout=10
                       ).status_code == 401
     sent = {"X-API-KEY": API_KEY, "X-SIGNATURE": sign(body, API_SECRET)}
-    response = httpx.post(f"{receiver.base}/webhooks/stream", content=zipped, headers=sent, timeout=10)
+    response = httpx.post(f"{receiver.base}{paths.WEBHOOK}", content=zipped, headers=sent, timeout=10)
     assert response.status_code == 202, response.text
     assert receiver.ledger.file(response.json()["file_id"])["filename"] == json.loads(body)[
         "call_transcription"]["filename"]
@@ -228,7 +229,7 @@ def test_a_corrupt_gzip_body_gets_400_with_the_reason(receiver: Receiver) -> Non
     body = sample("call.recording_ready.json")
     for broken, reason in [(b"\x1f\x8b" + b"\0" * 20, "not valid gzip"), (gzip.compress(body)[:-12], "truncated")]:
         for encoding in ({"Content-Encoding": "gzip"}, {}):
-            response = httpx.post(f"{receiver.base}/webhooks/stream", content=broken, timeout=10,
+            response = httpx.post(f"{receiver.base}{paths.WEBHOOK}", content=broken, timeout=10,
                                   headers={"X-API-KEY": API_KEY, "X-SIGNATURE": sign(body, API_SECRET)} | encoding)
             assert response.status_code == 400 and reason in response.json()["error"], response.text
     assert ledger_keys(receiver.ledger) == []
