@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from config import Settings
-from config.settings import parse_duration
+from config.types import parse_duration
 from worker.clock import rfc3339
 from worker.discovery.model import format_span
 from worker.discovery.reconcile import reconcile
