@@ -10,8 +10,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from config import ArchiveConfig
+from config.archive import load_archive_config
 from config.celery import TRANSFER_QUEUE
-from config.settings import ArchiveConfig, load_archive_config
 from tests.deploy.files import KUBERNETES, kubernetes_documents, kubernetes_object, load_yaml
 from worker.edge.web import paths
 

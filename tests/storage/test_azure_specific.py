@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient
 
-from config.settings import AzureOptions
+from config.storages import AzureOptions
 from tests.storage.conformance import write, write_with_digests
 from tests.support.azurite import (  # noqa: F401 - azurite_tls is a session fixture, used by name
     ACCOUNT,

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from config.settings import parse_duration
+from config.types import parse_duration
 from worker.clock import rfc3339
 from worker.discovery.model import format_span
 from worker.discovery.reconcile import reconcile

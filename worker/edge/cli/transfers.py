@@ -142,7 +142,7 @@ def prune_transfers(
 ) -> None:
     """Forget archived transfers (and their files' records) archived long ago. Only archived ones:
     queued, transferring, failed, lost and skipped transfers are never touched."""
-    from config.settings import parse_duration  # noqa: PLC0415
+    from config.types import parse_duration  # noqa: PLC0415
     from worker.clock import from_ms  # noqa: PLC0415
     from worker.discovery.deletion import object_problem  # noqa: PLC0415
     from worker.ledger.prune import prune_archived  # noqa: PLC0415

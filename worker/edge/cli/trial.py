@@ -26,8 +26,9 @@ import typer
 from rich.console import Console
 
 from config import ArchiveConfig, ConfigError, Environment, Settings
+from config.archive import load_archive_config
+from config.environment import load_environment
 from config.logging import redact_url, register_secrets, scrub
-from config.settings import load_archive_config, load_environment
 from worker.edge.trial.report import Delivery, FileState, deliver, explain, explain_waiting, location, snapshot, watch
 from worker.edge.trial.sample import SampleServer, Trial, make_trial, ready_event
 from worker.edge.web import paths

@@ -44,7 +44,7 @@ import structlog
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from worker.errors import CopyRefused, KeyRefused
 from worker.storage.azure.auth import TokenCredential, make_container_client, public_location, secrets_of
 from worker.storage.azure.copy import copy_from_url

@@ -42,7 +42,7 @@ import requests
 import structlog
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client

@@ -39,7 +39,7 @@ from typing import IO, Self
 
 import structlog
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused, StorageReason, StorageRefused, StorageUnavailable
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.checksums import Digests

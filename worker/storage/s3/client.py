@@ -34,7 +34,7 @@ from botocore.credentials import (
     ReadOnlyCredentials,
 )
 
-from config.settings import S3Options, TransferTuning
+from config import S3Options, TransferTuning
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

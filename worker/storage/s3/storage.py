@@ -65,7 +65,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 import structlog
 from botocore import exceptions as boto
 
-from config.settings import S3Options, StorageConfig, TransferTuning
+from config import S3Options, StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.keys import check_key, check_prefix
