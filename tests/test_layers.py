@@ -11,6 +11,7 @@ of worker/, tasks/ and config/, function-level ones included, `if TYPE_CHECKING:
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -176,4 +177,12 @@ def _one_cycle(start: str, group: set[str], edges: dict[str, dict[str, Import]])
 def test_our_modules_import_each_other_without_cycles() -> None:
     found = [" → ".join([c[0].importer, *(i.target for i in c)]) + "\n    " + "\n    ".join(map(str, c))
              for c in cycles()]
-    assert found == [], "import cycles:\n" + "\n".join(found)
+    assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_the_architecture_page_names_only_files_that_exist() -> None:
+    """docs/architecture.md points newcomers at files: each of them is there."""
+    named = re.findall(r"`((?:worker|tasks|config|tests)/[\w./]*)`", (ROOT / "docs" / "architecture.md").read_text())
+    assert len(named) > 20
+    missing = [path for path in named if not (ROOT / path).exists()]
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"

@@ -25,7 +25,6 @@ def load(path: str) -> object:
     ("worker.storage.local:LocalStorage", "worker.storage.local.storage:LocalStorage"),
     ("worker.storage:Storage", "worker.storage.base:Storage"),
     ("worker.ledger:connect", "worker.ledger.connection:connect"),
-    ("worker.ledger:Ledger", "worker.ledger.store:Ledger"),
     ("worker.checksums:Digests", "worker.storage.checksums:Digests"),
     ("config:load_settings", "config.settings:load_settings"),
 ])
