@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,9 @@ from worker.transfer.run import run_transfer
 
 
 @pytest.fixture
-def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Runtime]:
-    settings = make_settings(
-        download_hosts=[fake.cdn_host], retry_backoff="10s", retry_backoff_max="1m",
-        storages=[{"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "archive")}],
-        default_storage="disk",
-    )
-    runtime = Runtime.from_settings(settings)
-    yield runtime
-    runtime.close()
+def runtime(make_runtime: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    disk = {"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "archive")}
+    return make_runtime(disk, retry_backoff="10s", retry_backoff_max="1m")
 
 
 def record(runtime: Runtime, fake: FakeStream, file: StoredFile) -> str:

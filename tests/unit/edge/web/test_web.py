@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,53 +13,17 @@ import httpx
 import pytest
 import redis
 
-from config import Settings
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.processes import wait_until
 from tests.support.samples import SAMPLES, fresh_event, fresh_sample, shift_to
 from tests.support.webserver import serve_in_thread
+from tests.unit.conftest import Receiver, ledger_keys, serve
 from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.intake.webhook import sign
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
 from worker.monitoring.stats import Stats
-
-
-class Receiver:
-    def __init__(self, base: str, queued: list[str], ledger: Ledger) -> None:
-        self.base, self.queued, self.ledger = base, queued, ledger
-
-    def post(self, body: bytes, *, secret: str = API_SECRET, key: str = API_KEY, compress: bool = False,
-             **headers: str) -> httpx.Response:
-        sent = {"X-API-KEY": key, "X-SIGNATURE": sign(body, secret), "Content-Type": "application/json",
-                "X-WEBHOOK-ID": "wh-1", "X-WEBHOOK-ATTEMPT": "1"} | headers
-        if compress:
-            sent["Content-Encoding"] = "gzip"
-            body = gzip.compress(body)
-        return httpx.post(f"{self.base}{paths.WEBHOOK}", content=body, headers=sent, timeout=10)
-
-
-def serve(settings: Settings, ledger: Ledger) -> Any:
-    queued: list[str] = []
-
-    def enqueue(ids: Sequence[str]) -> None:
-        queued.extend(ids)
-
-    return serve_in_thread(create_app(settings, ledger, enqueue)), queued
-
-
-@pytest.fixture
-def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    settings = make_settings(call_storage_key="")  # routes known at intake: no call lookup
-    server, queued = serve(settings, ledger)
-    with server as base:
-        yield Receiver(base, queued, ledger)
-
-
-def ledger_keys(ledger: Ledger) -> list[str]:
-    """Every key but the webhook counters (``archiver:stats:``), which count refusals too."""
-    return [k for k in ledger.redis.keys() if not str(k).startswith("archiver:stats:")]
 
 
 def sample(name: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.ledger_states import add_waiting
 from tests.support.processes import wait_until
 from tests.support.samples import SAMPLES
-from tests.unit.edge.web.test_web import Receiver, sample, serve
+from tests.unit.conftest import Receiver, serve
+from tests.unit.edge.web.test_web import sample
 from tests.unit.monitoring.test_metrics import add
 from worker.clock import now_ms
 from worker.discovery.reconcile_state import FailedCalls, completed
@@ -34,11 +35,8 @@ def basic(user: str, password: str) -> str:
 
 
 @pytest.fixture
-def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    settings = make_settings(env={"ARCHIVER_STATUS_TOKEN": TOKEN}, call_storage_key="")
-    server, queued = serve(settings, ledger)
-    with server as base:
-        yield Receiver(base, queued, ledger)
+def receiver(make_receiver: Callable[..., Receiver]) -> Receiver:
+    return make_receiver(env={"ARCHIVER_STATUS_TOKEN": TOKEN})
 
 
 def webhook_counts(receiver: Receiver) -> dict[str, float]:
