@@ -31,7 +31,7 @@ from typing import cast
 import redis
 import structlog
 
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.store import Ledger
 
 log = structlog.get_logger(__name__)
@@ -79,12 +79,12 @@ class Stats:
     """Writes and reads the figures above; safe to share between threads."""
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
-        self.redis, self.prefix = client, prefix
+        self.redis, self.prefix, self._keys = client, prefix, Keys(prefix)
         self._pending: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
     def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return self._keys.figure(name)
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -223,7 +223,7 @@ def create_app(settings: Settings, ledger: Ledger, enqueue: Enqueue) -> FastAPI:
     @app.get("/readyz", responses={503: {"description": "Redis does not answer", "content": _STATUS}})
     def readyz() -> JSONResponse:
         try:
-            ledger.ping()
+            ledger.redis.ping()
         except redis.RedisError as exc:
             return JSONResponse({"status": "unavailable", "redis": scrub(str(exc))}, status_code=503)
         return JSONResponse({"status": "ready"})
