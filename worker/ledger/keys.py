@@ -26,7 +26,8 @@ Keys (prefix P, default ``archiver:``).  The transfers::
   P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
                                 holds two files; kept after `prune` (the object is still there)
   P scheduler:lock        STRING the scheduler's lock (its holder's token)
-  P failure:<kind>:<cid>:<egress or created_at>  STRING a failure event Stream reported, noted once
+  P failure:<kind>:<cid>:<egress or created_at>  STRING a failure event Stream reported was noted
+                                (kept 15 days, so a redelivery is not noted again)
   P stream_failures       LIST  those failure events (JSON), newest first, the last 10,000
   P schema_version        STRING the ledger's schema version (`worker.ledger.schema`)
   P schema_migration_lock STRING held by the process migrating the schema

@@ -8,7 +8,8 @@ States::
       └──── backoff ───────┘  └──────▶ lost      (the source no longer has it; never archived)
     skipped                 (the route says not to archive)
 
-Every change is one Lua script (`worker.ledger.scripts`), so a crash never leaves half a change.
+The keys are those of `worker.ledger.keys` (`Ledger.keys`). Every change is one Lua script
+(`worker.ledger.scripts`), so a crash never leaves half a change.
 A running transfer holds a lease (renewed by heartbeat) and a random fencing token made for its
 claim: a worker whose lease was taken over can no longer write its result, even when Redis lost its
 last writes and handed out the same epoch twice. Leases and due times are judged by Redis's clock
