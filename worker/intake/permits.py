@@ -25,7 +25,6 @@ import httpx
 
 from worker.ledger.store import Ledger
 
-KEY = "trial_permit:"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -47,7 +46,7 @@ def permit_url(url: str) -> str | None:
 
 def _key(ledger: Ledger, url: str) -> str | None:
     exact = permit_url(url)
-    return None if exact is None else f"{ledger.prefix}{KEY}{exact}"
+    return None if exact is None else ledger.keys.trial_permit(exact)
 
 
 def grant(ledger: Ledger, url: str, call_cid: str, ttl_ms: int) -> None:

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from worker.discovery.reconcile_state import MODES, read_marks
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.unrouted import REASONS, read_routing
 from worker.monitoring import names
 from worker.monitoring.stats import Stats, durations
@@ -53,10 +53,11 @@ def read_deadlines(client: redis.Redis, retention: timedelta, prefix: str = DEFA
     now = time.time() if now is None else now
     now_ms = int(now * 1000)
     pipe = client.pipeline(transaction=False)
-    pipe.zcount(f"{prefix}due", "-inf", now_ms)
-    pipe.zrangebyscore(f"{prefix}due", "-inf", now_ms, start=0, num=1, withscores=True)
-    pipe.get(f"{prefix}at_risk")
-    pipe.zrange(f"{prefix}expiry", 0, 0, withscores=True)
+    keys = Keys(prefix)
+    pipe.zcount(keys.due, "-inf", now_ms)
+    pipe.zrangebyscore(keys.due, "-inf", now_ms, start=0, num=1, withscores=True)
+    pipe.get(keys.at_risk)
+    pipe.zrange(keys.expiry, 0, 0, withscores=True)
     due, oldest_due, at_risk, soonest = pipe.execute()
     oldest_due_age = max(0.0, now - oldest_due[0][1] / 1000) if oldest_due else 0.0
     deadline = cast(list[tuple[str, float]], soonest)[0][1] / 1000 if soonest else None

@@ -102,7 +102,7 @@ def open_ledger(settings: LedgerSettings, *, fail_fast: bool = False, starting: 
     a warning for each Redis setting that puts the ledger at risk (never stops for them)."""
     ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast))
     try:
-        ledger.ping()
+        ledger.redis.ping()
     except redis.RedisError as exc:
         err.print(f"[bold red]Redis is unreachable[/] (REDIS_URL): {exc}", highlight=False)
         raise typer.Exit(3) from None

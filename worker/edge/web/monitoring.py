@@ -40,7 +40,7 @@ def add_health(app: FastAPI, ledger: Ledger) -> None:
     @app.get(paths.READYZ, responses=openapi.READYZ)
     def readyz() -> JSONResponse:
         try:
-            ledger.ping()
+            ledger.redis.ping()
         except redis.RedisError as exc:
             return JSONResponse({"status": "unavailable", "redis": scrub(str(exc))}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -19,7 +19,7 @@ from typing import cast
 import redis
 
 from worker.discovery.reconcile_state import MODES, Marks, read_marks
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import STATES
 from worker.ledger.store import Ledger
 from worker.ledger.unrouted import RoutingFigures, WaitingFile, read_routing, waiting_files
@@ -75,10 +75,10 @@ class Status:
     stream_waits: dict[str, float] = field(default_factory=dict)  # endpoint → seconds waited for the limits
 
 
-def _rows(client: redis.Redis, prefix: str, scored: list[tuple[str, float]]) -> list[Row]:
+def _rows(client: redis.Redis, keys: Keys, scored: list[tuple[str, float]]) -> list[Row]:
     pipe = client.pipeline(transaction=False)
     for tid, _ in scored:
-        pipe.hmget(f"{prefix}transfer:{tid}", list(_FIELDS))
+        pipe.hmget(keys.transfer(tid), list(_FIELDS))
     rows = []
     for (tid, score), values in zip(scored, pipe.execute(), strict=True):
         fields = {k: str(v) for k, v in zip(_FIELDS, values, strict=True) if v}
@@ -90,20 +90,20 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
                 now: float | None = None) -> Status:
     """Everything the page shows, in a bounded number of Redis commands."""
     now = time.time() if now is None else now
-    stats = Stats(client, prefix)
-    failed = cast(list[tuple[str, float]], client.zrevrange(f"{prefix}state:failed", 0, LIMIT - 1, withscores=True))
-    queued = cast(list[tuple[str, float]], client.zrevrange(f"{prefix}state:queued", 0, 4 * LIMIT - 1,
+    stats, keys = Stats(client, prefix), Keys(prefix)
+    failed = cast(list[tuple[str, float]], client.zrevrange(keys.state("failed"), 0, LIMIT - 1, withscores=True))
+    queued = cast(list[tuple[str, float]], client.zrevrange(keys.state("queued"), 0, 4 * LIMIT - 1,
                                                             withscores=True))
-    erring = [row for row in _rows(client, prefix, queued) if row.fields.get("error")]
-    failures = sorted([*_rows(client, prefix, failed), *erring], key=lambda r: r.score, reverse=True)[:LIMIT]
+    erring = [row for row in _rows(client, keys, queued) if row.fields.get("error")]
+    failures = sorted([*_rows(client, keys, failed), *erring], key=lambda r: r.score, reverse=True)[:LIMIT]
     horizon = int((now + at_risk_margin.total_seconds()) * 1000)
-    soon = cast(list[tuple[str, float]], client.zrangebyscore(f"{prefix}expiry", "-inf", horizon, start=0,
+    soon = cast(list[tuple[str, float]], client.zrangebyscore(keys.expiry, "-inf", horizon, start=0,
                                                               num=LIMIT, withscores=True))
     counts: dict[str, dict[str, int]] = {}
     for state, storages in Tally(client, prefix).by_state().items():
         counts[STATE_LABELS[state]] = storages
-    waiting = cast(list[str], client.zrange(f"{prefix}unrouted", 0, LIMIT - 1))
-    return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, prefix, soon),
+    waiting = cast(list[str], client.zrange(keys.unrouted, 0, LIMIT - 1))
+    return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, keys, soon),
                   stats.storage_health(), now, read_routing(client, prefix),
                   tuple(waiting_files(Ledger(client, prefix), waiting)), read_marks(client, prefix),
                   stats.pairs("stats:stream_requests"), stats.stream_waits())
