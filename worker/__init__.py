@@ -1,1 +1,1 @@
-"""The archiver's domain: webhooks, ledger, transfers, storage. Never imports Celery."""
+"""The archiver: the domain (no Celery) in packages by subject; see docs/architecture.md."""

@@ -1,0 +1,2 @@
+"""One transfer: claim, download (behind the URL guard), stream into the storage, verify, record
+(`run`)."""
