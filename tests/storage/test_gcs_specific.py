@@ -32,9 +32,10 @@ from tests.support.ports import free_port
 from tests.support.tokenserver import JWT_BEARER, TokenServer, token_server  # noqa: F401 - a fixture
 from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.checksums import Digests, Hasher, crc32c_b64
+from worker.storage.errors import Scrubber
+from worker.storage.gcs.bucket import chunk_size
 from worker.storage.gcs.errors import mapped
 from worker.storage.gcs.storage import GCSStorage
-from worker.storage.gcs.writer import chunk_size
 
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth signs for it, whatever token_uri says
@@ -248,12 +249,13 @@ def test_describe_has_no_secret(token_server: TokenServer) -> None:  # noqa: F81
 )
 def test_error_mapping(error: Exception, kind: type[Exception], reason: str) -> None:
     """Errors the emulator cannot produce map like the ones it can: one table for every source."""
-    found = mapped(error, "gcs storage 'x': stat gs://b/k", "key", ())
+    found = mapped(error, "gcs storage 'x': stat gs://b/k", "key", Scrubber())
     assert isinstance(found, kind) and getattr(found, "reason", None) == reason
 
 
 def test_messages_lose_query_strings_and_secrets() -> None:
     """A session URI's upload_id and configured secrets never reach a message; the key keeps its '?'."""
     error = requests.ConnectionError("PUT http://h/upload?uploadType=resumable&upload_id=SESSION-SECRET: sk-123")
-    message = str(mapped(error, "gcs storage 'x': upload gs://b/what?/is=this", "session", ("sk-123",)))
+    scrub = Scrubber(["sk-123"], queries=True)
+    message = str(mapped(error, "gcs storage 'x': upload gs://b/what?/is=this", "session", scrub))
     assert "SESSION-SECRET" not in message and "sk-123" not in message and "gs://b/what?/is=this" in message
