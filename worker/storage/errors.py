@@ -24,7 +24,7 @@ from config.settings import TransferTuning
 from worker.errors import StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
 
 SDK_ATTEMPTS = 3  # tries of one request, the first included (S3's total_max_attempts; Azure retries 2)
-SDK_BACKOFF = 1.0  # seconds between two tries (Azure's LinearRetry, with as much jitter either way)
+SDK_BACKOFF = 1  # seconds between two tries (Azure's LinearRetry, with as much jitter either way: 0-2 s)
 
 Failure = StorageRefused | StorageUnavailable | VerificationFailed | FileNotFoundError
 _QUERY = re.compile(r"\?[^\s'\"<>)]*=[^\s'\"<>)]*")  # "?a=b&c=d", not a key's lone "?"

@@ -23,7 +23,7 @@ from worker.storage.checksums import Digests
 from worker.storage.parts import PartedWriter
 
 if TYPE_CHECKING:
-    from worker.storage.azure.storage import AzureStorage
+    from worker.storage.azure.container import AzureContainer
 
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
@@ -71,17 +71,17 @@ class AzureWriter(PartedWriter[str]):
     and the blocks in flight)."""
 
     def __init__(
-        self, storage: AzureStorage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+        self, container: AzureContainer, key: str, full_key: str, content_type: str, metadata: dict[str, str]
     ) -> None:
-        super().__init__(key, storage.tuning, storage.parts.submit)
-        self._s, self._full_key = storage, full_key
-        self._blob = storage.blob(full_key)
+        super().__init__(key, container.tuning, container.parts.submit)
+        self._container, self._full_key = container, full_key
+        self._blob = container.blob(full_key)
         self._content_type, self._metadata = content_type, metadata
         self._nonce = uuid.uuid4().hex  # of this writer's block ids
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
         if isinstance(exc, AzureError):
-            self._s.raise_mapped(exc, action, self._key)
+            self._container.raise_mapped(exc, action, self._key)
 
     def _begin_commit(self, digests: Digests | None) -> None:
         """Either way, the last request sets metadata: ``sha256`` goes too."""
@@ -115,8 +115,8 @@ class AzureWriter(PartedWriter[str]):
         return dict(response)
 
     def _discard(self) -> None:
-        """Delete what was staged when no committed blob holds the name (`AzureStorage.discard_staged`)."""
-        self._s.discard_staged(self._key, self._full_key)
+        """Delete what was staged when no committed blob holds the name (`AzureContainer.discard_staged`)."""
+        self._container.discard_staged(self._key, self._full_key)
 
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
         etag = str(response.get("etag") or "").strip('"') or None
