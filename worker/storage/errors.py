@@ -56,6 +56,7 @@ def unavailable(reason: StorageReason) -> Outcome:
     return Outcome(StorageUnavailable, reason)
 
 
+CHECKSUM_MISMATCH = Outcome(VerificationFailed, "checksum_rejected")  # the store found a checksum wrong
 MISSING = Outcome(FileNotFoundError)  # a rule with it applies only where the call allows "no such key"
 
 

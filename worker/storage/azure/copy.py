@@ -28,9 +28,10 @@ from azure.storage.blob import BlobBlock, ContentSettings
 
 from worker.errors import CopyRefused
 from worker.storage.azure.errors import describe, error_code, first_line, map_error
-from worker.storage.azure.writer import block_ids, decode_metadata
+from worker.storage.azure.writer import block_ids
 from worker.storage.base import StoredObject
 from worker.storage.errors import public_url
+from worker.storage.keys import decode_header_metadata
 
 if TYPE_CHECKING:
     from worker.storage.azure.container import AzureContainer
@@ -84,7 +85,7 @@ def copy_from_url(
         copy.discard(key)
         raise
     etag = str(response.get("etag") or "").strip('"') or None
-    return StoredObject(key, size, decode_metadata(metadata), content_type, etag)
+    return StoredObject(key, size, decode_header_metadata(metadata), content_type, etag)
 
 
 class _BlockCopy:

@@ -25,6 +25,7 @@ string is the credential (`worker.storage.errors.Scrubber`).
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import (
     AzureError,
@@ -34,23 +35,14 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from worker.errors import VerificationFailed
-from worker.storage.errors import (
-    MISSING,
-    SERVER_ERRORS,
-    ErrorTable,
-    Failure,
-    Outcome,
-    Rule,
-    Scrubber,
-    refused,
-    unavailable,
-)
+from worker.storage.errors import CHECKSUM_MISMATCH, MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
 
-_REJECTED = Outcome(VerificationFailed, "checksum_rejected")
+if TYPE_CHECKING:
+    from worker.storage.errors import Failure, Scrubber
+
 TABLE = ErrorTable(
-    Rule(_REJECTED, codes={"Md5Mismatch", "Crc64Mismatch"}),
-    Rule(_REJECTED, statuses={400}, words="md5.*(did not|doesn't|does not) match"),  # Azurite: InvalidOperation
+    Rule(CHECKSUM_MISMATCH, codes={"Md5Mismatch", "Crc64Mismatch"}),
+    Rule(CHECKSUM_MISMATCH, statuses={400}, words="md5.*(did not|doesn't|does not) match"),  # Azurite: InvalidOperation
     Rule(refused("missing_bucket"), codes={"ContainerNotFound"}),
     Rule(MISSING, codes={"BlobNotFound"}),
     # a bad signature, whatever the code says (Azurite answers AuthorizationFailure):

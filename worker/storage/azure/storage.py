@@ -48,11 +48,11 @@ from worker.storage.azure.auth import TokenCredential, make_container_client, se
 from worker.storage.azure.container import AzureContainer
 from worker.storage.azure.copy import copy_from_url
 from worker.storage.azure.errors import error_code
-from worker.storage.azure.writer import AzureWriter, decode_metadata, encode_metadata
+from worker.storage.azure.writer import AzureWriter, encode_metadata
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.checksums import b64
 from worker.storage.errors import Scrubber
-from worker.storage.keys import check_key, check_prefix
+from worker.storage.keys import check_key, check_prefix, decode_header_metadata
 
 MAX_KEY_CHARS = 1024
 
@@ -128,7 +128,7 @@ class AzureStorage(Storage):
             props = self.blob(self.full_key(key)).get_blob_properties()
         except AzureError as exc:
             self.raise_mapped(exc, "stat", key, missing=True)
-        metadata = decode_metadata(props.metadata or {})
+        metadata = decode_header_metadata(props.metadata or {})
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         if props.content_settings.content_md5:
             checksums["md5"] = b64(bytes(props.content_settings.content_md5))

@@ -13,32 +13,25 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobBlock, ContentSettings
 
 from worker.storage.base import StoredObject
 from worker.storage.checksums import Digests
+from worker.storage.keys import decode_header_metadata, encode_header_metadata
 from worker.storage.parts import PartedWriter
 
 if TYPE_CHECKING:
     from worker.storage.azure.container import AzureContainer
 
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """Percent-encode values for HTTP headers. Raises ValueError for a name Azure refuses."""
-    for name in metadata:
-        if not _META_KEY.fullmatch(name):
-            raise ValueError(f"Azure metadata names must be C# identifiers (ASCII letters, digits, '_'): {name!r}")
-    return {name: quote(value, safe=_META_SAFE) for name, value in metadata.items()}
-
-
-def decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {name: unquote(value) for name, value in metadata.items()}
+    rule = "Azure metadata names must be C# identifiers (ASCII letters, digits, '_')"
+    return encode_header_metadata(metadata, _META_KEY, rule)
 
 
 def block_id(nonce: str, number: int) -> str:
@@ -120,5 +113,5 @@ class AzureWriter(PartedWriter[str]):
 
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
         etag = str(response.get("etag") or "").strip('"') or None
-        metadata = decode_metadata(self._metadata)
+        metadata = decode_header_metadata(self._metadata)
         return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums(digests))

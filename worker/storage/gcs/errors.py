@@ -24,7 +24,7 @@ configured secrets ``***`` (`worker.storage.errors.Scrubber`).
 from __future__ import annotations
 
 import http.client
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import requests
 import urllib3
@@ -33,17 +33,10 @@ from google.auth import exceptions as auth
 from google.cloud.storage import exceptions as media
 
 from worker.errors import VerificationFailed
-from worker.storage.errors import (
-    MISSING,
-    SERVER_ERRORS,
-    ErrorTable,
-    Failure,
-    Outcome,
-    Rule,
-    Scrubber,
-    refused,
-    unavailable,
-)
+from worker.storage.errors import CHECKSUM_MISMATCH, MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+
+if TYPE_CHECKING:
+    from worker.storage.errors import Failure, Scrubber
 
 Missing = Literal["key", "bucket", "session"]  # what a 404 means for the call that got it
 
@@ -66,7 +59,7 @@ TABLE = ErrorTable(
     Rule(unavailable("other"), codes={"NoSuchUpload"}),
     Rule(MISSING, codes={"NoSuchKey"}),
     Rule(unavailable("server_error"), statuses=SERVER_ERRORS),
-    Rule(Outcome(VerificationFailed, "checksum_rejected"), statuses={400}, words="crc32c|md5|checksum"),
+    Rule(CHECKSUM_MISMATCH, statuses={400}, words="crc32c|md5|checksum"),
 )  # GCS: Provided CRC32C / MD5 hash "..." doesn't match
 
 

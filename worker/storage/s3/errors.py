@@ -22,19 +22,14 @@ do not understand a checksum header have answered with these codes too; `archive
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from botocore import exceptions as boto
 
-from worker.storage.errors import (
-    MISSING,
-    SERVER_ERRORS,
-    ErrorTable,
-    Failure,
-    Outcome,
-    Rule,
-    Scrubber,
-    refused,
-    unavailable,
-)
+from worker.storage.errors import MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+
+if TYPE_CHECKING:
+    from worker.storage.errors import Failure, Scrubber
 
 CHECKSUM_HINT = 'the store refuses boto3\'s checksum headers: set s3_request_checksum = "when_required" for it'
 MD5_HINT = "the store refused the Content-MD5 header or found it wrong"
@@ -60,7 +55,7 @@ TABLE = ErrorTable(
     Rule(unavailable("other"), codes={"RequestTimeout", "OperationAborted", "NoSuchUpload"}),
 )
 ASSUME_ROLE = ErrorTable(Rule(unavailable("server_error"), statuses=SERVER_ERRORS), default=refused("credentials"))
-_BY_TYPE: tuple[tuple[tuple[type[Exception], ...], Outcome], ...] = (
+_BY_TYPE = (
     ((boto.NoCredentialsError, boto.PartialCredentialsError, boto.CredentialRetrievalError),
      refused("credentials")),
     ((boto.ConnectionError, boto.HTTPClientError), unavailable("unreachable")),

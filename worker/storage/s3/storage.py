@@ -60,7 +60,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Self
-from urllib.parse import quote, unquote
 
 from botocore import exceptions as boto
 
@@ -68,7 +67,7 @@ from config.settings import S3Options, StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.errors import Scrubber, public_url
-from worker.storage.keys import check_key, check_prefix
+from worker.storage.keys import check_key, check_prefix, decode_header_metadata, encode_header_metadata
 from worker.storage.s3.bucket import S3Bucket
 from worker.storage.s3.client import make_client
 from worker.storage.s3.writer import S3Writer
@@ -80,15 +79,12 @@ __all__ = ["S3Storage", "encode_metadata", "make_client"]
 
 MAX_KEY_BYTES = 1024
 _META_KEY = re.compile(r"[A-Za-z0-9._-]+")
-_META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """Percent-encode values for S3's ASCII headers. Raises ValueError for a non-ASCII key."""
-    for name in metadata:
-        if not _META_KEY.fullmatch(name):
-            raise ValueError(f"S3 metadata keys must be ASCII letters, digits, '-', '_' or '.': {name!r}")
-    return {name: quote(value, safe=_META_SAFE) for name, value in metadata.items()}
+    rule = "S3 metadata keys must be ASCII letters, digits, '-', '_' or '.'"
+    return encode_header_metadata(metadata, _META_KEY, rule)
 
 
 class S3Storage(Storage):
@@ -168,7 +164,7 @@ class S3Storage(Storage):
             head = self.client.head_object(Bucket=self.bucket.name, Key=self.full_key(key), **extra)
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "stat", key, missing=True)
-        metadata = {name: unquote(value) for name, value in head.get("Metadata", {}).items()}
+        metadata = decode_header_metadata(head.get("Metadata", {}))
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         crc32c = head.get("ChecksumCRC32C", "")
         if crc32c and "-" not in crc32c and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":

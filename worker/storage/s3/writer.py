@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import structlog
 from botocore import exceptions as boto
@@ -17,6 +16,7 @@ from botocore import exceptions as boto
 from worker.errors import VerificationFailed
 from worker.storage.base import StoredObject
 from worker.storage.checksums import Digests, b64, crc32c_b64, crc32c_of_parts, md5_b64
+from worker.storage.keys import decode_header_metadata
 from worker.storage.parts import PartedWriter
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             log.warning("storage_abort_failed", storage=self._bucket.storage, key=self._key, reason=str(exc))
 
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
-        metadata = {name: unquote(value) for name, value in self._metadata.items()}
+        metadata = decode_header_metadata(self._metadata)
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         if "-" not in response.get("ChecksumCRC32C", "-"):
             checksums["crc32c"] = response["ChecksumCRC32C"]
