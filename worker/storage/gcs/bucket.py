@@ -80,8 +80,12 @@ class GCSBucket:
         response.close()
         raise build(self.where(action, key), response.status_code, text, missing, self.scrub)
 
-    def upload_url(self, kind: Literal["multipart", "resumable"]) -> str:
-        return f"{self.endpoint}/upload/storage/v1/b/{quote(self.name, safe='')}/o?uploadType={kind}"
+    def start_upload(
+        self, kind: Literal["multipart", "resumable"], action: str, key: str, **kwargs: Any
+    ) -> requests.Response:
+        """POST a new upload of `kind` (a write into a missing bucket: StorageRefused "missing_bucket")."""
+        url = f"{self.endpoint}/upload/storage/v1/b/{quote(self.name, safe='')}/o?uploadType={kind}"
+        return self.call("POST", url, action, key, ok=(200, 201), missing="bucket", **kwargs)
 
     def delete(self, key: str, name: str, generation: int | None = None) -> None:
         """Delete object `name` (`key` under the prefix), only in `generation` when given; missing is

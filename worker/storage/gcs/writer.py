@@ -174,30 +174,15 @@ class GCSWriter(ObjectWriter):
         body = b"".join([head, *self._pieces, f"\r\n--{boundary}--\r\n".encode()])
         self._pieces.clear()
         self._buffered = 0
-        response = self._bucket.call(
-            "POST",
-            self._bucket.upload_url("multipart"),
-            "upload",
-            self._key,
-            ok=(200, 201),
-            missing="bucket",
-            data=body,
-            headers={"Content-Type": f"multipart/related; boundary={boundary}"},
-        )
+        headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
+        response = self._bucket.start_upload("multipart", "upload", self._key, data=body, headers=headers)
         return dict(response.json())
 
     def _start(self) -> str:
         """Open the resumable session (metadata is fixed now) and return its URI."""
-        response = self._bucket.call(
-            "POST",
-            self._bucket.upload_url("resumable"),
-            "start uploading",
-            self._key,
-            ok=(200, 201),
-            missing="bucket",
-            json={"name": self._name, "contentType": self._content_type, "metadata": self._metadata},
-            headers={"X-Upload-Content-Type": self._content_type},
-        )
+        resource = {"name": self._name, "contentType": self._content_type, "metadata": self._metadata}
+        headers = {"X-Upload-Content-Type": self._content_type}
+        response = self._bucket.start_upload("resumable", "start uploading", self._key, json=resource, headers=headers)
         location = response.headers.get("Location")
         if not location:
             where = self._bucket.where("start uploading", self._key)
