@@ -67,17 +67,17 @@ def costs(svc: Service, calls: int, log_file: Path) -> list[StepCost]:
     from worker.intake.record import accept_delivery  # noqa: PLC0415
     from worker.ledger.connection import connect  # noqa: PLC0415
     from worker.ledger.store import Ledger  # noqa: PLC0415
-    from worker.monitoring.stats import stats_for  # noqa: PLC0415
+    from worker.monitoring.stats import Stats  # noqa: PLC0415
 
     settings = load_settings()
     ledger = Ledger(connect(os.environ["REDIS_URL"]))
     deliveries = svc.deliveries(calls, b"x" * 1024, "costs")
     headers = [{k.lower(): v for k, v in d.headers.items()} for d in deliveries]
     ids: list[str] = []
-    stats = stats_for(ledger)
+    stats = Stats(ledger.redis, ledger.prefix)
     with log_file.open("w") as sink, redirect_stderr(sink):
         configure_logging("INFO", "json")
-        log = structlog.get_logger("worker.edge.web.app")
+        log = structlog.get_logger("worker.edge.web.webhook")
         return [
             measure("accept_delivery (HMAC, parse, Lua intake)", calls,
                     lambda i: ids.extend(accept_delivery(settings, ledger, deliveries[i].body, headers[i]).to_queue)),  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ import httpx
 import redis
 
 from bench.service import service
+from worker.edge.web import paths
 from worker.files import StreamFile, transfer_id
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
@@ -45,16 +46,16 @@ def seed(ledger: Ledger, count: int) -> None:
         ledger.record(file, [NewTransfer(tid, "disk", f"default/c{n}/{file.filename}")],
                       expires_at=end + timedelta(days=14))
     pipe = ledger.redis.pipeline(transaction=False)
-    queued = ledger.redis.zrange(f"{ledger.prefix}state:queued", 0, -1, withscores=True)
+    queued = ledger.redis.zrange(ledger.keys.state("queued"), 0, -1, withscores=True)
     archived, failed = int(count * SHARES["archived"]), int(count * SHARES["failed"])
     for i, (raw, score) in enumerate(queued[:archived + failed]):
         tid, state = raw.decode(), "archived" if i < archived else "failed"
-        pipe.hset(f"{ledger.prefix}transfer:{tid}", mapping={"state": state, "bytes": 50_000_000})
-        pipe.zrem(f"{ledger.prefix}state:queued", tid)
-        pipe.zadd(f"{ledger.prefix}state:{state}", {tid: score})
-        pipe.zrem(f"{ledger.prefix}due", tid)
+        pipe.hset(ledger.keys.transfer(tid), mapping={"state": state, "bytes": 50_000_000})
+        pipe.zrem(ledger.keys.state("queued"), tid)
+        pipe.zadd(ledger.keys.state(state), {tid: score})
+        pipe.zrem(ledger.keys.due, tid)
         if state == "archived":
-            pipe.zrem(f"{ledger.prefix}expiry", tid)
+            pipe.zrem(ledger.keys.expiry, tid)
     pipe.execute()
     print(f"seeded {count:,} transfers in {time.monotonic() - start:.0f} s", flush=True)
 
@@ -80,7 +81,7 @@ def case(transfers: int, cache: str, seconds: float, rate: float) -> str:
         storage = {"name": "disk", "storage_type": "local", "bucket": str(workdir / "archive"), "path": ""}
         with service(workdir, storage, {"metrics_cache": cache}) as svc:
             seed(Ledger(svc.redis), transfers)
-            url = svc.processes.start_web().replace("/webhooks/stream", "/metrics")
+            url = svc.processes.start_web().replace(paths.WEBHOOK, paths.METRICS)
             httpx.get(url, timeout=60)  # the first scrape builds what later ones reuse
             before = redis_usec(svc.redis)
             count, latencies = scrape(url, seconds, rate)

@@ -1,17 +1,10 @@
 """Configuration: the only package that reads the environment and the TOML file."""
 
-from config.settings import (
-    ArchiveConfig,
-    ConfigError,
-    Environment,
-    LedgerEnvironment,
-    LedgerSettings,
-    S3Options,
-    Settings,
-    StorageConfig,
-    TransferTuning,
-    load_settings,
-)
+from config.archive import ArchiveConfig, TransferTuning
+from config.environment import Environment, LedgerEnvironment
+from config.errors import ConfigError
+from config.settings import LedgerSettings, Settings, load_settings
+from config.storages import S3Options, StorageConfig
 
 __all__ = [
     "ArchiveConfig",

@@ -2,23 +2,17 @@
 
 It walks `Environment` (environment variables) and `ArchiveConfig` with every model nested in it
 (TOML tables), field by field through ``model_fields``: nothing here names a setting, so a field
-added to `config.settings` appears on the next run. A field's description is its ``Field(description=…)``
-or else the comments written beside it in the source (the line above and the end of its line), the
-way `config.settings` documents its options, or else the comments beside the key in
-``config/archiver.example.toml``.
+added to `config` appears on the next run. Each row is the field's name, a reader's name for its
+type, its default and its ``Field(description=…)`` with its constraints; a field without a
+description is an error.
 
     python -m config.reference > docs/configuration.md
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import inspect
-import io
 import sys
-import textwrap
-import tokenize
 import types
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -31,13 +25,13 @@ from pydantic import BaseModel, ByteSize, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from config.settings import ArchiveConfig, Environment
+from config.archive import ArchiveConfig
+from config.environment import Environment
 
-EXAMPLE = Path(__file__).with_name("archiver.example.toml")
 REGENERATE = "python -m config.reference > docs/configuration.md"
 _HEADER = f"""# Configuration reference
 
-<!-- Generated from config/settings.py by `{REGENERATE}`; do not edit by hand. -->
+<!-- Generated from the models in config/ by `{REGENERATE}`; do not edit by hand. -->
 
 The archiver reads its settings from environment variables and from one TOML file, named by
 `ARCHIVER_CONFIG` (see [`config/archiver.example.toml`](../config/archiver.example.toml)). Unknown
@@ -59,8 +53,8 @@ def _environment_section() -> str:
     rows = []
     for name, field in Environment.model_fields.items():
         env_name = field.validation_alias if isinstance(field.validation_alias, str) else prefix + name
-        rows.append((f"`{env_name.upper()}`", _type_name(field.annotation), _default(field), _describe(Environment,
-                     name, field)))
+        rows.append((f"`{env_name.upper()}`", _type_name(field.annotation), _default(field),
+                     _describe(Environment, name, field)))
     return _section("## Environment variables", _docstring(Environment), ("variable", "type", "default",
                     "description"), rows)
 
@@ -86,9 +80,7 @@ def _table_section(model: type[BaseModel], path: str, array: bool) -> str:
     title = f"### `[[{path}]]`" if array else f"### `[{path}]`" if path else "### Top level"
     rows = []
     for name, field in model.model_fields.items():
-        example = _example_comments().get(f"{path}.{name}".lstrip("."), "")
-        rows.append((f"`{name}`", _type_name(field.annotation), _default(field), _describe(model, name, field,
-                     example)))
+        rows.append((f"`{name}`", _type_name(field.annotation), _default(field), _describe(model, name, field)))
     return _section(title, _docstring(model), ("key", "type", "default", "description"), rows)
 
 
@@ -191,13 +183,12 @@ def _duration(delta: timedelta) -> str:
     return f"{ms}ms"
 
 
-def _describe(model: type[BaseModel], name: str, field: FieldInfo, fallback: str = "") -> str:
-    """The field's description (else its source comments, else `fallback`) and its constraints."""
-    text = field.description or _source_comments(model).get(name, "") or fallback
+def _describe(model: type[BaseModel], name: str, field: FieldInfo) -> str:
+    """The field's description, with its constraints."""
+    if not field.description:
+        raise ValueError(f"{model.__name__}.{name} has no Field(description=...) for the reference")
     limits = list(_constraints(field))
-    if limits:
-        text = f"{text} ({', '.join(limits)})" if text else ", ".join(limits)
-    return text
+    return f"{field.description.removesuffix('.')} ({', '.join(limits)})." if limits else field.description
 
 
 def _constraints(field: FieldInfo) -> Iterator[str]:
@@ -214,64 +205,6 @@ def _constraints(field: FieldInfo) -> Iterator[str]:
             yield f"at most {item.max_length} long"
         if isinstance(getattr(item, "pattern", None), str):
             yield f"matches `{item.pattern}`"
-
-
-def _source_comments(model: type[BaseModel]) -> dict[str, str]:
-    """Field name → the comments beside its definition (in `model` and the models it inherits from)."""
-    found: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls.__module__ not in ("pydantic.main",
-                                                                                          "pydantic_settings.main"):
-            found.update(_class_comments(cls))
-    return found
-
-
-def _class_comments(cls: type) -> dict[str, str]:
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    comments = {token.start[0]: token.string.lstrip("#").strip()
-                for token in tokenize.generate_tokens(io.StringIO(source).readline)
-                if token.type == tokenize.COMMENT}
-    lines = source.splitlines()
-    found: dict[str, str] = {}
-    class_node = ast.parse(source).body[0]
-    for node in getattr(class_node, "body", []):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            above: list[str] = []
-            line = node.lineno - 1
-            while line in comments and lines[line - 1].lstrip().startswith("#"):
-                above.insert(0, comments[line])
-                line -= 1
-            beside = [comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments]
-            text = " ".join(c for c in above + beside if not c.startswith(("noqa", "type:", "fmt:")))
-            found[node.target.id] = text
-    return found
-
-
-@functools.cache
-def _example_comments() -> dict[str, str]:
-    """``table.key`` → the comments above and beside that key in the example file (first occurrence)."""
-    found: dict[str, str] = {}
-    table = ""
-    above: list[str] = []
-    for raw in EXAMPLE.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("["):
-            table = line.strip("[]").strip()
-            found.setdefault(table, " ".join(above))  # the comment above a table describes it
-            above = []
-        elif line.startswith("#"):
-            above.append(line.lstrip("#").strip())
-        elif "=" in line and not line.startswith("#"):
-            key, _, rest = line.partition("=")
-            beside = rest.partition(" #")[2].strip()
-            found.setdefault(f"{table}.{key.strip()}".lstrip("."), " ".join(above + [beside]).strip())
-            above = []
-        else:
-            above = []
-    return found
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -14,10 +14,13 @@ from tests.fakestream.server import FakeStream, start_fake_stream
 from tests.support.azurite import azurite  # noqa: F401 - session fixtures, used by name
 from tests.support.chaos_report import chaos_report  # noqa: F401
 from tests.support.gcs import gcs_emulator  # noqa: F401
-from tests.support.moto import moto_client, moto_server  # noqa: F401
+from tests.support.moto import create_bucket, moto_client, moto_server  # noqa: F401
 from tests.support.redis import RedisServer
 from tests.support.settings import write_config
 from worker.ledger.store import Ledger
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 API_KEY = "test-api-key"
 API_SECRET = "test-api-secret-0123456789-abcdefghij"
@@ -46,6 +49,12 @@ def ledger(redis_url: str) -> Iterator[Ledger]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield Ledger(client)
     client.close()
+
+
+@pytest.fixture
+def bucket(moto_client: S3Client) -> str:  # noqa: F811 - the fixture imported above
+    """A new, empty bucket on the session's moto_server."""
+    return create_bucket(moto_client)
 
 
 @pytest.fixture

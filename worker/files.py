@@ -3,6 +3,10 @@
 Stream's filenames carry a timestamp and are unique within a call; older payloads have no
 ``session_id``, so it is an attribute, not part of the identity. A transfer is one file to one
 storage, and its id is derived from the file identity and the storage name.
+
+The kinds of file (`ARTEFACT_KINDS`) are one table: every name Stream and the archiver give a
+kind (its webhook events, where its ready event carries it, its section of Stream's API, what is
+logged about it) is written there and nowhere else. A new kind is one entry there (and in `Kind`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,51 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 Kind = Literal["recording", "transcription"]
-KINDS: tuple[Kind, ...] = ("recording", "transcription")
+
+
+@dataclass(frozen=True)
+class ArtefactKind:
+    """One kind of file Stream makes of a call, and its names (``shared/stream-api.md`` §1, §4.1)."""
+
+    name: Kind  # as the ledger, the CLI's --kinds and the logs spell it
+    ready_event: str  # the webhook event announcing a file of this kind
+    failure_event: str  # the webhook event saying that one will never arrive
+    payload_key: str  # the ready event's field holding the file
+    api_section: str  # Stream's List/Delete path segment, and the key of List's answer
+    failed_log_event: str  # logged (as an error) when Stream reports a failure
+
+
+ARTEFACT_KINDS: tuple[ArtefactKind, ...] = (
+    ArtefactKind(name="recording", ready_event="call.recording_ready", failure_event="call.recording_failed",
+                 payload_key="call_recording", api_section="recordings",
+                 failed_log_event="stream_recording_failed"),
+    ArtefactKind(name="transcription", ready_event="call.transcription_ready",
+                 failure_event="call.transcription_failed", payload_key="call_transcription",
+                 api_section="transcriptions", failed_log_event="stream_transcription_failed"),
+)
+KINDS: tuple[Kind, ...] = tuple(k.name for k in ARTEFACT_KINDS)
+_BY_NAME: dict[str, ArtefactKind] = {k.name: k for k in ARTEFACT_KINDS}
+_BY_READY_EVENT = {k.ready_event: k for k in ARTEFACT_KINDS}
+_BY_FAILURE_EVENT = {k.failure_event: k for k in ARTEFACT_KINDS}
+
+
+def artefact(name: str) -> ArtefactKind:
+    """The kind called `name` (as the ledger stores it); ValueError for any other: a kind this
+    version does not know is never taken for a recording."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown kind of file {name!r} (known: {', '.join(KINDS)})") from None
+
+
+def ready_artefact(event_type: str) -> ArtefactKind | None:
+    """The kind whose ready event is `event_type`, or None."""
+    return _BY_READY_EVENT.get(event_type)
+
+
+def failed_artefact(event_type: str) -> ArtefactKind | None:
+    """The kind whose failure event is `event_type`, or None."""
+    return _BY_FAILURE_EVENT.get(event_type)
 
 
 def _digest(*parts: str) -> str:

@@ -11,7 +11,7 @@ from worker.errors import StorageRefused, StorageUnknown
 from worker.intake.permits import LedgerPermits
 from worker.ledger.connection import connect_env
 from worker.ledger.store import Ledger
-from worker.monitoring.stats import stats_for
+from worker.monitoring.stats import Stats
 from worker.storage import Storage
 from worker.storage.registry import build_storage
 from worker.stream.client import StreamClient
@@ -21,12 +21,13 @@ from worker.transfer.download import DownloadClient, http_client
 
 @dataclass
 class Runtime:
-    """Settings, ledger, download client and storages of one worker process."""
+    """Settings, ledger, download client, figures for /metrics and storages of one worker process."""
 
     settings: Settings
     ledger: Ledger
     http: DownloadClient
     owner: str
+    stats: Stats  # one per process: figures kept while Redis is away are added to its next write
     _storages: dict[str, Storage] = field(default_factory=dict)
     _stream: StreamClient | None = None
 
@@ -44,6 +45,7 @@ class Runtime:
                 permits=LedgerPermits(ledger),  # `archiver try`'s one-file permissions
             ),
             owner=f"{socket.gethostname()}:{os.getpid()}",
+            stats=Stats(ledger.redis, ledger.prefix),
         )
 
     @property
@@ -58,7 +60,7 @@ class Runtime:
             budget = SharedBudget(self.ledger.redis, self.archive.api_share, self.ledger.prefix)
             self._stream = StreamClient(env.stream_base_url, env.stream_api_key,
                                         env.stream_api_secret.get_secret_value(), budget=budget,
-                                        stats=stats_for(self.ledger))
+                                        stats=self.stats)
         return self._stream
 
     def storage(self, name: str) -> Storage:

@@ -13,12 +13,9 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import API_KEY, API_SECRET
-from tests.e2e.conftest import FAST, Archiver, archiver, bucket, sha256  # noqa: F401 - `archiver`, `bucket`: fixtures
+from tests.e2e.conftest import FAST, Archiver, archiver, archiver_env, sha256  # noqa: F401 - `archiver`: a fixture
 from tests.fakestream.server import FakeStream, StoredFile
 from tests.support.chaos import SlowProxy, end_group, kill_group, signal_group, start_in_group
-from tests.support.moto import s3_client
-from tests.support.settings import write_config
 from worker.ledger.store import Ledger
 
 if TYPE_CHECKING:
@@ -102,14 +99,10 @@ def chaos_archiver(tmp_path: Path, redis_url: str, fake: FakeStream) -> Iterator
     def make(storages: list[dict[str, Any]], proxy: SlowProxy | None = None, redis_url: str = redis_url,
              **top: Any) -> ChaosArchiver:
         hosts = [fake.cdn_host] + ([proxy.host] if proxy is not None else [])
-        config: dict[str, Any] = {"default_storage": storages[0]["name"], "download_hosts": hosts,
-                                  **CHAOS, **top, "storages": storages}
-        path = write_config(tmp_path / f"archiver-{len(made)}.toml", config)
-        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
-               "STREAM_BASE_URL": fake.base_url, "ARCHIVER_CONFIG": str(path)}
-        processes = ChaosArchiver(env, tmp_path / f"run-{len(made)}", redis_url)
-        made.append(processes)
-        return processes
+        env = archiver_env(tmp_path / f"archiver-{len(made)}.toml", fake, redis_url, storages,
+                           **{"download_hosts": hosts, **CHAOS, **top})
+        made.append(ChaosArchiver(env, tmp_path / f"run-{len(made)}", redis_url))
+        return made[-1]
 
     yield make
     for processes in made:
@@ -131,10 +124,9 @@ def slow_cdn(fake: FakeStream) -> Iterator[Callable[[int], SlowProxy]]:
 
 
 @pytest.fixture
-def s3(moto_server: str) -> Iterator[S3Client]:
-    client = s3_client(moto_server)
-    yield client
-    client.close()
+def s3(moto_client: S3Client) -> S3Client:
+    """The session's client on moto_server (by the name these tests give it)."""
+    return moto_client
 
 
 def pending_uploads(s3: S3Client, bucket_name: str) -> list[str]:

@@ -72,7 +72,7 @@ def test_workers_and_a_scheduler_minutes_apart_steal_no_lease_and_keep_the_limit
 
         def sample() -> None:
             while not stop.wait(0.02):
-                samples.append(service.ledger.count("transferring"))
+                samples.append(len(service.ledger.ids("transferring")))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -82,7 +82,7 @@ def test_workers_and_a_scheduler_minutes_apart_steal_no_lease_and_keep_the_limit
                 assert deliver_slowly(fake, url, recording, proxy).status_code == 202
             start_skewed(service, "scheduler", FAST, "scheduler")
             archived = wait_for(lambda: [t for t in service.ledger.iter_transfers("archived")]
-                                if service.ledger.count("archived") == len(recordings) else None,
+                                if len(service.ledger.ids("archived")) == len(recordings) else None,
                                 90, "every file archived")
         finally:
             stop.set()

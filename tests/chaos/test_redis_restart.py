@@ -21,6 +21,7 @@ from tests.fakestream.server import FakeStream
 from tests.support.chaos import SlowProxy, events_named, wait_for
 from tests.support.chaos_report import ChaosReport
 from tests.support.redis import RedisServer
+from worker.edge.web import paths
 from worker.ledger.models import Transfer
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def test_redis_restart_loses_nothing_and_everything_reconnects(
     late = fake.add_recording("default:aof-late", os.urandom(2 * MiB))
     started = time.monotonic()
     assert deliver_slowly(fake, url, late, proxy).status_code == 503  # never 2xx: Stream will retry
-    assert service.get("/readyz").status_code == 503
+    assert service.get(paths.READYZ).status_code == 503
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
     aof_redis.start()
     restarted = time.monotonic()
@@ -113,6 +114,6 @@ def test_redis_restart_loses_nothing_and_everything_reconnects(
 
 def _ready(service: ChaosArchiver) -> bool:
     try:
-        return service.get("/readyz").status_code == 200
+        return service.get(paths.READYZ).status_code == 200
     except httpx.HTTPError:
         return False

@@ -8,30 +8,10 @@ from typing import Any
 import pytest
 
 from tests.deploy.files import ALERTS, DOCS, load_yaml, markdown_anchors
+from worker.monitoring import names
 
 # The contract with the metrics implementation: these names, and no others, exist.
-METRICS = {
-    "archiver_transfers": "gauge",  # {state, storage}: queued, running, archived, failed, lost, skipped
-    "archiver_archived_bytes_total": "counter",  # {storage}
-    "archiver_transfer_duration_seconds": "histogram",  # {storage}
-    "archiver_transfer_retries_total": "counter",  # {storage, reason}
-    "archiver_transfer_failures_total": "counter",  # {storage, reason}: permanent failures and lost files
-    "archiver_queue_depth": "gauge",  # messages waiting in the Celery list archiver.transfers
-    "archiver_due_transfers": "gauge",  # due and not yet running
-    "archiver_oldest_due_age_seconds": "gauge",
-    "archiver_files_at_risk": "gauge",
-    "archiver_oldest_unarchived_age_seconds": "gauge",
-    "archiver_unarchived_deadline_seconds": "gauge",  # negative when past
-    "archiver_files_routing": "gauge",  # {reason}: call_lookup_pending, call_lookup_failed
-    "archiver_oldest_routing_age_seconds": "gauge",
-    "archiver_webhook_requests_total": "counter",  # {outcome}
-    "archiver_last_webhook_timestamp_seconds": "gauge",
-    "archiver_storage_up": "gauge",  # {storage}
-    "archiver_last_reconcile_timestamp_seconds": "gauge",  # {mode}: incremental, full
-    "archiver_reconcile_failed_calls": "gauge",  # {mode}: calls the last run could not list
-    "archiver_stream_requests_total": "counter",  # {endpoint, outcome}
-    "archiver_stream_rate_limit_wait_seconds_total": "counter",  # {endpoint}
-}
+METRICS = {metric.name: metric.type for metric in names.ALL}
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # The alerts the deployment promises (docs/deployment.md, docs/runbook.md).
 EXPECTED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.settings import load_archive_config
+from config.archive import load_archive_config
 from tests.deploy.files import DEPLOY, compose_services, duration_seconds
 
 ROLES = ("web", "worker", "scheduler")

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path, PurePosixPath
 
 from tests.deploy.files import DOCKERFILE, ROOT, dockerfile_instructions
+from worker.edge.web import paths
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
@@ -68,7 +69,7 @@ def test_entrypoint_default_command_and_web_health_check() -> None:
     assert json.loads(instructions["ENTRYPOINT"]) == ["archiver"]
     assert json.loads(instructions["CMD"]) == ["web", "--host", "0.0.0.0", "--port", "8000"]
     check = instructions["HEALTHCHECK"]
-    assert "http://127.0.0.1:8000/healthz" in check and '["python", "-c"' in check and "curl" not in check
+    assert f"http://127.0.0.1:8000{paths.HEALTHZ}" in check and '["python", "-c"' in check and "curl" not in check
 
 
 def test_copied_sources_exist_and_are_not_docker_ignored() -> None:

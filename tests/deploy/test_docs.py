@@ -11,8 +11,8 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
+from config import ArchiveConfig, Environment
 from config.reference import REGENERATE, render_reference
-from config.settings import ArchiveConfig, Environment
 from tests.deploy.files import DEPLOY, DOCS, ROOT, markdown_anchors
 
 PAGES = [DOCS / "deployment.md", DOCS / "permissions.md", DOCS / "runbook.md", DOCS / "configuration.md",

@@ -10,9 +10,11 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from config import ArchiveConfig
+from config.archive import load_archive_config
 from config.celery import TRANSFER_QUEUE
-from config.settings import ArchiveConfig, load_archive_config
 from tests.deploy.files import KUBERNETES, kubernetes_documents, kubernetes_object, load_yaml
+from worker.edge.web import paths
 
 K8S_VERSION = "1.35.0"  # a recent release whose schemas kubernetes-validate ships
 BUILT_IN_APIS = {"v1", "apps/v1", "policy/v1"}
@@ -76,7 +78,7 @@ def test_web_runs_two_replicas_with_health_and_readiness_probes() -> None:
     web = container("archiver-web")
     port = web["args"][web["args"].index("--port") + 1]
     named = {p["name"]: str(p["containerPort"]) for p in web["ports"]}
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in (("livenessProbe", paths.HEALTHZ), ("readinessProbe", paths.READYZ)):
         http = web[probe]["httpGet"]
         assert http["path"] == path
         assert str(named.get(http["port"], http["port"])) == port

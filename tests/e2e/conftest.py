@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream
-from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY, create_bucket, s3_client
+from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY
 from tests.support.processes import ArchiverProcesses, wait_until
 from tests.support.settings import write_config
 
@@ -64,31 +64,28 @@ class Archiver(ArchiverProcesses):
         return self.transfers(state)
 
 
+def archiver_env(path: Path, fake: FakeStream, redis_url: str, storages: list[dict[str, Any]],
+                 **top: Any) -> dict[str, str]:
+    """The environment of the archiver's processes: the fake Stream's key, secret and API, `redis_url`, and the
+    configuration written to `path`: `storages` (the first the default), the fake CDN allowed, and `top`."""
+    config = {"default_storage": storages[0]["name"], "download_hosts": [fake.cdn_host], **top, "storages": storages}
+    return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
+            "STREAM_BASE_URL": fake.base_url, "ARCHIVER_CONFIG": str(write_config(path, config))}
+
+
 @pytest.fixture
 def archiver(tmp_path: Path, redis_url: str, fake: FakeStream) -> Iterator[Callable[..., Archiver]]:
     """archiver(storages=[...], **top_level) → Archiver with a config written for it (nothing started)."""
     made: list[Archiver] = []
 
     def make(storages: list[dict[str, Any]], **top: Any) -> Archiver:
-        config: dict[str, Any] = {"default_storage": storages[0]["name"], "download_hosts": [fake.cdn_host],
-                                  **FAST, **top, "storages": storages}
-        path = write_config(tmp_path / "archiver.toml", config)
-        env = {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
-               "STREAM_BASE_URL": fake.base_url, "ARCHIVER_CONFIG": str(path)}
-        processes = Archiver(env, tmp_path / "run")
-        made.append(processes)
-        return processes
+        env = archiver_env(tmp_path / "archiver.toml", fake, redis_url, storages, **{**FAST, **top})
+        made.append(Archiver(env, tmp_path / "run"))
+        return made[-1]
 
     yield make
     for processes in made:
         processes.stop_all()
-
-
-@pytest.fixture
-def bucket(moto_server: str) -> Iterator[str]:
-    client = s3_client(moto_server)
-    yield create_bucket(client)
-    client.close()
 
 
 def sha256(data: bytes) -> str:

@@ -22,6 +22,7 @@ from tests.e2e.conftest import Archiver, local_storage, s3_storage
 from tests.fakestream.server import FakeStream
 from tests.support.moto import SECRET_KEY
 from tests.support.processes import wait_until
+from worker.edge.web import paths
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -106,7 +107,7 @@ def test_metrics_and_the_status_page_show_real_transfers(
     service.wait_for_states(2)
 
     def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        response = service.get("/metrics")
+        response = service.get(paths.METRICS)
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
         return samples(response.text)
 
@@ -121,7 +122,7 @@ def test_metrics_and_the_status_page_show_real_transfers(
     assert figures[("archiver_last_webhook_timestamp_seconds", ())] >= started
     assert figures[("archiver_due_transfers", ())] == 0
     assert ("archiver_unarchived_deadline_seconds", ()) not in figures  # nothing left to archive
-    assert service.get("/").status_code == 401
+    assert service.get(paths.STATUS).status_code == 401
 
     chromium.execute_cdp_cmd("Network.enable", {})
     chromium.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}})

@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.conftest import Archiver, local_storage
 from tests.support.processes import wait_until
+from worker.edge.web import paths
 
 pytestmark = pytest.mark.e2e
 
@@ -27,4 +28,4 @@ def test_each_part_warns_at_start_that_the_ledger_redis_has_no_aof(
                    message=f"the {part}'s start-up warning")
         warnings = [json.loads(line) for line in log.read_text().splitlines() if '"redis_config_warning"' in line]
         assert [(w["setting"], w["value"], w["recommended"]) for w in warnings] == [("appendonly", "no", "yes")]
-    assert service.get("/readyz").status_code == 200
+    assert service.get(paths.READYZ).status_code == 200

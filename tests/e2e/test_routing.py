@@ -15,6 +15,7 @@ from tests.support import azurite as az
 from tests.support import gcs
 from tests.support.moto import s3_client
 from tests.support.processes import wait_until
+from worker.edge.web import paths
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +106,7 @@ def test_a_file_waiting_for_its_call_lookup_is_listed_as_routing_with_the_reason
                                                                            recording.filename)
     assert "503" in row["error"] and row["reason"] == "call_lookup_failed"
     assert [r["id"] for r in service.transfers()] == [file_id]  # the whole list shows it too
-    metrics = service.get("/metrics").text
+    metrics = service.get(paths.METRICS).text
     assert 'archiver_files_routing{reason="call_lookup_failed"} 1.0' in metrics
 
     fake.heal_api()

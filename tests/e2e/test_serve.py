@@ -15,6 +15,7 @@ from tests.fakestream.server import FakeStream
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import wait_until
 from tests.support.settings import write_config
+from worker.edge.web import paths
 
 pytestmark = pytest.mark.e2e
 BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_", "ARCHIVER_", "REDIS_"))}
@@ -51,7 +52,7 @@ def test_serve_starts_its_own_redis_and_archives_to_the_local_directory(tmp_path
                                  env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(web_port, timeout=60)
-        webhook = f"http://127.0.0.1:{web_port}/webhooks/stream"
+        webhook = f"http://127.0.0.1:{web_port}{paths.WEBHOOK}"
         wait_until(lambda: webhook in log.read_text(), timeout=20, message="the webhook URL to be printed")
         assert "started redis-server" in log.read_text()
         recording = fake.add_recording("default:serve", os.urandom(100_000))

@@ -18,6 +18,7 @@ import redis
 
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ArchiverProcesses, wait_until
+from worker.edge.web import paths
 
 pytestmark = pytest.mark.e2e
 BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_", "ARCHIVER_", "REDIS_"))}
@@ -50,7 +51,7 @@ def serve(tmp_path: Path, redis_url: str) -> Iterator[str]:
     try:
         wait_for_port(port, timeout=60)
         wait_until(lambda: "ready." in log.read_text(errors="replace"), timeout=60, message="the worker")
-        yield f"http://127.0.0.1:{port}/webhooks/stream"
+        yield f"http://127.0.0.1:{port}{paths.WEBHOOK}"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -101,7 +102,7 @@ def test_without_a_worker_it_stops_at_its_timeout_saying_where_the_files_wait(we
 
 
 def test_an_unreachable_receiver_is_named_with_how_to_start_it(tmp_path: Path, redis_url: str) -> None:
-    url = f"http://127.0.0.1:{free_port()}/webhooks/stream"
+    url = f"http://127.0.0.1:{free_port()}{paths.WEBHOOK}"
     result, _ = run_try(made_up(redis_url), tmp_path, "--url", url)
     assert result.returncode == 3
     assert f"cannot reach the receiver at {url}" in result.stderr and "scripts/run" in result.stderr

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient
 
-from config.settings import AzureOptions
+from config.storages import AzureOptions
 from tests.storage.conformance import write, write_with_digests
 from tests.support.azurite import (
     ACCOUNT,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from config.settings import StorageConfig
+from config import StorageConfig
 from tests.support.faultproxy import FaultProxy, answer, reset
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, s3_config
 from tests.support.ports import free_port

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import ConfigError, StorageConfig, TransferTuning
+from config import ConfigError, StorageConfig, TransferTuning
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, s3_config
 from worker.storage import registry
 from worker.storage.local.storage import LocalStorage

@@ -18,7 +18,7 @@ import pytest
 from botocore.credentials import RefreshableCredentials
 from mypy_boto3_s3 import S3Client
 
-from config.settings import StorageConfig
+from config import StorageConfig
 from tests.support.faultproxy import FaultProxy, Recorded, answer
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, s3_config
 from worker.errors import StorageRefused

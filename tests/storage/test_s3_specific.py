@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from mypy_boto3_s3 import S3Client
 
-from config.settings import S3Options
+from config import S3Options
 from tests.support.moto import (
     ACCESS_KEY,
     REGION,

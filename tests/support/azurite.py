@@ -36,7 +36,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from tests.support.ports import free_port
 from tests.support.servers import start_process
 from worker.storage.azure.storage import AzureStorage

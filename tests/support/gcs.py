@@ -24,7 +24,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from tests.support.ports import free_port
 from tests.support.servers import start_process
 from worker.storage.gcs.storage import GCSStorage

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from tests.support.ports import free_port
 from tests.support.servers import start_process
 from worker.storage.s3.storage import S3Storage

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.ports import free_port, wait_for_port
+from worker.edge.web import paths
 
 
 class ArchiverProcesses:
@@ -40,7 +41,7 @@ class ArchiverProcesses:
 
     @property
     def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}/webhooks/stream"
+        return f"http://127.0.0.1:{self.web_port}{paths.WEBHOOK}"
 
     def start_worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
         return self.start(name, "worker", "--concurrency", str(concurrency))

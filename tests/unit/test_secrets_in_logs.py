@@ -30,6 +30,7 @@ from tests.support.azurite import ACCOUNT, account_sas, azurite, create_containe
 from tests.support.ports import free_port
 from tests.support.samples import stream_time
 from tests.support.webserver import serve_in_thread
+from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.intake.record import record_routes
 from worker.intake.webhook import ready_file, sign
@@ -131,7 +132,7 @@ def test_the_receiver_logs_no_secret(captured: io.StringIO, settings: tuple[Sett
         for event, secret in [(good, API_SECRET), (good, "wrong"), (bad_time, API_SECRET), (bad_cid, API_SECRET)]:
             body = json.dumps(event).encode()
             headers = {"X-Api-Key": API_KEY, "X-Signature": sign(body, secret), "X-Webhook-Id": url}
-            response = httpx.post(f"{base}/webhooks/stream", content=body, headers=headers, timeout=10)
+            response = httpx.post(f"{base}{paths.WEBHOOK}", content=body, headers=headers, timeout=10)
             assert response.status_code in (202, 401, 400)
             assert_clean(response.text, secrets_of(config, sas))
     text = captured.getvalue()

@@ -65,8 +65,8 @@ class RedisCheckpoint(RunState):
     def __init__(self, ledger: Ledger, name: str, query: DiscoveryQuery, ttl_ms: int) -> None:
         super().__init__()
         self.redis, self.name, self.query, self.ttl_ms = ledger.redis, name, query, max(1, ttl_ms)
-        self.key = checkpoint_key(ledger, name)
-        self.calls_key, self.queue_key = f"{self.key}:calls", f"{self.key}:queue"
+        self.key, self.calls_key = ledger.keys.backfill(name), ledger.keys.backfill_calls(name)
+        self.queue_key = ledger.keys.backfill_queue(name)
 
     @classmethod
     def open(cls, ledger: Ledger, name: str, query: DiscoveryQuery, ttl_ms: int) -> RedisCheckpoint:
@@ -121,18 +121,14 @@ class RedisCheckpoint(RunState):
         self.redis.delete(self.key, self.calls_key, self.queue_key)
 
 
-def checkpoint_key(ledger: Ledger, name: str) -> str:
-    return f"{ledger.prefix}backfill:{name}"
-
-
 def drop_checkpoint(ledger: Ledger, name: str) -> bool:
     """Forget the checkpoint `name` (the next run starts over); False when there was none."""
-    key = checkpoint_key(ledger, name)
-    return bool(ledger.redis.delete(key, f"{key}:calls", f"{key}:queue"))
+    keys = ledger.keys
+    return bool(ledger.redis.delete(keys.backfill(name), keys.backfill_calls(name), keys.backfill_queue(name)))
 
 
 def _load(ledger: Ledger, name: str) -> dict[str, Any] | None:
-    raw = ledger.redis.get(checkpoint_key(ledger, name))
+    raw = ledger.redis.get(ledger.keys.backfill(name))
     if raw is None:
         return None
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from worker.errors import StreamApiError, StreamRefused
-from worker.files import Kind
+from worker.files import Kind, artefact
 from worker.ledger.models import Transfer
 from worker.ledger.store import Ledger
 from worker.runtime import Runtime
@@ -62,7 +62,7 @@ def deletable_files(ledger: Ledger) -> Iterator[Deletable]:
         siblings = [ledger.get(tid) for tid in ledger.transfers_of(transfer.file_id)]
         if not siblings or any(t is None or t.state != "archived" for t in siblings):
             continue
-        kind: Kind = "transcription" if record.get("kind") == "transcription" else "recording"
+        kind = artefact(record.get("kind", "")).name  # ValueError for a kind this version does not know
         yield Deletable(transfer.file_id, record["call_cid"], kind, record["filename"],
                         record.get("session_id") or None, sorted(t.storage for t in siblings if t),
                         [t for t in siblings if t])

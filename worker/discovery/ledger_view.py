@@ -32,18 +32,18 @@ class FileView:
 
 def view_files(ledger: Ledger, file_ids: Sequence[str]) -> dict[str, FileView]:
     """What the ledger holds for each of `file_ids` (two round trips)."""
-    p = ledger.prefix
+    keys = ledger.keys
     pipe = ledger.redis.pipeline(transaction=False)
     for fid in file_ids:
-        pipe.hmget(f"{p}file:{fid}", ["call_cid", "routing", "expires_at"])
-        pipe.smembers(f"{p}file:{fid}:transfers")
+        pipe.hmget(keys.file(fid), ["call_cid", "routing", "expires_at"])
+        pipe.smembers(keys.file_transfers(fid))
     replies = pipe.execute()
     heads = dict(zip(file_ids, replies[0::2], strict=True))
     members = {fid: sorted(cast(set[str], tids)) for fid, tids in zip(file_ids, replies[1::2], strict=True)}
     pipe = ledger.redis.pipeline(transaction=False)
     for fid in file_ids:
         for tid in members[fid]:
-            pipe.hmget(f"{p}transfer:{tid}", ["state", "bytes"])
+            pipe.hmget(keys.transfer(tid), ["state", "bytes"])
     rows = iter(pipe.execute())
     return {fid: _view(heads[fid], [next(rows) for _ in members[fid]]) for fid in file_ids}
 
@@ -63,7 +63,7 @@ def order_by_expiry(ledger: Ledger, transfer_ids: Sequence[str]) -> list[str]:
     scores: dict[str, float] = {}
     for start in range(0, len(transfer_ids), CHUNK):
         chunk = list(transfer_ids[start:start + CHUNK])
-        found = ledger.redis.zmscore(f"{ledger.prefix}expiry", chunk)
+        found = ledger.redis.zmscore(ledger.keys.expiry, chunk)
         scores.update({tid: float("inf") if score is None else score for tid, score in zip(chunk, found, strict=True)})
     return sorted(scores, key=lambda tid: (scores[tid], tid))
 
@@ -76,10 +76,10 @@ def at_risk_files(ledger: Ledger, deadline_ms: int, now_ms: int) -> list[AtRiskF
 
 
 def _waiting_transfers(ledger: Ledger, deadline_ms: int, now_ms: int) -> list[AtRiskFile]:
-    tids = cast(list[str], ledger.redis.zrangebyscore(f"{ledger.prefix}expiry", "-inf", deadline_ms))
+    tids = cast(list[str], ledger.redis.zrangebyscore(ledger.keys.expiry, "-inf", deadline_ms))
     pipe = ledger.redis.pipeline(transaction=False)
     for tid in tids:
-        pipe.hmget(f"{ledger.prefix}transfer:{tid}",
+        pipe.hmget(ledger.keys.transfer(tid),
                    ["file_id", "call_cid", "kind", "filename", "storage", "state", "expires_at"])
     by_file: dict[str, list[list[Any]]] = {}
     for row in pipe.execute():
@@ -97,10 +97,10 @@ def _at_risk(rows: list[list[Any]], now_ms: int) -> AtRiskFile:
 
 
 def _waiting_routes(ledger: Ledger, deadline_ms: int, now_ms: int) -> list[AtRiskFile]:
-    fids = cast(list[str], ledger.redis.zrange(f"{ledger.prefix}unrouted", 0, -1))
+    fids = cast(list[str], ledger.redis.zrange(ledger.keys.unrouted, 0, -1))
     pipe = ledger.redis.pipeline(transaction=False)
     for fid in fids:
-        pipe.hmget(f"{ledger.prefix}file:{fid}", ["call_cid", "kind", "filename", "expires_at", "routing"])
+        pipe.hmget(ledger.keys.file(fid), ["call_cid", "kind", "filename", "expires_at", "routing"])
     found = []
     for fid, (call_cid, kind, filename, expires, routing) in zip(fids, pipe.execute(), strict=True):
         if routing == "pending" and expires and int(expires) <= deadline_ms:
@@ -116,6 +116,6 @@ def _moment(ms: int) -> datetime:
 def publish_at_risk(ledger: Ledger, count: int, computed_at_ms: int) -> None:
     """Keep the at-risk count where monitoring reads it: ``at_risk`` (files) and ``at_risk_at`` (ms)."""
     pipe = ledger.redis.pipeline(transaction=True)
-    pipe.set(f"{ledger.prefix}at_risk", count)
-    pipe.set(f"{ledger.prefix}at_risk_at", computed_at_ms)
+    pipe.set(ledger.keys.at_risk, count)
+    pipe.set(ledger.keys.at_risk_at, computed_at_ms)
     pipe.execute()

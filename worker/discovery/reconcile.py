@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 import structlog
 
 from worker.clock import to_ms
-from worker.discovery.checkpoint import checkpoint_key
 from worker.discovery.model import DiscoveryQuery, ReconcileSummary
 from worker.discovery.reconcile_state import FailedCalls, Mode, completed, read_marks, watermark_ms
 from worker.discovery.run import discover, flag_at_risk, saved_query
@@ -83,7 +82,7 @@ def full_due(runtime: Runtime, now: datetime | None = None) -> bool:
     one stopped before completing (its checkpoint is there)."""
     moment = now or datetime.now(UTC)
     last = read_marks(runtime.ledger.redis, runtime.ledger.prefix).completed_at_ms.get("full")
-    if last is None or runtime.ledger.redis.exists(checkpoint_key(runtime.ledger, FULL_CHECKPOINT)):
+    if last is None or runtime.ledger.redis.exists(runtime.ledger.keys.backfill(FULL_CHECKPOINT)):
         return True
     return moment - _moment(last) >= runtime.archive.full_reconcile_every
 

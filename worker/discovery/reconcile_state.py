@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from worker.clock import now_ms
+from worker.ledger.keys import Keys
 from worker.ledger.store import Ledger
 
 Mode = Literal["incremental", "full"]
@@ -37,14 +38,6 @@ local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 0
 """
-
-
-def marks_key(prefix: str) -> str:
-    return f"{prefix}reconcile:marks"
-
-
-def failed_key(prefix: str) -> str:
-    return f"{prefix}reconcile:failed"
 
 
 @dataclass(frozen=True)
@@ -60,8 +53,8 @@ class Marks:
 def read_marks(client: Any, prefix: str) -> Marks:
     """The reconciliation figures (two Redis commands)."""
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(marks_key(prefix))
-    pipe.hlen(failed_key(prefix))
+    pipe.hgetall(Keys(prefix).reconcile_marks)
+    pipe.hlen(Keys(prefix).reconcile_failed)
     raw, pending = pipe.execute()
     values = {k: int(v) for k, v in cast(dict[str, str], raw).items() if v.lstrip("-").isdigit()}
     return Marks(values.get("watermark"),
@@ -71,13 +64,13 @@ def read_marks(client: Any, prefix: str) -> Marks:
 
 def watermark_ms(ledger: Ledger) -> int | None:
     """The start of the latest completed reconciliation (ms), or None before the first."""
-    raw = ledger.redis.hget(marks_key(ledger.prefix), "watermark")
+    raw = ledger.redis.hget(ledger.keys.reconcile_marks, "watermark")
     return int(cast(str, raw)) if raw else None
 
 
 def completed(ledger: Ledger, mode: Mode, started_ms: int, failed_calls: int) -> None:
     """A run of `mode` that started at `started_ms` completed now, `failed_calls` calls not listed."""
-    key = marks_key(ledger.prefix)
+    key = ledger.keys.reconcile_marks
     pipe = ledger.redis.pipeline(transaction=True)
     pipe.eval(_FORWARD, 1, key, "watermark", started_ms)
     pipe.eval(_FORWARD, 1, key, f"{mode}_completed_at", now_ms())
@@ -89,7 +82,7 @@ class FailedCalls:
     """The calls whose listing failed, to retry (see the module docstring)."""
 
     def __init__(self, ledger: Ledger, retention_ms: int) -> None:
-        self.redis, self.key, self.retention_ms = ledger.redis, failed_key(ledger.prefix), retention_ms
+        self.redis, self.key, self.retention_ms = ledger.redis, ledger.keys.reconcile_failed, retention_ms
 
     def add(self, cid: str, call: Mapping[str, Any], error: str) -> None:
         """Keep `cid` (with its call object) for the next run; its first failure time is kept."""

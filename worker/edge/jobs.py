@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from config import Settings
-from worker.intake.record import resolve_file
+from worker.intake.resolve import resolve_file
 from worker.runtime import Runtime
 from worker.transfer.run import run_transfer
 

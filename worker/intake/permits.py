@@ -5,10 +5,10 @@ the download guard refuses. Before it sends its webhooks it writes, for each sam
 permission to the ledger: the file's exact URL without its query (scheme, host, port and path) →
 the trial's ``call_cid``, for a limited time (TTL), and it removes them when it ends. Two readers:
 
-* the download guard (`worker.transfer.download.check_url`, through `LedgerPermits`) accepts a URL outside
+* the download guard (`worker.transfer.url_guard.check_url`, through `LedgerPermits`) accepts a URL outside
   ``download_hosts`` only when a permission exists for exactly that URL, and then lets that one
   connection go to a loopback or private address;
-* routing (`worker.intake.record.resolve_file`) routes a waiting file by call type and default at once,
+* routing (`worker.intake.resolve.resolve_file`) routes a waiting file by call type and default at once,
   without asking Stream for its call, when its URL holds a permission naming the file's own
   ``call_cid``: the trial's call does not exist at Stream, and its lookup could retry for up to
   ``call_lookup_timeout``.
@@ -25,7 +25,6 @@ import httpx
 
 from worker.ledger.store import Ledger
 
-KEY = "trial_permit:"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -47,7 +46,7 @@ def permit_url(url: str) -> str | None:
 
 def _key(ledger: Ledger, url: str) -> str | None:
     exact = permit_url(url)
-    return None if exact is None else f"{ledger.prefix}{KEY}{exact}"
+    return None if exact is None else ledger.keys.trial_permit(exact)
 
 
 def grant(ledger: Ledger, url: str, call_cid: str, ttl_ms: int) -> None:
@@ -73,7 +72,7 @@ def permitted_call(ledger: Ledger, url: str) -> str | None:
 
 
 class LedgerPermits:
-    """The download guard's question (`worker.transfer.download.Permits`): is there a permission for this URL?"""
+    """The download guard's question (`worker.transfer.url_guard.Permits`): is there a permission for this URL?"""
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger

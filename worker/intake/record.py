@@ -2,30 +2,28 @@
 
 With call-level routing on (``call_storage_key`` set, the default), the receiver cannot know the
 destinations without asking Stream for the call, which it must not do while Stream waits for its
-answer: it records the file alone, and `resolve_file` (run by a task) records the transfers.
+answer: it records the file alone, and `worker.intake.resolve.resolve_file` (run by a task) records
+the transfers.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from config import ArchiveConfig, Settings
 from worker.clock import now_ms
-from worker.errors import MalformedPayload, StreamRefused, StreamUnavailable
-from worker.files import Kind, StreamFile, transfer_id
+from worker.errors import MalformedPayload
+from worker.files import Kind, StreamFile, failed_artefact, transfer_id
 from worker.intake.object_keys import object_key
-from worker.intake.permits import permitted_call
 from worker.intake.routing import route
 from worker.intake.webhook import authenticate, decompress, parse_event, ready_file
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
-from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -119,25 +117,24 @@ class FailureNoted:
     """A `call.recording_failed` / `call.transcription_failed` event, kept in the ledger."""
 
     call_cid: str
-    kind: str
-
-
-FAILURE_EVENTS = {"call.recording_failed": "recording", "call.transcription_failed": "transcription"}
+    kind: Kind
 
 
 def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
     """Keep Stream's word that a recording or transcription will never arrive, and say it loudly."""
-    kind = FAILURE_EVENTS[str(event["type"])]
+    kind = failed_artefact(str(event["type"]))
+    if kind is None:
+        raise MalformedPayload(f"type: {event['type']!r} is not a failure event")
     call_cid = str(event.get("call_cid") or "")
     if ":" not in call_cid:
         raise MalformedPayload(f"call_cid: {call_cid!r} is not '<type>:<id>'")
-    record = {"call_cid": call_cid, "kind": kind, "egress_id": event.get("egress_id"),
+    record = {"call_cid": call_cid, "kind": kind.name, "egress_id": event.get("egress_id"),
               "recording_type": event.get("recording_type"), "error": event.get("error"),
               "created_at": event.get("created_at"), "noted_at": now_ms()}
     if ledger.note_failure(record):
-        log.error(f"stream_{kind}_failed", call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
-                  note=f"Stream reports this {kind} failed: it will never arrive")
-    return FailureNoted(call_cid, kind)
+        log.error(kind.failed_log_event, call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
+                  note=f"Stream reports this {kind.name} failed: it will never arrive")
+    return FailureNoted(call_cid, kind.name)
 
 
 def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]
@@ -146,7 +143,7 @@ def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]
     (returned as its type) an event the archiver ignores. A ready file that ended longer than
     `retention` ago is not recorded (`Expired`): Stream deleted it, and a signed delivery replayed
     later must not create a transfer doomed to be `lost`. Raises MalformedPayload, redis errors."""
-    if event["type"] in FAILURE_EVENTS:
+    if failed_artefact(str(event["type"])) is not None:
         return note_failure(ledger, event)
     file = ready_file(event)
     if file is None:
@@ -164,69 +161,3 @@ def accept_delivery(settings: Settings, ledger: Ledger, body: bytes,
     env = settings.env
     authenticate(raw, headers, env.stream_api_key, env.stream_api_secrets)
     return record_event(settings, ledger, parse_event(raw))
-
-
-def stored_file(record: Mapping[str, str]) -> StreamFile:
-    """The StreamFile a ledger file record describes."""
-    def moment(name: str) -> datetime:
-        return datetime.fromtimestamp(int(record[name]) / 1000, UTC)
-
-    kind: Kind = "transcription" if record["kind"] == "transcription" else "recording"
-    return StreamFile(call_cid=record["call_cid"], kind=kind, filename=record["filename"], url=record["url"],
-                      start_time=moment("start_time"), end_time=moment("end_time"),
-                      session_id=record.get("session_id") or None,
-                      recording_type=record.get("recording_type") or None,
-                      egress_id=record.get("egress_id") or None,
-                      url_at=moment("url_at") if record.get("url_at") else datetime.fromtimestamp(0, UTC))
-
-
-def _lookup_call(runtime: Runtime, call_cid: str) -> dict[str, Any] | None:
-    cached = runtime.ledger.cached_call(call_cid)
-    if cached is not False:
-        return cached
-    call_type, _, call_id = call_cid.partition(":")
-    call = runtime.stream.get_call(call_type, call_id)
-    runtime.ledger.cache_call(call_cid, call, _ms(runtime.archive.call_cache_ttl.total_seconds()))
-    return call
-
-
-def _is_trial(runtime: Runtime, file: StreamFile, file_id: str) -> bool:
-    """Whether `file` is `archiver try`'s sample: its URL holds a one-file permission granted for its
-    own call (`worker.intake.permits`), which only `archiver try` writes. Its call does not exist at Stream,
-    so call type and default route it at once."""
-    if permitted_call(runtime.ledger, file.url) != file.call_cid:
-        return False
-    log.info("call_lookup_skipped", call_cid=file.call_cid, file_id=file_id,
-             reason="archiver try's sample: routed by call type and default")
-    return True
-
-
-def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
-    """Find a waiting file's destinations (asking Stream for its call) and record its transfers.
-
-    Returns the transfers to queue. While Stream's API is unavailable the file waits and is tried
-    again; past ``call_lookup_timeout`` (or when Stream refuses), call type and default decide, as
-    they do at once for `archiver try`'s sample.
-    """
-    record = runtime.ledger.file(file_id)
-    if record.get("routing") != "pending":
-        return []
-    file, archive = stored_file(record), runtime.archive
-    try:
-        call = None if _is_trial(runtime, file, file_id) else _lookup_call(runtime, file.call_cid)
-    except StreamUnavailable as exc:
-        now = runtime.ledger.now_ms()  # Redis wrote created_at: judge the wait by its clock
-        waited = now - int(record.get("created_at", now))
-        if waited < _ms(archive.call_lookup_timeout.total_seconds()):
-            delay = _ms(archive.retry_backoff.total_seconds() * random.uniform(0.5, 1.0))
-            runtime.ledger.defer_routing(file_id, delay, str(exc))
-            log.warning("call_lookup_retry", call_cid=file.call_cid, file_id=file_id, error=str(exc))
-            return []
-        log.error("call_lookup_gave_up", call_cid=file.call_cid, file_id=file_id, error=str(exc))
-        call = None
-    except StreamRefused as exc:
-        log.error("call_lookup_refused", call_cid=file.call_cid, file_id=file_id, error=str(exc))
-        call = None
-    recorded = record_routes(archive, runtime.ledger, file, call)
-    log.info("file_routed", call_cid=file.call_cid, file_id=file_id, transfer_ids=recorded.transfer_ids)
-    return recorded.to_queue

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from config import ArchiveConfig
-from config.settings import STREAM_S3
+from config.storages import STREAM_S3
 from worker.files import StreamFile
 
 log = structlog.get_logger(__name__)

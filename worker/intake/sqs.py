@@ -1,6 +1,6 @@
 """SQS intake: Stream events from an SQS queue (directly, or through an SNS topic) into the ledger.
 
-Same rule as the webhook (worker/edge/web/app.py): record first, hand ids to the workers after. A message
+Same rule as the webhook (worker/edge/web/webhook.py): record first, hand ids to the workers after. A message
 is deleted only once the ledger holds what it announced (or it is ignored, noted, expired — a file
 that ended longer than `retention` ago, never recorded — or can never succeed); while Redis is
 unavailable it stays, and SQS delivers it again after the queue's visibility timeout. SQS messages
@@ -26,6 +26,7 @@ from worker.intake.record import Expired, FailureNoted, Recorded, enqueue_quietl
 from worker.intake.webhook import MAX_BODY, decompress, load_object
 from worker.ledger.models import Enqueue
 from worker.ledger.store import Ledger
+from worker.retry import step
 
 log = structlog.get_logger(__name__)
 SQSClient = Any  # boto3-stubs is installed for S3 only: the SQS client stays untyped
@@ -171,7 +172,7 @@ def run_sqs_intake(settings: Settings, ledger: Ledger, enqueue: Enqueue, client:
             failures += 1
             log.error("sqs_receive_failed", queue_url=queue_url, error=str(exc), failures=failures)
         if failures:
-            stop.wait(min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 1)))
+            stop.wait(step(failures, BACKOFF_FIRST, BACKOFF_CAP))
     log.info("sqs_intake_stopped", queue_url=queue_url)
 
 

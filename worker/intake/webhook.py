@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
-from worker.files import Kind, StreamFile
+from worker.files import Kind, StreamFile, ready_artefact
 
 MAX_BODY = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952
@@ -36,10 +36,6 @@ MAX_DEPTH = 32  # Stream's events nest about 5 deep
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 EARLIEST_NS = 10**17  # 1973-03-03 in nanoseconds; 1.7e9 s, 1.7e12 ms and 1.7e15 us are all below it
 NANOSECONDS = re.compile(r"[0-9]{1,30}")  # ASCII digits only: int() would also take "١٢" and "1_0"
-READY_EVENTS: dict[str, tuple[Kind, str]] = {
-    "call.recording_ready": ("recording", "call_recording"),
-    "call.transcription_ready": ("transcription", "call_transcription"),
-}
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int = MAX_BODY) -> bytes:
@@ -232,18 +228,18 @@ def _text(obj: Mapping[str, Any], field: str, where: str, *, required: bool = Tr
 
 def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
     """The file a ready event announces, or None for an event type the archiver ignores."""
-    if event["type"] not in READY_EVENTS:
+    kind = ready_artefact(event["type"])
+    if kind is None:
         return None
-    kind, section = READY_EVENTS[event["type"]]
     call_cid = _text(event, "call_cid", "")
     assert call_cid is not None
     call_type, _, call_id = call_cid.partition(":")
     if not call_type or not call_id:
         raise MalformedPayload(f"call_cid: {shown(call_cid)} is not '<type>:<id>'")
-    item = event.get(section)
+    item = event.get(kind.payload_key)
     if not isinstance(item, dict):
-        raise MalformedPayload(f"{section}: missing or not an object")
-    return file_from_item(call_cid, kind, item, f"{section}.", event)
+        raise MalformedPayload(f"{kind.payload_key}: missing or not an object")
+    return file_from_item(call_cid, kind.name, item, f"{kind.payload_key}.", event)
 
 
 def file_from_item(call_cid: str, kind: Kind, item: Mapping[str, Any], where: str = "",

@@ -68,8 +68,8 @@ def _with_files(ledger: Ledger, publics: list[dict[str, Any]]) -> Iterator[dict[
     file_ids = sorted({str(p["file_id"]) for p in publics})
     pipe = ledger.redis.pipeline(transaction=False)
     for fid in file_ids:
-        pipe.hmget(f"{ledger.prefix}file:{fid}", ["recording_type", "egress_id", "start_time", "end_time",
-                                                   "created_at", "deleted_from_stream", "deleted_from_stream_at"])
+        pipe.hmget(ledger.keys.file(fid), ["recording_type", "egress_id", "start_time", "end_time",
+                                           "created_at", "deleted_from_stream", "deleted_from_stream_at"])
     files = dict(zip(file_ids, cast(list[list[str | None]], pipe.execute()), strict=True))
     for public in publics:
         yield _row(public, files[str(public["file_id"])])

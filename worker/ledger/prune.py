@@ -54,8 +54,7 @@ def prune_archived(ledger: Ledger, older_than: timedelta, *, dry_run: bool = Fal
     now = ledger.now_ms() if now is None else now  # Redis's clock, which wrote every updated_at
     summary = PruneSummary(cutoff_ms=now - int(older_than.total_seconds() * 1000), dry_run=dry_run)
     script = ledger.redis.register_script(lua.PRUNE)
-    candidates = cast(list[str], ledger.redis.zrangebyscore(f"{ledger.prefix}state:archived", "-inf",
-                                                            summary.cutoff_ms))
+    candidates = cast(list[str], ledger.redis.zrangebyscore(ledger.keys.state("archived"), "-inf", summary.cutoff_ms))
     prunable: dict[str, set[str]] = {}  # dry run: file id -> its prunable transfers
     for start in range(0, len(candidates), batch):
         chunk = candidates[start:start + batch]
@@ -110,8 +109,8 @@ def _files_that_would_go(ledger: Ledger, prunable: dict[str, set[str]], batch: i
         chunk = file_ids[start:start + batch]
         pipe = ledger.redis.pipeline(transaction=False)
         for fid in chunk:
-            pipe.hget(f"{ledger.prefix}file:{fid}", "routing")
-            pipe.smembers(f"{ledger.prefix}file:{fid}:transfers")
+            pipe.hget(ledger.keys.file(fid), "routing")
+            pipe.smembers(ledger.keys.file_transfers(fid))
         replies = pipe.execute()
         for fid, routing, members in zip(chunk, replies[0::2], replies[1::2], strict=True):
             count += routing != "pending" and set(cast(set[str], members)) <= prunable[fid]

@@ -35,13 +35,9 @@ return 0
 """
 
 
-def version_key(ledger: Ledger) -> str:
-    return f"{ledger.prefix}schema_version"
-
-
 def ledger_version(ledger: Ledger) -> str | None:
     """The version as stored (None when the ledger has none yet)."""
-    value = ledger.redis.get(version_key(ledger))
+    value = ledger.redis.get(ledger.keys.schema_version)
     return None if value is None else str(value)
 
 
@@ -51,7 +47,7 @@ def ensure_schema(ledger: Ledger, *, supported: int = SCHEMA_VERSION,
     Raises LedgerSchemaError (newer or unknown version, a missing or failed migration) and redis errors."""
     stored = ledger_version(ledger)
     if stored is None:  # read first: a check that writes nothing works on any connection
-        ledger.redis.setnx(version_key(ledger), UNVERSIONED)
+        ledger.redis.setnx(ledger.keys.schema_version, UNVERSIONED)
         stored = ledger_version(ledger)
     version = _parse(stored, supported)
     if version == supported:
@@ -80,7 +76,7 @@ def _parse(stored: str | None, supported: int) -> int:
 
 
 def _migrate(ledger: Ledger, supported: int, migrations: Mapping[int, Migration], wait_s: float) -> int:
-    lock, token = f"{ledger.prefix}schema_migration_lock", uuid.uuid4().hex
+    lock, token = ledger.keys.schema_migration_lock, uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
     while not ledger.redis.set(lock, token, nx=True, px=LOCK_MS):
         if _parse(ledger_version(ledger), supported) == supported:
@@ -107,5 +103,5 @@ def _step(ledger: Ledger, version: int, migration: Migration, supported: int) ->
         raise LedgerSchemaError(f"the migration of the ledger from schema version {version} to {version + 1} "
                                 f"failed: {exc}; the ledger stays at version {version}",
                                 found=str(version), supported=supported) from exc
-    ledger.redis.set(version_key(ledger), version + 1)
+    ledger.redis.set(ledger.keys.schema_version, version + 1)
     log.warning("ledger_migrated", from_version=version, to_version=version + 1)

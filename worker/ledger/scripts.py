@@ -1,28 +1,9 @@
 """The ledger's Lua scripts: every state change is one atomic script.
 
-Keys (prefix P, default ``archiver:``):
-  P file:<fid>            HASH  the file: call_cid, kind, filename, url and url_at (when that URL was
-                                signed: its event's created_at, or the listing's time), session_id,
-                                times…; while it waits for its routes: routing=pending,
-                                routing_error, routing_attempts, routing_tried_at (the last
-                                failed call lookup)
-  P file:<fid>:transfers  SET   its transfer ids
-  P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…
-  P transfers             ZSET  every transfer by creation time (ms)
-  P state:<state>         ZSET  transfers in a state, by last update (ms)
-  P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a
-                                queued one, the lease end of a running one
-  P expiry                ZSET  when Stream deletes the file (ms), for transfers not yet finished
-  P unrouted              ZSET  files whose destinations are not known yet (call-level routing needs
-                                the call's data): when to (re)try resolving them (ms)
-  P call:<cid>            STRING a call's GetCall data, cached for call_cache_ttl
-  P running:<storage>     ZSET  transfers of a storage holding a lease, by lease end (ms): how
-                                `max_concurrency` is counted across every worker
-  P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
-                                holds two files; kept after `prune` (the object is still there)
-A running transfer's hash also holds lease_owner, lease_until and lease_token (its claim's random
-fencing token). Times are integer milliseconds since the epoch. Scripts build key names from the prefix, so the
-ledger needs one Redis (or a Sentinel-managed primary), not a cluster.
+Each script is given the prefix (ARGV[1]) and spells the key names of `worker.ledger.keys` (where
+the layout is documented) from it, as ``p .. 'transfer:' .. tid``; since the names are built inside
+the scripts, the ledger needs one Redis (or a Sentinel-managed primary), not a cluster. Times are
+integer milliseconds since the epoch.
 """
 
 # Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never

@@ -8,7 +8,8 @@ States::
       └──── backoff ───────┘  └──────▶ lost      (the source no longer has it; never archived)
     skipped                 (the route says not to archive)
 
-Every change is one Lua script (`worker.ledger.scripts`), so a crash never leaves half a change.
+The keys are those of `worker.ledger.keys` (`Ledger.keys`). Every change is one Lua script
+(`worker.ledger.scripts`), so a crash never leaves half a change.
 A running transfer holds a lease (renewed by heartbeat) and a random fencing token made for its
 claim: a worker whose lease was taken over can no longer write its result, even when Redis lost its
 last writes and handed out the same epoch twice. Leases and due times are judged by Redis's clock
@@ -29,7 +30,7 @@ from worker.clock import now_ms, to_ms
 from worker.files import StreamFile
 from worker.intake.object_keys import key_of_another_owner
 from worker.ledger import scripts as lua
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import (
     Claim,
     Intake,
@@ -49,6 +50,7 @@ class Ledger:
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.redis = client
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self._intake = client.register_script(lua.INTAKE)
         self._claim = client.register_script(lua.CLAIM)
         self._heartbeat = client.register_script(lua.HEARTBEAT)
@@ -61,9 +63,6 @@ class Ledger:
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
-
-    def ping(self) -> bool:
-        return bool(self.redis.ping())
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -124,10 +123,6 @@ class Ledger:
             args=[self.prefix, transfer_id, owner, token, lease_ms, json.dumps(dict(limits or {})), busy_wait_ms]))
         return Claim(str(status), int(epoch), token if str(status) == "claimed" else "")
 
-    def running(self, storage: str) -> int:
-        """How many transfers of `storage` hold a live lease now (what max_concurrency counts)."""
-        return int(self.redis.zcount(f"{self.prefix}running:{storage}", f"({self.now_ms()}", "+inf"))
-
     def heartbeat(self, transfer_id: str, token: str, lease_ms: int) -> bool:
         """Extend the lease to `lease_ms` from now; False once the claim with `token` is not the
         transfer's any more."""
@@ -152,7 +147,7 @@ class Ledger:
         """`transfer_ids` ordered by when Stream deletes their files, soonest first (unknown last)."""
         if not transfer_ids:
             return []
-        scores: list[float | None] = self.redis.zmscore(f"{self.prefix}expiry", transfer_ids)
+        scores: list[float | None] = self.redis.zmscore(self.keys.expiry, transfer_ids)
         last = float("inf")
         return [tid for _, tid in sorted(zip((last if s is None else s for s in scores), transfer_ids,
                                              strict=True))]
@@ -182,32 +177,30 @@ class Ledger:
 
     def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
         """Record that the file no longer needs deleting from Stream (and how that ended)."""
-        self.redis.hset(f"{self.prefix}file:{file_id}",
+        self.redis.hset(self.keys.file(file_id),
                         mapping={"deleted_from_stream_at": now_ms(), "deleted_from_stream": outcome})
 
     def note_failure(self, record: dict[str, Any], keep: int = 10_000, remember_ms: int = 15 * 86_400_000) -> bool:
         """Keep a failure event Stream reported (newest first, the last `keep` of them), once per
         (kind, call, egress): a redelivery returns False and keeps nothing."""
         identity = record.get("egress_id") or record.get("created_at")
-        marker = f"{self.prefix}failure:{record['kind']}:{record['call_cid']}:{identity}"
-        keys = [marker, f"{self.prefix}stream_failures"]
+        keys = [self.keys.failure(record["kind"], record["call_cid"], identity), self.keys.stream_failures]
         return bool(self._note_failure(keys=keys, args=[json.dumps(record), keep, remember_ms]))
 
     def stream_failures(self, limit: int = 100) -> list[dict[str, Any]]:
         """The failure events Stream reported, newest first."""
-        return [json.loads(raw) for raw in cast(list[str], self.redis.lrange(f"{self.prefix}stream_failures", 0,
-                                                                              limit - 1))]
+        return [json.loads(raw) for raw in cast(list[str], self.redis.lrange(self.keys.stream_failures, 0, limit - 1))]
 
     def cached_call(self, call_cid: str) -> dict[str, Any] | None | Literal[False]:
         """A call's cached GetCall data; None if Stream had no such call; False if not cached."""
-        raw = self.redis.get(f"{self.prefix}call:{call_cid}")
+        raw = self.redis.get(self.keys.call(call_cid))
         if raw is None:
             return False
         value = json.loads(cast(str, raw))
         return value if isinstance(value, dict) else None
 
     def cache_call(self, call_cid: str, call: dict[str, Any] | None, ttl_ms: int) -> None:
-        self.redis.set(f"{self.prefix}call:{call_cid}", json.dumps(call), px=max(1, ttl_ms))
+        self.redis.set(self.keys.call(call_cid), json.dumps(call), px=max(1, ttl_ms))
 
     def acquire_lock(self, token: str, ttl_ms: int) -> bool:
         return bool(self._lock(args=[self.prefix, token, ttl_ms]))
@@ -218,20 +211,17 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, transfer_id: str) -> Transfer | None:
-        h = cast(dict[str, str], self.redis.hgetall(f"{self.prefix}transfer:{transfer_id}"))
+        h = cast(dict[str, str], self.redis.hgetall(self.keys.transfer(transfer_id)))
         return Transfer.from_hash(h) if h else None
 
     def file(self, file_id: str) -> dict[str, str]:
-        return cast(dict[str, str], self.redis.hgetall(f"{self.prefix}file:{file_id}"))
+        return cast(dict[str, str], self.redis.hgetall(self.keys.file(file_id)))
 
     def transfers_of(self, file_id: str) -> list[str]:
-        return sorted(cast(set[str], self.redis.smembers(f"{self.prefix}file:{file_id}:transfers")))
-
-    def count(self, state: str) -> int:
-        return int(self.redis.zcard(f"{self.prefix}state:{state}"))
+        return sorted(cast(set[str], self.redis.smembers(self.keys.file_transfers(file_id))))
 
     def ids(self, state: str | None = None) -> list[str]:
-        key = f"{self.prefix}state:{state}" if state else f"{self.prefix}transfers"
+        key = self.keys.state(state) if state else self.keys.transfers
         return [str(i) for i in cast(list[Any], self.redis.zrange(key, 0, -1))]
 
     def iter_transfers(self, state: str | None = None, batch: int = 500) -> Iterator[Transfer]:
@@ -239,11 +229,7 @@ class Ledger:
         for start in range(0, len(ids), batch):
             pipe = self.redis.pipeline(transaction=False)
             for tid in ids[start:start + batch]:
-                pipe.hgetall(f"{self.prefix}transfer:{tid}")
+                pipe.hgetall(self.keys.transfer(tid))
             for h in pipe.execute():
                 if h:
                     yield Transfer.from_hash(h)
-
-    def due_at(self, transfer_id: str) -> float | None:
-        score = self.redis.zscore(f"{self.prefix}due", transfer_id)
-        return None if score is None else float(score)

@@ -95,7 +95,7 @@ class WaitingFile:
 
 def waiting_files(ledger: Ledger, file_ids: Iterable[str] | None = None, batch: int = 500) -> list[WaitingFile]:
     """The files waiting for their routes (or those of `file_ids` that do), oldest first."""
-    key = f"{ledger.prefix}unrouted"
+    key = ledger.keys.unrouted
     if file_ids is None:
         scored = [(str(fid), float(score)) for fid, score in
                   cast(list[tuple[str, float]], ledger.redis.zrange(key, 0, -1, withscores=True))]
@@ -108,7 +108,7 @@ def waiting_files(ledger: Ledger, file_ids: Iterable[str] | None = None, batch: 
         chunk = scored[start:start + batch]
         pipe = ledger.redis.pipeline(transaction=False)
         for fid, _ in chunk:
-            pipe.hmget(f"{ledger.prefix}file:{fid}", list(_FIELDS))
+            pipe.hmget(ledger.keys.file(fid), list(_FIELDS))
         for (fid, due), values in zip(chunk, pipe.execute(), strict=True):
             fields = {k: str(v) for k, v in zip(_FIELDS, values, strict=True) if v is not None}
             if fields.get("routing") == "pending":

@@ -13,7 +13,6 @@ import structlog
 
 from config.logging import scrub
 from worker.errors import StorageRefused, StorageUnavailable
-from worker.monitoring.stats import stats_for
 from worker.runtime import Runtime
 from worker.storage import Storage
 from worker.storage.checksums import Hasher
@@ -49,7 +48,7 @@ def reason_of(exc: Exception) -> str:
 def check_health(runtime: Runtime) -> dict[str, bool]:
     """Probe every configured storage and record each result; never raises for a storage fault."""
     results: dict[str, bool] = {}
-    stats = stats_for(runtime.ledger)
+    stats = runtime.stats
     configured = runtime.archive.effective_storages()
     stats.forget_storages({config.name for config in configured})
     for config in configured:

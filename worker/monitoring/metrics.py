@@ -1,10 +1,11 @@
 """GET /metrics: the cluster's figures in Prometheus' text format, read from Redis at scrape time.
 
 Every web replica exposes the same values (they come from the shared Redis, not from the process):
-scrape one, or aggregate with max(). The names are a contract with the alert rules; docs/monitoring.md
-says what each one means. A scrape costs a bounded number of Redis commands (ZCARD, ZCOUNT, HGETALL,
-LLEN; the split of transfers by storage is bounded by `worker.monitoring.tally`, and the files waiting for their
-routes are counted inside Redis by `worker.ledger.unrouted`).
+scrape one, or aggregate with max(). What is exported (names, types, labels, help: a contract with the
+alert rules) is listed once in `worker.monitoring.names`; docs/monitoring.md says what each one means.
+A scrape costs a bounded number of Redis commands (ZCARD, ZCOUNT, HGETALL, LLEN; the split of transfers
+by storage is bounded by `worker.monitoring.tally`, and the files waiting for their routes are counted
+inside Redis by `worker.ledger.unrouted`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from worker.discovery.reconcile_state import MODES, read_marks
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.unrouted import REASONS, read_routing
+from worker.monitoring import names
 from worker.monitoring.stats import Stats, durations
 from worker.monitoring.tally import STATE_LABELS, Tally
 
@@ -51,10 +53,11 @@ def read_deadlines(client: redis.Redis, retention: timedelta, prefix: str = DEFA
     now = time.time() if now is None else now
     now_ms = int(now * 1000)
     pipe = client.pipeline(transaction=False)
-    pipe.zcount(f"{prefix}due", "-inf", now_ms)
-    pipe.zrangebyscore(f"{prefix}due", "-inf", now_ms, start=0, num=1, withscores=True)
-    pipe.get(f"{prefix}at_risk")
-    pipe.zrange(f"{prefix}expiry", 0, 0, withscores=True)
+    keys = Keys(prefix)
+    pipe.zcount(keys.due, "-inf", now_ms)
+    pipe.zrangebyscore(keys.due, "-inf", now_ms, start=0, num=1, withscores=True)
+    pipe.get(keys.at_risk)
+    pipe.zrange(keys.expiry, 0, 0, withscores=True)
     due, oldest_due, at_risk, soonest = pipe.execute()
     oldest_due_age = max(0.0, now - oldest_due[0][1] / 1000) if oldest_due else 0.0
     deadline = cast(list[tuple[str, float]], soonest)[0][1] / 1000 if soonest else None
@@ -65,8 +68,21 @@ def read_deadlines(client: redis.Redis, retention: timedelta, prefix: str = DEFA
     )
 
 
+def gauge(metric: names.Gauge, value: float | None = None) -> GaugeMetricFamily:
+    """`metric`'s family, with its one `value` when it has no labels and is known now."""
+    return GaugeMetricFamily(metric.name, metric.help, value=value, labels=metric.labels or None)
+
+
+def counter(metric: names.Counter) -> CounterMetricFamily:
+    return CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+
+def histogram(metric: names.Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+
 class ArchiverCollector(Collector):
-    """Builds every metric from Redis on each scrape."""
+    """Builds every metric of `worker.monitoring.names` from Redis on each scrape."""
 
     def __init__(self, client: redis.Redis, broker: redis.Redis, queue: str, retention: timedelta,
                  prefix: str = DEFAULT_PREFIX, storages: tuple[str, ...] = ()) -> None:
@@ -86,47 +102,34 @@ class ArchiverCollector(Collector):
         yield from self._reconciliation()
 
     def _transfers(self) -> Metric:
-        gauge = GaugeMetricFamily("archiver_transfers", "Transfers in the ledger by state and storage.",
-                                  labels=["state", "storage"])
+        family = gauge(names.TRANSFERS)
         for state, storages in self.tally.by_state().items():
             for storage, count in sorted(({name: 0 for name in self.storages} | storages).items()):
-                gauge.add_metric([STATE_LABELS[state], storage], count)
-        return gauge
+                family.add_metric([STATE_LABELS[state], storage], count)
+        return family
 
     def _throughput(self) -> Iterator[Metric]:
-        archived = CounterMetricFamily("archiver_archived_bytes", "Bytes archived and verified.", labels=["storage"])
+        archived = counter(names.ARCHIVED_BYTES)
         for storage, size in sorted(self.stats.bytes_by_storage().items()):
             archived.add_metric([storage], size)
         yield archived
-        histogram = HistogramMetricFamily(
-            "archiver_transfer_duration_seconds", "Successful transfers: attempt start to archived.",
-            labels=["storage"])
+        duration = histogram(names.TRANSFER_DURATION)
         for storage, (buckets, total, _count) in sorted(durations(self.stats).items()):
-            histogram.add_metric([storage], buckets, total)
-        yield histogram
-        for name, key, what in (("archiver_transfer_retries", "stats:retries", "Retries scheduled"),
-                                ("archiver_transfer_failures", "stats:failures",
-                                 "Permanent failures, and files lost (reason lost)")):
-            counter = CounterMetricFamily(name, f"{what}, by storage and reason.", labels=["storage", "reason"])
+            duration.add_metric([storage], buckets, total)
+        yield duration
+        for metric, key in ((names.TRANSFER_RETRIES, "stats:retries"), (names.TRANSFER_FAILURES, "stats:failures")):
+            family = counter(metric)
             for (storage, reason), count in sorted(self.stats.pairs(key).items()):
-                counter.add_metric([storage, reason], count)
-            yield counter
+                family.add_metric([storage, reason], count)
+            yield family
 
     def _queue(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("archiver_queue_depth", "Messages waiting in the Celery transfer queue.",
-                                value=int(self.broker.llen(self.queue)))
+        yield gauge(names.QUEUE_DEPTH, int(self.broker.llen(self.queue)))
         clocks = read_deadlines(self.redis, self.retention, self.prefix)
-        yield GaugeMetricFamily("archiver_due_transfers", "Transfers due and not running (the sweep queues them).",
-                                value=clocks.due)
-        yield GaugeMetricFamily("archiver_oldest_due_age_seconds", "How long the longest-due transfer has waited.",
-                                value=clocks.oldest_due_age)
-        yield GaugeMetricFamily("archiver_files_at_risk",
-                                "Files within at_risk_margin of deletion and not archived (last reconciliation).",
-                                value=clocks.at_risk)
-        oldest = GaugeMetricFamily("archiver_oldest_unarchived_age_seconds",
-                                   "Seconds since the oldest unarchived recording ended.")
-        left = GaugeMetricFamily("archiver_unarchived_deadline_seconds",
-                                 "Seconds before Stream deletes the soonest-to-go unarchived file (negative: past).")
+        yield gauge(names.DUE_TRANSFERS, clocks.due)
+        yield gauge(names.OLDEST_DUE_AGE, clocks.oldest_due_age)
+        yield gauge(names.FILES_AT_RISK, clocks.at_risk)
+        oldest, left = gauge(names.OLDEST_UNARCHIVED_AGE), gauge(names.UNARCHIVED_DEADLINE)
         if clocks.oldest_unarchived_age is not None and clocks.soonest_deadline_in is not None:
             oldest.add_metric([], clocks.oldest_unarchived_age)
             left.add_metric([], clocks.soonest_deadline_in)
@@ -135,58 +138,38 @@ class ArchiverCollector(Collector):
 
     def _routing(self) -> Iterator[Metric]:
         figures = read_routing(self.redis, self.prefix)
-        gauge = GaugeMetricFamily("archiver_files_routing",
-                                  "Files waiting for their routes (call-level routing asks Stream for the call), "
-                                  "by reason.", labels=["reason"])
+        family = gauge(names.FILES_ROUTING)
         for reason in REASONS:
-            gauge.add_metric([reason], figures.by_reason[reason])
-        yield gauge
-        yield GaugeMetricFamily("archiver_oldest_routing_age_seconds",
-                                "How long the longest-waiting file has waited for its routes (0 when none).",
-                                value=figures.oldest_age(time.time()))
+            family.add_metric([reason], figures.by_reason[reason])
+        yield family
+        yield gauge(names.OLDEST_ROUTING_AGE, figures.oldest_age(time.time()))
 
     def _webhooks(self) -> Iterator[Metric]:
-        counter = CounterMetricFamily("archiver_webhook_requests", "Webhook deliveries by outcome.",
-                                      labels=["outcome"])
+        requests = counter(names.WEBHOOK_REQUESTS)
         for outcome, count in sorted(self.stats.webhooks().items()):
-            counter.add_metric([outcome], count)
-        yield counter
-        last = GaugeMetricFamily("archiver_last_webhook_timestamp_seconds",
-                                 "Unix time of the last authenticated webhook.")
-        seen = self.stats.last_webhook()
-        if seen is not None:
-            last.add_metric([], seen)
-        yield last
+            requests.add_metric([outcome], count)
+        yield requests
+        yield gauge(names.LAST_WEBHOOK, self.stats.last_webhook())
 
     def _stream_api(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily("archiver_stream_requests", "Stream API requests by endpoint and outcome.",
-                                       labels=["endpoint", "outcome"])
+        requests = counter(names.STREAM_REQUESTS)
         for (endpoint, outcome), count in sorted(self.stats.pairs("stats:stream_requests").items()):
             requests.add_metric([endpoint, outcome], count)
         yield requests
-        waited = CounterMetricFamily("archiver_stream_rate_limit_wait_seconds",
-                                     "Seconds Stream API requests waited for the rate limits, by endpoint.",
-                                     labels=["endpoint"])
+        waited = counter(names.STREAM_RATE_LIMIT_WAIT)
         for endpoint, seconds in sorted(self.stats.stream_waits().items()):
             waited.add_metric([endpoint], seconds)
         yield waited
 
     def _storages(self) -> Metric:
-        gauge = GaugeMetricFamily("archiver_storage_up", "1 when the storage passed its last check.",
-                                  labels=["storage"])
+        family = gauge(names.STORAGE_UP)
         for name, health in sorted(self.stats.storage_health().items()):
-            gauge.add_metric([name], 1 if health.ok else 0)
-        return gauge
-
+            family.add_metric([name], 1 if health.ok else 0)
+        return family
 
     def _reconciliation(self) -> Iterator[Metric]:
         marks = read_marks(self.redis, self.prefix)
-        last = GaugeMetricFamily("archiver_last_reconcile_timestamp_seconds",
-                                 "Unix time the last reconciliation of each mode (incremental, full) completed.",
-                                 labels=["mode"])
-        failed = GaugeMetricFamily("archiver_reconcile_failed_calls",
-                                   "Calls the last completed reconciliation of each mode could not list "
-                                   "(the next run lists them again).", labels=["mode"])
+        last, failed = gauge(names.LAST_RECONCILE), gauge(names.RECONCILE_FAILED_CALLS)
         for mode in MODES:
             if mode in marks.completed_at_ms:
                 last.add_metric([mode], marks.completed_at_ms[mode] / 1000)

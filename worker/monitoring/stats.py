@@ -18,7 +18,6 @@ in the process and added to the next write, so a short outage loses nothing but 
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import threading
@@ -31,8 +30,7 @@ from typing import cast
 import redis
 import structlog
 
-from worker.ledger.keys import DEFAULT_PREFIX
-from worker.ledger.store import Ledger
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 
 log = structlog.get_logger(__name__)
 
@@ -76,15 +74,13 @@ class Health:
 
 
 class Stats:
-    """Writes and reads the figures above; safe to share between threads."""
+    """Writes and reads the figures above; safe to share between threads. Keep one per process
+    (`Runtime.stats`, the web app's): what Redis refused waits in it for the next write."""
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
-        self.redis, self.prefix = client, prefix
+        self.redis, self._keys = client, Keys(prefix)
         self._pending: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -97,12 +93,12 @@ class Stats:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for (name, field), amount in increments.items():
-                pipe.hincrby(self.key(name), field, amount)
+                pipe.hincrby(self._keys.figure(name), field, amount)
             for name, (field, value) in extra.items():
                 if field:
-                    pipe.hset(self.key(name), field, value)
+                    pipe.hset(self._keys.figure(name), field, value)
                 else:
-                    pipe.set(self.key(name), value)
+                    pipe.set(self._keys.figure(name), value)
             pipe.execute()
         except redis.RedisError as exc:
             with self._lock:
@@ -147,7 +143,7 @@ class Stats:
     def storage_checked(self, storage: str, ok: bool, reason: str | None, now: float | None = None) -> None:
         health = Health(ok, reason, time.time() if now is None else now)
         try:
-            self.redis.hset(self.key("storage_health"), storage, health.to_json())
+            self.redis.hset(self._keys.figure("storage_health"), storage, health.to_json())
         except redis.RedisError as exc:
             log.warning("storage_health_not_recorded", storage=storage, error=str(exc))
 
@@ -155,12 +151,12 @@ class Stats:
         """Drop the health of storages no longer configured (so no stale `archiver_storage_up` stays)."""
         gone = set(self._hash("storage_health")) - keep
         if gone:
-            self.redis.hdel(self.key("storage_health"), *gone)
+            self.redis.hdel(self._keys.figure("storage_health"), *gone)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _hash(self, name: str) -> dict[str, str]:
-        return cast(dict[str, str], self.redis.hgetall(self.key(name)))
+        return cast(dict[str, str], self.redis.hgetall(self._keys.figure(name)))
 
     def pairs(self, name: str) -> dict[tuple[str, str], int]:
         """A "storage|x" → n hash as (storage, x) → n."""
@@ -177,7 +173,7 @@ class Stats:
         """The last `days` days (UTC), oldest first, with the bytes archived on each (0 if none)."""
         now = time.time() if now is None else now
         wanted = [day_of(now - 86_400 * back) for back in range(days - 1, -1, -1)]
-        values = cast(list[str | None], self.redis.hmget(self.key("stats:bytes_by_day"), wanted))
+        values = cast(list[str | None], self.redis.hmget(self._keys.figure("stats:bytes_by_day"), wanted))
         return [(day, int(v or 0)) for day, v in zip(wanted, values, strict=True)]
 
     def webhooks(self) -> dict[str, int]:
@@ -188,7 +184,7 @@ class Stats:
         return {endpoint: int(v) / 1000 for endpoint, v in self._hash("stats:stream_wait_ms").items()}
 
     def last_webhook(self) -> float | None:
-        raw = self.redis.get(self.key("stats:last_webhook"))
+        raw = self.redis.get(self._keys.figure("stats:last_webhook"))
         return float(cast(str, raw)) if raw else None
 
     def storage_health(self) -> dict[str, Health]:
@@ -209,9 +205,3 @@ def durations(stats: Stats) -> dict[str, tuple[list[tuple[str, int]], float, int
             buckets.append(("+Inf" if math.isinf(bound) else repr(float(bound)), running))  # as Prometheus writes le
         out[storage] = (buckets, fields.get("sum_ms", 0) / 1000, fields.get("count", 0))
     return out
-
-
-@functools.lru_cache(maxsize=16)
-def stats_for(ledger: Ledger) -> Stats:
-    """One `Stats` per ledger (so figures kept during an outage are not dropped between calls)."""
-    return Stats(ledger.redis, ledger.prefix)

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import STATES
 
 EXACT_LIMIT = 10_000
@@ -67,7 +67,7 @@ class Tally:
     """Counts transfers by (state, storage) from the ledger's ``state:<state>`` sets."""
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
-        self.redis, self.prefix = client, prefix
+        self.redis, self.prefix, self.keys = client, prefix, Keys(prefix)
         self._count = client.register_script(_COUNT)
 
     def by_state(self) -> dict[str, dict[str, int]]:
@@ -75,7 +75,7 @@ class Tally:
         a while, in the case the module's docstring describes."""
         pipe = self.redis.pipeline(transaction=False)
         for state in STATES:
-            pipe.zcard(f"{self.prefix}state:{state}")
+            pipe.zcard(self.keys.state(state))
         sizes = [int(n) for n in pipe.execute()]
         return {state: self._split(state, size) for state, size in zip(STATES, sizes, strict=True)}
 
@@ -114,7 +114,7 @@ class Tally:
         return _Counted(counts, int(out[0]), float(out[1]))
 
     def _cached(self, state: str) -> tuple[_Counted, float] | None:
-        raw = self.redis.get(f"{self.prefix}stats:tally:{state}")
+        raw = self.redis.get(self.keys.tally(state))
         if not raw:
             return None
         try:
@@ -126,4 +126,4 @@ class Tally:
 
     def _save(self, state: str, counted: _Counted, counted_at: float) -> None:
         value = {"counts": dict(counted.counts), "total": counted.seen, "top": counted.top, "counted_at": counted_at}
-        self.redis.set(f"{self.prefix}stats:tally:{state}", json.dumps(value))
+        self.redis.set(self.keys.tally(state), json.dumps(value))

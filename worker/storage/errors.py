@@ -20,7 +20,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from config.settings import TransferTuning
+from config import TransferTuning
 from worker.errors import StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
 
 SDK_ATTEMPTS = 3  # tries of one request, the first included (S3's total_max_attempts; Azure retries 2)

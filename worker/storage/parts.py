@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from config.settings import TransferTuning
+from config import TransferTuning
 from worker.storage.base import ObjectWriter, StoredObject
 from worker.storage.checksums import Digests
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from config.settings import TransferTuning
+from config import TransferTuning
 from worker.errors import StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.base import Storage
 from worker.storage.checksums import Digests, Hasher

@@ -18,7 +18,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Protocol, cast
 
-from config.settings import ConfigError, StorageConfig, TransferTuning
+from config import ConfigError, StorageConfig, TransferTuning
 from worker.storage.base import Storage
 from worker.storage.keys import check_key
 

@@ -14,7 +14,6 @@ URL>: <cause>". Every answer is counted by endpoint and outcome (``worker.monito
 
 from __future__ import annotations
 
-import random
 import time
 import warnings
 from collections.abc import Callable
@@ -27,11 +26,14 @@ import jwt
 import structlog
 
 from worker.errors import StreamApiError, StreamRefused, StreamUnavailable
-from worker.files import Kind
+from worker.files import Kind, artefact
 from worker.monitoring.stats import Stats
+from worker.retry import backoff
 from worker.stream.limits import MAX_HOLD, Budget, RateHeaders, Unmetered, endpoint_of, rate_headers, retry_wait
 
 log = structlog.get_logger(__name__)
+RETRY_FIRST, RETRY_CAP = 0.5, 8.0  # seconds: the wait after a failed try (then doubled, jittered)
+RATE_LIMITED_CAP = 30.0  # seconds: a 429 with no hint waits as a failure does, up to this
 
 
 def _client_version() -> str:
@@ -122,13 +124,13 @@ class StreamClient:
 
     def list_files(self, call_cid: str, kind: Kind) -> list[dict[str, Any]]:
         """ListRecordings or ListTranscriptions: every stored file of the call, with fresh signed URLs."""
-        section = "recordings" if kind == "recording" else "transcriptions"
+        section = artefact(kind).api_section
         body = self.request("GET", f"{_call_path(call_cid)}/{section}")
         return [item for item in body.get(section) or [] if isinstance(item, dict)]
 
     def delete_file(self, call_cid: str, kind: Kind, session_id: str, filename: str) -> None:
         """DeleteRecording or DeleteTranscription (files on Stream's own storage only)."""
-        section = "recordings" if kind == "recording" else "transcriptions"
+        section = artefact(kind).api_section
         path = f"{_call_path(call_cid)}/{quote(session_id, safe='')}/{section}/{quote(filename, safe='')}"
         self.request("DELETE", path)
 
@@ -179,7 +181,7 @@ class StreamClient:
             failures += 1
             if failures >= self._attempts:
                 raise failure
-            wait = self._backoff(failures)
+            wait = backoff(failures, RETRY_FIRST, RETRY_CAP)
             log.warning("stream_api_retry", method=method, path=path, error=str(failure), wait_s=round(wait, 2))
             self._sleep(wait)
 
@@ -202,7 +204,7 @@ class StreamClient:
             self._budget.answered(endpoint, rate, learn=False)
             raise error
         hinted = retry_wait(response.headers)
-        wait = min(MAX_HOLD, hinted if hinted else self._backoff(limited, cap=30.0))
+        wait = min(MAX_HOLD, hinted if hinted else backoff(limited, RETRY_FIRST, RATE_LIMITED_CAP))
         self._budget.answered(endpoint, rate, hold=wait, learn=False)
         log.warning("stream_api_rate_limited", endpoint=endpoint, error=str(error), wait_s=round(wait, 2),
                     in_a_row=limited)
@@ -216,10 +218,6 @@ class StreamClient:
     def _waited(self, endpoint: str, seconds: float) -> None:
         if self._stats is not None:
             self._stats.stream_waited(endpoint, seconds)
-
-    @staticmethod
-    def _backoff(attempt: int, cap: float = 8.0) -> float:
-        return float(min(cap, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
 def _outcome(error: StreamApiError) -> str:

@@ -35,7 +35,7 @@ from typing import Protocol, cast
 import redis
 import structlog
 
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.scripts import NOW
 
 log = structlog.get_logger(__name__)
@@ -203,20 +203,17 @@ class SharedBudget:
                  window: float = MINUTE) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
-        self._redis, self._share, self._prefix, self._window = client, share, prefix, window
+        self._redis, self._share, self._keys, self._window = client, share, Keys(prefix), window
         self._acquire = client.register_script(_ACQUIRE)
         self._answered = client.register_script(_ANSWERED)
         self._ids = (f"{uuid.uuid4().hex}:{n}" for n in itertools.count())
         self._offline = False
 
-    def _keys(self, endpoint: str) -> list[str]:
-        return [f"{self._prefix}stream_api:{part}:{endpoint}" for part in ("state", "minute", "second")]
-
     def wait(self, endpoint: str) -> float:
         args: list[str | int | float] = [self._share, int(self._window * 1000), int(MARGIN * 1000),
                                          int(PROBE_TIMEOUT * 1000), next(self._ids), int(STATE_TTL * 1000)]
         try:
-            waited_ms = cast(int, self._acquire(keys=self._keys(endpoint), args=args))
+            waited_ms = cast(int, self._acquire(keys=self._keys.stream_api(endpoint), args=args))
         except redis.RedisError as exc:
             self._went_offline(exc)
             return 0.0
@@ -229,7 +226,7 @@ class SharedBudget:
             hold = max(hold, rate.reset - time.time())
         args: list[str | int | float] = [limit, int(min(hold, MAX_HOLD) * 1000), int(STATE_TTL * 1000)]
         try:
-            self._answered(keys=self._keys(endpoint)[:1], args=args)
+            self._answered(keys=self._keys.stream_api(endpoint)[:1], args=args)
         except redis.RedisError as exc:
             self._went_offline(exc)
 

@@ -15,7 +15,7 @@ from config.logging import redact_url
 from worker.errors import SourceMissing, StreamRefused
 from worker.files import KINDS
 from worker.runtime import Runtime
-from worker.transfer.download import check_url
+from worker.transfer.url_guard import check_url
 
 log = structlog.get_logger(__name__)
 

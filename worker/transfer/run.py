@@ -11,7 +11,6 @@ its deletion deadline is ``lost``.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from worker.errors import (
 from worker.files import content_type_for
 from worker.ledger.lease import Heartbeat
 from worker.ledger.models import Transfer
-from worker.monitoring.stats import stats_for
+from worker.retry import backoff, jittered
 from worker.runtime import Runtime
 from worker.storage import Storage
 from worker.storage.checksums import Digests, Hasher
@@ -52,12 +51,6 @@ class Copied:
     sha256: str
 
 
-def backoff_ms(attempts: int, base_ms: int, cap_ms: int) -> int:
-    """Exponential in the attempts so far, capped, with jitter in [half, full] of the step."""
-    step = min(cap_ms, base_ms * 2 ** max(0, min(attempts - 1, 30)))
-    return int(step * random.uniform(0.5, 1.0))
-
-
 def concurrency_limits(runtime: Runtime) -> dict[str, int]:
     """Each storage's `max_concurrency`, for the ledger's claim (storages without one are absent)."""
     return {s.name: s.max_concurrency for s in runtime.archive.effective_storages() if s.max_concurrency}
@@ -76,7 +69,7 @@ def run_transfer(runtime: Runtime, transfer_id: str) -> str:
     more after the broker's visibility timeout): its live lease makes this call do nothing."""
     lease_ms = int(runtime.archive.transfer_lease.total_seconds() * 1000)
     claim = runtime.ledger.claim(transfer_id, runtime.owner, lease_ms, limits=concurrency_limits(runtime),
-                                 busy_wait_ms=int(STORAGE_BUSY_WAIT_MS * random.uniform(0.5, 1.0)))
+                                 busy_wait_ms=int(jittered(STORAGE_BUSY_WAIT_MS)))
     if claim.status == "storage_busy":  # the ledger made it due again shortly; the sweep re-sends it
         log.info("transfer_waiting_for_storage", transfer_id=transfer_id)
         return claim.status
@@ -113,14 +106,14 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int
             log.warning("transfer_result_fenced_out", error=str(exc))
             return "lease_lost"
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
-        stats_for(ledger).failed(transfer.storage, _reason(exc))
+        runtime.stats.failed(transfer.storage, _reason(exc))
         return "failed"
     if not ledger.finish(transfer.id, token, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
                          reason=""):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
     log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
-    stats_for(ledger).archived(transfer.storage, copied.bytes, time.monotonic() - started)
+    runtime.stats.archived(transfer.storage, copied.bytes, time.monotonic() - started)
     return "archived"
 
 
@@ -136,17 +129,17 @@ def _retry_later(runtime: Runtime, transfer: Transfer, token: str, exc: Exceptio
     expires = to_ms(transfer.expires_at) if transfer.expires_at else None
     if isinstance(exc, SourceMissing) and expires is not None and now >= expires:
         if runtime.ledger.finish(transfer.id, token, "lost", error=f"past its deletion deadline: {reason}"):
-            stats_for(runtime.ledger).failed(transfer.storage, "lost")
+            runtime.stats.failed(transfer.storage, "lost")
         log.error("recording_lost", error=reason)
         return "lost"
     archive = runtime.archive
-    delay = backoff_ms(
+    delay = int(backoff(
         transfer.attempts,
         int(archive.retry_backoff.total_seconds() * 1000),
         int(archive.retry_backoff_max.total_seconds() * 1000),
-    )
+    ))
     if runtime.ledger.finish(transfer.id, token, "queued", retry_in_ms=delay, error=reason, reason=_reason(exc)):
-        stats_for(runtime.ledger).retried(transfer.storage, _reason(exc))
+        runtime.stats.retried(transfer.storage, _reason(exc))
     level = log.warning if isinstance(exc, TransientError) else log.exception
     level("transfer_retry_scheduled", error=reason, retry_in_s=round(delay / 1000, 1),
           attempt=transfer.attempts)

@@ -1,4 +1,4 @@
-"""Configuration loading and validation (config/settings.py)."""
+"""Configuration loading and validation (config/: environment, TOML file, storages, messages)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_settings
-from config.settings import parse_duration
+from config.types import parse_duration
 
 BASE_ENV = {"STREAM_API_KEY": "k", "STREAM_API_SECRET": "very-secret-value"}
 

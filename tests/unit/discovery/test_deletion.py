@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -19,14 +18,8 @@ from worker.transfer.run import run_transfer
 
 
 @pytest.fixture
-def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Runtime]:
-    storages = [{"name": n, "storage_type": "local", "bucket": str(tmp_path / n)} for n in ("a", "b")]
-    settings = make_settings(env={"STREAM_BASE_URL": fake.base_url}, download_hosts=[fake.cdn_host],
-                             storages=storages, default_storage="a",
-                             call_types={"both": ["a", "b"], "kept": "stream-s3"}, call_storage_key="")
-    runtime = Runtime.from_settings(settings)
-    yield runtime
-    runtime.close()
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime("a", "b", call_types={"both": ["a", "b"], "kept": "stream-s3"}, call_storage_key="")
 
 
 def archive(runtime: Runtime, fake: FakeStream, file: StoredFile, *, legacy: bool = False) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
@@ -27,28 +27,9 @@ SINCE = NOW - timedelta(days=14)
 
 
 @pytest.fixture
-def make_runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
-    """make_runtime(**top_level) → a Runtime on the fake Stream, storages `disk` and `disk2` (default `disk`);
-    Stream client retries take no real time."""
-    made: list[Runtime] = []
-
-    def build(**archive: Any) -> Runtime:
-        storages = [{"name": n, "storage_type": "local", "bucket": str(tmp_path / n)} for n in ("disk", "disk2")]
-        settings = make_settings(env={"STREAM_BASE_URL": fake.base_url}, download_hosts=[fake.cdn_host],
-                                 storages=storages, **{"default_storage": "disk", **archive})
-        runtime = Runtime.from_settings(settings)
-        runtime.stream._sleep = lambda _: None
-        made.append(runtime)
-        return runtime
-
-    yield build
-    for runtime in made:
-        runtime.close()
-
-
-@pytest.fixture
-def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
-    return make_runtime()
+def make_runtime(make_runtime: Callable[..., Runtime]) -> Callable[..., Runtime]:
+    """make_runtime(**top_level) → a Runtime with storages `disk` and `disk2` (default `disk`)."""
+    return partial(make_runtime, "disk", "disk2")
 
 
 def stream_file(fake: FakeStream, stored: StoredFile) -> StreamFile:

@@ -4,12 +4,8 @@ and failed calls; the real Redis and the fake Stream, in process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.fakestream.server import FakeStream
 from worker.clock import rfc3339, to_ms
@@ -22,31 +18,6 @@ QUERY_CALLS = "/api/v2/video/calls"
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-def make_runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
-    """make_runtime(**top_level) → a Runtime on the fake Stream with one local storage; Stream client
-    retries take no real time."""
-    made: list[Runtime] = []
-
-    def build(**archive: Any) -> Runtime:
-        storages = [{"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "disk")}]
-        settings = make_settings(env={"STREAM_BASE_URL": fake.base_url}, download_hosts=[fake.cdn_host],
-                                 storages=storages, default_storage="disk", **archive)
-        runtime = Runtime.from_settings(settings)
-        runtime.stream._sleep = lambda _: None
-        made.append(runtime)
-        return runtime
-
-    yield build
-    for runtime in made:
-        runtime.close()
-
-
-@pytest.fixture
-def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
-    return make_runtime()
 
 
 def ended_calls(fake: FakeStream, count: int, *, prefix: str, ago: timedelta) -> list[str]:

@@ -5,9 +5,8 @@ never anything a payload can create."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +15,14 @@ from tests.fakestream.server import FakeStream
 from worker.errors import DownloadRefused
 from worker.files import StreamFile
 from worker.intake.permits import LedgerPermits, grant, permit_url, permitted_call, revoke
-from worker.intake.record import record_file, record_routes, resolve_file
+from worker.intake.record import record_file, record_routes
+from worker.intake.resolve import resolve_file
 from worker.intake.webhook import ready_file
 from worker.ledger.store import Ledger
 from worker.runtime import Runtime
-from worker.transfer.download import DownloadClient, check_url, http_client, open_download
+from worker.transfer.download import DownloadClient, http_client, open_download
 from worker.transfer.run import run_transfer
+from worker.transfer.url_guard import check_url
 
 CDN = ["*.stream-io-cdn.com"]
 CALL = "default:archiver-try-0123456789ab"
@@ -149,15 +150,12 @@ def test_the_permission_key_is_the_exact_url_without_query() -> None:
 # -- the worker: transfers and routing --------------------------------------------------------------------------
 
 @pytest.fixture
-def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Runtime]:
-    """Call-level routing on (the default), and Stream's API down: a call lookup would make the file wait."""
-    settings = make_settings(env={"STREAM_BASE_URL": fake.base_url}, call_lookup_timeout="1h", default_storage="disk",
-                             storages=[{"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "disk")}])
-    runtime = Runtime.from_settings(settings)
-    runtime.stream._sleep = lambda _: None  # the client's own retries need not take real time here
+def runtime(make_runtime: Callable[..., Runtime], fake: FakeStream) -> Runtime:
+    """Call-level routing on (the default), Stream's API down (a call lookup would make the file wait), and
+    the default download hosts: only a permission lets a download from the test origin through."""
+    runtime = make_runtime(call_lookup_timeout="1h", download_hosts=["*.stream-io-cdn.com"])
     fake.fail_next_api("/video/call/", 503, count=100)
-    yield runtime
-    runtime.close()
+    return runtime
 
 
 def recorded(runtime: Runtime, fake: FakeStream, call_cid: str, url: str) -> str:

@@ -1,10 +1,9 @@
-"""Routing rules (worker/intake/routing.py) and resolving a waiting file (worker/intake/record.py)."""
+"""Routing rules (worker/intake/routing.py) and resolving a waiting file (worker/intake/resolve.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,8 @@ from config import ArchiveConfig
 from tests.fakestream.server import FakeStream
 from worker.clock import now_ms
 from worker.files import StreamFile
-from worker.intake.record import record_file, resolve_file
+from worker.intake.record import record_file
+from worker.intake.resolve import resolve_file
 from worker.intake.routing import Route, route
 from worker.intake.webhook import ready_file
 from worker.runtime import Runtime
@@ -77,14 +77,8 @@ def test_routes_must_name_known_storages() -> None:
 
 
 @pytest.fixture
-def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Runtime]:
-    storages = [{"name": n, "storage_type": "local", "bucket": str(tmp_path / n)} for n in ("a", "b")]
-    settings = make_settings(env={"STREAM_BASE_URL": fake.base_url},
-                             download_hosts=[fake.cdn_host], storages=storages, default_storage="a",
-                             retry_backoff="1s", call_lookup_timeout="1h")
-    runtime = Runtime.from_settings(settings)
-    yield runtime
-    runtime.close()
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime("a", "b", retry_backoff="1s", call_lookup_timeout="1h")
 
 
 def deliver(runtime: Runtime, fake: FakeStream, call_cid: str) -> str:

@@ -3,7 +3,7 @@ worker/stream/client.py through worker/runtime.py, config/logging.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -13,10 +13,10 @@ from config import ConfigError, Settings
 from config.logging import register_secrets, scrub
 from tests.conftest import API_SECRET
 from tests.fakestream.server import FakeStream
-from tests.unit.edge.web.test_web import Receiver, ledger_keys, sample, serve
+from tests.unit.conftest import Receiver, ledger_keys
+from tests.unit.edge.web.test_web import sample
 from worker.errors import BadCredentials, StreamRefused
 from worker.intake.webhook import authenticate, sign
-from worker.ledger.store import Ledger
 from worker.runtime import Runtime
 
 OLD_SECRET = "the-old-secret-being-retired-0123456789"
@@ -66,11 +66,8 @@ def test_authenticate_takes_any_of_several_secrets() -> None:
 
 
 @pytest.fixture
-def rotating_receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    settings = rotating(make_settings, f"{API_SECRET},{OLD_SECRET}", call_storage_key="")
-    server, queued = serve(settings, ledger)
-    with server as base:
-        yield Receiver(base, queued, ledger)
+def rotating_receiver(make_receiver: Callable[..., Receiver]) -> Receiver:
+    return make_receiver(env={"STREAM_API_SECRET": f"{API_SECRET},{OLD_SECRET}"})
 
 
 def test_a_webhook_signed_with_the_second_secret_is_accepted(rotating_receiver: Receiver) -> None:

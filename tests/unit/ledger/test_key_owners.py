@@ -3,9 +3,8 @@ through the real intake, ledger, transfer and local storage, with the fake Strea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,18 +21,9 @@ from worker.runtime import Runtime
 from worker.transfer.run import run_transfer
 
 
-def make_runtime(make_settings: Any, fake: FakeStream, root: Path, template: str) -> Runtime:
-    settings = make_settings(env={"STREAM_BASE_URL": fake.base_url}, download_hosts=[fake.cdn_host],
-                             storages=[{"name": "disk", "storage_type": "local", "bucket": str(root)}],
-                             default_storage="disk", call_storage_key="", key_template=template)
-    return Runtime.from_settings(settings)
-
-
 @pytest.fixture
-def runtime(make_settings: Any, fake: FakeStream, tmp_path: Path) -> Iterator[Runtime]:
-    runtime = make_runtime(make_settings, fake, tmp_path / "disk", "{call_type}/{call_id}/{filename}")
-    yield runtime
-    runtime.close()
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime(call_storage_key="", key_template="{call_type}/{call_id}/{filename}")
 
 
 def archive(runtime: Runtime, fake: FakeStream, file: StoredFile) -> str:
@@ -65,10 +55,10 @@ def test_twins_are_two_objects(runtime: Runtime, fake: FakeStream, tmp_path: Pat
 
 
 def test_a_template_merging_two_files_gives_the_second_its_own_key(
-        make_settings: Any, fake: FakeStream, tmp_path: Path) -> None:
+        make_runtime: Callable[..., Runtime], fake: FakeStream, tmp_path: Path) -> None:
     """`{call_type}{call_id}` spells `abc` for calls `ab:c` and `a:bc`: the ledger records who owns the
     key, and the second file gets the key tagged with a hash of its file id, instead of overwriting."""
-    runtime = make_runtime(make_settings, fake, tmp_path / "disk", "{call_type}{call_id}/{filename}")
+    runtime = make_runtime(call_storage_key="", key_template="{call_type}{call_id}/{filename}")
     try:
         one = fake.add_recording("ab:c", b"call ab:c", filename="rec.mp4")
         other = fake.add_recording("a:bc", b"call a:bc", filename="rec.mp4")

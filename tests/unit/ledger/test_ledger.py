@@ -11,7 +11,7 @@ import redis
 
 from worker.clock import to_ms
 from worker.files import StreamFile, transfer_id
-from worker.intake.record import stored_file
+from worker.intake.resolve import stored_file
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
 
@@ -107,7 +107,7 @@ def test_a_backed_off_transfer_is_not_claimed_before_its_time(ledger: Ledger) ->
     assert ledger.finish(tid, claim.token, "queued", retry_in_ms=300, error="boom")
     transfer = ledger.get(tid)
     assert transfer is not None and transfer.next_attempt_at is not None
-    due = ledger.due_at(tid)
+    due = ledger.redis.zscore(ledger.keys.due, tid)
     assert due is not None and before + 300 <= due <= ledger.now_ms() + 300
     assert to_ms(transfer.next_attempt_at) == due, "next_attempt_at and due: one time, by Redis's clock"
     assert ledger.claim(tid, "w1", 60_000).status == "not_due"

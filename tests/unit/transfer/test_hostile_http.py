@@ -7,12 +7,10 @@ import gzip
 import json
 import socket
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, example, given, settings
@@ -22,51 +20,18 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, st
 from config import load_settings
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.samples import stream_time
-from tests.support.webserver import serve_in_thread
+from tests.unit.conftest import Receiver
+from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.intake.webhook import MAX_BODY, sign
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
 
+REQUEST_LINE = f"POST {paths.WEBHOOK} HTTP/1.1\r\n".encode()  # the raw-socket cases' start
+
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-
-
-@dataclass
-class Receiver:
-    base: str
-    ledger: Ledger
-    queued: list[str] = field(default_factory=list)
-    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
-
-    @property
-    def url(self) -> str:
-        return f"{self.base}/webhooks/stream"
-
-    @property
-    def port(self) -> int:
-        return int(self.base.rsplit(":", 1)[1])
-
-    def post(self, body: bytes, headers: dict[str, Any]) -> httpx.Response:
-        return self.client.post(self.url, content=body, headers=headers)
-
-    def recorded(self) -> int:
-        """Ledger keys (the webhook counters in ``archiver:stats:`` are not records)."""
-        return len([k for k in self.ledger.redis.keys() if not str(k).startswith("archiver:stats:")])
-
-
-@pytest.fixture
-def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    queued: list[str] = []
-
-    def enqueue(ids: Sequence[str]) -> None:
-        queued.extend(ids)
-
-    with serve_in_thread(create_app(make_settings(call_storage_key=""), ledger, enqueue)) as base:
-        receiver = Receiver(base, ledger, queued)
-        yield receiver
-        receiver.client.close()
 
 
 # -- what hypothesis sends -------------------------------------------------------------------------------------
@@ -153,7 +118,7 @@ def test_unsigned_requests_never_record_anything(
     sent = gzip.compress(body) if compress else body
     if encoding is not None or compress:
         headers["Content-Encoding"] = (encoding or "gzip").encode("latin-1")
-    response = receiver.post(sent, headers)
+    response = receiver.send(sent, headers)
     assert response.status_code in (400, 401, 413), response.text
     assert receiver.recorded() == 0 and receiver.queued == []
 
@@ -177,7 +142,7 @@ def test_signed_random_json_gets_an_answer_never_a_5xx(receiver: Receiver, body:
     headers = {"X-Api-Key": API_KEY, "X-Signature": sign(body, API_SECRET), "X-Webhook-Id": "wh-fuzz"}
     if compress:
         headers["Content-Encoding"] = "gzip"
-    response = receiver.post(gzip.compress(body) if compress else body, headers)
+    response = receiver.send(gzip.compress(body) if compress else body, headers)
     assert response.status_code in (200, 202, 400, 413), response.text
     if response.status_code == 400:
         assert response.json()["error"]
@@ -198,7 +163,7 @@ def test_bodies_over_the_limit_are_413_plain_gzip_and_bombs(receiver: Receiver) 
     noise = gzip.compress(bytes(range(256)) * (MAX_BODY // 128), compresslevel=0)  # > 1 MiB compressed
     for body, sent, encoding in [(big, big, None), (big, gzip.compress(big), "gzip"), (noise, noise, "gzip")]:
         headers = signed_headers(body) | ({"Content-Encoding": encoding} if encoding else {})
-        assert receiver.post(sent, headers).status_code == 413
+        assert receiver.send(sent, headers).status_code == 413
     assert receiver.recorded() == 0 and receiver.queued == []
 
 
@@ -233,7 +198,7 @@ def _answered(sock: socket.socket) -> bool:
 
 def test_a_chunked_body_without_length_is_cut_off_at_the_limit(receiver: Receiver) -> None:
     """No Content-Length, chunks forever: 413 long before the sender stops (not read whole into memory)."""
-    head = (b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    head = (REQUEST_LINE + b"Host: x\r\nTransfer-Encoding: chunked\r\n"
             b"X-Api-Key: " + API_KEY.encode() + b"\r\nX-Signature: 00\r\n\r\n")
     piece = b"x" * 65536
     chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
@@ -245,7 +210,7 @@ def test_a_chunked_body_without_length_is_cut_off_at_the_limit(receiver: Receive
 
 def test_a_declared_length_over_the_limit_is_refused_before_the_body(receiver: Receiver) -> None:
     """Content-Length: 1 GiB is refused from the header alone."""
-    head = (b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n"
+    head = (REQUEST_LINE + b"Host: x\r\nContent-Length: 1073741824\r\n"
             b"X-Api-Key: " + API_KEY.encode() + b"\r\n\r\n")
     answer, _ = raw_exchange(receiver, head, iter([b"{}"]), limit=0)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -261,7 +226,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(receiver: R
 )
 def test_lying_framing_headers_never_give_a_5xx(receiver: Receiver, head: bytes) -> None:
     """Content-Length lies, duplicates and broken chunking: a 4xx or a closed connection, nothing written."""
-    request = b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + API_KEY.encode() + b"\r\n" + head
+    request = REQUEST_LINE + b"Host: x\r\nX-Api-Key: " + API_KEY.encode() + b"\r\n" + head
     with socket.create_connection(("127.0.0.1", receiver.port), timeout=3) as sock:
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)
@@ -282,10 +247,10 @@ def test_a_replayed_delivery_is_known_and_queued_once(receiver: Receiver) -> Non
         "filename": "rec.mp4", "url": "https://ohio.stream-io-cdn.com/rec.mp4?Signature=x",
         "start_time": stream_time(timedelta(minutes=10)), "end_time": stream_time(timedelta(minutes=5))}}
     body = json.dumps(event).encode()
-    first = receiver.post(body, signed_headers(body, **{"X-Webhook-Id": "wh-1", "X-Webhook-Attempt": "1"}))
+    first = receiver.send(body, signed_headers(body, **{"X-Webhook-Id": "wh-1", "X-Webhook-Attempt": "1"}))
     assert first.status_code == 202
     for attempt in range(2, 5):
-        again = receiver.post(body, signed_headers(body, **{"X-Webhook-Id": "wh-1", "X-Webhook-Attempt": str(attempt)}))
+        again = receiver.send(body, signed_headers(body, **{"X-Webhook-Id": "wh-1", "X-Webhook-Attempt": str(attempt)}))
         assert (again.status_code, again.json()["status"]) == (200, "known")
         assert again.json()["transfers"] == first.json()["transfers"]
     time.sleep(0.1)

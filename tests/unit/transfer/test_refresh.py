@@ -4,7 +4,7 @@ disk, the fake Stream's REST API and CDN."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,10 @@ def archive(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def runtime(make_settings: Any, fake: FakeStream, archive: Path) -> Iterator[Runtime]:
-    settings = make_settings(
-        env={"STREAM_BASE_URL": fake.base_url},
-        download_hosts=[fake.cdn_host], retry_backoff="10s", retry_backoff_max="1m",
-        storages=[{"name": "disk", "storage_type": "local", "bucket": str(archive)},
-                  {"name": "copy", "storage_type": "local", "bucket": str(archive.parent / "copy")}],
-        default_storage="disk", call_types={"fanout": ["disk", "copy"]},
-    )
-    runtime = Runtime.from_settings(settings)
-    yield runtime
-    runtime.close()
+def runtime(make_runtime: Callable[..., Runtime], archive: Path) -> Runtime:
+    disk = {"name": "disk", "storage_type": "local", "bucket": str(archive)}
+    return make_runtime(disk, "copy", retry_backoff="10s", retry_backoff_max="1m",
+                        call_types={"fanout": ["disk", "copy"]})
 
 
 def record(runtime: Runtime, fake: FakeStream, file: StoredFile, url: str | None = None) -> list[str]:

@@ -1,6 +1,7 @@
-"""Where a download may go (worker/transfer/download.py): only `download_hosts`, never inside the network unless listed
-exactly, checked on the URL's text and again on the addresses connected to. No network beyond loopback: names
-are resolved by an injected resolver, the system resolver only sees IP literals."""
+"""Where a download may go (worker/transfer/url_guard.py, used by worker/transfer/download.py): only
+`download_hosts`, never inside the network unless listed exactly, checked on the URL's text and again on the
+addresses connected to. No network beyond loopback: names are resolved by an injected resolver, the system
+resolver only sees IP literals."""
 
 from __future__ import annotations
 
@@ -16,15 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.errors import DownloadRefused, SourceUnavailable
-from worker.transfer.download import (
-    AddressGuard,
-    DownloadClient,
-    address_problem,
-    check_url,
-    host_allowed,
-    http_client,
-    open_download,
-)
+from worker.transfer.download import DownloadClient, http_client, open_download
+from worker.transfer.url_guard import AddressGuard, address_problem, check_url, host_allowed
 
 CDN = ["*.stream-io-cdn.com"]
 SIGNED = "?X-Amz-Signature=c0ffee&Expires=1764237600&Signature=s3cr3t"

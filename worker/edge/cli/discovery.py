@@ -1,8 +1,8 @@
 """`archiver backfill` and `archiver reconcile`: Typer command functions that `worker/edge/cli/app.py` registers.
 
 Both find the files Stream still holds that the ledger lacks (`worker.discovery.run`), record them,
-hand the new transfers to Celery soonest-to-expire first (through `worker.edge.cli.app._celery_enqueue`,
-imported lazily, as `worker.edge.cli.app` imports this module) and print a summary table.
+hand the new transfers to Celery soonest-to-expire first (Celery is imported only when there is
+something to hand over) and print a summary table.
 
 Exit codes: 0 done (calls whose listing failed are listed, and the next reconciliation lists them
 again); 1 Stream's API failed so that the run could not go on (its code and message are printed; a
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -24,8 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from config import Settings
-from config.settings import parse_duration
+from config.types import parse_duration
 from worker.clock import rfc3339
 from worker.discovery.model import format_span
 from worker.discovery.reconcile import reconcile
@@ -39,6 +38,7 @@ from worker.discovery.run import (
     drop_checkpoint,
     saved_query,
 )
+from worker.edge.cli._boot import celery_enqueue, open_ledger, stream_settings
 from worker.errors import StreamApiError
 from worker.files import KINDS, Kind
 from worker.runtime import Runtime
@@ -70,7 +70,7 @@ def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datet
 
 
 def parse_kinds(text: str) -> tuple[Kind, ...]:
-    """`recording,transcription` (either, or both). Raises ValueError."""
+    """Comma-separated kinds (`recording,transcription`: one or more; a plural is taken too). Raises ValueError."""
     names = {part.strip().lower().removesuffix("s") for part in text.split(",") if part.strip()}
     unknown = names - set(KINDS)
     if not names or unknown:
@@ -100,21 +100,14 @@ def _query(since: str, until: str | None, call_types: Sequence[str], calls: Sequ
 
 def _runtime() -> Runtime:
     """The configuration, a reachable Redis and a Stream client (exits 2 or 3 as `archiver` does)."""
-    from worker.edge.cli import app as cli  # noqa: PLC0415
-
-    settings: Settings = cli._stream_settings()
-    cli._ledger(settings).redis.close()
+    settings = stream_settings()
+    open_ledger(settings).redis.close()
     return Runtime.from_settings(settings)
 
 
-def _lazy_enqueue() -> Callable[[Sequence[str]], None]:
+def _enqueue(ids: Sequence[str]) -> None:
     """Hand ids to Celery, which is imported only when there is something to hand over."""
-    def enqueue(ids: Sequence[str]) -> None:
-        from worker.edge.cli import app as cli  # noqa: PLC0415
-
-        cli._celery_enqueue()(ids)
-
-    return enqueue
+    celery_enqueue()(ids)
 
 
 def _stream_failed(exc: StreamApiError, *, resumable: bool) -> typer.Exit:
@@ -133,7 +126,7 @@ def backfill_command(
                                                                             "(repeatable).")] = None,
     call: Annotated[list[str] | None, typer.Option("--call", help="Only this call, TYPE:ID, whatever its "
                                                                   "times (repeatable).")] = None,
-    kinds: Annotated[str, typer.Option(help="recording, transcription, or both.")] = "recording,transcription",
+    kinds: Annotated[str, typer.Option(help=f"{', '.join(KINDS)}: one or more, comma-separated.")] = ",".join(KINDS),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Record nothing: show what would be.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the checkpoint of an earlier, unfinished "
                                                            "run with these arguments.")] = False,
@@ -194,7 +187,7 @@ def _hand_over(summary: DiscoverySummary) -> int:
     if not summary.to_queue:
         return 0
     try:
-        _lazy_enqueue()(summary.to_queue)
+        _enqueue(summary.to_queue)
     except Exception as exc:  # noqa: BLE001 - the ledger has them; the scheduler's sweep queues them
         err.print(f"[yellow]could not queue {len(summary.to_queue)} transfer(s) now[/] ({exc}); they are in the "
                   "ledger and the scheduler's sweep will queue them", highlight=False)
@@ -242,7 +235,7 @@ def reconcile_command(
     last `retention`, soonest to expire first (a stopped run resumes at its checkpoint)."""
     runtime = _runtime()
     try:
-        summary = reconcile(runtime, _lazy_enqueue(), full=full)
+        summary = reconcile(runtime, _enqueue, full=full)
     finally:
         runtime.close()
     _print_reconcile(summary, runtime.archive.at_risk_margin)

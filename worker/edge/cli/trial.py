@@ -26,15 +26,17 @@ import typer
 from rich.console import Console
 
 from config import ArchiveConfig, ConfigError, Environment, Settings
+from config.archive import load_archive_config
+from config.environment import load_environment
 from config.logging import redact_url, register_secrets, scrub
-from config.settings import load_archive_config, load_environment
 from worker.edge.trial.report import Delivery, FileState, deliver, explain, explain_waiting, location, snapshot, watch
 from worker.edge.trial.sample import SampleServer, Trial, make_trial, ready_event
+from worker.edge.web import paths
 from worker.intake import permits
 from worker.ledger.connection import connect_env
 from worker.ledger.store import Ledger
 
-DEFAULT_URL = "http://127.0.0.1:8000/webhooks/stream"
+DEFAULT_URL = f"http://127.0.0.1:8000{paths.WEBHOOK}"
 PERMIT_MARGIN_S = 30  # the permissions outlive the wait a little: a download may be under way
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)

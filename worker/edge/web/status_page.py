@@ -1,17 +1,13 @@
-"""GET /: a plain HTML status page, behind ARCHIVER_STATUS_TOKEN.
+"""GET /: a plain HTML status page, behind ARCHIVER_STATUS_TOKEN (`worker.edge.web.auth`).
 
-The token is sent as ``Authorization: Bearer <token>`` or as the password of HTTP basic auth (any
-user), and compared in constant time. Without a token configured the page does not exist (404).
-Everything the ledger holds is escaped (a failure's reason may quote hostile text); the chart's
-figures travel as JSON in a ``<script type="application/json">`` read by ``/static/status.js``, and
-the Content-Security-Policy allows no inline script at all.
+Without a token configured the page does not exist (404). Everything the ledger holds is escaped (a
+failure's reason may quote hostile text); the chart's figures travel as JSON in a
+``<script type="application/json">`` read by ``/static/status.js``, and the Content-Security-Policy
+allows no inline script at all.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,7 +19,7 @@ from typing import cast
 import redis
 
 from worker.discovery.reconcile_state import MODES, Marks, read_marks
-from worker.ledger.keys import DEFAULT_PREFIX
+from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import STATES
 from worker.ledger.store import Ledger
 from worker.ledger.unrouted import RoutingFigures, WaitingFile, read_routing, waiting_files
@@ -45,7 +41,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="archiver"'}
 _FIELDS = ("call_cid", "filename", "storage", "state", "error", "reason", "attempts", "updated_at")
 
 
@@ -54,49 +49,6 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     if name not in STATIC:
         return None
     return (resources.files("worker.edge.web") / "static" / name).read_bytes(), STATIC[name]
-
-
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
-
-
-def _given(header: str | None) -> str | None:
-    """The token an Authorization header carries (bearer, or basic auth's password); None when none."""
-    scheme, _, value = (header or "").strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-            return None
-        _, sep, password = decoded.partition(":")
-        return password if sep and password else None
-    return None
-
-
-def authorized(header: str | None, token: str) -> bool:
-    """True when `header` (an Authorization header) carries `token`: as a bearer token, or as the
-    password of basic auth. Constant time in the token (hashes of equal length are compared)."""
-    given = _given(header)
-    return bool(token) and given is not None and same_token(given, token)
-
-
-def same_token(given: str, token: str) -> bool:
-    """Whether `given` is `token`, in constant time whatever their lengths (their hashes are compared);
-    for every token the receiver checks (the status page's, /metrics')."""
-    return hmac.compare_digest(_digest(given), _digest(token))
-
-
-HOW_TO_SEND = "send ARCHIVER_STATUS_TOKEN as `Authorization: Bearer …` or as the basic-auth password"
-
-
-def refusal(header: str | None) -> str:
-    """Why a request without the right token is refused (401): no token sent, and how to send it;
-    or a token that is not the one configured. Never the token itself."""
-    if _given(header) is None:
-        return f"this page needs the status token: {HOW_TO_SEND}"
-    return f"wrong token: the token sent is not ARCHIVER_STATUS_TOKEN ({HOW_TO_SEND})"
 
 
 @dataclass(frozen=True)
@@ -123,10 +75,10 @@ class Status:
     stream_waits: dict[str, float] = field(default_factory=dict)  # endpoint → seconds waited for the limits
 
 
-def _rows(client: redis.Redis, prefix: str, scored: list[tuple[str, float]]) -> list[Row]:
+def _rows(client: redis.Redis, keys: Keys, scored: list[tuple[str, float]]) -> list[Row]:
     pipe = client.pipeline(transaction=False)
     for tid, _ in scored:
-        pipe.hmget(f"{prefix}transfer:{tid}", list(_FIELDS))
+        pipe.hmget(keys.transfer(tid), list(_FIELDS))
     rows = []
     for (tid, score), values in zip(scored, pipe.execute(), strict=True):
         fields = {k: str(v) for k, v in zip(_FIELDS, values, strict=True) if v}
@@ -138,20 +90,20 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
                 now: float | None = None) -> Status:
     """Everything the page shows, in a bounded number of Redis commands."""
     now = time.time() if now is None else now
-    stats = Stats(client, prefix)
-    failed = cast(list[tuple[str, float]], client.zrevrange(f"{prefix}state:failed", 0, LIMIT - 1, withscores=True))
-    queued = cast(list[tuple[str, float]], client.zrevrange(f"{prefix}state:queued", 0, 4 * LIMIT - 1,
+    stats, keys = Stats(client, prefix), Keys(prefix)
+    failed = cast(list[tuple[str, float]], client.zrevrange(keys.state("failed"), 0, LIMIT - 1, withscores=True))
+    queued = cast(list[tuple[str, float]], client.zrevrange(keys.state("queued"), 0, 4 * LIMIT - 1,
                                                             withscores=True))
-    erring = [row for row in _rows(client, prefix, queued) if row.fields.get("error")]
-    failures = sorted([*_rows(client, prefix, failed), *erring], key=lambda r: r.score, reverse=True)[:LIMIT]
+    erring = [row for row in _rows(client, keys, queued) if row.fields.get("error")]
+    failures = sorted([*_rows(client, keys, failed), *erring], key=lambda r: r.score, reverse=True)[:LIMIT]
     horizon = int((now + at_risk_margin.total_seconds()) * 1000)
-    soon = cast(list[tuple[str, float]], client.zrangebyscore(f"{prefix}expiry", "-inf", horizon, start=0,
+    soon = cast(list[tuple[str, float]], client.zrangebyscore(keys.expiry, "-inf", horizon, start=0,
                                                               num=LIMIT, withscores=True))
     counts: dict[str, dict[str, int]] = {}
     for state, storages in Tally(client, prefix).by_state().items():
         counts[STATE_LABELS[state]] = storages
-    waiting = cast(list[str], client.zrange(f"{prefix}unrouted", 0, LIMIT - 1))
-    return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, prefix, soon),
+    waiting = cast(list[str], client.zrange(keys.unrouted, 0, LIMIT - 1))
+    return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, keys, soon),
                   stats.storage_health(), now, read_routing(client, prefix),
                   tuple(waiting_files(Ledger(client, prefix), waiting)), read_marks(client, prefix),
                   stats.pairs("stats:stream_requests"), stats.stream_waits())

@@ -1,6 +1,6 @@
 """How an Azure Blob storage reaches its container: the account URL and one way to authenticate.
 
-One way is used, the first that applies (`config.settings.AzureOptions`): ``abs_connection_string``;
+One way is used, the first that applies (`config.storages.AzureOptions`): ``abs_connection_string``;
 ``abs_sas_token``; ``abs_account_key`` (Shared Key); a service principal (``abs_client_id`` +
 ``abs_client_secret`` + ``abs_tenant_id``, azure-identity's ClientSecretCredential); else
 azure-identity's DefaultAzureCredential: environment variables (``AZURE_CLIENT_ID``, ...), workload
@@ -27,7 +27,8 @@ from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.identity import AzureAuthorityHosts, ClientSecretCredential, DefaultAzureCredential
 from azure.storage.blob import ContainerClient, LinearRetry
 
-from config.settings import AzureOptions, TransferTuning
+from config import TransferTuning
+from config.storages import AzureOptions
 from worker.storage.errors import SDK_ATTEMPTS, SDK_BACKOFF
 
 PUBLIC_SUFFIX = ".blob.core.windows.net"

@@ -15,7 +15,7 @@ import structlog
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 
-from config.settings import TransferTuning
+from config import TransferTuning
 from worker.storage.azure.auth import TokenCredential, public_location
 from worker.storage.azure.errors import error_code, map_error
 from worker.storage.errors import Scrubber

@@ -42,7 +42,7 @@ from typing import NoReturn, Self
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from worker.errors import CopyRefused, KeyRefused
 from worker.storage.azure.auth import TokenCredential, make_container_client, secrets_of
 from worker.storage.azure.container import AzureContainer

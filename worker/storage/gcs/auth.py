@@ -27,7 +27,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from config.settings import StorageConfig
+from config import StorageConfig
 from worker.errors import StorageRefused
 from worker.storage.errors import Scrubber
 

@@ -15,7 +15,7 @@ import requests
 import structlog
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from config.settings import TransferTuning
+from config import TransferTuning
 from worker.storage.errors import Failure, Scrubber, sdk_retry_deadline
 from worker.storage.gcs.errors import ERRORS, Missing, build, mapped, response_text
 

@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import requests
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.errors import Scrubber, public_url

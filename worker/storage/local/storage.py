@@ -36,7 +36,7 @@ from typing import Self
 
 import structlog
 
-from config.settings import StorageConfig, TransferTuning
+from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused, StorageRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.errors import ErrorTable, Failure, Rule, refused, unavailable

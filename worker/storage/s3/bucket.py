@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 import structlog
 from botocore import exceptions as boto
 
-from config.settings import S3Options, TransferTuning
+from config import S3Options, TransferTuning
 from worker.storage.errors import Scrubber
 from worker.storage.parts import PartPool
 from worker.storage.s3.errors import CHECKSUM_HINT, MD5_HINT, s3_error

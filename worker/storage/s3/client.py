@@ -34,7 +34,7 @@ from botocore.credentials import (
     ReadOnlyCredentials,
 )
 
-from config.settings import S3Options, TransferTuning
+from config import S3Options, TransferTuning
 from worker.storage.errors import SDK_ATTEMPTS
 
 if TYPE_CHECKING:

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from botocore import exceptions as boto
 
-from config.settings import S3Options, StorageConfig, TransferTuning
+from config import S3Options, StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.errors import Scrubber, public_url

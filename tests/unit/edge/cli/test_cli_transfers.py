@@ -42,7 +42,7 @@ def test_retry_by_state_requeues_every_failed_transfer_and_hands_it_to_the_worke
     for tid in failed:
         transfer = ledger.get(tid)
         assert transfer is not None and transfer.state == "queued"
-        due = ledger.due_at(tid)
+        due = ledger.redis.zscore(ledger.keys.due, tid)
         assert due is not None and before - 5000 <= due <= now_ms()
         assert "retried by an operator" in (transfer.error or "")
     assert sorted(ledger.ids("queued")) == sorted([*failed, queued])
@@ -83,7 +83,7 @@ def test_retry_when_the_broker_is_down_leaves_them_due_for_the_scheduler(ledger:
     result = run_cli(redis_url, "transfers", "retry", failed, ARCHIVER_BROKER_URL="redis://127.0.0.1:9/0")
     assert result.returncode == 0, result.stderr
     assert "scheduler" in result.stderr and "queued 1 transfer(s) again" in result.stdout
-    assert ledger.ids("queued") == [failed] and ledger.due_at(failed) is not None
+    assert ledger.ids("queued") == [failed] and ledger.redis.zscore(ledger.keys.due, failed) is not None
 
 
 # -- export ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from worker.edge.trial.report import deliver
 from worker.edge.trial.sample import SampleServer, make_trial, ready_event
+from worker.edge.web import paths
 from worker.intake.webhook import authenticate, parse_event, ready_file
 
 SAMPLES = Path(__file__).parents[3] / "samples"
@@ -100,7 +101,7 @@ def receiver() -> Iterator[Receiver]:
 def test_a_delivery_is_signed_as_stream_signs_it(receiver: Receiver) -> None:
     now = datetime.now(UTC)
     trial = make_trial("http://127.0.0.1:1", now)
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/webhooks/stream"
+    url = f"http://127.0.0.1:{receiver.server_address[1]}{paths.WEBHOOK}"
     delivery = deliver(url, ready_event(trial, trial.samples[0], now), "trykey", "trysecret")
     assert (delivery.status, delivery.reason, delivery.file_id) == (202, "accepted", "f_1")
     [(body, headers)] = receiver.seen

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.conftest import API_KEY
 from tests.support.webserver import serve_in_thread
+from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.edge.web.body_limit import BodyLimit
 from worker.intake.webhook import MAX_BODY
@@ -123,7 +124,7 @@ def test_the_receiver_cuts_a_chunked_webhook_off_with_its_own_413(make_settings:
         queued.extend(ids)
 
     with serve_in_thread(create_app(make_settings(call_storage_key=""), ledger, enqueue)) as base:
-        head = (b"POST /webhooks/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        head = (f"POST {paths.WEBHOOK} HTTP/1.1\r\n".encode() + b"Host: x\r\nTransfer-Encoding: chunked\r\n"
                 b"X-Api-Key: " + API_KEY.encode() + b"\r\nX-Signature: 00\r\n\r\n")
         piece = b"x" * 65536
         answer, sent = exchange(int(base.rsplit(":", 1)[1]), head, iter(lambda: chunked(piece), b""),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,52 +13,17 @@ import httpx
 import pytest
 import redis
 
-from config import Settings
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.processes import wait_until
 from tests.support.samples import SAMPLES, fresh_event, fresh_sample, shift_to
 from tests.support.webserver import serve_in_thread
+from tests.unit.conftest import Receiver, ledger_keys, serve
+from worker.edge.web import paths
 from worker.edge.web.app import create_app
 from worker.intake.webhook import sign
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
-from worker.monitoring.stats import stats_for
-
-
-class Receiver:
-    def __init__(self, base: str, queued: list[str], ledger: Ledger) -> None:
-        self.base, self.queued, self.ledger = base, queued, ledger
-
-    def post(self, body: bytes, *, secret: str = API_SECRET, key: str = API_KEY, compress: bool = False,
-             **headers: str) -> httpx.Response:
-        sent = {"X-API-KEY": key, "X-SIGNATURE": sign(body, secret), "Content-Type": "application/json",
-                "X-WEBHOOK-ID": "wh-1", "X-WEBHOOK-ATTEMPT": "1"} | headers
-        if compress:
-            sent["Content-Encoding"] = "gzip"
-            body = gzip.compress(body)
-        return httpx.post(f"{self.base}/webhooks/stream", content=body, headers=sent, timeout=10)
-
-
-def serve(settings: Settings, ledger: Ledger) -> Any:
-    queued: list[str] = []
-
-    def enqueue(ids: Sequence[str]) -> None:
-        queued.extend(ids)
-
-    return serve_in_thread(create_app(settings, ledger, enqueue)), queued
-
-
-@pytest.fixture
-def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    settings = make_settings(call_storage_key="")  # routes known at intake: no call lookup
-    server, queued = serve(settings, ledger)
-    with server as base:
-        yield Receiver(base, queued, ledger)
-
-
-def ledger_keys(ledger: Ledger) -> list[str]:
-    """Every key but the webhook counters (``archiver:stats:``), which count refusals too."""
-    return [k for k in ledger.redis.keys() if not str(k).startswith("archiver:stats:")]
+from worker.monitoring.stats import Stats
 
 
 def sample(name: str) -> bytes:
@@ -162,13 +127,13 @@ def test_redis_down_gives_503_and_health_stays_alive(make_settings: Any) -> None
     with server as base:
         response = Receiver(base, queued, dead).post(sample("call.recording_ready.json"))
         assert response.status_code == 503
-        assert httpx.get(f"{base}/healthz").status_code == 200
-        assert httpx.get(f"{base}/readyz").status_code == 503
+        assert httpx.get(f"{base}{paths.HEALTHZ}").status_code == 200
+        assert httpx.get(f"{base}{paths.READYZ}").status_code == 503
     assert queued == []
 
 
 def test_readyz_is_200_when_redis_answers(receiver: Receiver) -> None:
-    assert httpx.get(f"{receiver.base}/readyz").json() == {"status": "ready"}
+    assert httpx.get(f"{receiver.base}{paths.READYZ}").json() == {"status": "ready"}
 
 
 def test_an_enqueue_failure_still_answers_202(make_settings: Any, ledger: Ledger) -> None:
@@ -209,10 +174,10 @@ def test_a_gzip_body_without_content_encoding_is_inflated_and_verified_over_its_
     body = sample("call.transcription_ready.json")
     zipped = gzip.compress(body)
     forged = {"X-API-KEY": API_KEY, "X-SIGNATURE": sign(zipped, API_SECRET)}  # signed over the gzip bytes
-    assert httpx.post(f"{receiver.base}/webhooks/stream", content=zipped, headers=forged, timeout=10
+    assert httpx.post(f"{receiver.base}{paths.WEBHOOK}", content=zipped, headers=forged, timeout=10
                       ).status_code == 401
     sent = {"X-API-KEY": API_KEY, "X-SIGNATURE": sign(body, API_SECRET)}
-    response = httpx.post(f"{receiver.base}/webhooks/stream", content=zipped, headers=sent, timeout=10)
+    response = httpx.post(f"{receiver.base}{paths.WEBHOOK}", content=zipped, headers=sent, timeout=10)
     assert response.status_code == 202, response.text
     assert receiver.ledger.file(response.json()["file_id"])["filename"] == json.loads(body)[
         "call_transcription"]["filename"]
@@ -228,7 +193,7 @@ def test_a_corrupt_gzip_body_gets_400_with_the_reason(receiver: Receiver) -> Non
     body = sample("call.recording_ready.json")
     for broken, reason in [(b"\x1f\x8b" + b"\0" * 20, "not valid gzip"), (gzip.compress(body)[:-12], "truncated")]:
         for encoding in ({"Content-Encoding": "gzip"}, {}):
-            response = httpx.post(f"{receiver.base}/webhooks/stream", content=broken, timeout=10,
+            response = httpx.post(f"{receiver.base}{paths.WEBHOOK}", content=broken, timeout=10,
                                   headers={"X-API-KEY": API_KEY, "X-SIGNATURE": sign(body, API_SECRET)} | encoding)
             assert response.status_code == 400 and reason in response.json()["error"], response.text
     assert ledger_keys(receiver.ledger) == []
@@ -256,7 +221,7 @@ def test_a_replayed_delivery_of_a_file_past_its_deadline_is_expired_and_records_
         response = receiver.post((SAMPLES / name).read_bytes())
         assert (response.status_code, response.json()["status"]) == (200, "expired"), response.text
     assert ledger_keys(receiver.ledger) == [] and receiver.ledger.ids() == []
-    wait_until(lambda: stats_for(receiver.ledger).webhooks() == {"expired": 3}, timeout=5,
+    wait_until(lambda: Stats(receiver.ledger.redis, receiver.ledger.prefix).webhooks() == {"expired": 3}, timeout=5,
                message="three deliveries counted expired")
     assert receiver.queued == []
 

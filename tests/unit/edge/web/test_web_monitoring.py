@@ -1,11 +1,11 @@
-"""GET /metrics, the status page (GET /) and its auth, and the webhook counters (worker/edge/web/app.py,
+"""GET /metrics, the status page (GET /) and its auth, and the webhook counters (worker/edge/web/monitoring.py,
 worker/edge/web/status_page.py), over real HTTP with a real Redis ledger."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.ledger_states import add_waiting
 from tests.support.processes import wait_until
 from tests.support.samples import SAMPLES
+from tests.unit.conftest import Receiver, serve
+from tests.unit.edge.web.test_web import sample
 from tests.unit.monitoring.test_metrics import add
-from tests.unit.edge.web.test_web import Receiver, sample, serve
 from worker.clock import now_ms
 from worker.discovery.reconcile_state import FailedCalls, completed
-from worker.edge.web.status_page import authorized
+from worker.edge.web import paths
+from worker.edge.web.auth import authorized
 from worker.ledger.store import Ledger
 from worker.monitoring.stats import Stats
 
@@ -33,15 +35,12 @@ def basic(user: str, password: str) -> str:
 
 
 @pytest.fixture
-def receiver(make_settings: Any, ledger: Ledger) -> Iterator[Receiver]:
-    settings = make_settings(env={"ARCHIVER_STATUS_TOKEN": TOKEN}, call_storage_key="")
-    server, queued = serve(settings, ledger)
-    with server as base:
-        yield Receiver(base, queued, ledger)
+def receiver(make_receiver: Callable[..., Receiver]) -> Receiver:
+    return make_receiver(env={"ARCHIVER_STATUS_TOKEN": TOKEN})
 
 
 def webhook_counts(receiver: Receiver) -> dict[str, float]:
-    text = httpx.get(f"{receiver.base}/metrics", timeout=10).text
+    text = httpx.get(f"{receiver.base}{paths.METRICS}", timeout=10).text
     return {s.labels["outcome"]: s.value for family in text_string_to_metric_families(text)
             for s in family.samples if s.name == "archiver_webhook_requests_total"}
 
@@ -49,15 +48,15 @@ def webhook_counts(receiver: Receiver) -> dict[str, float]:
 def test_without_a_token_the_status_page_and_its_files_do_not_exist(make_settings: Any, ledger: Ledger) -> None:
     server, _ = serve(make_settings(call_storage_key=""), ledger)
     with server as base:
-        assert httpx.get(f"{base}/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
-        assert httpx.get(f"{base}/static/status.js").status_code == 404
-        assert httpx.get(f"{base}/metrics").status_code == 200  # metrics do not need the token
+        assert httpx.get(f"{base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+        assert httpx.get(f"{base}{paths.STATIC}/status.js").status_code == 404
+        assert httpx.get(f"{base}{paths.METRICS}").status_code == 200  # metrics do not need the token
 
 
 @pytest.mark.parametrize("header", [None, f"Bearer {TOKEN}x", "Bearer", f"bearer{TOKEN}", basic("admin", "nope"),
                                     basic(TOKEN, ""), f"Basic {TOKEN}", "Basic !!!", f"Digest {TOKEN}"])
 def test_missing_or_wrong_credentials_get_401_with_a_basic_challenge(receiver: Receiver, header: str | None) -> None:
-    response = httpx.get(f"{receiver.base}/", headers={"Authorization": header} if header else {})
+    response = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": header} if header else {})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="archiver"'
     assert TOKEN not in response.text
@@ -74,14 +73,14 @@ def test_a_401_says_how_to_send_the_token_or_that_it_is_wrong(receiver: Receiver
                                                               says: str) -> None:
     """Without a token the answer says how to send one; with a wrong one, that it is wrong; never
     that the server lacks the token (it has one: the page exists)."""
-    response = httpx.get(f"{receiver.base}/", headers={"Authorization": header} if header else {})
+    response = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": header} if header else {})
     assert response.status_code == 401 and says in response.json()["error"]
     assert "needs ARCHIVER_STATUS_TOKEN" not in response.text
 
 
 @pytest.mark.parametrize("header", [f"Bearer {TOKEN}", f"bearer  {TOKEN}", basic("anyone", TOKEN), basic("", TOKEN)])
 def test_the_token_as_bearer_or_as_any_users_basic_password_opens_the_page(receiver: Receiver, header: str) -> None:
-    response = httpx.get(f"{receiver.base}/", headers={"Authorization": header})
+    response = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": header})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
@@ -99,7 +98,7 @@ def test_everything_from_the_ledger_is_escaped(receiver: Receiver, ledger: Ledge
     ledger.redis.hset(f"archiver:transfer:{tid}", mapping={"error": HOSTILE, "reason": HOSTILE,
                                                           "call_cid": HOSTILE, "storage": HOSTILE})
     Stats(ledger.redis).storage_checked(HOSTILE, False, HOSTILE)
-    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "<script>alert" not in page and "</td></table>" not in page.split("<h2>Failures</h2>")[1][:2000]
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;" in page
     assert page.count("<script") == 3  # the chart's JSON and the two static scripts, nothing injected
@@ -114,7 +113,7 @@ def test_the_page_shows_counts_failures_at_risk_files_health_and_the_days_figure
     add(ledger, 4, "disk", end=datetime.now(UTC) - timedelta(days=13, hours=-5))  # deleted in 29 hours
     Stats(ledger.redis).archived("s3", 123_456, 3.0)
     Stats(ledger.redis).storage_checked("s3", True, None)
-    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "bucket is gone" in page and "missing_bucket" in page
     assert '<span class="ok">up</span>' in page
     at_risk = page.split("<h2>Files at risk</h2>")[1].split("<h2>")[0]
@@ -126,12 +125,12 @@ def test_the_page_shows_counts_failures_at_risk_files_health_and_the_days_figure
 
 def test_the_page_shows_when_each_reconciliation_last_completed(receiver: Receiver, ledger: Ledger) -> None:
     """Never, before any; then the full run's completion time and the calls the incremental one failed."""
-    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     section = page.split("<h2>Reconciliation with Stream</h2>")[1].split("<h2>")[0]
     assert section.count("never") == 2
     completed(ledger, "incremental", now_ms(), 2)
     FailedCalls(ledger, 86_400_000).add("default:broken", {"cid": "default:broken"}, "503")
-    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     section = page.split("<h2>Reconciliation with Stream</h2>")[1].split("<h2>")[0]
     assert section.count("never") == 1 and "<td>2</td>" in section and "1 call(s) wait to be listed again" in section
 
@@ -140,7 +139,7 @@ def test_the_page_shows_streams_api_requests_by_endpoint_and_outcome_and_the_tim
         receiver: Receiver, ledger: Ledger) -> None:
     """None before any request; then per endpoint the outcomes counted and the seconds waited."""
     def section() -> str:
-        page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
         return page.split("<h2>Stream API requests")[1].split("<h2>")[0]
 
     assert "no Stream API request yet" in section()
@@ -154,12 +153,12 @@ def test_the_page_shows_streams_api_requests_by_endpoint_and_outcome_and_the_tim
 
 
 def test_the_page_shows_files_waiting_for_their_routes_with_the_reason(receiver: Receiver, ledger: Ledger) -> None:
-    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "no file waiting for its routes" in page
     failing = add_waiting(ledger, "w1", created=now_ms() - 125_000)
     add_waiting(ledger, "w2")
     ledger.defer_routing(failing, 30_000, f"Stream API GET /call: ConnectError {HOSTILE}")
-    page = httpx.get(f"{receiver.base}/", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    page = httpx.get(f"{receiver.base}{paths.STATUS}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     section = page.split("<h2>Waiting for routes</h2>")[1].split("<h2>")[0]
     assert "2 file(s) wait for Stream&#x27;s call data" in section and "1 whose call lookup failed" in section
     assert "the oldest has waited 2m 5s" in section or "the oldest has waited 2m 6s" in section
@@ -169,11 +168,11 @@ def test_the_page_shows_files_waiting_for_their_routes_with_the_reason(receiver:
 
 
 def test_static_files_are_served_by_name_only(receiver: Receiver) -> None:
-    script = httpx.get(f"{receiver.base}/static/uPlot.iife.min.js")
+    script = httpx.get(f"{receiver.base}{paths.STATIC}/uPlot.iife.min.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert "uPlot" in script.text
     for name in ("../web.py", "..%2Fweb.py", "status.py", "nope.js"):
-        assert httpx.get(f"{receiver.base}/static/{name}").status_code == 404
+        assert httpx.get(f"{receiver.base}{paths.STATIC}/{name}").status_code == 404
 
 
 def test_every_webhook_outcome_is_counted(receiver: Receiver) -> None:
@@ -221,9 +220,9 @@ def test_metrics_are_cached_per_process_for_metrics_cache(make_settings: Any, le
     assert settings.archive.metrics_cache == (timedelta(seconds=10) if cache is None else timedelta(0))
     server, _ = serve(settings, ledger)
     with server as base:
-        first = httpx.get(f"{base}/metrics", timeout=10).text
+        first = httpx.get(f"{base}{paths.METRICS}", timeout=10).text
         add(ledger, "cached1", "archived")
-        second = httpx.get(f"{base}/metrics", timeout=10).text
+        second = httpx.get(f"{base}{paths.METRICS}", timeout=10).text
     assert (transfers_gauge(second) > transfers_gauge(first)) == fresh
     assert (second == first) != fresh
 
@@ -244,8 +243,8 @@ def test_with_a_metrics_token_metrics_need_it_as_bearer(make_settings: Any, ledg
     assert METRICS_TOKEN in settings.secrets()
     server, _ = serve(settings, ledger)
     with server as base:
-        refused = httpx.get(f"{base}/metrics", headers={"Authorization": header} if header else {}, timeout=10)
-        allowed = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
+        refused = httpx.get(f"{base}{paths.METRICS}", headers={"Authorization": header} if header else {}, timeout=10)
+        allowed = httpx.get(f"{base}{paths.METRICS}", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10)
     assert refused.status_code == 401 and refused.text.startswith(says) and METRICS_TOKEN not in refused.text
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert allowed.status_code == 200 and "archiver_transfers" in allowed.text

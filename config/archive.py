@@ -1,0 +1,222 @@
+"""The TOML file named by ARCHIVER_CONFIG: routing, timings, ``[transfer]`` and the storages.
+
+Unknown keys are errors. Any secret may be written ``"env:NAME"`` or ``"file:/path"``; secrets are
+`SecretStr` and never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
+
+from config.errors import ConfigError, describe
+from config.storages import DEFAULT_LOCAL_ROOT, LOCAL_STORAGE_NAME, STREAM_S3, StorageConfig
+from config.types import Duration, Route, Strict, names_in
+
+
+class TransferTuning(Strict):
+    """``[transfer]``: how bytes move. Memory per transfer is about part_size × (parts_in_flight + 1)."""
+
+    part_size: ByteSize = Field(default=ByteSize(8 * 1024 * 1024),
+                                description="The size of each part of a multipart upload; S3's minimum is 5MiB.")
+    parts_in_flight: int = Field(default=4, ge=1, le=64, description="Parts of one file uploaded at once.")
+    multipart_threshold: ByteSize = Field(default=ByteSize(16 * 1024 * 1024),
+                                          description="Smaller files go up in a single request.")
+    read_chunk: ByteSize = Field(default=ByteSize(1024 * 1024),
+                                 description="The size of each read from a download or a storage.")
+    connect_timeout: Duration = Field(default=timedelta(seconds=10),
+                                      description="The longest wait for a connection (Stream's CDN, a storage).")
+    read_timeout: Duration = Field(default=timedelta(seconds=60),
+                                   description="The longest wait for the next bytes of an answer.")
+
+    @model_validator(mode="after")
+    def _s3_minimum(self) -> TransferTuning:
+        if self.part_size < 5 * 1024 * 1024:
+            raise ValueError("part_size must be at least 5MiB (S3's minimum part size)")
+        return self
+
+
+_KEY_FIELDS = {
+    "call_type": "t",
+    "call_id": "i",
+    "call_cid": "t:i",
+    "filename": "f",
+    "kind": "recording",
+    "session_id": "s",
+    "recording_type": "composite",
+    "year": "2026",
+    "month": "01",
+    "day": "01",
+}
+
+
+class ArchiveConfig(Strict):
+    """The TOML file, top level."""
+
+    default_storage: Route = Field(
+        default=LOCAL_STORAGE_NAME,
+        description='Where a file goes when nothing more specific applies: a storage name, or a list of them (one '
+                    'transfer per destination). "stream-s3" means "leave it with Stream" (recorded as skipped). '
+                    'Unset: the storage itself when exactly one is declared; "local" when a storage of that name is '
+                    "declared, or none is (then it is the ./archive directory); with several declared, it must be "
+                    "set.")
+    download_hosts: tuple[str, ...] = Field(
+        default=("*.stream-io-cdn.com",),
+        description='Hosts the worker may download from (shell-style patterns, host or host:port). Setting it '
+                    'replaces the default list, so keep "*.stream-io-cdn.com" in it; ARCHIVER_DOWNLOAD_HOSTS adds '
+                    "patterns to it without editing the file (for quick trials). A wildcard pattern or a bare host "
+                    "allows only https on port 443; plain http or another port needs a pattern naming that host:port "
+                    'exactly, without a wildcard (e.g. "cdn.internal:80", "127.0.0.1:8080"). Addresses inside a '
+                    "private network (loopback, 10/8, 192.168/16, link-local, site-local fec0::/10, metadata "
+                    "services…) are refused even when a pattern matches, unless a pattern names that host (or "
+                    "host:port) exactly, without a wildcard. Downloads go straight to the host: HTTP(S)_PROXY "
+                    "variables are not used.")
+    key_template: str = Field(
+        default="{call_type}/{call_id}/{filename}",
+        description="Object key under the storage's path. Placeholders: call_type, call_id, call_cid, filename, kind "
+                    "(recording | transcription), session_id, recording_type, year, month, day (when it ended).")
+    call_types: dict[str, Route] = Field(
+        default_factory=dict, description="Per call type: the storage(s) its files go to.")
+    call_storage_key: str = Field(
+        default="archive_storage",
+        description="Per call: this key in the call's `custom` data (read with GetCall) names its storage(s). "
+                    '"" turns call-level routing off (then the receiver records transfers itself).')
+    call_cache_ttl: Duration = Field(
+        default=timedelta(minutes=10), description="How long a call's custom data is reused.")
+    call_lookup_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="When GetCall keeps failing this long (or is refused), route by call type / default instead.")
+    storages: tuple[StorageConfig, ...] = Field(
+        default=(), description='The storages routes name; none: a local directory ./archive, named "local".')
+    transfer: TransferTuning = Field(
+        default=TransferTuning(), description="How bytes move: part sizes, parts at once, timeouts.")
+    sweep_every: Duration = Field(
+        default=timedelta(seconds=60), description="How often the scheduler queues the transfers that are due.")
+    redispatch_after: Duration = Field(
+        default=timedelta(minutes=5), description="A queued transfer no worker took is queued again after this.")
+    transfer_lease: Duration = Field(
+        default=timedelta(minutes=2), description="A worker's claim on a transfer; renewed while it runs.")
+    retry_backoff: Duration = Field(
+        default=timedelta(seconds=10), description="The first retry wait, doubled per attempt (with jitter).")
+    retry_backoff_max: Duration = Field(default=timedelta(minutes=15), description="The longest retry wait.")
+    retention: Duration = Field(
+        default=timedelta(days=14), description="Stream deletes a file this long after it ended.")
+    reconcile_every: Duration = Field(
+        default=timedelta(minutes=15),
+        description="How often the scheduler lists the calls changed since its last run (and records what "
+                    "webhooks missed).")
+    reconcile_overlap: Duration = Field(
+        default=timedelta(hours=1),
+        description="An incremental reconciliation looks back this much before the start of the last completed "
+                    "one.")
+    full_reconcile_every: Duration = Field(
+        default=timedelta(hours=24), description="How often the scheduler lists every call of `retention`.")
+    at_risk_margin: Duration = Field(
+        default=timedelta(hours=48),
+        description="Files this close to deletion and not yet archived are flagged (an error log line each, a count).")
+    metrics_cache: Duration = Field(
+        default=timedelta(seconds=10),
+        description='How long each web process reuses the figures of its last /metrics answer ("0s": read Redis '
+                    "on every scrape). A scrape reads the whole ledger's counts from Redis: this bounds its cost.")
+    delete_from_stream: bool = Field(
+        default=False, description="Delete a file from Stream once every destination has verified it.")
+    api_share: float = Field(
+        default=0.5, gt=0, le=1,
+        description="The most of each Stream API endpoint's rate limit the archiver spends, all its processes "
+                    "together, in any minute (and of the per-second limit in any second): the app's own backend "
+                    "spends the rest.")
+
+    @field_validator("default_storage", "call_types")
+    @classmethod
+    def _routes_not_empty(cls, value: Any) -> Any:
+        routes = value.values() if isinstance(value, dict) else [value]
+        for route in routes:
+            names = names_in(route)
+            if not names or any(not n for n in names) or len(set(names)) != len(names):
+                raise ValueError("a route is a storage name or a non-empty list of distinct names")
+        return value
+
+    @field_validator("key_template")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            rendered = template.format(**_KEY_FIELDS)
+        except (KeyError, IndexError, ValueError) as exc:
+            known = ", ".join(sorted(_KEY_FIELDS))
+            raise ValueError(f"unknown or malformed placeholder {exc} (known: {known})") from None
+        if "{filename}" not in template:
+            raise ValueError("must contain {filename}, or files of one call would overwrite each other")
+        if not rendered.strip("/"):
+            raise ValueError("renders to an empty key")
+        return template
+
+    @field_validator("download_hosts")
+    @classmethod
+    def _hosts_given(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        if not hosts or any(not h.strip() for h in hosts):
+            raise ValueError("must list at least one host pattern, none empty")
+        return tuple(h.strip().lower() for h in hosts)
+
+    @model_validator(mode="after")
+    def _routes_exist(self) -> ArchiveConfig:
+        names = [s.name for s in self.storages]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"storages: duplicate name(s) {', '.join(duplicates)}")
+        known = set(names) | {STREAM_S3}
+        if not self.storages:
+            known.add(LOCAL_STORAGE_NAME)
+        if "default_storage" not in self.model_fields_set and self.storages and LOCAL_STORAGE_NAME not in names:
+            if len(names) > 1:
+                raise ValueError(f"default_storage is not set, and {len(names)} storages are declared "
+                                 f"({', '.join(names)}): set default_storage to the one (or the list) files go to "
+                                 "when nothing else routes them")
+            object.__setattr__(self, "default_storage", names[0])  # frozen: set once, while it is built
+        routes = {"default_storage": self.default_storage} | {f"call_types.{t}": r for t, r in self.call_types.items()}
+        for where, route in routes.items():
+            for target in names_in(route):
+                if target not in known:
+                    raise ValueError(f"{where}: no storage named {target!r}")
+            if STREAM_S3 in names_in(route) and len(names_in(route)) > 1:
+                raise ValueError(f"{where}: {STREAM_S3!r} (leave it with Stream) cannot be combined with others")
+        return self
+
+    def default_names(self) -> list[str]:
+        """The storages of `default_storage`."""
+        return names_in(self.default_storage)
+
+    def route_names(self, call_type: str) -> list[str]:
+        """The storages a file of `call_type` goes to when the call itself names none."""
+        return names_in(self.call_types.get(call_type, self.default_storage))
+
+    def effective_storages(self) -> tuple[StorageConfig, ...]:
+        """The declared storages; with none declared, a local directory ``./archive``."""
+        if self.storages:
+            return self.storages
+        return (StorageConfig(name=LOCAL_STORAGE_NAME, storage_type="local", bucket=DEFAULT_LOCAL_ROOT),)
+
+    def storage(self, name: str) -> StorageConfig:
+        for storage in self.effective_storages():
+            if storage.name == name:
+                return storage
+        raise KeyError(name)
+
+
+def load_archive_config(path: Path | None) -> ArchiveConfig:
+    """Read and validate the TOML file (or the defaults when there is none)."""
+    if path is None:
+        return ArchiveConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return ArchiveConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, str(path), ArchiveConfig)) from None

@@ -1,0 +1,98 @@
+"""The ledger's key names (worker/ledger/keys.py) are public: operators read them and existing ledgers
+hold them. Every one is pinned here, byte for byte, for a sample prefix; and the Lua scripts, which
+spell the same names from the prefix, are checked to write exactly the names keys.py builds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+
+from tests.unit.ledger.test_ledger import END, a_file
+from worker.ledger.keys import DEFAULT_PREFIX, FIGURES, Keys
+from worker.ledger.models import NewTransfer
+from worker.ledger.store import Ledger
+
+K = Keys("p:")
+ENDPOINT = "GET /api/v2/video/call/{type}/{id}"
+URL = "http://127.0.0.1:8123/sample.mp4"
+
+
+def test_the_default_prefix() -> None:
+    assert DEFAULT_PREFIX == "archiver:" and Keys().prefix == "archiver:"
+    assert Keys().transfer("t1") == "archiver:transfer:t1"
+
+
+@pytest.mark.parametrize(("built", "spelled"), [
+    (K.file("f1"), "p:file:f1"),
+    (K.file_transfers("f1"), "p:file:f1:transfers"),
+    (K.transfer("t1"), "p:transfer:t1"),
+    (K.transfers, "p:transfers"),
+    (K.state("queued"), "p:state:queued"),
+    (K.due, "p:due"),
+    (K.expiry, "p:expiry"),
+    (K.unrouted, "p:unrouted"),
+    (K.call("default:c1"), "p:call:default:c1"),
+    (K.running("s3"), "p:running:s3"),
+    (K.key_owner("s3"), "p:keyowner:s3"),
+    (K.scheduler_lock, "p:scheduler:lock"),
+    (K.failure("recording", "default:c1", "eg1"), "p:failure:recording:default:c1:eg1"),
+    (K.stream_failures, "p:stream_failures"),
+    (K.schema_version, "p:schema_version"),
+    (K.schema_migration_lock, "p:schema_migration_lock"),
+    (K.at_risk, "p:at_risk"),
+    (K.at_risk_at, "p:at_risk_at"),
+    (K.reconcile_marks, "p:reconcile:marks"),
+    (K.reconcile_failed, "p:reconcile:failed"),
+    (K.backfill("nightly"), "p:backfill:nightly"),
+    (K.backfill_calls("nightly"), "p:backfill:nightly:calls"),
+    (K.backfill_queue("nightly"), "p:backfill:nightly:queue"),
+    (K.trial_permit(URL), f"p:trial_permit:{URL}"),
+    (K.tally("archived"), "p:stats:tally:archived"),
+])
+def test_every_key_is_spelled_as_it_always_was(built: str, spelled: str) -> None:
+    assert built == spelled
+
+
+def test_the_stream_budget_keys_in_the_order_its_script_takes_them() -> None:
+    assert K.stream_api(ENDPOINT) == [f"p:stream_api:state:{ENDPOINT}", f"p:stream_api:minute:{ENDPOINT}",
+                                      f"p:stream_api:second:{ENDPOINT}"]
+
+
+def test_the_figures_and_nothing_else() -> None:
+    assert sorted(K.figure(name) for name in FIGURES) == [
+        "p:stats:bytes", "p:stats:bytes_by_day", "p:stats:duration", "p:stats:failures",
+        "p:stats:last_webhook", "p:stats:retries", "p:stats:stream_requests", "p:stats:stream_wait_ms",
+        "p:stats:webhooks", "p:storage_health",
+    ]
+    with pytest.raises(ValueError, match="no such figure"):
+        K.figure("stats:typo")
+
+
+def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
+    """Intake, claim, a retry, routing, the lock, a noted failure: every key the scripts wrote under
+    the prefix is one keys.py names."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    ledger = Ledger(client, "lay:")
+    k = ledger.keys
+    waiting, file = a_file("rec_default_x_2.mp4"), a_file()
+    ledger.record(file, [NewTransfer("t1", "s3", "default/x/a.mp4")], expires_at=END + timedelta(days=14))
+    ledger.record(waiting, [], expires_at=END + timedelta(days=14), route_in_ms=0)
+    claim = ledger.claim("t1", "w1", 60_000)
+    assert ledger.finish("t1", claim.token, "failed", error="boom") and ledger.retry("t1")
+    assert ledger.defer_routing(waiting.file_id, 1_000, "no call yet")
+    assert ledger.acquire_lock("tok", 60_000)
+    assert ledger.claim("t1", "w1", 60_000).claimed
+    assert ledger.note_failure({"kind": "recording", "call_cid": "default:x", "egress_id": "eg1"})
+    ledger.cache_call("default:x", {"id": "x"}, 60_000)
+    try:
+        assert sorted(client.scan_iter(match="lay:*")) == sorted([
+            k.file(file.file_id), k.file_transfers(file.file_id), k.file(waiting.file_id), k.transfer("t1"),
+            k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
+            k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
+            k.call("default:x"),
+        ])
+    finally:
+        client.delete(*client.scan_iter(match="lay:*"))
+        client.close()

@@ -1,0 +1,102 @@
+"""The table of kinds of file (worker/files.py): every kind in it is read from its ready event, noted
+from its failure event, listed and deleted in its own section of Stream's API, and taken back from
+the ledger; a kind the table does not hold is refused everywhere, never taken for a recording."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import get_args
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.conftest import API_KEY, API_SECRET
+from tests.fakestream.server import FakeStream, StoredFile
+from worker.edge.cli.discovery import parse_kinds
+from worker.files import ARTEFACT_KINDS, KINDS, ArtefactKind, Kind, artefact, failed_artefact, ready_artefact
+from worker.intake.record import FailureNoted, note_failure
+from worker.intake.resolve import stored_file
+from worker.intake.webhook import ready_file
+from worker.ledger.store import Ledger
+from worker.stream.client import StreamClient
+
+# How the fake Stream makes a file of each kind: a new kind needs one here too.
+ADD: dict[Kind, Callable[[FakeStream, str, bytes], StoredFile]] = {
+    "recording": lambda fake, cid, body: fake.add_recording(cid, body),
+    "transcription": lambda fake, cid, body: fake.add_transcription(cid, body),
+}
+EACH_KIND = pytest.mark.parametrize("kind", ARTEFACT_KINDS, ids=lambda k: k.name)
+
+
+@pytest.fixture
+def client(fake: FakeStream) -> Iterator[StreamClient]:
+    stream = StreamClient(fake.base_url, API_KEY, API_SECRET, timeout=5, sleep=lambda _: None)
+    yield stream
+    stream.close()
+
+
+def _record(kind: str) -> dict[str, str]:
+    return {"call_cid": "default:c", "kind": kind, "filename": "f.mp4", "url": "https://cdn/f.mp4",
+            "start_time": "1764237600000", "end_time": "1764237660000"}
+
+
+def test_the_table_and_the_kind_type_name_the_same_kinds_each_name_once() -> None:
+    assert KINDS == get_args(Kind)
+    for field in ("name", "ready_event", "failure_event", "payload_key", "api_section", "failed_log_event"):
+        names = [getattr(k, field) for k in ARTEFACT_KINDS]
+        assert len(set(names)) == len(names), field
+
+
+@EACH_KIND
+def test_stream_s_ready_event_for_a_kind_parses_to_that_kind(fake: FakeStream, kind: ArtefactKind) -> None:
+    stored = ADD[kind.name](fake, "default:ready", b"x" * 10)
+    event = fake.event_for(stored)
+    assert event["type"] == kind.ready_event and ready_artefact(event["type"]) is kind
+    file = ready_file(event)
+    assert file is not None and (file.kind, file.filename) == (kind.name, stored.filename)
+
+
+@EACH_KIND
+def test_a_kind_s_failure_event_is_noted_and_logged_under_its_own_event_name(ledger: Ledger,
+                                                                             kind: ArtefactKind) -> None:
+    event = {"type": kind.failure_event, "call_cid": "default:broken", "egress_id": "eg-1", "error": "boom"}
+    assert failed_artefact(kind.failure_event) is kind
+    with capture_logs() as logs:
+        assert note_failure(ledger, event) == FailureNoted("default:broken", kind.name)
+    assert [e["event"] for e in logs] == [f"stream_{kind.name}_failed"] == [kind.failed_log_event]
+    (noted,) = ledger.stream_failures()
+    assert noted["kind"] == kind.name
+
+
+@EACH_KIND
+def test_the_stream_client_lists_and_deletes_a_kind_in_its_own_section(client: StreamClient, fake: FakeStream,
+                                                                       kind: ArtefactKind) -> None:
+    stored = ADD[kind.name](fake, "default:listed", b"x" * 10)
+    (listed,) = client.list_files("default:listed", kind.name)
+    assert listed["filename"] == stored.filename
+    assert fake.api_requests[-1].path.endswith(f"/{kind.api_section}")
+    assert stored.session_id is not None
+    client.delete_file("default:listed", kind.name, stored.session_id, stored.filename)
+    assert client.list_files("default:listed", kind.name) == []
+
+
+@EACH_KIND
+def test_a_kind_comes_back_from_the_ledger_and_from_the_command_line(kind: ArtefactKind) -> None:
+    assert artefact(kind.name) is kind
+    assert stored_file(_record(kind.name)).kind == kind.name
+    assert parse_kinds(kind.name) == parse_kinds(kind.api_section) == (kind.name,)
+
+
+def test_every_kind_is_the_command_line_s_default() -> None:
+    assert parse_kinds(",".join(KINDS)) == KINDS
+
+
+def test_an_unknown_kind_is_refused_never_taken_for_a_recording() -> None:
+    with pytest.raises(ValueError, match="unknown kind of file 'video'"):
+        artefact("video")
+    with pytest.raises(ValueError, match="'video'"):
+        stored_file(_record("video"))
+    with pytest.raises(ValueError, match="--kinds"):
+        parse_kinds("video")
+    assert ready_artefact("call.video_ready") is None and failed_artefact("call.video_failed") is None
+    assert ready_file({"type": "call.video_ready", "call_cid": "default:c"}) is None
