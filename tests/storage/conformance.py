@@ -1,8 +1,9 @@
 """The storage contract, written once: a backend joins with ``class TestX(StorageConformance)`` and
 four fixtures.
 
-- ``storage``: the backend under test, configured with the prefix `PREFIX`; parts of 5 MiB and a
-  multipart threshold of 5 MiB where the backend has them;
+- ``storage``: the backend under test (tests/storage/conftest.py builds it for the module's ``BACKEND``),
+  configured with the prefix `PREFIX`; parts of 5 MiB and a multipart threshold of 5 MiB where the
+  backend has them;
 - ``leftovers``: a callable listing what a writer may have left behind (temporary files, pending
   multipart uploads): it must stay empty after every commit and abort;
 - ``raw_keys``: a callable listing every object's full key (prefix included) behind the storage's back;
@@ -81,6 +82,10 @@ class StorageConformance:
     """What every backend promises (see `worker.storage.base`)."""
 
     refused_keys: frozenset[str] = frozenset()  # of HARD_KEYS: what this backend cannot store
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        return PREFIX
 
     @pytest.fixture
     def secrets(self) -> list[str]:

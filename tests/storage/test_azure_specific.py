@@ -2,8 +2,6 @@
 error mapping, and no secret in any message. Against a real Azurite; the Entra ID flows against
 Azurite over HTTPS (``--oauth basic``) and `tests.support.entra`."""
 
-# ruff: noqa: F811 - the fixtures imported by name (azurite, entra, ...) are the tests' parameters
-
 from __future__ import annotations
 
 import base64
@@ -12,7 +10,7 @@ import os
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,14 +18,13 @@ from azure.storage.blob import BlobClient
 
 from config.storages import AzureOptions
 from tests.storage.conformance import write, write_with_digests
-from tests.support.azurite import (  # noqa: F401 - azurite_tls is a session fixture, used by name
+from tests.support.azurite import (
     ACCOUNT,
     ACCOUNT_KEY,
     TEST_TUNING,
     account_sas,
     azure_config,
     azure_storage,
-    azurite_tls,
     blob_names,
     connection_string,
     container_client,
@@ -36,26 +33,16 @@ from tests.support.azurite import (  # noqa: F401 - azurite_tls is a session fix
     error_endpoint,
     uncommitted,
 )
-from tests.support.entra import CLIENT_ID, CLIENT_SECRET, TENANT, TokenServer, entra, principal, tls  # noqa: F401
+from tests.support.entra import CLIENT_ID, CLIENT_SECRET, TENANT, TokenServer, principal
 from tests.support.ports import free_port
 from worker.errors import CopyRefused, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.azure.auth import make_container_client
 from worker.storage.azure.storage import AzureStorage
 from worker.storage.checksums import Digests, md5_b64
 
+BACKEND = "abs"
+
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def container(azurite: str) -> str:
-    return create_container(azurite)
-
-
-@pytest.fixture
-def storage(azurite: str, container: str) -> Iterator[AzureStorage]:
-    storage = azure_storage(azurite, container, "p/")
-    yield storage
-    storage.close()
 
 
 def operations(storage: AzureStorage) -> dict[str, Callable[[], object]]:

@@ -4,7 +4,6 @@ message, and leaves no probe file behind (the fault proxy plays the store that r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +12,15 @@ from mypy_boto3_s3 import S3Client
 
 from config import StorageConfig
 from tests.support.faultproxy import FaultProxy, answer, reset
-from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, create_bucket, s3_config
+from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, s3_config
 from tests.support.ports import free_port
 from worker.storage.local.storage import LocalStorage
 from worker.storage.probe import CheckReport, check_storage
 from worker.storage.s3.storage import S3Storage
 
+BACKEND = "s3"
+
 STEPS = ["write note", "write multipart", "stat", "read back", "delete"]
-
-
-@pytest.fixture
-def bucket(moto_client: S3Client) -> str:
-    return create_bucket(moto_client)
-
-
-@pytest.fixture
-def proxy(moto_server: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto_server) as proxy:
-        yield proxy
 
 
 def s3_check(endpoint: str, bucket: str, **options: Any) -> CheckReport:

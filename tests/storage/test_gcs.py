@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from tests.storage.conformance import CRLF_KEY, LONG_KEY, PREFIX, StorageConformance
-from tests.support.gcs import create_bucket, gcs_storage, list_objects, watch
+from tests.storage.conformance import CRLF_KEY, LONG_KEY, StorageConformance
+from tests.support.gcs import list_objects, watch
 from worker.storage.gcs.storage import GCSStorage
+
+BACKEND = "gcs"
 
 
 class TestGCS(StorageConformance):
     refused_keys = frozenset({CRLF_KEY, LONG_KEY})
-
-    @pytest.fixture
-    def bucket(self, gcs_emulator: str) -> str:  # noqa: F811 - the fixture imported above
-        return create_bucket(gcs_emulator)
-
-    @pytest.fixture
-    def storage(self, gcs_emulator: str, bucket: str) -> Iterator[GCSStorage]:  # noqa: F811
-        storage = gcs_storage(gcs_emulator, bucket, PREFIX)
-        yield storage
-        storage.close()
 
     @pytest.fixture
     def leftovers(self, storage: GCSStorage) -> Callable[[], list[str]]:
@@ -30,5 +22,5 @@ class TestGCS(StorageConformance):
         return watch(storage).open_sessions
 
     @pytest.fixture
-    def raw_keys(self, gcs_emulator: str, bucket: str) -> Callable[[], list[str]]:  # noqa: F811
+    def raw_keys(self, gcs_emulator: str, bucket: str) -> Callable[[], list[str]]:
         return lambda: list_objects(gcs_emulator, bucket)

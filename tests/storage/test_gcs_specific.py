@@ -6,7 +6,6 @@ import json
 import os
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from google.auth import exceptions as auth
 from tests.support.gcs import (
     TEST_TUNING,
     MiB,
-    create_bucket,
     gcs_config,
     gcs_storage,
     list_objects,
@@ -29,27 +27,18 @@ from tests.support.gcs import (
     watch,
 )
 from tests.support.ports import free_port
-from tests.support.tokenserver import JWT_BEARER, TokenServer, token_server  # noqa: F401 - a fixture
+from tests.support.tokenserver import JWT_BEARER, TokenServer
 from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.checksums import Digests, Hasher, crc32c_b64
+from worker.storage.errors import Scrubber
+from worker.storage.gcs.bucket import chunk_size
 from worker.storage.gcs.errors import mapped
 from worker.storage.gcs.storage import GCSStorage
-from worker.storage.gcs.writer import chunk_size
+
+BACKEND = "gcs"
 
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth signs for it, whatever token_uri says
-
-
-@pytest.fixture
-def bucket(gcs_emulator: str) -> str:  # noqa: F811 - the fixture imported above
-    return create_bucket(gcs_emulator)
-
-
-@pytest.fixture
-def storage(gcs_emulator: str, bucket: str) -> Iterator[GCSStorage]:  # noqa: F811
-    storage = gcs_storage(gcs_emulator, bucket, "p/")
-    yield storage
-    storage.close()
 
 
 def upload(storage: GCSStorage, key: str, data: bytes, piece: int = MiB, digests: Digests | None = None) -> Digests:
@@ -80,9 +69,9 @@ def check_token_flow(tokens: TokenServer, json_text: str, storage: GCSStorage, s
 
 @pytest.mark.parametrize("how", ["json", "file"])
 def test_service_account_login(
-    gcs_emulator: str,  # noqa: F811 - the fixture imported above
+    gcs_emulator: str,
     bucket: str,
-    token_server: TokenServer,  # noqa: F811
+    token_server: TokenServer,
     tmp_path: Path,
     how: str,
 ) -> None:
@@ -101,7 +90,7 @@ def test_service_account_login(
     check_token_flow(token_server, json_text, storage, [headers for _, _, headers in traffic.sent])
 
 
-def test_storage_emulator_host(gcs_emulator: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_storage_emulator_host(gcs_emulator: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without gcs_endpoint_url, the library's STORAGE_EMULATOR_HOST is honoured, anonymously."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     storage = GCSStorage.from_config(gcs_config(None, bucket, "env/"), TEST_TUNING)
@@ -114,7 +103,7 @@ def test_storage_emulator_host(gcs_emulator: str, bucket: str, monkeypatch: pyte
     assert not [headers for _, _, headers in traffic.sent if "authorization" in headers]
 
 
-def test_refused_token_is_a_credentials_error(gcs_emulator: str, bucket: str, token_server: TokenServer) -> None:  # noqa: F811
+def test_refused_token_is_a_credentials_error(gcs_emulator: str, bucket: str, token_server: TokenServer) -> None:
     """A token endpoint answering 400 invalid_grant gives StorageRefused "credentials", on write and
     stat, and the message holds neither the private key nor the JSON nor a token."""
     token_server.refuse(400, "invalid_grant", "Invalid JWT Signature.")
@@ -132,7 +121,7 @@ def test_refused_token_is_a_credentials_error(gcs_emulator: str, bucket: str, to
 
 
 @pytest.mark.parametrize("size", [MiB, 6 * MiB], ids=["one-request", "resumable"])
-def test_missing_bucket_is_refused(gcs_emulator: str, size: int) -> None:  # noqa: F811
+def test_missing_bucket_is_refused(gcs_emulator: str, size: int) -> None:
     """Writing into a bucket that does not exist raises StorageRefused "missing_bucket", naming
     storage, bucket and key."""
     storage = gcs_storage(gcs_emulator, "no-such-bucket-here", "p/")
@@ -155,7 +144,7 @@ def test_closed_port_is_unreachable() -> None:
     storage.close()
 
 
-def test_large_object_goes_up_in_chunks(storage: GCSStorage, gcs_emulator: str, bucket: str) -> None:  # noqa: F811
+def test_large_object_goes_up_in_chunks(storage: GCSStorage, gcs_emulator: str, bucket: str) -> None:
     """Past the threshold the object is a resumable upload in part_size chunks, the last one sent at
     commit with its total and x-goog-hash; GCS's CRC32C is the digests' (no sha256 metadata)."""
     traffic = watch(storage)
@@ -172,7 +161,7 @@ def test_large_object_goes_up_in_chunks(storage: GCSStorage, gcs_emulator: str, 
 
 
 @pytest.mark.parametrize("size", [1000, 7 * MiB], ids=["one-request", "resumable"])
-def test_wrong_crc32c_is_detected(storage: GCSStorage, gcs_emulator: str, bucket: str, size: int) -> None:  # noqa: F811
+def test_wrong_crc32c_is_detected(storage: GCSStorage, gcs_emulator: str, bucket: str, size: int) -> None:
     """Digests whose CRC32C does not match the bytes raise VerificationFailed at commit and leave no
     object (one request: GCS refuses it; resumable: commit compares and deletes)."""
     data = os.urandom(size)
@@ -217,7 +206,7 @@ def test_chunks_are_multiples_of_256_kib(part_size: int, expected: int) -> None:
     assert chunk_size(part_size) == expected
 
 
-def test_describe_has_no_secret(token_server: TokenServer) -> None:  # noqa: F811
+def test_describe_has_no_secret(token_server: TokenServer) -> None:
     """describe() names bucket, prefix and endpoint, without user info, query string or credentials."""
     json_text, private_key = service_account_json(token_server.url)
     config = gcs_config("http://user:pw@127.0.0.1:9/?token=abc", "bkt", "a/b", gcs_credentials=json_text)
@@ -248,12 +237,13 @@ def test_describe_has_no_secret(token_server: TokenServer) -> None:  # noqa: F81
 )
 def test_error_mapping(error: Exception, kind: type[Exception], reason: str) -> None:
     """Errors the emulator cannot produce map like the ones it can: one table for every source."""
-    found = mapped(error, "gcs storage 'x': stat gs://b/k", "key", ())
+    found = mapped(error, "gcs storage 'x': stat gs://b/k", "key", Scrubber())
     assert isinstance(found, kind) and getattr(found, "reason", None) == reason
 
 
 def test_messages_lose_query_strings_and_secrets() -> None:
     """A session URI's upload_id and configured secrets never reach a message; the key keeps its '?'."""
     error = requests.ConnectionError("PUT http://h/upload?uploadType=resumable&upload_id=SESSION-SECRET: sk-123")
-    message = str(mapped(error, "gcs storage 'x': upload gs://b/what?/is=this", "session", ("sk-123",)))
+    scrub = Scrubber(["sk-123"], queries=True)
+    message = str(mapped(error, "gcs storage 'x': upload gs://b/what?/is=this", "session", scrub))
     assert "SESSION-SECRET" not in message and "sk-123" not in message and "gs://b/what?/is=this" in message

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.storage.conformance import LONG_NAME_KEY, PREFIX, StorageConformance
-from worker.storage.local.storage import PARTIAL_SUFFIX, LocalStorage
+from tests.storage.conformance import LONG_NAME_KEY, StorageConformance
+from worker.storage.local.storage import PARTIAL_SUFFIX
+
+BACKEND = "local"
 
 
 class TestLocal(StorageConformance):
     refused_keys = frozenset({LONG_NAME_KEY})
-
-    @pytest.fixture
-    def root(self, tmp_path: Path) -> Path:
-        return tmp_path / "root"
-
-    @pytest.fixture
-    def storage(self, root: Path) -> Iterator[LocalStorage]:
-        storage = LocalStorage("local-test", root, PREFIX)
-        yield storage
-        storage.close()
 
     @pytest.fixture
     def leftovers(self, root: Path) -> Callable[[], list[str]]:

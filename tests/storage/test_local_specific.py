@@ -18,10 +18,7 @@ from worker.errors import StorageRefused, StorageUnavailable
 from worker.storage.checksums import Digests
 from worker.storage.local.storage import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
 
-
-@pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    return LocalStorage("disk", tmp_path / "root", "p")
+BACKEND = "local"
 
 
 def write(storage: LocalStorage, key: str, data: bytes = b"data") -> None:

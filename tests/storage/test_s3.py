@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from tests.storage.conformance import CRLF_KEY, LONG_KEY, PREFIX, StorageConformance
-from tests.support.moto import ACCESS_KEY, SECRET_KEY, create_bucket, s3_storage
-from worker.storage.s3.storage import S3Storage
+from tests.storage.conformance import CRLF_KEY, LONG_KEY, StorageConformance
+from tests.support.moto import ACCESS_KEY, SECRET_KEY
+
+BACKEND = "s3"
 
 
 class TestS3(StorageConformance):
     refused_keys = frozenset({CRLF_KEY, LONG_KEY})
-
-    @pytest.fixture
-    def bucket(self, moto_client: S3Client) -> str:
-        return create_bucket(moto_client)
-
-    @pytest.fixture
-    def storage(self, moto_server: str, bucket: str) -> Iterator[S3Storage]:
-        storage = s3_storage(moto_server, bucket, PREFIX)
-        yield storage
-        storage.close()
 
     @pytest.fixture
     def leftovers(self, moto_client: S3Client, bucket: str) -> Callable[[], list[str]]:

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -21,24 +20,15 @@ from mypy_boto3_s3 import S3Client
 
 from config import StorageConfig
 from tests.support.faultproxy import FaultProxy, Recorded, answer
-from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, create_bucket, s3_config
+from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, s3_config
 from worker.errors import StorageRefused
 from worker.storage.checksums import Digests, Hasher, crc32c_b64, md5_b64
 from worker.storage.s3.storage import S3Storage
 
+BACKEND = "s3"
+
 MiB = 1024 * 1024
 PART = int(TEST_TUNING.part_size)
-
-
-@pytest.fixture
-def bucket(moto_client: S3Client) -> str:
-    return create_bucket(moto_client)
-
-
-@pytest.fixture
-def proxy(moto_server: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto_server) as proxy:
-        yield proxy
 
 
 def config(endpoint: str, bucket: str, name: str = "s3-test", **options: Any) -> StorageConfig:

@@ -6,7 +6,6 @@ import os
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from tests.support.moto import (
     REGION,
     SECRET_KEY,
     TEST_TUNING,
-    create_bucket,
     s3_config,
     s3_storage,
 )
@@ -29,19 +27,9 @@ from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.checksums import Digests
 from worker.storage.s3.storage import S3Storage, make_client
 
+BACKEND = "s3"
+
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def bucket(moto_client: S3Client) -> str:
-    return create_bucket(moto_client)
-
-
-@pytest.fixture
-def storage(moto_server: str, bucket: str) -> Iterator[S3Storage]:
-    storage = s3_storage(moto_server, bucket, "p/")
-    yield storage
-    storage.close()
 
 
 def pending(client: S3Client, bucket: str) -> list[str]:

@@ -18,10 +18,15 @@ every backend can store; what is refused is an operator's template, or a key rec
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from urllib.parse import quote, unquote
+
 from worker.errors import KeyRefused
 
 _FORBIDDEN_CHARS = {"\x00": "NUL", "\\": "backslash"}
 _FORBIDDEN_SEGMENTS = {"": "an empty", ".": "a '.'", "..": "a '..'"}
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")  # printable ASCII, not "%"
 
 
 def check_key(key: str) -> str:
@@ -45,3 +50,17 @@ def check_prefix(prefix: str) -> str:
     if not stripped:
         return ""
     return check_key(stripped) + "/"
+
+
+def encode_header_metadata(metadata: Mapping[str, str], names: re.Pattern[str], rule: str) -> dict[str, str]:
+    """Metadata for a store that carries it in HTTP headers (S3, Azure): values percent-encoded
+    (``%``, space, controls, non-ASCII). Raises ValueError for a name `names` does not match, saying `rule`."""
+    for name in metadata:
+        if not names.fullmatch(name):
+            raise ValueError(f"{rule}: {name!r}")
+    return {name: quote(value, safe=_HEADER_SAFE) for name, value in metadata.items()}
+
+
+def decode_header_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The values `encode_header_metadata` encoded, as they were."""
+    return {name: unquote(value) for name, value in metadata.items()}

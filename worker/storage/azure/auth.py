@@ -29,6 +29,7 @@ from azure.storage.blob import ContainerClient, LinearRetry
 
 from config import TransferTuning
 from config.storages import AzureOptions
+from worker.storage.errors import SDK_ATTEMPTS, SDK_BACKOFF
 
 PUBLIC_SUFFIX = ".blob.core.windows.net"
 DOWNLOAD_CHUNK = 4 * 1024 * 1024  # what one GET of a read holds in memory
@@ -94,7 +95,7 @@ def client_settings(tuning: TransferTuning, retries: int) -> dict[str, Any]:
     """Client keywords: `retries` retries 0-2 s apart (the ledger retries whole transfers), timeouts from
     `tuning`, one Put Blob up to the multipart threshold, reads in 4 MiB GETs."""
     return {
-        "retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=retries),  # 0-2 s apart
+        "retry_policy": LinearRetry(backoff=SDK_BACKOFF, random_jitter_range=SDK_BACKOFF, retry_total=retries),
         "connection_timeout": tuning.connect_timeout.total_seconds(),
         "read_timeout": tuning.read_timeout.total_seconds(),
         "max_single_put_size": max(int(tuning.multipart_threshold), 1),
@@ -104,7 +105,7 @@ def client_settings(tuning: TransferTuning, retries: int) -> dict[str, Any]:
 
 
 def make_container_client(
-    options: AzureOptions, container: str, tuning: TransferTuning, *, retries: int = 2
+    options: AzureOptions, container: str, tuning: TransferTuning, *, retries: int = SDK_ATTEMPTS - 1
 ) -> tuple[ContainerClient, TokenCredential | None]:
     """A client for `container`, and the azure-identity credential it uses (to close with it), if
     any. Raises ValueError for unusable options (e.g. a malformed connection string)."""

@@ -21,30 +21,26 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobBlock, ContentSettings
 
 from worker.errors import CopyRefused
 from worker.storage.azure.errors import describe, error_code, first_line, map_error
-from worker.storage.azure.writer import block_ids, decode_metadata
+from worker.storage.azure.writer import block_ids
 from worker.storage.base import StoredObject
+from worker.storage.errors import public_url
+from worker.storage.keys import decode_header_metadata
 
 if TYPE_CHECKING:
-    from worker.storage.azure.storage import AzureStorage
+    from worker.storage.azure.container import AzureContainer
 
 MAX_BLOCKS = 50_000
 _REFUSAL_CODES = frozenset(
     {"CannotVerifyCopySource", "APINotImplemented", "NotImplemented", "FeatureNotSupported",
      "InvalidSourceBlobUrl", "InvalidSourceBlobType", "InvalidSourceUri"}
 )  # fmt: skip
-
-
-def public_source(url: str) -> str:
-    """`url` without user info, query string (its signature) or fragment."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
 
 
 def is_refusal(exc: AzureError) -> bool:
@@ -61,20 +57,27 @@ def is_refusal(exc: AzureError) -> bool:
 
 
 def copy_from_url(
-    storage: AzureStorage, key: str, full_key: str, url: str, size: int, content_type: str, metadata: dict[str, str]
+    container: AzureContainer,
+    key: str,
+    full_key: str,
+    url: str,
+    size: int,
+    content_type: str,
+    metadata: dict[str, str],
 ) -> StoredObject:
     """Copy `size` bytes from `url` into `full_key` (metadata already encoded). Raises CopyRefused
     (nothing left behind), StorageRefused / StorageUnavailable."""
-    source = public_source(url)
-    if size <= 0 or -(-size // storage.tuning.part_size) > MAX_BLOCKS:
-        raise CopyRefused(f"{storage.where('copy into', key)}: {size} bytes cannot be copied in blocks from {source}")
-    copy = _BlockCopy(storage, full_key, url, size)
+    source = public_url(url)
+    if size <= 0 or -(-size // container.tuning.part_size) > MAX_BLOCKS:
+        where = container.where("copy into", key)
+        raise CopyRefused(f"{where}: {size} bytes cannot be copied in blocks from {source}")
+    copy = _BlockCopy(container, full_key, url, size)
     try:
         response = copy.run(ContentSettings(content_type=content_type), metadata)
     except AzureError as exc:
         copy.discard(key)
-        scrub = storage.scrub.with_secrets(url, urlsplit(url).query)
-        where = f"{storage.where('copy into', key)} from {source}"
+        scrub = container.scrub.with_secrets(url, urlsplit(url).query)
+        where = f"{container.where('copy into', key)} from {source}"
         if is_refusal(exc):
             raise CopyRefused(describe(exc, where, scrub)) from None
         raise map_error(exc, where, scrub) from None
@@ -82,24 +85,24 @@ def copy_from_url(
         copy.discard(key)
         raise
     etag = str(response.get("etag") or "").strip('"') or None
-    return StoredObject(key, size, decode_metadata(metadata), content_type, etag)
+    return StoredObject(key, size, decode_header_metadata(metadata), content_type, etag)
 
 
 class _BlockCopy:
     """The Put Block From URL calls of one copy, at most ``parts_in_flight`` at a time."""
 
-    def __init__(self, storage: AzureStorage, full_key: str, url: str, size: int) -> None:
-        self._s, self._full_key, self._url, self._size = storage, full_key, url, size
-        self._blob = storage.blob(full_key)
+    def __init__(self, container: AzureContainer, full_key: str, url: str, size: int) -> None:
+        self._container, self._full_key, self._url, self._size = container, full_key, url, size
+        self._blob = container.blob(full_key)
         self._ids = block_ids()
         self._blocks: list[str] = []
         self._staging: list[Future[None]] = []
         self._failed = threading.Event()
-        self._slots = threading.BoundedSemaphore(storage.tuning.parts_in_flight)
+        self._slots = threading.BoundedSemaphore(container.tuning.parts_in_flight)
 
     def run(self, settings: ContentSettings, metadata: dict[str, str]) -> dict[str, Any]:
         """Stage every range, then commit. Raises the first AzureError met."""
-        part_size = self._s.tuning.part_size
+        part_size = self._container.tuning.part_size
         for offset in range(0, self._size, part_size):
             self._slots.acquire()  # blocks while parts_in_flight ranges are being fetched
             if self._failed.is_set():
@@ -107,7 +110,8 @@ class _BlockCopy:
                 break
             block_id = next(self._ids)
             self._blocks.append(block_id)
-            future = self._s.parts.submit(self._stage, block_id, offset, min(part_size, self._size - offset))
+            length = min(part_size, self._size - offset)
+            future = self._container.parts.submit(self._stage, block_id, offset, length)
             future.add_done_callback(self._done)
             self._staging.append(future)
         for future in self._staging:
@@ -121,7 +125,7 @@ class _BlockCopy:
             future.cancel()
         wait(self._staging)
         if self._blocks:
-            self._s.discard_staged(key, self._full_key)
+            self._container.discard_staged(key, self._full_key)
 
     def _done(self, future: Future[None]) -> None:
         self._slots.release()

@@ -19,15 +19,13 @@ The mapping, by Azure error code first (a HEAD carries it in ``x-ms-error-code``
 Messages keep the first line of Azure's message only (its dump of the response body is dropped),
 every known secret is replaced by ``***`` and every query string in SDK text by ``?***``: a
 connection error quotes the request URL, and with a SAS token or a signed source URL the query
-string is the credential.
+string is the credential (`worker.storage.errors.Scrubber`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from enum import Enum
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import (
     AzureError,
@@ -37,13 +35,22 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
+from worker.storage.errors import CHECKSUM_MISMATCH, MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
 
-_CHECKSUM_CODES = frozenset({"Md5Mismatch", "Crc64Mismatch"})
-_THROTTLED_CODES = frozenset({"ServerBusy", "OperationTimedOut", "TooManyRequests"})
-_UNAUTHENTICATED = "server failed to authenticate the request"  # a bad signature, whatever the code says
-_MD5_REJECTED = re.compile(r"md5.*(did not|doesn't|does not) match")  # Azurite: InvalidOperation, same meaning
-_QUERY = re.compile(r"\?[^\s'\"<>)]*")
+if TYPE_CHECKING:
+    from worker.storage.errors import Failure, Scrubber
+
+TABLE = ErrorTable(
+    Rule(CHECKSUM_MISMATCH, codes={"Md5Mismatch", "Crc64Mismatch"}),
+    Rule(CHECKSUM_MISMATCH, statuses={400}, words="md5.*(did not|doesn't|does not) match"),  # Azurite: InvalidOperation
+    Rule(refused("missing_bucket"), codes={"ContainerNotFound"}),
+    Rule(MISSING, codes={"BlobNotFound"}),
+    # a bad signature, whatever the code says (Azurite answers AuthorizationFailure):
+    Rule(refused("credentials"), statuses={403}, words="server failed to authenticate the request"),
+    Rule(refused("permission"), statuses={403}),
+    Rule(unavailable("throttled"), codes={"ServerBusy", "OperationTimedOut", "TooManyRequests"}, statuses={429, 503}),
+    Rule(unavailable("server_error"), statuses=frozenset({408, *SERVER_ERRORS})),
+)
 
 
 def error_code(exc: AzureError) -> str:
@@ -57,24 +64,6 @@ def error_code(exc: AzureError) -> str:
 def first_line(text: object) -> str:
     """The first non-empty line of an SDK message (Azure appends request ids and the XML body)."""
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
-
-
-class Scrubber:
-    """Removes secrets from text bound for an error message or a log line."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        found = {s for s in secrets if s}
-        found |= {quote(s, safe="") for s in found}  # as it appears inside a URL
-        self._secrets = sorted(found, key=len, reverse=True)  # longest first: a key inside a connection string
-
-    def with_secrets(self, *more: str) -> Scrubber:
-        """A scrubber that also hides `more` (e.g. a signed source URL for one copy)."""
-        return Scrubber([*self._secrets, *more])
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _QUERY.sub("?***", text)
 
 
 def status_of(exc: AzureError) -> int:
@@ -98,31 +87,15 @@ def describe(exc: AzureError, where: str, scrub: Scrubber) -> str:
     return f"{where} failed: {detail}: {scrub(azure_message(exc))}"
 
 
-def map_error(exc: AzureError, where: str, scrub: Scrubber, *, missing: bool = False) -> Exception:
+def map_error(exc: AzureError, where: str, scrub: Scrubber, *, missing: bool = False) -> Failure:
     """The `worker.errors` exception (or FileNotFoundError when `missing` allows it) for `exc`,
     raised while doing what `where` describes (storage, action, container and key)."""
     code, status, text = error_code(exc), status_of(exc), describe(exc, where, scrub)
     if isinstance(exc, ClientAuthenticationError):
-        return StorageRefused(text, reason="credentials")
+        return refused("credentials").error(text)
     if isinstance(exc, HttpResponseError) and status:
-        message = azure_message(exc).lower()
-        if code in _CHECKSUM_CODES or (status == 400 and _MD5_REJECTED.search(message)):
-            return VerificationFailed(text)
-        return _by_status(text, code, status, missing=missing, unauthenticated=_UNAUTHENTICATED in message)
+        code = code or ("BlobNotFound" if status == 404 else "")  # a HEAD's 404 carries no code
+        return TABLE.outcome(code, status, azure_message(exc), missing=missing).error(text)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return StorageUnavailable(text, reason="unreachable")
-    return StorageUnavailable(text, reason="other")
-
-
-def _by_status(text: str, code: str, status: int, *, missing: bool, unauthenticated: bool) -> Exception:
-    if code == "ContainerNotFound":
-        return StorageRefused(text, reason="missing_bucket")
-    if missing and (code == "BlobNotFound" or (status == 404 and not code)):
-        return FileNotFoundError(text)
-    if status == 403:
-        return StorageRefused(text, reason="credentials" if unauthenticated else "permission")
-    if status in (429, 503) or code in _THROTTLED_CODES:
-        return StorageUnavailable(text, reason="throttled")
-    if status >= 500 or status == 408:
-        return StorageUnavailable(text, reason="server_error")
-    return StorageRefused(text, reason="other")
+        return unavailable("unreachable").error(text)
+    return unavailable("other").error(text)

@@ -37,28 +37,24 @@ messages name the storage, container, key, Azure's error code and message, never
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import NoReturn, Self
 
-import structlog
-from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
 
 from config import StorageConfig, TransferTuning
 from worker.errors import CopyRefused, KeyRefused
-from worker.storage.azure.auth import TokenCredential, make_container_client, public_location, secrets_of
+from worker.storage.azure.auth import TokenCredential, make_container_client, secrets_of
+from worker.storage.azure.container import AzureContainer
 from worker.storage.azure.copy import copy_from_url
-from worker.storage.azure.errors import Scrubber, error_code, map_error
-from worker.storage.azure.writer import AzureWriter, decode_metadata, encode_metadata
+from worker.storage.azure.errors import error_code
+from worker.storage.azure.writer import AzureWriter, encode_metadata
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.checksums import b64
-from worker.storage.keys import check_key, check_prefix
-from worker.storage.parts import PartPool
+from worker.storage.errors import Scrubber
+from worker.storage.keys import check_key, check_prefix, decode_header_metadata
 
 MAX_KEY_CHARS = 1024
-_NOT_SINCE = datetime(2000, 1, 1, tzinfo=UTC)  # every committed blob was modified after this
-
-log = structlog.get_logger(__name__)
 
 
 class AzureStorage(Storage):
@@ -82,13 +78,10 @@ class AzureStorage(Storage):
         """`secrets` are scrubbed from every error message; `credential` is closed with the storage.
         Raises ValueError for a bad prefix."""
         super().__init__(name)
-        self.client, self.prefix, self.tuning = client, check_prefix(prefix), tuning
-        self.container = client.container_name
-        self.scrub = Scrubber(secrets)
-        self._credential = credential
-        self._location = public_location(client)
-        self.parts = PartPool(tuning.parts_in_flight, "abs-block")
-        # per instance, as abs_server_side_copy may turn the copy off (Storage declares a ClassVar)
+        self.prefix, self.tuning = check_prefix(prefix), tuning
+        self.container = AzureContainer(name, client, self.prefix, tuning, scrub=Scrubber(secrets, queries=True),
+                                        credential=credential)  # fmt: skip
+        # per instance, as abs_server_side_copy may turn the copy off
         self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
                                          content_checksums=frozenset({"sha256"}))  # every commit sets metadata
 
@@ -116,31 +109,18 @@ class AzureStorage(Storage):
         return full
 
     def blob(self, full_key: str) -> BlobClient:
-        return self.client.get_blob_client(full_key)
-
-    def where(self, action: str, key: str) -> str:
-        return f"azure storage {self.name!r}: {action} {self._location}{self.prefix}{key}"
+        return self.container.blob(full_key)
 
     def raise_mapped(self, exc: AzureError, action: str, key: str, *, missing: bool = False) -> NoReturn:
-        """Raise the `worker.errors` exception for `exc` (`missing`: BlobNotFound means no key)."""
-        raise map_error(exc, self.where(action, key), self.scrub, missing=missing) from exc
-
-    def discard_staged(self, key: str, full_key: str) -> None:
-        """Delete the uncommitted blocks staged under `full_key` unless a committed blob holds that
-        name (see the module docstring). Never raises: a failure is logged."""
-        try:
-            self.blob(full_key).delete_blob(if_unmodified_since=_NOT_SINCE)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass  # a committed blob is there (its blocks wait for the next commit), or nothing is
-        except AzureError as exc:
-            log.warning("storage_abort_failed", storage=self.name, key=key, reason=self.scrub(error_code(exc)))
+        """See `AzureContainer.raise_mapped`."""
+        self.container.raise_mapped(exc, action, key, missing=missing)
 
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
     ) -> ObjectWriter:
         """Nothing is sent until a block is due or commit. Raises ValueError for an illegal key or
         metadata name; `size_hint` is not needed."""
-        return AzureWriter(self, key, self.full_key(key), content_type, encode_metadata(metadata))
+        return AzureWriter(self.container, key, self.full_key(key), content_type, encode_metadata(metadata))
 
     def stat(self, key: str) -> StoredObject:
         """Get Blob Properties. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
@@ -148,7 +128,7 @@ class AzureStorage(Storage):
             props = self.blob(self.full_key(key)).get_blob_properties()
         except AzureError as exc:
             self.raise_mapped(exc, "stat", key, missing=True)
-        metadata = decode_metadata(props.metadata or {})
+        metadata = decode_header_metadata(props.metadata or {})
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         if props.content_settings.content_md5:
             checksums["md5"] = b64(bytes(props.content_settings.content_md5))
@@ -191,7 +171,7 @@ class AzureStorage(Storage):
         if not self.capabilities.server_side_copy:
             raise CopyRefused(f"azure storage {self.name!r}: server-side copy is off (abs_server_side_copy)")
         full_key = self.full_key(key)
-        return copy_from_url(self, key, full_key, url, size, content_type, encode_metadata(metadata))
+        return copy_from_url(self.container, key, full_key, url, size, content_type, encode_metadata(metadata))
 
     def native_checksum_for(self, size: int | None) -> str | None:
         """MD5 for a blob sent in one Put Blob (Azure checks it); none for a block blob, whose blocks
@@ -199,12 +179,8 @@ class AzureStorage(Storage):
         return "md5" if size is not None and size <= self.tuning.multipart_threshold else None
 
     def describe(self) -> str:
-        return f"{self._location}{self.prefix}"
+        return f"{self.container.location}{self.prefix}"
 
     def close(self) -> None:
         """Stop the block-upload threads, the client's connections and the credential's. Idempotent."""
-        self.parts.close()
-        self.client.close()
-        credential, self._credential = self._credential, None
-        if credential is not None:
-            credential.close()
+        self.container.close()

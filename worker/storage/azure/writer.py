@@ -13,32 +13,25 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobBlock, ContentSettings
 
 from worker.storage.base import StoredObject
 from worker.storage.checksums import Digests
+from worker.storage.keys import decode_header_metadata, encode_header_metadata
 from worker.storage.parts import PartedWriter
 
 if TYPE_CHECKING:
-    from worker.storage.azure.storage import AzureStorage
+    from worker.storage.azure.container import AzureContainer
 
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """Percent-encode values for HTTP headers. Raises ValueError for a name Azure refuses."""
-    for name in metadata:
-        if not _META_KEY.fullmatch(name):
-            raise ValueError(f"Azure metadata names must be C# identifiers (ASCII letters, digits, '_'): {name!r}")
-    return {name: quote(value, safe=_META_SAFE) for name, value in metadata.items()}
-
-
-def decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {name: unquote(value) for name, value in metadata.items()}
+    rule = "Azure metadata names must be C# identifiers (ASCII letters, digits, '_')"
+    return encode_header_metadata(metadata, _META_KEY, rule)
 
 
 def block_id(nonce: str, number: int) -> str:
@@ -71,17 +64,17 @@ class AzureWriter(PartedWriter[str]):
     and the blocks in flight)."""
 
     def __init__(
-        self, storage: AzureStorage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+        self, container: AzureContainer, key: str, full_key: str, content_type: str, metadata: dict[str, str]
     ) -> None:
-        super().__init__(key, storage.tuning, storage.parts.submit)
-        self._s, self._full_key = storage, full_key
-        self._blob = storage.blob(full_key)
+        super().__init__(key, container.tuning, container.parts.submit)
+        self._container, self._full_key = container, full_key
+        self._blob = container.blob(full_key)
         self._content_type, self._metadata = content_type, metadata
         self._nonce = uuid.uuid4().hex  # of this writer's block ids
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
         if isinstance(exc, AzureError):
-            self._s.raise_mapped(exc, action, self._key)
+            self._container.raise_mapped(exc, action, self._key)
 
     def _begin_commit(self, digests: Digests | None) -> None:
         """Either way, the last request sets metadata: ``sha256`` goes too."""
@@ -115,10 +108,10 @@ class AzureWriter(PartedWriter[str]):
         return dict(response)
 
     def _discard(self) -> None:
-        """Delete what was staged when no committed blob holds the name (`AzureStorage.discard_staged`)."""
-        self._s.discard_staged(self._key, self._full_key)
+        """Delete what was staged when no committed blob holds the name (`AzureContainer.discard_staged`)."""
+        self._container.discard_staged(self._key, self._full_key)
 
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
         etag = str(response.get("etag") or "").strip('"') or None
-        metadata = decode_metadata(self._metadata)
+        metadata = decode_header_metadata(self._metadata)
         return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums(digests))

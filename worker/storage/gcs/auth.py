@@ -29,7 +29,7 @@ from google.oauth2 import service_account
 
 from config import StorageConfig
 from worker.errors import StorageRefused
-from worker.storage.gcs.errors import scrub
+from worker.storage.errors import Scrubber
 
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 # google-auth's functions carry no annotations: typed entry points to them.
@@ -76,7 +76,7 @@ def _from_json(text: str, project: str | None, where: str, setting: str) -> Logi
         private_key = str(info.get("private_key", ""))
         credentials = _from_info(info, scopes=SCOPES)
     except (ValueError, auth.GoogleAuthError) as exc:
-        detail = scrub(f"{type(exc).__name__}: {exc}", [text, private_key])
+        detail = Scrubber([text, private_key], queries=True)(f"{type(exc).__name__}: {exc}")
         raise StorageRefused(
             f"{where}: {setting} is not a usable service-account JSON ({detail})", reason="credentials"
         ) from None  # the chained error could carry the document itself

@@ -17,16 +17,14 @@ StorageUnavailable for an expired upload session; 429 → StorageUnavailable "th
 other 4xx → StorageRefused "other". ``DataCorruption`` → VerificationFailed.
 
 Messages name the storage, the action, ``gs://bucket/key``, the status and GCS's own message; in
-that message query strings become ``?...`` (a resumable session URI is itself a credential) and
-configured secrets ``***``.
+that message query strings become ``?***`` (a resumable session URI is itself a credential) and
+configured secrets ``***`` (`worker.storage.errors.Scrubber`).
 """
 
 from __future__ import annotations
 
 import http.client
-import re
-from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import requests
 import urllib3
@@ -34,10 +32,13 @@ from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 from google.cloud.storage import exceptions as media
 
-from worker.errors import StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import VerificationFailed
+from worker.storage.errors import CHECKSUM_MISMATCH, MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+
+if TYPE_CHECKING:
+    from worker.storage.errors import Failure, Scrubber
 
 Missing = Literal["key", "bucket", "session"]  # what a 404 means for the call that got it
-Mapped = StorageRefused | StorageUnavailable | VerificationFailed | FileNotFoundError
 
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
@@ -48,8 +49,18 @@ ERRORS: tuple[type[BaseException], ...] = (
     api.GoogleAPIError, auth.GoogleAuthError, media.InvalidResponse, media.DataCorruption, *NETWORK_ERRORS,
 )  # fmt: skip
 
-_QUERY = re.compile(r"\?[^\s'\")]*=[^\s'\")]*")  # "?a=b&c=d": a session URI's upload_id is a credential
-_CHECKSUM_WORDS = ("crc32c", "md5", "checksum")  # GCS: Provided CRC32C / MD5 hash "..." doesn't match
+# GCS answers with a status and a message, no code of its own: a 404's code says what was missing.
+TABLE = ErrorTable(
+    Rule(unavailable("unreachable"), statuses={0, 408}),
+    Rule(refused("credentials"), statuses={401}),
+    Rule(refused("permission"), statuses={403}),
+    Rule(unavailable("throttled"), statuses={429}),
+    Rule(refused("missing_bucket"), codes={"NoSuchBucket"}),
+    Rule(unavailable("other"), codes={"NoSuchUpload"}),
+    Rule(MISSING, codes={"NoSuchKey"}),
+    Rule(unavailable("server_error"), statuses=SERVER_ERRORS),
+    Rule(CHECKSUM_MISMATCH, statuses={400}, words="crc32c|md5|checksum"),
+)  # GCS: Provided CRC32C / MD5 hash "..." doesn't match
 
 
 def response_text(response: requests.Response) -> str:
@@ -88,54 +99,29 @@ def describe(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
-def classify(status: int, text: str, missing: Missing) -> tuple[type[Mapped], StorageReason]:
-    """Which error, and why, for an HTTP `status` (0: no answer) whose message is `text`."""
+def missing_code(status: int, text: str, missing: Missing) -> str:
+    """What a 404 (or 410) means for a call that can miss `missing` (the text may name the bucket)."""
     lowered = text.lower()
-    table: dict[int, tuple[type[Mapped], StorageReason]] = {
-        0: (StorageUnavailable, "unreachable"),
-        401: (StorageRefused, "credentials"),
-        403: (StorageRefused, "permission"),
-        408: (StorageUnavailable, "unreachable"),
-        429: (StorageUnavailable, "throttled"),
-    }
-    if status in table:
-        return table[status]
-    if status in (404, 410):
-        if missing == "bucket" or ("bucket does not exist" in lowered and "no such object" not in lowered):
-            return StorageRefused, "missing_bucket"
-        return (StorageUnavailable, "other") if missing == "session" else (FileNotFoundError, "other")
-    if status >= 500:
-        return StorageUnavailable, "server_error"
-    if status == 400 and any(word in lowered for word in _CHECKSUM_WORDS):
-        return VerificationFailed, "checksum_rejected"
-    return StorageRefused, "other"
+    if status not in (404, 410):
+        return ""
+    if missing == "bucket" or ("bucket does not exist" in lowered and "no such object" not in lowered):
+        return "NoSuchBucket"
+    return "NoSuchUpload" if missing == "session" else "NoSuchKey"
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """`text` without URL query strings and without any of `secrets`."""
-    text = _QUERY.sub("?...", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def build(where: str, status: int, text: str, missing: Missing, secrets: Sequence[str]) -> Mapped:
+def build(where: str, status: int, text: str, missing: Missing, scrub: Scrubber) -> Failure:
     """The exception for a failure of the call described by `where` (storage, action, object)."""
-    kind, reason = classify(status, text, missing)
-    detail = scrub(f"HTTP {status}: {text}" if status else text, secrets)
-    message = f"{where} failed: {detail}"  # `where` holds the key, which may contain "?" and "="
-    if kind is StorageRefused or kind is StorageUnavailable:
-        return kind(message, reason=reason)
-    return kind(message)
+    outcome = TABLE.outcome(missing_code(status, text, missing), status, text, missing=True)
+    detail = scrub(f"HTTP {status}: {text}" if status else text)
+    return outcome.error(f"{where} failed: {detail}")  # `where` holds the key, which may contain "?" and "="
 
 
-def mapped(exc: BaseException, where: str, missing: Missing, secrets: Sequence[str]) -> Mapped | None:
+def mapped(exc: BaseException, where: str, missing: Missing, scrub: Scrubber) -> Failure | None:
     """The exception to raise for `exc` (see the module docstring), or None when it is not a
     storage failure (a bug: let it through unchanged)."""
     if isinstance(exc, media.DataCorruption):
-        return VerificationFailed(f"{where} failed: data corruption: {scrub(str(exc), secrets)}")
+        return VerificationFailed(f"{where} failed: data corruption: {scrub(str(exc))}")
     described = describe(exc)
     if described is None:
         return None
-    return build(where, described[0], described[1], missing, secrets)
+    return build(where, described[0], described[1], missing, scrub)

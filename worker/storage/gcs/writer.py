@@ -21,14 +21,7 @@ from worker.storage.base import ObjectWriter, StoredObject
 from worker.storage.checksums import Digests
 
 if TYPE_CHECKING:
-    from worker.storage.gcs.storage import GCSStorage
-
-QUANTUM = 256 * 1024  # GCS: every chunk but the last is a multiple of 256 KiB
-
-
-def chunk_size(part_size: int) -> int:
-    """`part_size` rounded down to a multiple of 256 KiB (at least 256 KiB)."""
-    return max(QUANTUM, part_size // QUANTUM * QUANTUM)
+    from worker.storage.gcs.bucket import GCSBucket
 
 
 def stored_object(key: str, resource: Mapping[str, Any]) -> StoredObject:
@@ -62,8 +55,8 @@ class GCSWriter(ObjectWriter):
     threshold: then a resumable session opens and full chunks leave as soon as more bytes follow
     them, so that the final chunk, sent at commit, is never empty."""
 
-    def __init__(self, storage: GCSStorage, key: str, name: str, content_type: str, metadata: Mapping[str, str]):
-        self._s, self._key, self._name = storage, key, name
+    def __init__(self, bucket: GCSBucket, key: str, name: str, content_type: str, metadata: Mapping[str, str]):
+        self._bucket, self._key, self._name = bucket, key, name
         self._content_type, self._metadata = content_type, dict(metadata)
         self._pieces: deque[memoryview] = deque()
         self._buffered = 0
@@ -97,11 +90,11 @@ class GCSWriter(ObjectWriter):
             self._pieces.append(memoryview(data if type(data) is bytes else bytes(data)))
             self._buffered += len(data)
             self._size += len(data)
-            if self._session is None and self._size <= self._s.tuning.multipart_threshold:
+            if self._session is None and self._size <= self._bucket.tuning.multipart_threshold:
                 return
             self._session = self._session or self._start()
-            while self._buffered > self._s.chunk_size:
-                self._send_behind(self._take(self._s.chunk_size))
+            while self._buffered > self._bucket.chunk_size:
+                self._send_behind(self._take(self._bucket.chunk_size))
 
     def _send_behind(self, chunk: bytes) -> None:
         """Send `chunk` on the writer's thread once the one before it is in (its error is raised
@@ -146,7 +139,7 @@ class GCSWriter(ObjectWriter):
         self._in_flight = None
         session, self._session = self._session, None
         if session is not None:
-            self._s.cancel(session, self._key)
+            self._bucket.cancel(session, self._key)
 
     def _take(self, size: int) -> bytes:
         """The next `size` buffered bytes, joined (the one copy a chunk costs)."""
@@ -181,33 +174,19 @@ class GCSWriter(ObjectWriter):
         body = b"".join([head, *self._pieces, f"\r\n--{boundary}--\r\n".encode()])
         self._pieces.clear()
         self._buffered = 0
-        response = self._s.call(
-            "POST",
-            self._s.upload_url("multipart"),
-            "upload",
-            self._key,
-            ok=(200, 201),
-            missing="bucket",
-            data=body,
-            headers={"Content-Type": f"multipart/related; boundary={boundary}"},
-        )
+        headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
+        response = self._bucket.start_upload("multipart", "upload", self._key, data=body, headers=headers)
         return dict(response.json())
 
     def _start(self) -> str:
         """Open the resumable session (metadata is fixed now) and return its URI."""
-        response = self._s.call(
-            "POST",
-            self._s.upload_url("resumable"),
-            "start uploading",
-            self._key,
-            ok=(200, 201),
-            missing="bucket",
-            json={"name": self._name, "contentType": self._content_type, "metadata": self._metadata},
-            headers={"X-Upload-Content-Type": self._content_type},
-        )
+        resource = {"name": self._name, "contentType": self._content_type, "metadata": self._metadata}
+        headers = {"X-Upload-Content-Type": self._content_type}
+        response = self._bucket.start_upload("resumable", "start uploading", self._key, json=resource, headers=headers)
         location = response.headers.get("Location")
         if not location:
-            raise StorageUnavailable(f"{self._s.where('start uploading', self._key)} failed: no session URI returned")
+            where = self._bucket.where("start uploading", self._key)
+            raise StorageUnavailable(f"{where} failed: no session URI returned")
         return location
 
     def _finish(self, digests: Digests | None) -> dict[str, Any]:
@@ -228,7 +207,7 @@ class GCSWriter(ObjectWriter):
             headers = {"Content-Range": f"bytes {span}/{'*' if total is None else total}"}
             if total is not None and checksum:
                 headers["x-goog-hash"] = f"crc32c={checksum}"
-            response = self._s.call(
+            response = self._bucket.call(
                 "PUT",
                 self._session or "",
                 "upload",
@@ -246,7 +225,7 @@ class GCSWriter(ObjectWriter):
                 self._sent = held
                 return None
             if held <= self._sent:
-                raise StorageUnavailable(f"{self._s.where('upload', self._key)} failed: GCS kept none of a chunk")
+                raise StorageUnavailable(f"{self._bucket.where('upload', self._key)} failed: GCS kept none of a chunk")
             self._sent = held
 
     def _verify(self, stored: StoredObject, digests: Digests | None) -> None:
@@ -258,8 +237,8 @@ class GCSWriter(ObjectWriter):
             if expected and stored.checksums.get(name) != expected:
                 problems.append(f"{name} {stored.checksums.get(name)}, expected {expected}")
         if problems:
-            deleted = self._s.discard(self._key, stored.etag)
+            deleted = self._bucket.discard(self._key, self._name, stored.etag)
             raise VerificationFailed(
-                f"{self._s.where('commit', self._key)}: the stored object does not match what was sent "
+                f"{self._bucket.where('commit', self._key)}: the stored object does not match what was sent "
                 f"({'; '.join(problems)}); {'it was deleted' if deleted else 'deleting it failed'}"
             )

@@ -27,86 +27,47 @@ retried until space is freed.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat as stat_mode
-import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import suppress
 from pathlib import Path
-from typing import IO, Self
+from typing import Self
 
 import structlog
 
 from config import StorageConfig, TransferTuning
-from worker.errors import KeyRefused, StorageReason, StorageRefused, StorageUnavailable
+from worker.errors import KeyRefused, StorageRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
-from worker.storage.checksums import Digests
+from worker.storage.errors import ErrorTable, Failure, Rule, refused, unavailable
 from worker.storage.keys import check_key, check_prefix
+from worker.storage.local.writer import PARTIAL_SUFFIX, LocalWriter, remove_stale_partials
+
+__all__ = ["PARTIAL_SUFFIX", "XATTR", "LocalStorage", "storage_error"]
 
 XATTR = "user.archiver"
-PARTIAL_SUFFIX = ".partial"
 NAME_MAX = 255  # bytes in one file name, on every common Linux filesystem
 MAX_XATTR_BYTES = 4000  # one xattr must fit in one 4 KiB ext4 block, beside its header
 
-_REFUSED_ERRNOS = frozenset(
-    {
-        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-        errno.ENOTEMPTY, errno.ENAMETOOLONG, errno.ELOOP, errno.E2BIG, errno.EINVAL,
-    }
-)  # fmt: skip
-_PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+TABLE = ErrorTable(  # by errno's name
+    Rule(refused("permission"), codes={"EACCES", "EPERM", "EROFS"}),
+    Rule(refused("other"), codes={"ENOTDIR", "EISDIR", "EEXIST", "ENOTEMPTY", "ENAMETOOLONG", "ELOOP", "E2BIG",
+                                  "EINVAL"}),  # fmt: skip
+    Rule(unavailable("disk_full"), codes={"ENOSPC", "EDQUOT", "EFBIG"}),
+    default=unavailable("other"),
+)
 _NO_XATTR_ERRNOS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 _XATTR_TOO_BIG_ERRNOS = frozenset({errno.E2BIG, errno.ERANGE})
 
 log = structlog.get_logger(__name__)
 
 
-def storage_error(exc: OSError, storage: str, action: str, where: str) -> StorageRefused | StorageUnavailable:
-    """The `worker.errors` exception for an OSError met while doing `action` on `where`."""
+def storage_error(exc: OSError, storage: str, action: str, where: str) -> Failure:
+    """The `worker.errors` exception (StorageRefused / StorageUnavailable) for an OSError met while
+    doing `action` on `where`."""
     code = errno.errorcode.get(exc.errno or 0, "no errno")
     message = f"local storage {storage!r}: cannot {action} {where}: {exc.strerror or exc} ({code})"
-    if exc.errno in _REFUSED_ERRNOS:
-        refused: StorageReason = "permission" if exc.errno in _PERMISSION_ERRNOS else "other"
-        return StorageRefused(message, reason=refused)
-    return StorageUnavailable(message, reason="disk_full" if exc.errno in _DISK_FULL_ERRNOS else "other")
-
-
-def _temp_prefix(name: str) -> str:
-    """What every temporary file of the object `name` starts with, and no other object's: its first
-    100 bytes (to stay under NAME_MAX) and a hash of the whole name (names may share those 100)."""
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return "." + name.encode()[:100].decode(errors="ignore") + "." + digest + "."
-
-
-def _temp_name(name: str) -> str:
-    return f"{_temp_prefix(name)}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
-
-
-def _remove_stale_partials(path: Path) -> None:
-    """Remove temporary files a killed writer left beside `path`: only this key's own, named
-    exactly as `_temp_name` names them.
-
-    Safe: a key belongs to one transfer, and a transfer's lease (with its fencing token) lets only
-    one writer run at a time, so any other temporary file of this name is a dead writer's.
-    """
-    prefix, size = _temp_prefix(path.name), len(_temp_name(path.name))
-    for sibling in path.parent.iterdir():
-        name = sibling.name
-        if name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX) and len(name) == size:
-            with suppress(FileNotFoundError):
-                sibling.unlink()
-                log.info("storage_stale_partial_removed", key=path.name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return TABLE.outcome(code, 0).error(message)
 
 
 class LocalStorage(Storage):
@@ -133,7 +94,7 @@ class LocalStorage(Storage):
         """``bucket`` is the root directory, ``path`` the prefix; `tuning` is not used."""
         return cls(config.name, config.bucket, config.path)
 
-    def error(self, exc: OSError, action: str, key: str) -> StorageRefused | StorageUnavailable:
+    def error(self, exc: OSError, action: str, key: str) -> Failure:
         return storage_error(exc, self.name, action, f"{self.prefix}{key}")
 
     def path(self, key: str) -> Path:
@@ -164,10 +125,10 @@ class LocalStorage(Storage):
             raise self.error(exc, "create the directory for", key) from exc
         self._check_inside(path.parent, key)  # again: a link may have been planted meanwhile
         try:
-            _remove_stale_partials(path)
+            remove_stale_partials(path)
         except OSError as exc:
             raise self.error(exc, "clean the directory of", key) from exc
-        return _LocalWriter(self, key, path, content_type, dict(metadata))
+        return LocalWriter(self, key, path, content_type, dict(metadata))
 
     def save_attributes(self, fd: int, key: str, content_type: str, metadata: Mapping[str, str]) -> None:
         """Store content type and metadata on the open file; drop them (warning) without xattrs."""
@@ -246,74 +207,3 @@ class LocalStorage(Storage):
 
     def describe(self) -> str:
         return f"{str(self.base).rstrip('/')}/"
-
-
-class _LocalWriter(ObjectWriter):
-    """A hidden temporary file beside the final one, renamed over it at commit."""
-
-    def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str]):
-        self._storage, self._key, self._path = storage, key, path
-        self._content_type, self._metadata = content_type, metadata
-        self._temp = path.with_name(_temp_name(path.name))
-        self._size = 0
-        self._state = "open"
-        try:
-            self._file: IO[bytes] = open(self._temp, "xb")  # closed by commit() or abort()
-        except OSError as exc:
-            raise storage.error(exc, "create a temporary file for", key) from exc
-
-    @property
-    def committed(self) -> bool:
-        return self._state == "committed"
-
-    def _require_open(self) -> None:
-        if self._state != "open":
-            raise ValueError(f"writer for {self._key!r} is already {self._state}")
-
-    def _fail(self, exc: OSError, action: str) -> StorageRefused | StorageUnavailable:
-        self.abort()
-        return self._storage.error(exc, action, self._key)
-
-    def write(self, data: bytes) -> None:
-        """Append `data`. Raises StorageRefused / StorageUnavailable (the writer is then aborted)."""
-        self._require_open()
-        try:
-            self._file.write(data)
-        except OSError as exc:
-            raise self._fail(exc, "write") from exc
-        self._size += len(data)
-
-    def commit(self, digests: Digests | None = None) -> StoredObject:
-        """fsync, label (with the SHA-256 from `digests`), rename over the final name, fsync the
-        directory. Raises StorageRefused / StorageUnavailable (the writer is then aborted);
-        ValueError when already aborted."""
-        self._require_open()
-        if digests is not None:
-            self._metadata = {**self._metadata, "sha256": digests.sha256}
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._storage.save_attributes(self._file.fileno(), self._key, self._content_type, self._metadata)
-            self._file.close()
-            os.replace(self._temp, self._path)
-            _fsync_dir(self._path.parent)
-        except OSError as exc:
-            raise self._fail(exc, "commit") from exc
-        self._state = "committed"
-        checksums = {"sha256": digests.sha256} if digests is not None else {}
-        return StoredObject(self._key, self._size, dict(self._metadata), self._content_type, checksums=checksums)
-
-    def abort(self) -> None:
-        """Close and unlink the temporary file. Never raises: a failure here is only logged, so that
-        it cannot hide the error that led to the abort."""
-        if self._state != "open":
-            return
-        self._state = "aborted"
-        with suppress(OSError):
-            self._file.close()
-        try:
-            os.unlink(self._temp)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("storage_abort_failed", storage=self._storage.name, key=self._key, reason=exc.strerror)

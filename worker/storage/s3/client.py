@@ -35,6 +35,7 @@ from botocore.credentials import (
 )
 
 from config import S3Options, TransferTuning
+from worker.storage.errors import SDK_ATTEMPTS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,7 +44,8 @@ _SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
 
 
 def client_config(options: S3Options, tuning: TransferTuning, max_attempts: int) -> Config:
-    """Path-style addressing, standard retries, timeouts and pool from `tuning`, checksum mode."""
+    """Path-style addressing, standard retries (`max_attempts` tries of a request), timeouts and pool
+    from `tuning`, checksum mode."""
     return Config(
         region_name=options.s3_region,
         # No SHA-256 of every byte for SigV4 over plain HTTP either (botocore already skips it over
@@ -59,7 +61,9 @@ def client_config(options: S3Options, tuning: TransferTuning, max_attempts: int)
     )
 
 
-def make_client(options: S3Options, tuning: TransferTuning, *, max_attempts: int = 3, name: str = "s3") -> S3Client:
+def make_client(
+    options: S3Options, tuning: TransferTuning, *, max_attempts: int = SDK_ATTEMPTS, name: str = "s3"
+) -> S3Client:
     """A boto3 S3 client for `options` (`name`: the storage, for the role's session name)."""
     config = client_config(options, tuning, max_attempts)
     source = botocore.session.Session()

@@ -22,68 +22,62 @@ do not understand a checksum header have answered with these codes too; `archive
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from botocore import exceptions as boto
 
-from worker.errors import StorageReason, StorageRefused, StorageUnavailable
+from worker.storage.errors import MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+
+if TYPE_CHECKING:
+    from worker.storage.errors import Failure, Scrubber
 
 CHECKSUM_HINT = 'the store refuses boto3\'s checksum headers: set s3_request_checksum = "when_required" for it'
-MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+MD5_HINT = "the store refused the Content-MD5 header or found it wrong"
 _CREDENTIAL_CODES = frozenset(
     "InvalidAccessKeyId SignatureDoesNotMatch ExpiredToken ExpiredTokenException InvalidToken TokenRefreshRequired"
     " InvalidClientTokenId UnrecognizedClientException".split()
 )
-_PERMISSION_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
-_DIGEST_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
-_HEADER_CODES = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest", "BadRequest", "400", "501"})
 _THROTTLE_CODES = frozenset(
     "SlowDown Throttling ThrottlingException RequestLimitExceeded TooManyRequests RequestThrottled"
     " BandwidthLimitExceeded ServiceUnavailable 503".split()
 )
-_OTHER_TRANSIENT_CODES = frozenset({"RequestTimeout", "OperationAborted", "NoSuchUpload"})
-_CREDENTIAL_ERRORS = (boto.NoCredentialsError, boto.PartialCredentialsError, boto.CredentialRetrievalError)
-_UNREACHABLE_ERRORS = (boto.ConnectionError, boto.HTTPClientError)
-_OTHER_TRANSIENT_ERRORS = (boto.IncompleteReadError, boto.FlexibleChecksumError)
+_HEADER_CODES = frozenset({"InvalidArgument", "NotImplemented", "InvalidRequest", "BadRequest", "400", "501"})
 
-Mapped = tuple[type[StorageRefused] | type[StorageUnavailable], StorageReason]
-
-
-def classify(code: str, status: int, message: str, operation: str = "") -> Mapped:
-    """The exception class and reason for an S3 (or STS) error answer."""
-    if operation == "AssumeRole":
-        return (StorageUnavailable, "server_error") if status >= 500 else (StorageRefused, "credentials")
-    if code in _CREDENTIAL_CODES:
-        return StorageRefused, "credentials"
-    if code in _PERMISSION_CODES:
-        return StorageRefused, "permission"
-    if code == "NoSuchBucket":
-        return StorageRefused, "missing_bucket"
-    if code in _DIGEST_CODES:
-        return StorageUnavailable, "checksum_rejected"
-    if checksum_rejected(code, message):
-        return StorageRefused, "checksum_rejected"
-    if code in _THROTTLE_CODES or status in (429, 503):
-        return StorageUnavailable, "throttled"
-    if status >= 500 or code == "InternalError":
-        return StorageUnavailable, "server_error"
-    if code in _OTHER_TRANSIENT_CODES:
-        return StorageUnavailable, "other"
-    return StorageRefused, "other"
+TABLE = ErrorTable(
+    Rule(refused("missing_bucket"), codes={"NoSuchBucket"}),
+    Rule(MISSING, codes={"404", "NoSuchKey", "NotFound"}, statuses={404}),
+    Rule(refused("credentials"), codes=_CREDENTIAL_CODES),
+    Rule(refused("permission"), codes={"AccessDenied", "AllAccessDisabled", "403"}),
+    Rule(unavailable("checksum_rejected"), codes={"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}),
+    Rule(refused("checksum_rejected"), codes=_HEADER_CODES, words="checksum|content-md5"),
+    Rule(unavailable("throttled"), codes=_THROTTLE_CODES, statuses={429, 503}),
+    Rule(unavailable("server_error"), codes={"InternalError"}, statuses=SERVER_ERRORS),
+    Rule(unavailable("other"), codes={"RequestTimeout", "OperationAborted", "NoSuchUpload"}),
+)
+ASSUME_ROLE = ErrorTable(Rule(unavailable("server_error"), statuses=SERVER_ERRORS), default=refused("credentials"))
+_BY_TYPE = (
+    ((boto.NoCredentialsError, boto.PartialCredentialsError, boto.CredentialRetrievalError),
+     refused("credentials")),
+    ((boto.ConnectionError, boto.HTTPClientError), unavailable("unreachable")),
+    ((boto.IncompleteReadError, boto.FlexibleChecksumError), unavailable("other")),
+)  # fmt: skip
 
 
-def checksum_rejected(code: str, message: str) -> bool:
-    """True for an answer that refuses a checksum header (or finds its digest wrong)."""
-    if code in _DIGEST_CODES:
-        return True
-    text = message.lower()
-    return code in _HEADER_CODES and ("x-amz-checksum" in text or "content-md5" in text or "checksum" in text)
-
-
-def classify_exception(exc: Exception) -> Mapped | None:
-    """Class and reason for a botocore exception that is not an error answer; None if not ours."""
-    if isinstance(exc, _CREDENTIAL_ERRORS):
-        return StorageRefused, "credentials"
-    if isinstance(exc, _UNREACHABLE_ERRORS):
-        return StorageUnavailable, "unreachable"
-    if isinstance(exc, _OTHER_TRANSIENT_ERRORS):
-        return StorageUnavailable, "other"
+def s3_error(exc: Exception, where: str, scrub: Scrubber, hint: str, *, missing: bool = False) -> Failure | None:
+    """The exception for a botocore error met doing what `where` says (`missing`: a 404 means no such
+    key: FileNotFoundError; `hint` follows a refused checksum); None for anything else."""
+    if isinstance(exc, boto.ClientError):
+        error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+        code, status = str(error.get("Code", "Unknown")), int(meta.get("HTTPStatusCode", 0))
+        message, role = str(error.get("Message", "")), exc.operation_name == "AssumeRole"
+        outcome = (ASSUME_ROLE if role else TABLE).outcome(code, status, message, missing=missing)
+        text = f"{where} failed: {code} (HTTP {status}): {message}"
+        if role:
+            text = f"{where} failed: assuming the role was refused: {code} (HTTP {status}): {message}"
+        if outcome.reason == "checksum_rejected":
+            text += f" ({hint})"
+        return outcome.error(scrub(text))
+    for types, outcome in _BY_TYPE:
+        if isinstance(exc, types):
+            return outcome.error(scrub(f"{where} failed: {type(exc).__name__}: {exc}"))
     return None

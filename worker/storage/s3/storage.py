@@ -41,7 +41,7 @@ metadata is fixed before the first byte).
 
 Stale uploads: a worker killed mid-transfer (SIGKILL, OOM, a lost machine) cannot abort its multipart
 upload, and S3 keeps (and bills) it until a lifecycle rule removes it. So before a writer creates its
-multipart upload it aborts every pending upload of exactly the same key (`abort_stale_uploads`). That
+multipart upload it aborts every pending upload of exactly the same key (`S3Bucket.abort_stale_uploads`). That
 is safe because one key is written by one transfer (one file → one transfer per storage, its key derived
 from the file), and the ledger's lease with its fencing token lets only one worker run that transfer:
 a pending upload of the key belongs to an attempt whose lease is gone. If that worker is only paused
@@ -59,59 +59,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self
-from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
-import structlog
 from botocore import exceptions as boto
 
 from config import S3Options, StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
-from worker.storage.keys import check_key, check_prefix
-from worker.storage.parts import PartPool
+from worker.storage.errors import Scrubber, public_url
+from worker.storage.keys import check_key, check_prefix, decode_header_metadata, encode_header_metadata
+from worker.storage.s3.bucket import S3Bucket
 from worker.storage.s3.client import make_client
-from worker.storage.s3.errors import CHECKSUM_HINT, MISSING_CODES, classify, classify_exception
 from worker.storage.s3.writer import S3Writer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3Storage", "encode_metadata", "make_client", "object_args", "public_endpoint"]
+__all__ = ["S3Storage", "encode_metadata", "make_client"]
 
 MAX_KEY_BYTES = 1024
 _META_KEY = re.compile(r"[A-Za-z0-9._-]+")
-_META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
-
-log = structlog.get_logger(__name__)
-
-
-def public_endpoint(url: str) -> str:
-    """`url` without user info, query string or fragment, for logs."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
 
 
 def encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """Percent-encode values for S3's ASCII headers. Raises ValueError for a non-ASCII key."""
-    for name in metadata:
-        if not _META_KEY.fullmatch(name):
-            raise ValueError(f"S3 metadata keys must be ASCII letters, digits, '-', '_' or '.': {name!r}")
-    return {name: quote(value, safe=_META_SAFE) for name, value in metadata.items()}
-
-
-def object_args(options: S3Options) -> dict[str, Any]:
-    """What every PutObject and CreateMultipartUpload carries: encryption, storage class, tags."""
-    args: dict[str, Any] = {}
-    if options.s3_sse:
-        args["ServerSideEncryption"] = options.s3_sse
-    if options.s3_sse_kms_key_id:
-        args["SSEKMSKeyId"] = options.s3_sse_kms_key_id
-    if options.s3_storage_class:
-        args["StorageClass"] = options.s3_storage_class
-    if options.s3_tags:
-        args["Tagging"] = urlencode(options.s3_tags, quote_via=quote)
-    return args
+    rule = "S3 metadata keys must be ASCII letters, digits, '-', '_' or '.'"
+    return encode_header_metadata(metadata, _META_KEY, rule)
 
 
 class S3Storage(Storage):
@@ -136,17 +109,13 @@ class S3Storage(Storage):
         """`secrets` are scrubbed from every error message; `options` give encryption, storage class
         and tags (the checksum mode comes from the client's config). Raises ValueError for a bad prefix."""
         super().__init__(name)
-        self.client, self.bucket, self.prefix, self.tuning = client, bucket, check_prefix(prefix), tuning
-        self.endpoint = public_endpoint(endpoint) if endpoint else None
-        self._secrets = [s for s in secrets if s]
-        required = getattr(client.meta.config, "request_checksum_calculation", None) == "when_required"
-        self.checksum: Literal["crc32c", "md5"] = "md5" if required else "crc32c"
-        # per instance, as the checksum mode is per storage (base.py still declares a ClassVar):
-        self.capabilities = Capabilities(multipart=True, native_checksum=None if required else "crc32c",
+        self.prefix, self.tuning = check_prefix(prefix), tuning
+        self.bucket = S3Bucket(name, client, bucket, self.prefix, tuning, scrub=Scrubber(secrets), options=options)
+        self.endpoint = public_url(endpoint) if endpoint else None
+        # per instance, as the checksum mode is per storage: "when_required" stores get no CRC32C
+        self.capabilities = Capabilities(multipart=True,
+                                         native_checksum="crc32c" if self.bucket.checksum == "crc32c" else None,
                                          content_checksums=frozenset({"sha256"}))  # every PUT replaces metadata
-        self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
-        self.parts = PartPool(tuning.parts_in_flight, "s3-part")
-        self._list_uploads = True  # False once the store refused to list pending uploads
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -162,6 +131,10 @@ class S3Storage(Storage):
             endpoint=options.s3_custom_endpoint_url, secrets=secrets, options=options,
         )  # fmt: skip
 
+    @property
+    def client(self) -> S3Client:
+        return self.bucket.client
+
     def full_key(self, key: str) -> str:
         """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal or over-long key, or
         one with CR or LF."""
@@ -173,81 +146,25 @@ class S3Storage(Storage):
         return full
 
     def raise_mapped(self, exc: Exception, action: str, key: str, *, missing: bool = False) -> NoReturn:
-        """Raise the `worker.errors` exception (with its reason) for a botocore error; `missing`: a
-        404 means no such key (FileNotFoundError). Anything else is raised unchanged."""
-        where = f"s3 storage {self.name!r}: {action} s3://{self.bucket}/{self.prefix}{key}"
-        if isinstance(exc, boto.ClientError):
-            error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
-            code, status = str(error.get("Code", "Unknown")), int(meta.get("HTTPStatusCode", 0))
-            message, operation = str(error.get("Message", "")), exc.operation_name
-            text = f"{where} failed: {code} (HTTP {status}): {message}"
-            if missing and (code in MISSING_CODES or (status == 404 and code != "NoSuchBucket")):
-                raise FileNotFoundError(self._scrub(text)) from exc
-            kind, reason = classify(code, status, message, operation)
-            if operation == "AssumeRole":
-                text = f"{where} failed: assuming the role was refused: {code} (HTTP {status}): {message}"
-            if reason == "checksum_rejected":
-                text += f" ({self._checksum_hint()})"
-            raise kind(self._scrub(text), reason=reason) from exc
-        mapped = classify_exception(exc)
-        if mapped is None:
-            raise exc
-        kind, reason = mapped
-        raise kind(self._scrub(f"{where} failed: {type(exc).__name__}: {exc}"), reason=reason) from exc
-
-    def _checksum_hint(self) -> str:
-        if self.checksum == "crc32c":
-            return CHECKSUM_HINT
-        return "the store refused the Content-MD5 header or found it wrong"
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """See `S3Bucket.raise_mapped`."""
+        self.bucket.raise_mapped(exc, action, key, missing=missing)
 
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
     ) -> ObjectWriter:
         """Nothing is sent until the first part is full or commit. Raises ValueError for an illegal
         key or metadata key; `size_hint` is not needed."""
-        return S3Writer(self, key, self.full_key(key), content_type, encode_metadata(metadata))
-
-    def abort_stale_uploads(self, full_key: str) -> None:
-        """Abort every pending multipart upload of exactly `full_key` (see "Stale uploads" in the module
-        docstring). Never raises: a refusal or failure is logged, and the new upload goes ahead."""
-        if not self._list_uploads:
-            return
-        markers: dict[str, Any] = {}
-        try:
-            while True:
-                page = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_key, **markers)
-                for upload in page.get("Uploads", []):
-                    if upload.get("Key") == full_key and upload.get("UploadId"):  # not a longer key
-                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key,
-                                                           UploadId=upload["UploadId"])
-                        log.warning("storage_stale_upload_aborted", storage=self.name, key=full_key,
-                                    initiated=str(upload.get("Initiated", "")))
-                if not page.get("IsTruncated") or not page.get("NextUploadIdMarker"):
-                    return
-                markers = {"KeyMarker": page.get("NextKeyMarker", full_key),
-                           "UploadIdMarker": page["NextUploadIdMarker"]}
-        except (boto.ClientError, boto.BotoCoreError) as exc:
-            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, boto.ClientError) else ""
-            if code in ("AccessDenied", "NotImplemented"):
-                self._list_uploads = False  # the policy (or store) will not change while we run: say it once
-            log.warning("storage_stale_upload_cleanup_failed", storage=self.name, key=full_key,
-                        reason=self._scrub(str(exc)),
-                        note="pending uploads of this key are left to the bucket's lifecycle rule")
+        return S3Writer(self.bucket, key, self.full_key(key), content_type, encode_metadata(metadata))
 
     def stat(self, key: str) -> StoredObject:
         """HEAD the object (asking for its checksum). Raises FileNotFoundError, ValueError,
         StorageRefused / StorageUnavailable."""
-        extra: dict[str, Any] = {"ChecksumMode": "ENABLED"} if self.checksum == "crc32c" else {}
+        extra: dict[str, Any] = {"ChecksumMode": "ENABLED"} if self.bucket.checksum == "crc32c" else {}
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key), **extra)
+            head = self.client.head_object(Bucket=self.bucket.name, Key=self.full_key(key), **extra)
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "stat", key, missing=True)
-        metadata = {name: unquote(value) for name, value in head.get("Metadata", {}).items()}
+        metadata = decode_header_metadata(head.get("Metadata", {}))
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         crc32c = head.get("ChecksumCRC32C", "")
         if crc32c and "-" not in crc32c and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
@@ -259,7 +176,7 @@ class S3Storage(Storage):
         """GET the object, streamed. Raises FileNotFoundError at once when there is none;
         StorageRefused / StorageUnavailable (also while iterating)."""
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))["Body"]
+            body = self.client.get_object(Bucket=self.bucket.name, Key=self.full_key(key))["Body"]
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "read", key, missing=True)
         return self._chunks(body, key, chunk_size)
@@ -275,7 +192,7 @@ class S3Storage(Storage):
     def delete(self, key: str) -> None:
         """Remove the object; missing is fine. Raises ValueError, StorageRefused / StorageUnavailable."""
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
+            self.client.delete_object(Bucket=self.bucket.name, Key=self.full_key(key))
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "delete", key)
 
@@ -287,10 +204,9 @@ class S3Storage(Storage):
         return None if multipart else self.capabilities.native_checksum
 
     def describe(self) -> str:
-        where = f"s3://{self.bucket}/{self.prefix}"
+        where = f"s3://{self.bucket.name}/{self.prefix}"
         return f"{where} at {self.endpoint}" if self.endpoint else where
 
     def close(self) -> None:
         """Stop the part-upload threads and the client's connections. Idempotent."""
-        self.parts.close()
-        self.client.close()
+        self.bucket.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import structlog
 from botocore import exceptions as boto
@@ -17,12 +16,13 @@ from botocore import exceptions as boto
 from worker.errors import VerificationFailed
 from worker.storage.base import StoredObject
 from worker.storage.checksums import Digests, b64, crc32c_b64, crc32c_of_parts, md5_b64
+from worker.storage.keys import decode_header_metadata
 from worker.storage.parts import PartedWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from worker.storage.s3.storage import S3Storage
+    from worker.storage.s3.bucket import S3Bucket
 
 log = structlog.get_logger(__name__)
 
@@ -43,50 +43,50 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     botocore, one send by urllib3."""
 
     def __init__(
-        self, storage: S3Storage, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+        self, bucket: S3Bucket, key: str, full_key: str, content_type: str, metadata: dict[str, str]
     ) -> None:
-        super().__init__(key, storage.tuning, storage.parts.submit)
-        self._s, self._full_key = storage, full_key
+        super().__init__(key, bucket.tuning, bucket.parts.submit)
+        self._bucket, self._full_key = bucket, full_key
         self._content_type, self._metadata = content_type, metadata
         self._upload_id = ""  # CreateMultipartUpload's
         self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
         if isinstance(exc, (boto.ClientError, boto.BotoCoreError)):
-            self._s.raise_mapped(exc, action, self._key)
+            self._bucket.raise_mapped(exc, action, self._key)
 
     def _begin_commit(self, digests: Digests | None) -> None:
         """Raises VerificationFailed when `digests` describe another size than was written."""
         if digests is not None and digests.size != self._size:
             raise VerificationFailed(
-                f"s3 storage {self._s.name!r}: digests describe {digests.size} bytes for {self._key!r}, "
+                f"s3 storage {self._bucket.storage!r}: digests describe {digests.size} bytes for {self._key!r}, "
                 f"{self._size} were written"
             )
 
     def _fits_one_request(self) -> bool:
         """Also an object smaller than one part (a threshold below the part size): one PutObject. One
         past the threshold by less than a part becomes a multipart upload at commit."""
-        return super()._fits_one_request() or (not self._parted and self._size < self._s.tuning.part_size)
+        return super()._fits_one_request() or (not self._parted and self._size < self._bucket.tuning.part_size)
 
     def _start_parts(self) -> None:
         # An earlier attempt killed mid-upload left its upload pending: only one transfer writes this
         # key, and its lease says this attempt is the live one (see "Stale uploads" in worker.storage.s3.storage).
-        self._s.abort_stale_uploads(self._full_key)
+        self._bucket.abort_stale_uploads(self._full_key)
         full_object: dict[str, Any] = {"ChecksumAlgorithm": "CRC32C", "ChecksumType": "FULL_OBJECT"}
-        created = self._s.client.create_multipart_upload(
-            Bucket=self._s.bucket,
+        created = self._bucket.client.create_multipart_upload(
+            Bucket=self._bucket.name,
             Key=self._full_key,
             ContentType=self._content_type,
             Metadata=self._metadata,
-            **self._s.object_args,
-            **(full_object if self._s.checksum == "crc32c" else {}),
+            **self._bucket.object_args,
+            **(full_object if self._bucket.checksum == "crc32c" else {}),
         )
         self._upload_id = created["UploadId"]
 
     def _send_part(self, number: int, part: bytes) -> CompletedPartTypeDef:
         checksum = self._body_checksum(part)
-        response = self._s.client.upload_part(
-            Bucket=self._s.bucket,
+        response = self._bucket.client.upload_part(
+            Bucket=self._bucket.name,
             Key=self._full_key,
             UploadId=self._upload_id,
             PartNumber=number,
@@ -103,7 +103,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     def _body_checksum(self, body: bytes, digests: Digests | None = None) -> dict[str, Any]:
         """The checksum a request carries for `body`: from `digests` when they describe it, else
         computed here (CRC32C in "crc32c" mode, Content-MD5 in "md5" mode)."""
-        if self._s.checksum == "md5":
+        if self._bucket.checksum == "md5":
             return {"ContentMD5": md5_b64(body)}
         if digests is not None and digests.crc32c is None:
             return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": b64(bytes.fromhex(digests.sha256))}
@@ -114,14 +114,14 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         """PutObject with the checksum of `digests` (see `worker.storage.s3.storage`) and their ``sha256``."""
         if digests is not None:
             self._metadata = {**self._metadata, "sha256": digests.sha256}  # one request: labels go too
-        return self._s.client.put_object(
-            Bucket=self._s.bucket,
+        return self._bucket.client.put_object(
+            Bucket=self._bucket.name,
             Key=self._full_key,
             Body=_OneRead(body),
             ContentLength=len(body),
             ContentType=self._content_type,
             Metadata=self._metadata,
-            **self._s.object_args,
+            **self._bucket.object_args,
             **self._body_checksum(body, digests),
         )
 
@@ -129,15 +129,15 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         """CompleteMultipartUpload, with the whole object's CRC32C (from `digests`, else combined from
         the parts') and its size: S3 checks both."""
         whole: dict[str, Any] = {}
-        if self._s.checksum == "crc32c":
+        if self._bucket.checksum == "crc32c":
             whole = {"ChecksumType": "FULL_OBJECT", "MpuObjectSize": self._size}
             if digests is not None and digests.crc32c:
                 whole["ChecksumCRC32C"] = digests.crc32c
             elif all("ChecksumCRC32C" in part for part in parts):
                 whole["ChecksumCRC32C"] = crc32c_of_parts(
                     [(part["ChecksumCRC32C"], self._part_sizes[part["PartNumber"]]) for part in parts])
-        return self._s.client.complete_multipart_upload(
-            Bucket=self._s.bucket,
+        return self._bucket.client.complete_multipart_upload(
+            Bucket=self._bucket.name,
             Key=self._full_key,
             UploadId=self._upload_id,
             MultipartUpload={"Parts": parts},
@@ -147,12 +147,14 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     def _discard(self) -> None:
         """AbortMultipartUpload: none is left pending."""
         try:
-            self._s.client.abort_multipart_upload(Bucket=self._s.bucket, Key=self._full_key, UploadId=self._upload_id)
+            self._bucket.client.abort_multipart_upload(
+                Bucket=self._bucket.name, Key=self._full_key, UploadId=self._upload_id
+            )
         except (boto.ClientError, boto.BotoCoreError) as exc:
-            log.warning("storage_abort_failed", storage=self._s.name, key=self._key, reason=str(exc))
+            log.warning("storage_abort_failed", storage=self._bucket.storage, key=self._key, reason=str(exc))
 
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
-        metadata = {name: unquote(value) for name, value in self._metadata.items()}
+        metadata = decode_header_metadata(self._metadata)
         checksums = {"sha256": metadata["sha256"]} if "sha256" in metadata else {}
         if "-" not in response.get("ChecksumCRC32C", "-"):
             checksums["crc32c"] = response["ChecksumCRC32C"]
