@@ -53,6 +53,7 @@ Around the transfers (each module's docstring says what the values hold)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "archiver:"
@@ -66,6 +67,26 @@ FIGURES = frozenset({
 STREAM_API_PARTS = ("state", "minute", "second")
 
 
+class _Fixed:
+    """A key with no variable part: ``keys.due`` → ``P due``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, keys: Keys, owner: type | None = None) -> str:
+        return keys.prefix + self.name
+
+
+class _Named:
+    """A key named by one value: ``keys.file(fid)`` → ``P file:<fid>``."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __get__(self, keys: Keys, owner: type | None = None) -> Callable[[str], str]:
+        return lambda value: keys.prefix + self.pattern.format(value)
+
+
 @dataclass(frozen=True)
 class Keys:
     """The key names under one prefix (see the module docstring)."""
@@ -74,102 +95,42 @@ class Keys:
 
     # -- the transfers (Lua: worker.ledger.scripts, and the counting scripts of
     #    worker.monitoring.tally and worker.ledger.unrouted) -------------------------------------
-
-    def file(self, file_id: str) -> str:
-        return f"{self.prefix}file:{file_id}"
-
-    def file_transfers(self, file_id: str) -> str:
-        return f"{self.prefix}file:{file_id}:transfers"
-
-    def transfer(self, transfer_id: str) -> str:
-        return f"{self.prefix}transfer:{transfer_id}"
-
-    @property
-    def transfers(self) -> str:
-        return f"{self.prefix}transfers"
-
-    def state(self, state: str) -> str:
-        return f"{self.prefix}state:{state}"
-
-    @property
-    def due(self) -> str:
-        return f"{self.prefix}due"
-
-    @property
-    def expiry(self) -> str:
-        return f"{self.prefix}expiry"
-
-    @property
-    def unrouted(self) -> str:
-        return f"{self.prefix}unrouted"
-
-    def call(self, call_cid: str) -> str:
-        return f"{self.prefix}call:{call_cid}"
-
-    def running(self, storage: str) -> str:
-        return f"{self.prefix}running:{storage}"
-
-    def key_owner(self, storage: str) -> str:
-        return f"{self.prefix}keyowner:{storage}"
-
-    @property
-    def scheduler_lock(self) -> str:
-        return f"{self.prefix}scheduler:lock"
+    file = _Named("file:{}")
+    file_transfers = _Named("file:{}:transfers")
+    transfer = _Named("transfer:{}")
+    transfers = _Fixed("transfers")
+    state = _Named("state:{}")
+    due = _Fixed("due")
+    expiry = _Fixed("expiry")
+    unrouted = _Fixed("unrouted")
+    call = _Named("call:{}")
+    running = _Named("running:{}")
+    key_owner = _Named("keyowner:{}")
+    scheduler_lock = _Fixed("scheduler:lock")
+    stream_failures = _Fixed("stream_failures")
+    schema_version = _Fixed("schema_version")
+    schema_migration_lock = _Fixed("schema_migration_lock")
 
     def failure(self, kind: str, call_cid: str, identity: object) -> str:
         return f"{self.prefix}failure:{kind}:{call_cid}:{identity}"
 
-    @property
-    def stream_failures(self) -> str:
-        return f"{self.prefix}stream_failures"
-
-    @property
-    def schema_version(self) -> str:
-        return f"{self.prefix}schema_version"
-
-    @property
-    def schema_migration_lock(self) -> str:
-        return f"{self.prefix}schema_migration_lock"
-
     # -- around the transfers --------------------------------------------------------------------
-
-    @property
-    def at_risk(self) -> str:
-        return f"{self.prefix}at_risk"
-
-    @property
-    def at_risk_at(self) -> str:
-        return f"{self.prefix}at_risk_at"
-
-    @property
-    def reconcile_marks(self) -> str:
-        return f"{self.prefix}reconcile:marks"
-
-    @property
-    def reconcile_failed(self) -> str:
-        return f"{self.prefix}reconcile:failed"
-
-    def backfill(self, name: str) -> str:
-        return f"{self.prefix}backfill:{name}"
-
-    def backfill_calls(self, name: str) -> str:
-        return f"{self.prefix}backfill:{name}:calls"
-
-    def backfill_queue(self, name: str) -> str:
-        return f"{self.prefix}backfill:{name}:queue"
+    at_risk = _Fixed("at_risk")
+    at_risk_at = _Fixed("at_risk_at")
+    reconcile_marks = _Fixed("reconcile:marks")
+    reconcile_failed = _Fixed("reconcile:failed")
+    backfill = _Named("backfill:{}")
+    backfill_calls = _Named("backfill:{}:calls")
+    backfill_queue = _Named("backfill:{}:queue")
+    trial_permit = _Named("trial_permit:{}")
+    tally = _Named("stats:tally:{}")
 
     def stream_api(self, endpoint: str) -> list[str]:
         """An endpoint's budget: its state, minute and second keys (the budget script's KEYS)."""
         return [f"{self.prefix}stream_api:{part}:{endpoint}" for part in STREAM_API_PARTS]
-
-    def trial_permit(self, exact_url: str) -> str:
-        return f"{self.prefix}trial_permit:{exact_url}"
 
     def figure(self, name: str) -> str:
         """A figure of `FIGURES` (ValueError for any other name)."""
         if name not in FIGURES:
             raise ValueError(f"no such figure: {name!r}")
         return f"{self.prefix}{name}"
-
-    def tally(self, state: str) -> str:
-        return f"{self.prefix}stats:tally:{state}"
