@@ -6,16 +6,17 @@ Unknown keys are errors. Any secret may be written ``"env:NAME"`` or ``"file:/pa
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 
 from config.errors import ConfigError, describe
 from config.storages import DEFAULT_LOCAL_ROOT, LOCAL_STORAGE_NAME, STREAM_S3, StorageConfig
-from config.types import Duration, Route, Strict, names_in
+from config.types import Duration, Kind, Route, Strict, names_in
 
 
 class TransferTuning(Strict):
@@ -57,6 +58,13 @@ _KEY_FIELDS = {
 class ArchiveConfig(Strict):
     """The TOML file, top level."""
 
+    kinds: tuple[Kind, ...] = Field(
+        default=("recording", "transcription"),
+        description='The kinds of file archived: "recording", "transcription", "frame_recording" (the still images '
+                    "Stream captures of a call's tracks, announced by call.frame_recording_ready). Stream's events "
+                    "for a kind not listed are answered and counted (outcome ignored), nothing recorded, and "
+                    "backfill and reconciliation do not list it. Stream has no listing of frame recordings: one "
+                    "whose event was missed cannot be recovered.")
     default_storage: Route = Field(
         default=LOCAL_STORAGE_NAME,
         description='Where a file goes when nothing more specific applies: a storage name, or a list of them (one '
@@ -78,7 +86,8 @@ class ArchiveConfig(Strict):
     key_template: str = Field(
         default="{call_type}/{call_id}/{filename}",
         description="Object key under the storage's path. Placeholders: call_type, call_id, call_cid, filename, kind "
-                    "(recording | transcription), session_id, recording_type, year, month, day (when it ended).")
+                    "(recording | transcription | frame_recording), session_id, recording_type, year, month, day "
+                    "(when it ended).")
     call_types: dict[str, Route] = Field(
         default_factory=dict, description="Per call type: the storage(s) its files go to.")
     call_storage_key: str = Field(
@@ -139,6 +148,21 @@ class ArchiveConfig(Strict):
             if not names or any(not n for n in names) or len(set(names)) != len(names):
                 raise ValueError("a route is a storage name or a non-empty list of distinct names")
         return value
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _known_kinds(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value  # the type's own error says a list is expected
+        known: tuple[str, ...] = get_args(Kind)
+        for name in value:
+            if isinstance(name, str) and name not in known:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown kind {name!r}: {hint}(known: {', '.join(known)})")
+        if not value:
+            raise ValueError(f"must name at least one kind (known: {', '.join(known)})")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("key_template")
     @classmethod

@@ -34,6 +34,7 @@ _EXPECTED = {
 # Fields whose expected value is better shown by example (by the field's name, wherever it is).
 _EXAMPLES = {
     "download_hosts": 'a list of host patterns such as ["*.example.com"]',
+    "kinds": 'a list of kinds such as ["recording", "transcription"]',
     "default_storage": 'a storage name, or a list of names such as ["s3", "local"]',
     "call_types": 'a table of call type = storage name(s), such as { livestream = "s3" }',
     "storages": "[[storages]] tables (each with name, storage_type and bucket)",

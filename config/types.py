@@ -6,7 +6,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
@@ -47,6 +47,10 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+Kind = Literal["recording", "transcription", "frame_recording"]
+"""The kinds of file the archiver knows, as the ledger, the logs and the `kinds` setting spell them: one
+entry each in the kinds table (`worker/files.py`), a test checks."""
 
 Route = str | list[str]  # one storage name, or several (one transfer per destination)
 

@@ -6,7 +6,10 @@ storage, and its id is derived from the file identity and the storage name.
 
 The kinds of file (`ARTEFACT_KINDS`) are one table: every name Stream and the archiver give a
 kind (its webhook events, where its ready event carries it, its section of Stream's API, what is
-logged about it) is written there and nowhere else. A new kind is one entry there (and in `Kind`).
+logged about it) is written there and nowhere else. A new kind is one entry there (and its name in
+`config.types.Kind`, which the `kinds` setting is checked against). A kind Stream has no listing for
+(``frame_recording``: its events are the only word of it) has no `api_section`: discovery passes it
+over, no fresh URL can be asked for, and it is never deleted from Stream.
 """
 
 from __future__ import annotations
@@ -14,21 +17,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from urllib.parse import urlsplit
 
-Kind = Literal["recording", "transcription"]
+from config.types import Kind as Kind  # the names; the settings' `kinds` takes them too
 
 
 @dataclass(frozen=True)
 class ArtefactKind:
     """One kind of file Stream makes of a call, and its names (``shared/stream-api.md`` §1, §4.1)."""
 
-    name: Kind  # as the ledger, the CLI's --kinds and the logs spell it
+    name: Kind  # as the ledger, the CLI's --kinds, the `kinds` setting and the logs spell it
     ready_event: str  # the webhook event announcing a file of this kind
-    failure_event: str  # the webhook event saying that one will never arrive
-    payload_key: str  # the ready event's field holding the file
-    api_section: str  # Stream's List/Delete path segment, and the key of List's answer
-    failed_log_event: str  # logged (as an error) when Stream reports a failure
+    payload_key: str | None  # the ready event's field holding the file; None: the event's own fields
+    failure_event: str | None = None  # the webhook event saying that one will never arrive
+    api_section: str | None = None  # Stream's List/Delete path segment and the key of List's answer; None: no listing
+    failed_log_event: str | None = None  # logged (as an error) when Stream reports a failure
+    filename_field: str | None = "filename"  # None: the filename is the last path segment of the URL
+    time_fields: tuple[str, str] = ("start_time", "end_time")  # the file's fields of its start and end
 
 
 ARTEFACT_KINDS: tuple[ArtefactKind, ...] = (
@@ -38,11 +43,15 @@ ARTEFACT_KINDS: tuple[ArtefactKind, ...] = (
     ArtefactKind(name="transcription", ready_event="call.transcription_ready",
                  failure_event="call.transcription_failed", payload_key="call_transcription",
                  api_section="transcriptions", failed_log_event="stream_transcription_failed"),
+    ArtefactKind(name="frame_recording", ready_event="call.frame_recording_ready", payload_key=None,
+                 filename_field=None, time_fields=("captured_at", "captured_at")),
 )
 KINDS: tuple[Kind, ...] = tuple(k.name for k in ARTEFACT_KINDS)
+LISTED_KINDS: tuple[Kind, ...] = tuple(k.name for k in ARTEFACT_KINDS if k.api_section is not None)
+"""The kinds Stream lists (discovery's, backfill's and reconciliation's); the others come by event only."""
 _BY_NAME: dict[str, ArtefactKind] = {k.name: k for k in ARTEFACT_KINDS}
 _BY_READY_EVENT = {k.ready_event: k for k in ARTEFACT_KINDS}
-_BY_FAILURE_EVENT = {k.failure_event: k for k in ARTEFACT_KINDS}
+_BY_FAILURE_EVENT = {k.failure_event: k for k in ARTEFACT_KINDS if k.failure_event is not None}
 
 
 def artefact(name: str) -> ArtefactKind:
@@ -64,6 +73,19 @@ def failed_artefact(event_type: str) -> ArtefactKind | None:
     return _BY_FAILURE_EVENT.get(event_type)
 
 
+def listing(kind: Kind) -> str:
+    """Stream's API section listing (and deleting) files of `kind`; ValueError when Stream has none."""
+    section = artefact(kind).api_section
+    if section is None:
+        raise ValueError(f"Stream has no listing of {kind} files")
+    return section
+
+
+def filename_in(url: str) -> str:
+    """The last path segment of `url` (as it is written, query aside): "" when the path ends in "/"."""
+    return urlsplit(url).path.rsplit("/", 1)[-1]
+
+
 def _digest(*parts: str) -> str:
     joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(joined, digest_size=12).hexdigest()
@@ -71,7 +93,7 @@ def _digest(*parts: str) -> str:
 
 @dataclass(frozen=True)
 class StreamFile:
-    """One recording or transcription, as a ready event (or ListRecordings) describes it."""
+    """One file of a kind (a recording, a transcription, a frame), as a ready event (or a listing) describes it."""
 
     call_cid: str
     kind: Kind
@@ -118,6 +140,9 @@ CONTENT_TYPES = {
     "zip": "application/zip",
     "jsonl": "application/jsonl",
     "json": "application/json",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
 }
 
 

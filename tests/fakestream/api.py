@@ -31,6 +31,7 @@ _CALL = r"^/api/v2/video/call/(?P<type>[^/]+)/(?P<id>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
     ("GET", re.compile(_CALL + r"/recordings$"), "list_recordings", "ListRecordings"),
     ("GET", re.compile(_CALL + r"/transcriptions$"), "list_transcriptions", "ListTranscriptions"),
+    ("GET", re.compile(_CALL + r"/report$"), "get_call_report", "GetCallReport"),
     ("GET", re.compile(_CALL + r"$"), "get_call", "GetCall"),
     ("POST", re.compile(r"^/api/v2/video/calls$"), "query_calls", "QueryCalls"),
     ("DELETE", re.compile(_CALL + r"/(?P<session>[^/]*)/recordings/(?P<filename>[^/]+)$"), "delete_recording",
@@ -188,6 +189,17 @@ class Api:
         cid = self._require_call(params)
         return {"transcriptions": [self._file_json(f) for f in self.store.live_files(cid, "transcription")]}
 
+    def get_call_report(self, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        """GetCallReport: the stats report of ``?session_id=`` (default: the call's current session);
+        "does not exist" (code 16) when the session has none."""
+        call = self.store.get_call(self._require_call(params))
+        assert call is not None
+        session = params.get("session_id") or call.session_id
+        report = self.store.report(call.cid, session)
+        if report is None:
+            raise self._missing(f"no report for session {session} of call {call.cid}")
+        return report.response(call, self.config.timestamp_format())
+
     def get_call(self, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         """GetCall."""
         call = self.store.get_call(self._require_call(params))
@@ -251,6 +263,7 @@ class Api:
         if found is None:
             raise ApiFailure(404, 16, f"endpoint {method} {path} not found")
         name, _, params = found
+        params = {**query, **params}  # the path's parameters, and the query's beside them
         return getattr(self, name)(params, _json_body(raw_body))  # type: ignore[no-any-return]
 
 

@@ -51,7 +51,7 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-def _user(user_id: str, when: datetime, fmt: TimestampFormat) -> dict[str, Any]:
+def user_response(user_id: str, when: datetime, fmt: TimestampFormat) -> dict[str, Any]:
     """A UserResponse with every required field."""
     ts = format_timestamp(when, fmt)
     return {
@@ -71,7 +71,7 @@ def _user(user_id: str, when: datetime, fmt: TimestampFormat) -> dict[str, Any]:
     }
 
 
-def _session(call: CallRecord, fmt: TimestampFormat) -> dict[str, Any]:
+def session_response(call: CallRecord, fmt: TimestampFormat) -> dict[str, Any]:
     """A CallSessionResponse for the call's (single) session."""
     session: dict[str, Any] = {
         "id": call.session_id,
@@ -104,7 +104,7 @@ def call_response(call: CallRecord, fmt: TimestampFormat) -> dict[str, Any]:
         "backstage": False,
         "blocked_user_ids": [],
         "custom": dict(call.custom),
-        "created_by": _user(call.created_by_id, call.created_at, fmt),
+        "created_by": user_response(call.created_by_id, call.created_at, fmt),
         "egress": {"broadcasting": False, "rtmps": []},
         "ingress": {
             "rtmp": {"address": f"rtmps://ingress.stream-io-video.com:443/fake.{call.call_type}.{call.call_id}"},
@@ -112,7 +112,7 @@ def call_response(call: CallRecord, fmt: TimestampFormat) -> dict[str, Any]:
             "whip": {"address": ""},
         },
         "settings": _SETTINGS,
-        "session": _session(call, fmt),
+        "session": session_response(call, fmt),
     }
     if call.ended_at is not None:
         body["ended_at"] = format_timestamp(call.ended_at, fmt)

@@ -1,4 +1,5 @@
-"""Webhook events (``call.recording_ready`` / ``call.transcription_ready``) and a Stream-like sender.
+"""Webhook events (``call.recording_ready`` / ``call.transcription_ready`` / ``call.frame_recording_ready``
+/ ``call.stats_report_ready``, as Stream's spec v236.0.4 defines them) and a Stream-like sender.
 
 Delivery follows stream-api.md §2: JSON POST with ``X-WEBHOOK-ID`` (same across retries),
 ``X-WEBHOOK-ATTEMPT``, ``X-API-KEY``, ``X-SIGNATURE`` = lowercase hex HMAC-SHA256 of the raw
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from tests.fakestream.callresponse import user_response
 from tests.fakestream.models import StoredFile, TimestampFormat, format_timestamp
 
 WEBHOOK_TIMEOUT = 6.0  # Stream's per-attempt timeout
@@ -84,10 +86,51 @@ def transcription_ready_event(
     return event
 
 
+def frame_recording_ready_event(
+    file: StoredFile, *, legacy: bool = False, ns_timestamps: bool = False, url: str | None = None
+) -> dict[str, Any]:
+    """A ``call.frame_recording_ready`` event (CallFrameRecordingFrameReadyEvent) for a frame: every
+    field required, in the spec's order; ``users`` maps each user id to a UserResponse. ``legacy``
+    is accepted for symmetry and changes nothing (the event is newer than the fields it drops)."""
+    if file.kind != "frame_recording":
+        raise ValueError("frame_recording_ready_event needs a frame recording")
+    fmt = _fmt(ns_timestamps)
+    event: dict[str, Any] = {
+        "type": "call.frame_recording_ready",
+        "created_at": format_timestamp(time.time_ns(), fmt),
+        "call_cid": file.call_cid,
+        "session_id": file.session_id or "",
+        "track_type": file.track_type or "TRACK_TYPE_VIDEO",
+        "url": url or file.url,
+        "captured_at": format_timestamp(file.start_time, fmt),
+        "users": {user: user_response(user, file.start_time, fmt) for user in file.users},
+        "egress_id": file.egress_id,
+    }
+    return event
+
+
+def stats_report_ready_event(call_cid: str, session_id: str, counts: dict[str, int], *,
+                             ns_timestamps: bool = False) -> dict[str, Any]:
+    """A ``call.stats_report_ready`` event (CallStatsReportReadyEvent): the required fields (``counts``:
+    a CallStatsParticipantCounts), with an empty ``participants_overview`` that is not trimmed."""
+    return {
+        "type": "call.stats_report_ready",
+        "created_at": format_timestamp(time.time_ns(), _fmt(ns_timestamps)),
+        "call_cid": call_cid,
+        "session_id": session_id,
+        "counts": dict(counts),
+        "participants_overview": [],
+        "is_trimmed": False,
+    }
+
+
+_READY_EVENTS = {"recording": recording_ready_event, "transcription": transcription_ready_event,
+                 "frame_recording": frame_recording_ready_event}
+
+
 def ready_event(file: StoredFile, **kwargs: Any) -> dict[str, Any]:
     """The ready event matching the file's kind."""
-    build = recording_ready_event if file.kind == "recording" else transcription_ready_event
-    return build(file, **kwargs)
+    return _READY_EVENTS[file.kind](file, **kwargs)
 
 
 def sign_body(body: bytes, api_secret: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 TimestampFormat = Literal["rfc3339", "ns"]
-FileKind = Literal["recording", "transcription"]
+FileKind = Literal["recording", "transcription", "frame_recording"]  # frames: no listing, events only
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CHUNK_SIZE = 1 << 20  # 1 MiB: read/write granularity for file bodies
@@ -29,7 +29,11 @@ CONTENT_TYPES: dict[str, str] = {
     ".mkv": "video/x-matroska",
     ".zip": "application/zip",
     ".jsonl": "application/jsonl",
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
 }
+_CDN_FOLDERS: dict[str, str] = {"recording": "recordings", "transcription": "transcriptions",
+                                "frame_recording": "frames"}
 
 _RFC3339 = re.compile(
     r"^(?P<base>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?"
@@ -138,6 +142,8 @@ def default_filename(
     stem, ms = f"{call_type}_{call_id}", to_unix_ms(start_time)
     if kind == "transcription":
         return f"transcript_{stem}_{ms}.jsonl"
+    if kind == "frame_recording":
+        return f"frame_{stem}_{participant}_{ms}.jpg"
     if recording_type == "individual":
         return f"rec_{stem}_{participant}_{ms}.mkv"
     if recording_type == "raw":
@@ -153,9 +159,10 @@ def content_type_for(filename: str) -> str:
 
 
 def cdn_path_for(app_id: int, kind: FileKind, call_cid: str, filename: str) -> str:
-    """URL-escaped CDN path: ``/{app_id}/video/{recordings|transcriptions}/{type}_{id}/{filename}``."""
+    """URL-escaped CDN path: ``/{app_id}/video/{recordings|transcriptions|frames}/{type}_{id}/{filename}``
+    (the frames folder is a guess: no example of a frame's URL is published)."""
     call_type, call_id = split_cid(call_cid)
-    folder = "recordings" if kind == "recording" else "transcriptions"
+    folder = _CDN_FOLDERS[kind]
     return f"/{app_id}/video/{folder}/{quote(f'{call_type}_{call_id}', safe='')}/{quote(filename, safe='')}"
 
 
@@ -180,7 +187,7 @@ def digest_content(content: bytes | Path) -> tuple[int, str, str]:
 
 @dataclass(frozen=True, eq=False)
 class StoredFile:
-    """One recording or transcription file held by the fake (identity = call_cid, kind, filename)."""
+    """One recording, transcription or frame held by the fake (identity = call_cid, kind, filename)."""
 
     call_cid: str
     kind: FileKind
@@ -196,6 +203,8 @@ class StoredFile:
     egress_id: str = ""
     etag: str = ""  # quoted MD5 hex, as S3 sends it
     cdn_path: str = ""  # URL-escaped path of the file on the CDN host
+    track_type: str | None = None  # a frame's: TRACK_TYPE_VIDEO or TRACK_TYPE_SCREEN_SHARE
+    users: tuple[str, ...] = ()  # a frame's: the ids of the users in it
 
     @property
     def call_type(self) -> str:

@@ -26,10 +26,12 @@ from tests.fakestream.api import Api, ApiConfig, ApiHandler
 from tests.fakestream.callresponse import call_response
 from tests.fakestream.cdn import Cdn, CdnHandler, UrlSigner
 from tests.fakestream.events import (
+    frame_recording_ready_event,
     ready_event,
     recording_ready_event,
     send_webhook,
     send_webhook_with_retries,
+    stats_report_ready_event,
     transcription_ready_event,
 )
 from tests.fakestream.httpbase import RunningServer
@@ -49,17 +51,21 @@ from tests.fakestream.models import (
     utc,
 )
 from tests.fakestream.ratelimit import EndpointRate, RetryAfter
+from tests.fakestream.reports import SessionReport
 from tests.fakestream.store import ApiRequest, Store
 
 __all__ = [
     "ApiRequest",
     "EndpointRate",
     "FakeStream",
+    "SessionReport",
     "StoredFile",
+    "frame_recording_ready_event",
     "recording_ready_event",
     "send_webhook",
     "send_webhook_with_retries",
     "start_fake_stream",
+    "stats_report_ready_event",
     "transcription_ready_event",
 ]
 
@@ -257,6 +263,54 @@ class FakeStream:
             egress_id=egress_id,
         )
 
+    def add_frame_recording(
+        self,
+        call_cid: str,
+        content: bytes | Path,
+        *,
+        filename: str | None = None,
+        session_id: str | None = CALL_SESSION,
+        captured_at: datetime | None = None,
+        track_type: str = "TRACK_TYPE_VIDEO",
+        participant: str = "user-1",
+        egress_id: str | None = None,
+    ) -> StoredFile:
+        """Store a still frame (JPEG) captured of ``participant``'s track at ``captured_at`` (default now),
+        served by the CDN and announced only by ``call.frame_recording_ready``: no endpoint lists frames."""
+        at = utc(captured_at) if captured_at is not None else now_utc()
+        return self._add_file(
+            "frame_recording",
+            call_cid,
+            content,
+            filename=filename,
+            session_id=session_id,
+            recording_type=None,
+            start_time=at,
+            end_time=at,
+            name_options={"participant": participant},
+            egress_id=egress_id,
+            track_type=track_type,
+            users=(participant,),
+        )
+
+    def add_stats_report(
+        self, call_cid: str, *, session_id: str | None = None, participants: int = 2, score: float = 87.5
+    ) -> SessionReport:
+        """Make the stats report of a session (default: the call's current one) that GetCallReport
+        serves; the call is created (ended now) when unknown."""
+        end = now_utc()
+        with self._store.lock:
+            call = self._ensure_call(call_cid, end - timedelta(minutes=1), end)
+            report = SessionReport(call_cid, session_id or call.session_id, started_at=call.created_at,
+                                   ended_at=call.ended_at or end, participants=participants, score=score)
+            self._store.put_report(report)
+        return report
+
+    def stats_report_event(self, report: SessionReport, *, ns_timestamps: bool | None = None) -> dict[str, Any]:
+        """The ``call.stats_report_ready`` event of ``report``."""
+        ns = self.timestamp_format == "ns" if ns_timestamps is None else ns_timestamps
+        return stats_report_ready_event(report.call_cid, report.session_id, report.counts(), ns_timestamps=ns)
+
     def _add_file(
         self,
         kind: FileKind,
@@ -270,6 +324,8 @@ class FakeStream:
         end_time: datetime | None,
         name_options: dict[str, Any],
         egress_id: str | None,
+        track_type: str | None = None,
+        users: tuple[str, ...] = (),
     ) -> StoredFile:
         """Hash the content, pick name/times/session, register the file and sign its first URL."""
         end = utc(end_time) if end_time is not None else now_utc()
@@ -293,6 +349,8 @@ class FakeStream:
                 egress_id=egress_id or new_egress_id(),
                 etag=f'"{md5}"',
                 cdn_path=cdn_path_for(self.app_id, kind, call_cid, name),
+                track_type=track_type,
+                users=users,
             )
             stored = replace(stored, url=self.signed_url(stored))
             self._store.add_file(stored)
@@ -349,7 +407,7 @@ class FakeStream:
 
     def limit_api(self, endpoint: str, per_minute: int | None, *, window: float = 60.0) -> None:
         """Limit ``endpoint`` (Stream's operation name: GetCall, ListRecordings, ListTranscriptions,
-        QueryCalls, DeleteRecording, DeleteTranscription) to ``per_minute`` requests a minute and
+        QueryCalls, DeleteRecording, DeleteTranscription, GetCallReport) to ``per_minute`` requests a minute and
         per_minute / 30 a second, as Stream does (None: no limit, the default); resets its counts.
         ``window`` shortens the minute for tests (a second is then window / 60)."""
         self._api.limits.set(endpoint, per_minute, window=window)
@@ -440,6 +498,11 @@ class FakeStream:
         """Send the file's ready event to ``target_url`` signed with this app's credentials.
         ``send_kwargs`` go to :func:`send_webhook` (gzip, webhook_id, attempt, signature, headers_override, client)."""
         event = self.event_for(file, legacy=legacy, ns_timestamps=ns_timestamps, url=url)
+        return send_webhook(target_url, event, api_key=self.api_key, api_secret=self.api_secret, **send_kwargs)
+
+
+    def deliver_event(self, target_url: str, event: dict[str, Any], **send_kwargs: Any) -> httpx.Response:
+        """Send any event (a stats report's, say) to ``target_url`` signed with this app's credentials."""
         return send_webhook(target_url, event, api_key=self.api_key, api_secret=self.api_secret, **send_kwargs)
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.fakestream.models import CallRecord, FileKind, StoredFile
+from tests.fakestream.reports import SessionReport
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Store:
         self.cdn_requests: list[tuple[str, str, dict[str, str]]] = []
         self.api_requests: list[ApiRequest] = []
         self._downloads: Counter[int] = Counter()
+        self._reports: dict[tuple[str, str], SessionReport] = {}
 
     # ------------------------------------------------------------------ calls
 
@@ -92,6 +94,18 @@ class Store:
         """Mark a file deleted (the CDN then answers 404 and the list endpoints skip it)."""
         with self.lock:
             self._deleted.add(id(stored))
+
+    # ------------------------------------------------------------------ stats reports
+
+    def put_report(self, report: SessionReport) -> None:
+        """Keep (or replace) the stats report of a session."""
+        with self.lock:
+            self._reports[(report.call_cid, report.session_id)] = report
+
+    def report(self, call_cid: str, session_id: str) -> SessionReport | None:
+        """The stats report of a session, or None."""
+        with self.lock:
+            return self._reports.get((call_cid, session_id))
 
     # ------------------------------------------------------------------ logs
 

@@ -24,7 +24,10 @@ from getstream.exceptions import (  # type: ignore[import-untyped]
 )
 from getstream.models import (  # type: ignore[import-untyped]
     APIError,
+    CallFrameRecordingFrameReadyEvent,
     CallRecordingReadyEvent,
+    CallStatsReportReadyEvent,
+    GetCallReportResponse,
     GetCallResponse,
     ListRecordingsResponse,
     ListTranscriptionsResponse,
@@ -329,6 +332,56 @@ def test_sdk_delete_recording_then_cdn_404(fake: FakeStream, sdk: Stream, http: 
     assert tr.session_id is not None
     call.delete_transcription(tr.session_id, tr.filename)
     assert call.list_transcriptions().data.transcriptions == []
+
+
+def test_frame_events_parse_in_the_sdk_and_their_images_come_from_the_cdn_unlisted(
+        fake: FakeStream, sdk: Stream, http: httpx.Client) -> None:
+    frame = fake.add_frame_recording("default:frames", b"\xff\xd8jpeg", captured_at=T0, participant="alice")
+    event = fake.event_for(frame, ns_timestamps=True)
+    assert list(event) == ["type", "created_at", "call_cid", "session_id", "track_type", "url", "captured_at",
+                           "users", "egress_id"]  # the spec's fields, all required, in its order
+    body = json.dumps(event).encode()
+    parsed = verify_and_parse_webhook(body, _sig(body, fake), fake.api_secret)
+    assert isinstance(parsed, CallFrameRecordingFrameReadyEvent)
+    assert CallFrameRecordingFrameReadyEvent.from_dict(event, infer_missing=False).egress_id == frame.egress_id
+    assert (parsed.session_id, parsed.track_type, list(parsed.users)) == (frame.session_id, "TRACK_TYPE_VIDEO",
+                                                                          ["alice"])
+    assert _close(parsed.captured_at, T0) and parsed.users["alice"].id == "alice"
+    assert parsed.url.split("?")[0].endswith("/" + frame.filename) and frame.filename.endswith(".jpg")
+    image = http.get(parsed.url)
+    assert (image.status_code, image.content, image.headers["content-type"]) == (200, b"\xff\xd8jpeg",
+                                                                                "image/jpeg")
+    call = sdk.video.call("default", "frames")
+    assert call.list_recordings().data.recordings == [] and call.list_transcriptions().data.transcriptions == []
+    rfc = fake.event_for(frame, ns_timestamps=False)
+    assert isinstance(rfc["captured_at"], str) and rfc["url"].startswith(f"http://{fake.cdn_host}/")
+
+
+def test_stats_report_events_and_get_call_report_parse_in_the_sdk(fake: FakeStream, sdk: Stream,
+                                                                 http: httpx.Client) -> None:
+    fake.add_call("default", "reported", created_at=T0, ended_at=T0 + timedelta(hours=1))
+    report = fake.add_stats_report("default:reported", participants=3)
+    event = fake.stats_report_event(report)
+    body = json.dumps(event).encode()
+    parsed = verify_and_parse_webhook(body, _sig(body, fake), fake.api_secret)
+    assert isinstance(parsed, CallStatsReportReadyEvent)
+    assert CallStatsReportReadyEvent.from_dict(event, infer_missing=False).counts.participants == 3
+    assert (parsed.call_cid, parsed.session_id) == ("default:reported", report.session_id)
+
+    call = sdk.video.call("default", "reported")
+    got = call.get_call_report(session_id=report.session_id).data
+    assert isinstance(got, GetCallReportResponse) and got.duration.endswith("ms")
+    assert (got.session_id, got.report.participants.sum, got.report.call.score) == (report.session_id, 3, 87.5)
+    assert got.session is not None and got.session.id == report.session_id and _close(got.session.started_at, T0)
+    assert call.get_call_report().data.session_id == report.session_id  # no session_id: the call's current one
+    assert fake.api_requests[-2].query["session_id"] == report.session_id
+    raw = http.get(f"{fake.base_url}/api/v2/video/call/default/reported/report",
+                   params={"api_key": fake.api_key, "session_id": report.session_id},
+                   headers={"Authorization": sdk.token, "stream-auth-type": "jwt"})
+    assert GetCallReportResponse.from_dict(raw.json(), infer_missing=False).session_id == report.session_id
+    with pytest.raises(StreamApiException) as err:
+        call.get_call_report(session_id="no-such-session")
+    assert (err.value.status_code, err.value.code) == (404, 16)
 
 
 def test_sdk_get_unknown_call_is_404_code_16(sdk: Stream) -> None:

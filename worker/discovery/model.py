@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from worker.clock import from_ms, rfc3339, to_ms
-from worker.files import KINDS, Kind, StreamFile
+from worker.files import LISTED_KINDS, Kind, StreamFile
 
 Outcome = Literal["new", "known", "archived", "left_with_stream"]
 EventKind = Literal["resumed", "page", "call", "file"]
@@ -53,21 +53,21 @@ class DiscoveryQuery:
     until: datetime | None = None
     call_types: tuple[str, ...] = ()
     calls: tuple[str, ...] = ()
-    kinds: tuple[Kind, ...] = KINDS
+    kinds: tuple[Kind, ...] = LISTED_KINDS
     incremental: bool = False  # what changed since `since` (see the module docstring)
 
     @classmethod
     def build(cls, since: datetime, until: datetime | None = None, call_types: Collection[str] = (),
-              calls: Collection[str] = (), kinds: Collection[Kind] = KINDS, *,
+              calls: Collection[str] = (), kinds: Collection[Kind] = LISTED_KINDS, *,
               incremental: bool = False) -> DiscoveryQuery:
         """A normalised query. Raises ValueError for naive times, since after until, no kinds or a
         call that is not ``<type>:<id>``."""
         start, end = _utc_ms(since, "since"), None if until is None else _utc_ms(until, "until")
         if end is not None and end < start:
             raise ValueError(f"until ({rfc3339(end)}) is before since ({rfc3339(start)})")
-        wanted = tuple(k for k in KINDS if k in set(kinds))
-        if not wanted or set(kinds) - set(KINDS):
-            raise ValueError(f"kinds must be a non-empty subset of {', '.join(KINDS)}")
+        wanted = tuple(k for k in LISTED_KINDS if k in set(kinds))
+        if not wanted or set(kinds) - set(LISTED_KINDS):
+            raise ValueError(f"kinds must be a non-empty subset of {', '.join(LISTED_KINDS)}")
         bad = [c for c in calls if not all(c.partition(":")[::2])]
         if bad:
             raise ValueError(f"a call is '<type>:<id>', got {bad[0]!r}")
@@ -84,7 +84,7 @@ class DiscoveryQuery:
         since, until = from_ms(data["since"]), from_ms(data.get("until"))
         assert since is not None
         return cls.build(since, until, data.get("call_types") or (), data.get("calls") or (),
-                         data.get("kinds") or KINDS, incremental=bool(data.get("incremental")))
+                         data.get("kinds") or LISTED_KINDS, incremental=bool(data.get("incremental")))
 
     def passes(self) -> list[QueryPass]:
         """The QueryCalls queries to run, in order (see the module docstring)."""

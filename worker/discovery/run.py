@@ -49,7 +49,7 @@ from worker.discovery.model import (
 )
 from worker.discovery.reconcile_state import FailedCalls
 from worker.errors import MalformedPayload, StreamApiError, StreamRefused
-from worker.files import KINDS, Kind, StreamFile
+from worker.files import LISTED_KINDS, Kind, StreamFile
 from worker.intake.record import plan_transfers, record_routes
 from worker.intake.webhook import file_from_item
 from worker.runtime import Runtime
@@ -65,7 +65,7 @@ MAX_FAILED_IN_A_ROW = 5  # this many calls failing one after the other: Stream i
 
 
 def discover(runtime: Runtime, *, since: datetime, until: datetime | None = None,
-             call_types: Collection[str] = (), calls: Collection[str] = (), kinds: Collection[Kind] = KINDS,
+             call_types: Collection[str] = (), calls: Collection[str] = (), kinds: Collection[Kind] = LISTED_KINDS,
              dry_run: bool = False, checkpoint: str | None = None, progress: Progress | None = None,
              now: datetime | None = None, incremental: bool = False, retry: bool = False) -> DiscoverySummary:
     """Find the files of the calls selected, record those the ledger lacks, and count them all.
@@ -190,7 +190,7 @@ class _Run:
 
     def list_files(self, cid: str) -> list[StreamFile]:
         found: list[StreamFile] = []
-        for kind in self.query.kinds:
+        for kind in (k for k in self.query.kinds if k in self.runtime.archive.kinds):  # enabled ones only
             for item in _listed(self.runtime, cid, kind):
                 try:
                     found.append(file_from_item(cid, kind, item))

@@ -18,7 +18,7 @@ import structlog
 from config import ArchiveConfig, Settings
 from worker.clock import now_ms
 from worker.errors import MalformedPayload
-from worker.files import Kind, StreamFile, failed_artefact, transfer_id
+from worker.files import Kind, StreamFile, failed_artefact, ready_artefact, transfer_id
 from worker.intake.object_keys import object_key
 from worker.intake.routing import route
 from worker.intake.webhook import authenticate, decompress, parse_event, ready_file
@@ -36,6 +36,7 @@ class Recorded:
     new_file: bool
     transfer_ids: list[str]
     to_queue: list[str] = field(default_factory=list)  # transfers just created, and files to route
+    kind: Kind | None = None  # the file's (for the count of files received by kind)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, cal
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
     queued = [t.id for t in transfers if t.state == "queued"] if intake.transfers_created else []
-    return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued)
+    return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued, file.kind)
 
 
 def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, *,
@@ -109,7 +110,7 @@ def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, *,
                            route_in_ms=_ms(archive.redispatch_after.total_seconds()), refuse_expired=refuse_expired)
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
-    return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [])
+    return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [], file.kind)
 
 
 @dataclass(frozen=True)
@@ -140,14 +141,19 @@ def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
 def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]
                  ) -> Recorded | FailureNoted | Expired | str:
     """Record one authenticated Stream event (from the webhook or SQS): a ready file, a failure, or
-    (returned as its type) an event the archiver ignores. A ready file that ended longer than
-    `retention` ago is not recorded (`Expired`): Stream deleted it, and a signed delivery replayed
-    later must not create a transfer doomed to be `lost`. Raises MalformedPayload, redis errors."""
-    if failed_artefact(str(event["type"])) is not None:
+    (returned as its type) an event the archiver ignores: one of no kind, or of a kind not in the
+    `kinds` setting. A ready file that ended longer than `retention` ago is not recorded (`Expired`):
+    Stream deleted it, and a signed delivery replayed later must not create a transfer doomed to be
+    `lost`. Raises MalformedPayload, redis errors."""
+    event_type = str(event["type"])
+    failed = failed_artefact(event_type)
+    kind = failed or ready_artefact(event_type)
+    if kind is None or kind.name not in settings.archive.kinds:
+        return event_type
+    if failed is not None:
         return note_failure(ledger, event)
     file = ready_file(event)
-    if file is None:
-        return str(event["type"])
+    assert file is not None
     return record_file(settings.archive, ledger, file, refuse_expired=True)
 
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
-from worker.files import Kind, StreamFile, ready_artefact
+from worker.files import Kind, StreamFile, artefact, filename_in, ready_artefact
 
 MAX_BODY = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952
@@ -236,6 +236,8 @@ def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
     call_type, _, call_id = call_cid.partition(":")
     if not call_type or not call_id:
         raise MalformedPayload(f"call_cid: {shown(call_cid)} is not '<type>:<id>'")
+    if kind.payload_key is None:  # the event's own fields describe the file (a frame recording)
+        return file_from_item(call_cid, kind.name, event, "", event)
     item = event.get(kind.payload_key)
     if not isinstance(item, dict):
         raise MalformedPayload(f"{kind.payload_key}: missing or not an object")
@@ -244,18 +246,23 @@ def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
 
 def file_from_item(call_cid: str, kind: Kind, item: Mapping[str, Any], where: str = "",
                    event: Mapping[str, Any] | None = None) -> StreamFile:
-    """A CallRecording / CallTranscription object (from an event, or ListRecordings) as a StreamFile.
-    Raises MalformedPayload naming the field (prefixed with `where`)."""
-    outer = event or {}
-    filename, url = _text(item, "filename", where), _text(item, "url", where)
-    assert filename is not None and url is not None
+    """A CallRecording / CallTranscription object (from an event, or ListRecordings), or a frame
+    recording's event, as a StreamFile: its fields are those the kinds table names. Raises
+    MalformedPayload naming the field (prefixed with `where`)."""
+    outer, spec = event or {}, artefact(kind)
+    url = _text(item, "url", where)
+    assert url is not None
+    filename = _text(item, spec.filename_field, where) if spec.filename_field else filename_in(url)
+    if not filename:
+        raise MalformedPayload(f"{where}url: {shown(url)} names no file (its path ends in '/')")
+    start, end = spec.time_fields
     return StreamFile(
         call_cid=call_cid,
         kind=kind,
         filename=filename,
         url=url,
-        start_time=parse_timestamp(item.get("start_time"), where + "start_time"),
-        end_time=parse_timestamp(item.get("end_time"), where + "end_time"),
+        start_time=parse_timestamp(item.get(start), where + start),
+        end_time=parse_timestamp(item.get(end), where + end),
         session_id=_text(item, "session_id", where, required=False),
         recording_type=_text(item, "recording_type", where, required=False)
         or _text(outer, "recording_type", "", required=False),

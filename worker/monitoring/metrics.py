@@ -149,6 +149,10 @@ class ArchiverCollector(Collector):
         for outcome, count in sorted(self.stats.webhooks().items()):
             requests.add_metric([outcome], count)
         yield requests
+        files = counter(names.WEBHOOK_FILES)
+        for kind, count in sorted(self.stats.webhook_files().items()):
+            files.add_metric([kind], count)
+        yield files
         yield gauge(names.LAST_WEBHOOK, self.stats.last_webhook())
 
     def _stream_api(self) -> Iterator[Metric]:

@@ -26,7 +26,7 @@ import jwt
 import structlog
 
 from worker.errors import StreamApiError, StreamRefused, StreamUnavailable
-from worker.files import Kind, artefact
+from worker.files import Kind, listing
 from worker.monitoring.stats import Stats
 from worker.retry import backoff
 from worker.stream.limits import MAX_HOLD, Budget, RateHeaders, Unmetered, endpoint_of, rate_headers, retry_wait
@@ -124,13 +124,13 @@ class StreamClient:
 
     def list_files(self, call_cid: str, kind: Kind) -> list[dict[str, Any]]:
         """ListRecordings or ListTranscriptions: every stored file of the call, with fresh signed URLs."""
-        section = artefact(kind).api_section
+        section = listing(kind)
         body = self.request("GET", f"{_call_path(call_cid)}/{section}")
         return [item for item in body.get(section) or [] if isinstance(item, dict)]
 
     def delete_file(self, call_cid: str, kind: Kind, session_id: str, filename: str) -> None:
         """DeleteRecording or DeleteTranscription (files on Stream's own storage only)."""
-        section = artefact(kind).api_section
+        section = listing(kind)
         path = f"{_call_path(call_cid)}/{quote(session_id, safe='')}/{section}/{quote(filename, safe='')}"
         self.request("DELETE", path)
 

@@ -13,7 +13,7 @@ import structlog
 
 from config.logging import redact_url
 from worker.errors import SourceMissing, StreamRefused
-from worker.files import KINDS
+from worker.files import artefact
 from worker.runtime import Runtime
 from worker.transfer.url_guard import check_url
 
@@ -24,11 +24,11 @@ def fresh_url(runtime: Runtime, file_record: Mapping[str, str]) -> str | None:
     """The URL Stream lists now for the file (same call, kind and filename); None when Stream no
     longer lists it, or no longer has its call. Raises StreamUnavailable, or StreamRefused for any
     other refusal (credentials: an operator must act)."""
-    kind = file_record.get("kind", "")
-    if kind not in KINDS:
-        raise ValueError(f"file record has no known kind: {kind!r}")
+    kind = artefact(file_record.get("kind", ""))  # ValueError for a kind this version does not know
+    if kind.api_section is None:  # Stream lists no such files (frame recordings): no fresh URL to ask for
+        return None
     try:
-        items = runtime.stream.list_files(file_record["call_cid"], kind)
+        items = runtime.stream.list_files(file_record["call_cid"], kind.name)
     except StreamRefused as exc:
         if exc.gone:  # Stream has no such call (any more)
             return None

@@ -64,7 +64,7 @@ def test_the_figures_and_nothing_else() -> None:
     assert sorted(K.figure(name) for name in FIGURES) == [
         "p:stats:bytes", "p:stats:bytes_by_day", "p:stats:duration", "p:stats:failures",
         "p:stats:last_webhook", "p:stats:retries", "p:stats:stream_requests", "p:stats:stream_wait_ms",
-        "p:stats:webhooks", "p:storage_health",
+        "p:stats:webhook_files", "p:stats:webhooks", "p:storage_health",
     ]
     with pytest.raises(ValueError, match="no such figure"):
         K.figure("stats:typo")

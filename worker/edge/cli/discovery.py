@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from config import Settings
 from config.types import parse_duration
 from worker.clock import rfc3339
 from worker.discovery.model import format_span
@@ -40,7 +41,7 @@ from worker.discovery.run import (
 )
 from worker.edge.cli._boot import celery_enqueue, open_ledger, stream_settings
 from worker.errors import StreamApiError
-from worker.files import KINDS, Kind
+from worker.files import LISTED_KINDS, Kind
 from worker.runtime import Runtime
 
 out = Console(soft_wrap=True)
@@ -69,13 +70,23 @@ def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datet
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def parse_kinds(text: str) -> tuple[Kind, ...]:
-    """Comma-separated kinds (`recording,transcription`: one or more; a plural is taken too). Raises ValueError."""
+def parse_kinds(text: str, enabled: Sequence[str] = LISTED_KINDS) -> tuple[Kind, ...]:
+    """Comma-separated kinds (`recording,transcription`: one or more; a plural is taken too), each one
+    Stream lists and the `kinds` setting (`enabled`) names. Raises ValueError."""
     names = {part.strip().lower().removesuffix("s") for part in text.split(",") if part.strip()}
-    unknown = names - set(KINDS)
+    unknown = names - set(LISTED_KINDS)
     if not names or unknown:
-        raise ValueError(f"--kinds takes {', '.join(KINDS)} (comma-separated), got {text!r}")
-    return tuple(k for k in KINDS if k in names)
+        raise ValueError(f"--kinds takes {', '.join(LISTED_KINDS)} (comma-separated), got {text!r}")
+    disabled = sorted(names - set(enabled))
+    if disabled:
+        raise ValueError(f"--kinds: {', '.join(disabled)} not enabled (the configuration's kinds: "
+                         f"{', '.join(enabled)})")
+    return tuple(k for k in LISTED_KINDS if k in names)
+
+
+def enabled_listed(enabled: Sequence[str]) -> str:
+    """The default of --kinds: every kind Stream lists that the `kinds` setting names."""
+    return ",".join(k for k in LISTED_KINDS if k in enabled)
 
 
 def checkpoint_name(*arguments: object) -> str:
@@ -83,24 +94,28 @@ def checkpoint_name(*arguments: object) -> str:
     return "cli-" + hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _query(since: str, until: str | None, call_types: Sequence[str], calls: Sequence[str], kinds: str,
-           ) -> DiscoveryQuery:
-    """The query the arguments ask for; exit 2 with the reason when they are not valid."""
+def _query(since: str, until: str | None, call_types: Sequence[str], calls: Sequence[str], kinds: str | None,
+           enabled: Sequence[str]) -> DiscoveryQuery:
+    """The query the arguments ask for (`enabled`: the `kinds` setting); exit 2 with the reason when
+    they are not valid."""
     now = datetime.now(UTC)
     try:
         start = parse_moment(since, now)
         end = None if until is None else parse_moment(until, now, end_of_day=True)
         if start > now:
             raise ValueError(f"--since {since} is in the future")
-        return DiscoveryQuery.build(start, end, call_types, calls, parse_kinds(kinds))
+        if kinds is None and not enabled_listed(enabled):
+            raise ValueError(f"the configuration's kinds ({', '.join(enabled)}) name none Stream lists")
+        return DiscoveryQuery.build(start, end, call_types, calls,
+                                    parse_kinds(enabled_listed(enabled) if kinds is None else kinds, enabled))
     except ValueError as exc:
         err.print(f"[bold red]bad arguments:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
 
-def _runtime() -> Runtime:
+def _runtime(settings: Settings | None = None) -> Runtime:
     """The configuration, a reachable Redis and a Stream client (exits 2 or 3 as `archiver` does)."""
-    settings = stream_settings()
+    settings = settings or stream_settings()
     open_ledger(settings).redis.close()
     return Runtime.from_settings(settings)
 
@@ -126,15 +141,18 @@ def backfill_command(
                                                                             "(repeatable).")] = None,
     call: Annotated[list[str] | None, typer.Option("--call", help="Only this call, TYPE:ID, whatever its "
                                                                   "times (repeatable).")] = None,
-    kinds: Annotated[str, typer.Option(help=f"{', '.join(KINDS)}: one or more, comma-separated.")] = ",".join(KINDS),
+    kinds: Annotated[str | None, typer.Option(help=f"{', '.join(LISTED_KINDS)}: one or more, comma-separated, "
+                                                   "each in the configuration's `kinds`; default: every one "
+                                                   "there.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Record nothing: show what would be.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the checkpoint of an earlier, unfinished "
                                                            "run with these arguments.")] = False,
 ) -> None:
     """Find every file Stream still holds that the archiver lacks, record it, and queue it (soonest to
     expire first). Resumable: run the same command again after a failure."""
-    query = _query(since, until, call_type or [], call or [], kinds)
-    runtime = _runtime()
+    settings = stream_settings()
+    query = _query(since, until, call_type or [], call or [], kinds, settings.archive.kinds)
+    runtime = _runtime(settings)
     try:
         name = None if dry_run else checkpoint_name(since, until, sorted(query.call_types), sorted(query.calls),
                                                     list(query.kinds))
