@@ -158,8 +158,8 @@ class ArchiveConfig(Strict):
         for name in value:
             if isinstance(name, str) and name not in known:
                 close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"unknown kind {name!r}: {hint}(known: {', '.join(known)})")
+                hint = f": did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown kind {name!r}{hint} (known: {', '.join(known)})")
         if not value:
             raise ValueError(f"must name at least one kind (known: {', '.join(known)})")
         return tuple(dict.fromkeys(value))

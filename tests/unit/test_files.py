@@ -1,6 +1,7 @@
 """The table of kinds of file (worker/files.py): every kind in it is read from its ready event, noted
-from its failure event, listed and deleted in its own section of Stream's API, and taken back from
-the ledger; a kind the table does not hold is refused everywhere, never taken for a recording."""
+from its failure event (when Stream has one), listed and deleted in its own section of Stream's API
+(when Stream lists it), and taken back from the ledger; a kind the table does not hold is refused
+everywhere, never taken for a recording."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from structlog.testing import capture_logs
 from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream, StoredFile
 from worker.edge.cli.discovery import parse_kinds
-from worker.files import ARTEFACT_KINDS, KINDS, ArtefactKind, Kind, artefact, failed_artefact, ready_artefact
+from worker.files import (
+    ARTEFACT_KINDS,
+    KINDS,
+    LISTED_KINDS,
+    ArtefactKind,
+    Kind,
+    artefact,
+    failed_artefact,
+    listing,
+    ready_artefact,
+)
 from worker.intake.record import FailureNoted, note_failure
 from worker.intake.resolve import stored_file
 from worker.intake.webhook import ready_file
@@ -24,8 +35,11 @@ from worker.stream.client import StreamClient
 ADD: dict[Kind, Callable[[FakeStream, str, bytes], StoredFile]] = {
     "recording": lambda fake, cid, body: fake.add_recording(cid, body),
     "transcription": lambda fake, cid, body: fake.add_transcription(cid, body),
+    "frame_recording": lambda fake, cid, body: fake.add_frame_recording(cid, body),
 }
 EACH_KIND = pytest.mark.parametrize("kind", ARTEFACT_KINDS, ids=lambda k: k.name)
+EACH_FAILING = pytest.mark.parametrize("kind", [k for k in ARTEFACT_KINDS if k.failure_event], ids=lambda k: k.name)
+EACH_LISTED = pytest.mark.parametrize("kind", [k for k in ARTEFACT_KINDS if k.api_section], ids=lambda k: k.name)
 
 
 @pytest.fixture
@@ -43,8 +57,11 @@ def _record(kind: str) -> dict[str, str]:
 def test_the_table_and_the_kind_type_name_the_same_kinds_each_name_once() -> None:
     assert KINDS == get_args(Kind)
     for field in ("name", "ready_event", "failure_event", "payload_key", "api_section", "failed_log_event"):
-        names = [getattr(k, field) for k in ARTEFACT_KINDS]
+        names = [getattr(k, field) for k in ARTEFACT_KINDS if getattr(k, field) is not None]
         assert len(set(names)) == len(names), field
+    for kind in ARTEFACT_KINDS:  # a failure event is noted and logged under its own name
+        assert (kind.failure_event is None) == (kind.failed_log_event is None), kind.name
+    assert LISTED_KINDS == ("recording", "transcription")
 
 
 @EACH_KIND
@@ -56,7 +73,7 @@ def test_stream_s_ready_event_for_a_kind_parses_to_that_kind(fake: FakeStream, k
     assert file is not None and (file.kind, file.filename) == (kind.name, stored.filename)
 
 
-@EACH_KIND
+@EACH_FAILING
 def test_a_kind_s_failure_event_is_noted_and_logged_under_its_own_event_name(ledger: Ledger,
                                                                              kind: ArtefactKind) -> None:
     event = {"type": kind.failure_event, "call_cid": "default:broken", "egress_id": "eg-1", "error": "boom"}
@@ -68,7 +85,7 @@ def test_a_kind_s_failure_event_is_noted_and_logged_under_its_own_event_name(led
     assert noted["kind"] == kind.name
 
 
-@EACH_KIND
+@EACH_LISTED
 def test_the_stream_client_lists_and_deletes_a_kind_in_its_own_section(client: StreamClient, fake: FakeStream,
                                                                        kind: ArtefactKind) -> None:
     stored = ADD[kind.name](fake, "default:listed", b"x" * 10)
@@ -84,11 +101,21 @@ def test_the_stream_client_lists_and_deletes_a_kind_in_its_own_section(client: S
 def test_a_kind_comes_back_from_the_ledger_and_from_the_command_line(kind: ArtefactKind) -> None:
     assert artefact(kind.name) is kind
     assert stored_file(_record(kind.name)).kind == kind.name
-    assert parse_kinds(kind.name) == parse_kinds(kind.api_section) == (kind.name,)
+    if kind.api_section is None:  # Stream lists none: nothing to backfill or reconcile
+        with pytest.raises(ValueError, match="--kinds takes recording, transcription"):
+            parse_kinds(kind.name, KINDS)
+        with pytest.raises(ValueError, match=f"no listing of {kind.name}"):
+            listing(kind.name)
+    else:
+        assert parse_kinds(kind.name) == parse_kinds(kind.api_section) == (kind.name,)
 
 
-def test_every_kind_is_the_command_line_s_default() -> None:
-    assert parse_kinds(",".join(KINDS)) == KINDS
+def test_every_listed_kind_is_the_command_line_s_default_and_only_enabled_kinds_are_taken() -> None:
+    assert parse_kinds(",".join(LISTED_KINDS)) == LISTED_KINDS
+    assert parse_kinds("recording", ("recording", "frame_recording")) == ("recording",)
+    with pytest.raises(ValueError, match=r"--kinds: transcription not enabled \(the configuration's kinds: "
+                                         r"recording, frame_recording\)"):
+        parse_kinds("recording,transcriptions", ("recording", "frame_recording"))
 
 
 def test_an_unknown_kind_is_refused_never_taken_for_a_recording() -> None:

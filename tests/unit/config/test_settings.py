@@ -226,6 +226,12 @@ def test_download_hosts_from_the_environment_are_added_to_the_files(tmp_path: Pa
     assert load_settings(env_with(tmp_path, toml)).archive.download_hosts == ("cdn.example.org",)
 
 
+def test_kinds_default_to_recordings_and_transcriptions_and_take_frame_recordings(tmp_path: Path) -> None:
+    assert load_settings(BASE_ENV).archive.kinds == ("recording", "transcription")
+    toml = 'kinds = ["frame_recording", "recording", "frame_recording"]'
+    assert load_settings(env_with(tmp_path, toml)).archive.kinds == ("frame_recording", "recording")
+
+
 def test_a_lone_storage_is_the_default(tmp_path: Path) -> None:
     """One [[storages]] and no default_storage: files go there (not to a storage named 'local')."""
     toml = '[[storages]]\nname = "disk"\nstorage_type = "local"\nbucket = "/tmp/a"\n'
@@ -259,6 +265,11 @@ def test_several_storages_without_a_default_name_them_and_ask_for_default_storag
         ('[transfer]\npart_size = "lots"', 'transfer.part_size: expected a size such as "8MiB"'),
         ('[[storages]]\nname = "a"\nstorage_type = "local"', "storages[0]: missing required key 'bucket'"),
         ('delete_from_stream = "maybe"', "delete_from_stream: expected true or false, got a string"),
+        ('kinds = ["recordings"]', "kinds: unknown kind 'recordings': did you mean 'recording'? (known: recording, "
+                                   "transcription, frame_recording)"),
+        ('kinds = ["frame_recording", "video"]', "kinds: unknown kind 'video' (known: recording,"),
+        ('kinds = "recording"', 'kinds: expected a list of kinds such as ["recording", "transcription"], got a string'),
+        ("kinds = []", "kinds: must name at least one kind"),
     ],
 )
 def test_configuration_errors_are_in_plain_words(tmp_path: Path, toml: str, expected: str) -> None:

@@ -99,6 +99,23 @@ def test_call_type_call_and_kind_filters_select_what_is_recorded(runtime: Runtim
     assert len(runtime.ledger.ids()) == 6  # the transcription of default:c0000 was never asked for
 
 
+def test_only_the_enabled_kinds_stream_lists_are_discovered(make_runtime: Callable[..., Runtime],
+                                                            fake: FakeStream) -> None:
+    """A kind not in `kinds` is not listed (reconciliation included); frames have no listing at all."""
+    runtime = make_runtime(kinds=["recording", "frame_recording"])
+    calls_with_files(fake, 1, recordings=1, transcriptions=1)
+    fake.add_frame_recording("default:c0000", b"jpeg")
+    found = discover(runtime, since=SINCE)
+    assert (found.counts.files_found, found.counts.new_files) == (1, 1)
+    assert {t.kind for t in runtime.ledger.iter_transfers()} == {"recording"}
+    reconcile(runtime, lambda ids: None, full=True)
+    listed = [r.path.rsplit("/", 1)[-1] for r in fake.api_requests if r.path != QUERY_CALLS]
+    assert set(listed) == {"recordings"}
+    assert len(runtime.ledger.ids()) == 1
+    with pytest.raises(ValueError, match="kinds must be a non-empty subset of recording, transcription"):
+        discover(runtime, since=SINCE, kinds={"frame_recording"})
+
+
 def test_a_dry_run_records_nothing_and_reports_what_it_would(runtime: Runtime, fake: FakeStream) -> None:
     files = calls_with_files(fake, 2, recordings=2, transcriptions=1)
     discover(runtime, since=SINCE, calls=["default:c0000"])

@@ -75,3 +75,19 @@ def test_an_unreachable_api_names_the_host_and_the_cause(redis_url: str) -> None
     assert result.returncode == 1
     assert "cannot reach Stream's API at http://127.0.0.1:1: connection refused" in result.stderr
     assert "HTTP -" not in result.stderr and "code None" not in result.stderr
+
+
+def test_backfill_takes_only_enabled_kinds_stream_lists(redis_url: str, tmp_path: Path) -> None:
+    """--kinds names kinds the configuration's `kinds` enables; frames have no listing to backfill from."""
+    config = tmp_path / "archiver.toml"
+    config.write_text('kinds = ["recording", "frame_recording"]\n')
+    disabled = run_cli(redis_url, "backfill", "--kinds", "transcription", ARCHIVER_CONFIG=str(config))
+    assert disabled.returncode == 2
+    assert "--kinds: transcription not enabled (the configuration's kinds: recording, frame_recording)" in \
+        disabled.stderr
+    frames = run_cli(redis_url, "backfill", "--kinds", "frame_recording", ARCHIVER_CONFIG=str(config))
+    assert frames.returncode == 2 and "--kinds takes recording, transcription" in frames.stderr
+    config.write_text('kinds = ["frame_recording"]\n')
+    none = run_cli(redis_url, "backfill", ARCHIVER_CONFIG=str(config))
+    assert none.returncode == 2 and "the configuration's kinds (frame_recording) name none Stream lists" in \
+        none.stderr
