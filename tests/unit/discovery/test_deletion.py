@@ -57,6 +57,16 @@ def test_only_files_verified_everywhere_are_deleted(runtime: Runtime, fake: Fake
     assert delete_archived(runtime, dry_run=False).candidates == []
 
 
+def test_an_archived_frame_recording_is_not_deleted_stream_has_no_endpoint_for_it(
+        make_runtime: Callable[..., Runtime], fake: FakeStream) -> None:
+    runtime = make_runtime("a", kinds=["frame_recording"], call_storage_key="")
+    frame = fake.add_frame_recording("default:frames", b"jpeg")
+    (tid,) = archive(runtime, fake, frame)
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and transfer.state == "archived"
+    assert delete_archived(runtime, dry_run=False).candidates == []
+
+
 def test_a_legacy_record_finds_its_session_through_the_listing(runtime: Runtime, fake: FakeStream) -> None:
     old = fake.add_recording("default:legacy", b"x" * 10)
     archive(runtime, fake, old, legacy=True)

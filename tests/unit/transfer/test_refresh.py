@@ -180,6 +180,15 @@ def test_fresh_url_is_none_for_a_file_or_call_stream_no_longer_lists(runtime: Ru
     assert fresh_url(runtime, {**record_, "call_cid": "default:never-was"}) is None
 
 
+def test_a_frame_recording_s_url_is_never_refreshed_stream_lists_no_frames(runtime: Runtime,
+                                                                          fake: FakeStream) -> None:
+    frame = fake.add_frame_recording("default:frames", b"jpeg")
+    before = len(fake.api_requests)
+    assert fresh_url(runtime, {"call_cid": frame.call_cid, "kind": "frame_recording",
+                               "filename": frame.filename}) is None
+    assert len(fake.api_requests) == before
+
+
 @pytest.mark.parametrize("missing_status", [403, 404])
 def test_a_file_deleted_from_stream_past_its_deadline_is_lost(runtime: Runtime, fake: FakeStream,
                                                              missing_status: int) -> None:
