@@ -7,6 +7,11 @@ Two real HTTP/1.1 servers on 127.0.0.1 (free ports, daemon threads): the REST AP
         rec = fake.add_recording("default:abc", b"...")
         fake.deliver("http://127.0.0.1:8000/webhooks/stream", rec)
 
+Frame recordings (``add_frame_recording``) are served by the CDN and announced by
+``call.frame_recording_ready`` only (no endpoint lists them, as at Stream); a session's stats report
+(``add_stats_report``) is served by GetCallReport and announced by ``call.stats_report_ready``
+(``stats_report_event``, sent with ``deliver_event``).
+
 Finding (getstream 7.0.0): the SDK decodes every date-time with ``datetime_from_unix_ns``, i.e.
 ``int(value)``; an RFC 3339 string fails with ValueError (surfaced as StreamApiException). So the
 REST default here is ``timestamp_format = "ns"``; set ``"rfc3339"`` to test lenient parsers.
