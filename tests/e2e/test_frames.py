@@ -56,7 +56,7 @@ def test_an_enabled_frame_recording_is_archived_byte_identical_at_every_destinat
         assert (root / entry["key"]).read_bytes() == image
         assert (entry["bytes"], entry["sha256"]) == (frame.size, frame.sha256)
     assert fake.downloads_of(frame) == 2
-    wait_until(lambda: metric(service, "archiver_webhook_files_total", kind="frame_recording") == 1, timeout=15,
+    wait_until(lambda: metric(service, "archiver_files_received_total", kind="frame_recording") == 1, timeout=15,
                message="the frame counted in /metrics")
 
 
@@ -71,7 +71,7 @@ def test_a_frame_recording_not_enabled_is_answered_counted_and_not_recorded(
         assert (response.status_code, response.json()["status"]) == (200, "ignored")
     wait_until(lambda: metric(service, "archiver_webhook_requests_total", outcome="ignored") == 2, timeout=15,
                message="the ignored frame events counted in /metrics")
-    assert metric(service, "archiver_webhook_files_total", kind="frame_recording") is None
+    assert metric(service, "archiver_files_received_total", kind="frame_recording") is None
     assert service.transfers() == []
     assert fake.downloads_of(frame) == 0
     assert not [p for p in (tmp_path / "archive").rglob("*") if p.is_file()]

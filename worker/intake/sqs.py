@@ -13,7 +13,7 @@ import base64
 import binascii
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -26,6 +26,7 @@ from worker.intake.record import Expired, FailureNoted, Recorded, enqueue_quietl
 from worker.intake.webhook import MAX_BODY, decompress, load_object
 from worker.ledger.models import Enqueue
 from worker.ledger.store import Ledger
+from worker.monitoring.stats import Stats
 from worker.retry import step
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,7 @@ class PollResult:
     expired: int = 0  # a file past its deadline (a replayed or very late message): not recorded
     malformed: int = 0
     not_recorded: int = 0  # left on the queue, to be delivered again
+    kinds_recorded: list[str] = field(default_factory=list, compare=False)  # the kind of each new file
 
 
 def _unwrap(text: str, where: str) -> bytes:
@@ -100,6 +102,8 @@ def _handle(settings: Settings, ledger: Ledger, message: dict[str, Any], result:
     if isinstance(outcome, Recorded):
         to_queue.extend(outcome.to_queue)
         result.recorded += outcome.new_file
+        if outcome.new_file and outcome.kind is not None:
+            result.kinds_recorded.append(outcome.kind)
         result.known += not outcome.new_file
         log.info("sqs_message_recorded", message_id=message_id, file_id=outcome.file_id,
                  new_file=outcome.new_file, transfer_ids=outcome.transfer_ids)
@@ -128,10 +132,11 @@ def _delete(client: SQSClient, queue_url: str, messages: Sequence[dict[str, Any]
 
 
 def poll_once(settings: Settings, ledger: Ledger, enqueue: Enqueue, client: SQSClient, queue_url: str, *,
-              wait_seconds: int = 20, max_messages: int = 10) -> PollResult:
+              wait_seconds: int = 20, max_messages: int = 10, stats: Stats | None = None) -> PollResult:
     """Receive up to `max_messages` (1–10, long polling `wait_seconds`), record each, delete what the
-    ledger now holds, then hand new ids to `enqueue` (best effort). Once Redis fails, the rest of the
-    batch is left on the queue. Raises botocore errors from ReceiveMessage and DeleteMessageBatch."""
+    ledger now holds, then hand new ids to `enqueue` (best effort) and count the new files by kind
+    in `stats`. Once Redis fails, the rest of the batch is left on the queue. Raises botocore errors
+    from ReceiveMessage and DeleteMessageBatch."""
     response = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=max_messages,
                                       WaitTimeSeconds=wait_seconds,
                                       MessageSystemAttributeNames=["ApproximateReceiveCount"])
@@ -155,6 +160,9 @@ def poll_once(settings: Settings, ledger: Ledger, enqueue: Enqueue, client: SQSC
         _delete(client, queue_url, done)
     finally:
         enqueue_quietly(enqueue, to_queue)
+        if stats is not None:
+            for kind in result.kinds_recorded:
+                stats.file_received(kind)
     return result
 
 
@@ -163,10 +171,11 @@ def run_sqs_intake(settings: Settings, ledger: Ledger, enqueue: Enqueue, client:
     """Poll `queue_url` until `stop` is set (noticed between long polls). Raises nothing: SQS, network
     and ledger errors are logged and retried after a capped exponential backoff."""
     failures = 0
+    stats = Stats(ledger.redis, ledger.prefix)  # the process's one
     log.info("sqs_intake_started", queue_url=queue_url, wait_seconds=wait_seconds)
     while not stop.is_set():
         try:
-            result = poll_once(settings, ledger, enqueue, client, queue_url, wait_seconds=wait_seconds)
+            result = poll_once(settings, ledger, enqueue, client, queue_url, wait_seconds=wait_seconds, stats=stats)
             failures = failures + 1 if result.not_recorded else 0
         except Exception as exc:  # noqa: BLE001 - transient by assumption: never end the intake
             failures += 1

@@ -61,7 +61,7 @@ DEFAULT_PREFIX = "archiver:"
 # What `worker.monitoring.stats.Stats` keeps, by the name it reads and writes them under (P + name).
 FIGURES = frozenset({
     "stats:bytes", "stats:bytes_by_day", "stats:duration", "stats:retries", "stats:failures",
-    "stats:webhooks", "stats:webhook_files", "stats:last_webhook", "stats:stream_requests", "stats:stream_wait_ms",
+    "stats:webhooks", "stats:last_webhook", "stats:stream_requests", "stats:stream_wait_ms", "stats:files_received",
     "storage_health",
 })
 STREAM_API_PARTS = ("state", "minute", "second")

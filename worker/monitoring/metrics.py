@@ -149,8 +149,8 @@ class ArchiverCollector(Collector):
         for outcome, count in sorted(self.stats.webhooks().items()):
             requests.add_metric([outcome], count)
         yield requests
-        files = counter(names.WEBHOOK_FILES)
-        for kind, count in sorted(self.stats.webhook_files().items()):
+        files = counter(names.FILES_RECEIVED)
+        for kind, count in sorted(self.stats.files_received().items()):
             files.add_metric([kind], count)
         yield files
         yield gauge(names.LAST_WEBHOOK, self.stats.last_webhook())

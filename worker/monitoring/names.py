@@ -68,8 +68,8 @@ OLDEST_ROUTING_AGE = Gauge("archiver_oldest_routing_age_seconds",
                            "How long the longest-waiting file has waited for its routes (0 when none).")
 # Webhooks.
 WEBHOOK_REQUESTS = Counter("archiver_webhook_requests_total", "Webhook deliveries by outcome.", ("outcome",))
-WEBHOOK_FILES = Counter("archiver_webhook_files_total",
-                        "Files new to the ledger announced by webhook deliveries, by kind.", ("kind",))
+FILES_RECEIVED = Counter("archiver_files_received_total",
+                         "Files new to the ledger announced by Stream's events (webhook or SQS), by kind.", ("kind",))
 LAST_WEBHOOK = Gauge("archiver_last_webhook_timestamp_seconds", "Unix time of the last authenticated webhook.")
 # Stream's API.
 STREAM_REQUESTS = Counter("archiver_stream_requests_total", "Stream API requests by endpoint and outcome.",
@@ -89,7 +89,7 @@ RECONCILE_FAILED_CALLS = Gauge("archiver_reconcile_failed_calls",
 ALL: tuple[Metric, ...] = (
     TRANSFERS, ARCHIVED_BYTES, TRANSFER_DURATION, TRANSFER_RETRIES, TRANSFER_FAILURES,
     QUEUE_DEPTH, DUE_TRANSFERS, OLDEST_DUE_AGE, FILES_AT_RISK, OLDEST_UNARCHIVED_AGE, UNARCHIVED_DEADLINE,
-    FILES_ROUTING, OLDEST_ROUTING_AGE, WEBHOOK_REQUESTS, WEBHOOK_FILES, LAST_WEBHOOK, STREAM_REQUESTS,
+    FILES_ROUTING, OLDEST_ROUTING_AGE, WEBHOOK_REQUESTS, FILES_RECEIVED, LAST_WEBHOOK, STREAM_REQUESTS,
     STREAM_RATE_LIMIT_WAIT,
     STORAGE_UP, LAST_RECONCILE, RECONCILE_FAILED_CALLS,
 )

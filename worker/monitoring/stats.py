@@ -8,7 +8,7 @@ Keys (prefix P, default ``archiver:``), all small and bounded:
   P stats:retries          HASH  "storage|reason" → retries scheduled
   P stats:failures         HASH  "storage|reason" → permanent failures, and files lost ("lost")
   P stats:webhooks         HASH  outcome → webhook deliveries answered with it
-  P stats:webhook_files    HASH  kind → files new to the ledger that webhook deliveries announced
+  P stats:files_received   HASH  kind → files new to the ledger that Stream's events announced (webhook, SQS)
   P stats:last_webhook     STRING unix time (seconds) of the last authenticated webhook
   P storage_health         HASH  storage → JSON {ok, reason, checked_at}
   P stats:stream_requests  HASH  "endpoint|outcome" → Stream API requests (see STREAM_OUTCOMES)
@@ -133,9 +133,9 @@ class Stats:
             extra["stats:last_webhook"] = ("", repr(time.time() if now is None else now))
         self._add(Counter({("stats:webhooks", outcome): 1}), **extra)
 
-    def webhook_file(self, kind: str) -> None:
-        """A webhook delivery announced a file of `kind` new to the ledger."""
-        self._add(Counter({("stats:webhook_files", kind): 1}))
+    def file_received(self, kind: str) -> None:
+        """A Stream event (a webhook delivery, an SQS message) announced a file of `kind` new to the ledger."""
+        self._add(Counter({("stats:files_received", kind): 1}))
 
     def stream_request(self, endpoint: str, outcome: str) -> None:
         """One Stream API request to `endpoint` ("GET /api/v2/video/call/{type}/{id}") ended in `outcome`."""
@@ -184,9 +184,9 @@ class Stats:
     def webhooks(self) -> dict[str, int]:
         return {outcome: int(v) for outcome, v in self._hash("stats:webhooks").items()}
 
-    def webhook_files(self) -> dict[str, int]:
-        """Kind → files new to the ledger that webhook deliveries announced."""
-        return {kind: int(v) for kind, v in self._hash("stats:webhook_files").items()}
+    def files_received(self) -> dict[str, int]:
+        """Kind → files new to the ledger that Stream's events announced."""
+        return {kind: int(v) for kind, v in self._hash("stats:files_received").items()}
 
     def stream_waits(self) -> dict[str, float]:
         """Endpoint → seconds waited for the rate limits."""

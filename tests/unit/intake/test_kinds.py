@@ -63,7 +63,7 @@ def test_frame_events_are_ignored_and_counted_unless_enabled(fake: FakeStream, r
     assert (response.status_code, response.json()) == (200, {"status": "ignored", "type": "call.frame_recording_ready"})
     _counted(receiver, "ignored", 1)
     assert ledger_keys(receiver.ledger) == [] and receiver.queued == []
-    assert Stats(receiver.ledger.redis).webhook_files() == {}
+    assert Stats(receiver.ledger.redis).files_received() == {}
 
 
 def test_recordings_and_transcriptions_not_enabled_are_ignored_with_their_failures(
@@ -95,5 +95,5 @@ def test_an_enabled_frame_event_is_recorded_once_and_counted_by_kind(fake: FakeS
     recording = receiver.post(json.dumps(fake.event_for(fake.add_recording("default:on", b"mp4"))).encode())
     assert recording.status_code == 202
     stats = Stats(receiver.ledger.redis)
-    wait_until(lambda: stats.webhook_files() == {"frame_recording": 1, "recording": 1}, timeout=5,
+    wait_until(lambda: stats.files_received() == {"frame_recording": 1, "recording": 1}, timeout=5,
                message="the new files to be counted by kind")

@@ -23,6 +23,7 @@ from worker.intake.sqs import PollResult, decode_message, poll_once, run_sqs_int
 from worker.intake.webhook import MAX_BODY, ready_file
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
+from worker.monitoring.stats import Stats
 
 EVENT = {"type": "call.session_started", "call_cid": "default:x", "created_at": "2026-01-01T00:00:00Z"}
 
@@ -187,6 +188,24 @@ def test_an_ignored_event_type_is_deleted(sqs: Any, queue: str, ledger: Ledger, 
     sqs.send_message(QueueUrl=queue, MessageBody=raw(EVENT))
     assert poll(make_settings(), ledger, sqs, queue, wait=1) == PollResult(received=1, ignored=1)
     assert on_queue(sqs, queue) == (0, 0) and ledger.ids() == []
+
+
+def test_a_frame_message_is_ignored_unless_enabled_then_recorded_and_counted_by_kind(
+    sqs: Any, queue: str, ledger: Ledger, make_settings: Any, fake: FakeStream
+) -> None:
+    event = fake.event_for(fake.add_frame_recording("default:sqs-frames", b"jpeg"))
+    stats = Stats(ledger.redis)
+    sqs.send_message(QueueUrl=queue, MessageBody=raw(event))
+    assert poll(make_settings(), ledger, sqs, queue, wait=1) == PollResult(received=1, ignored=1)
+    assert ledger.ids() == [] and stats.files_received() == {}
+    settings = make_settings(call_storage_key="", kinds=["frame_recording"])
+    for _ in range(2):  # the second: a redelivery, known, not counted again
+        sqs.send_message(QueueUrl=queue, MessageBody=b64_gzip(event))
+        result = poll_once(settings, ledger, Queued(), sqs, queue, wait_seconds=1, stats=stats)
+    assert (result.received, result.known) == (1, 1)
+    assert [t.kind for t in ledger.iter_transfers()] == ["frame_recording"]
+    assert stats.files_received() == {"frame_recording": 1}
+    assert on_queue(sqs, queue) == (0, 0)
 
 
 def test_a_malformed_message_is_deleted_and_logged_without_its_signed_url(

@@ -62,9 +62,9 @@ def test_the_stream_budget_keys_in_the_order_its_script_takes_them() -> None:
 
 def test_the_figures_and_nothing_else() -> None:
     assert sorted(K.figure(name) for name in FIGURES) == [
-        "p:stats:bytes", "p:stats:bytes_by_day", "p:stats:duration", "p:stats:failures",
+        "p:stats:bytes", "p:stats:bytes_by_day", "p:stats:duration", "p:stats:failures", "p:stats:files_received",
         "p:stats:last_webhook", "p:stats:retries", "p:stats:stream_requests", "p:stats:stream_wait_ms",
-        "p:stats:webhook_files", "p:stats:webhooks", "p:storage_health",
+        "p:stats:webhooks", "p:storage_health",
     ]
     with pytest.raises(ValueError, match="no such figure"):
         K.figure("stats:typo")

@@ -31,7 +31,7 @@ def a_scrape_with_every_figure(ledger: Ledger) -> str:
     stats.retried("s3", "throttled")
     stats.failed("disk", "lost")
     stats.webhook("accepted")
-    stats.webhook_file("frame_recording")
+    stats.file_received("frame_recording")
     stats.stream_request("GET /api/v2/video/call/{type}/{id}", "ok")
     stats.stream_waited("GET /api/v2/video/call/{type}/{id}", 0.5)
     stats.storage_checked("s3", True, None)

@@ -139,7 +139,7 @@ class WebhookHandler:
         if isinstance(result, Recorded) and result.to_queue:
             self.after.later(enqueue_quietly, self.enqueue, result.to_queue)
         if isinstance(result, Recorded) and result.new_file and result.kind is not None:
-            self.after.later(self.stats.webhook_file, result.kind)
+            self.after.later(self.stats.file_received, result.kind)
         return respond(result, delivery)
 
 
