@@ -25,13 +25,14 @@ BATCH = 500
 
 
 def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
-    """Queue every due transfer, and every file due for routing, now; return how many.
+    """Queue every due transfer, every file due for routing and every notification due for delivery,
+    now; return how many.
 
     Transfers are handed over soonest-to-expire first, so a large backlog never starves a file
     that Stream is about to delete (the queue is first in, first out)."""
     redispatch_ms = int(archive.redispatch_after.total_seconds() * 1000)
     total = 0
-    for index in ("unrouted", "due"):
+    for index in ("unrouted", "due", "notify:due"):
         while True:
             ids = ledger.take_due(redispatch_ms, limit=BATCH, index=index)
             if index == "due":

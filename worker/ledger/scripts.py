@@ -154,9 +154,54 @@ redis.call('ZADD', p .. 'running:' .. (t[3] or ''), now + lease, tid)
 return 1
 """
 
-# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json  ->  1 or 0 (fenced out)
-# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now.
-FINISH = NOW + """
+# The outbox of the notifications (`worker.notify`), written by the script whose change it announces,
+# so a crash between the change and its announcement cannot happen. `announce` takes the outbox's
+# routes (outbox_json, made by `worker.notify.outbox.routes_json`: '' when no endpoint is configured,
+# then nothing is written): {"retry_ms": N, "endpoints": [{"id": …, "events": [type, …]}]}. The event id
+# is deterministic per (type, subject): a second announcement of the same change writes nothing. One
+# delivery per endpoint that wants the type, pending and due now. `snapshot` is a hash as JSON, lease
+# fields left out (a transfer's data is its hash when the change was made).
+ANNOUNCE = """
+local function announce(p, outbox_json, etype, subject, data, now)
+  if outbox_json == nil or outbox_json == '' then return 0 end
+  local outbox = cjson.decode(outbox_json)
+  local eid = 'ev_' .. string.sub(redis.sha1hex(etype .. ':' .. subject), 1, 24)
+  local ekey = p .. 'notify:event:' .. eid
+  if redis.call('EXISTS', ekey) == 1 then return 0 end
+  local made = {}
+  for _, e in ipairs(outbox.endpoints) do
+    for _, wanted in ipairs(e.events) do
+      if wanted == etype then
+        local did = eid .. ':' .. e.id
+        redis.call('HSET', p .. 'notify:delivery:' .. did, 'id', did, 'event_id', eid, 'endpoint', e.id,
+                   'state', 'pending', 'attempts', 0, 'created_at', now, 'updated_at', now, 'next_at', now,
+                   'give_up_at', now + tonumber(outbox.retry_ms))
+        redis.call('ZADD', p .. 'notify:due', now, did)
+        redis.call('ZADD', p .. 'notify:state:pending', now, did)
+        made[#made + 1] = did
+      end
+    end
+  end
+  if #made > 0 then
+    redis.call('HSET', ekey, 'id', eid, 'type', etype, 'subject', subject, 'created_at', now, 'data', data,
+               'deliveries', table.concat(made, ','))
+  end
+  return #made
+end
+local function snapshot(key)
+  local flat, map = redis.call('HGETALL', key), {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 6) ~= 'lease_' then map[flat[i]] = flat[i + 1] end
+  end
+  return cjson.encode(map)
+end
+"""
+
+# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json
+#   ->  1 or 0 (fenced out)
+# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now. `archived`,
+# `failed` and `lost` are announced (file.<state>) in the same step.
+FINISH = NOW + ANNOUNCE + """
 local p, tid, new = ARGV[1], ARGV[2], ARGV[4]
 local tkey = p .. 'transfer:' .. tid
 local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage')
@@ -176,6 +221,24 @@ if new == 'queued' then
 else
   redis.call('ZREM', p .. 'due', tid)
   redis.call('ZREM', p .. 'expiry', tid)
+  if new ~= 'skipped' then announce(p, ARGV[7], 'file.' .. new, tid, snapshot(tkey), now) end
+end
+return 1
+"""
+
+# ARGV: prefix, count, computed_at_ms, outbox_json, transfer_ids_json  ->  1
+# The at-risk count where monitoring reads it, and file.at_risk announced for each given transfer
+# still queued or transferring (once per transfer: see ANNOUNCE).
+PUBLISH_AT_RISK = NOW + ANNOUNCE + """
+local p = ARGV[1]
+redis.call('SET', p .. 'at_risk', ARGV[2])
+redis.call('SET', p .. 'at_risk_at', ARGV[3])
+for _, tid in ipairs(cjson.decode(ARGV[5])) do
+  local tkey = p .. 'transfer:' .. tid
+  local state = redis.call('HGET', tkey, 'state')
+  if state == 'queued' or state == 'transferring' then
+    announce(p, ARGV[4], 'file.at_risk', tid, snapshot(tkey), now)
+  end
 end
 return 1
 """
@@ -234,11 +297,13 @@ redis.call('ZADD', p .. 'expiry', ARGV[3] ~= '' and tonumber(ARGV[3]) or now, ti
 return 1
 """
 
-# KEYS: marker, list ; ARGV: record_json, keep, ttl_ms  ->  1 if noted now, 0 if already noted
-NOTE_FAILURE = """
+# KEYS: marker, list ; ARGV: record_json, keep, ttl_ms, prefix, outbox_json
+#   ->  1 if noted now (and announced: stream.failure), 0 if already noted
+NOTE_FAILURE = NOW + ANNOUNCE + """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+announce(ARGV[4], ARGV[5], 'stream.failure', string.sub(KEYS[1], #ARGV[4] + 1), ARGV[1], now)
 return 1
 """
 
