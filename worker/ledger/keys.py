@@ -126,7 +126,7 @@ class Keys:
     def failure(self, kind: str, call_cid: str, identity: object) -> str:
         return f"{self.prefix}failure:{kind}:{call_cid}:{identity}"
 
-    # -- the notifications' outbox (Lua: worker.ledger.scripts ANNOUNCE, worker.notify.outbox) ---
+    # -- the notifications' outbox (Lua: worker.ledger.announce, worker.notify.outbox) ---
     notify_event = _Named("notify:event:{}")
     notify_delivery = _Named("notify:delivery:{}")
     notify_attempts = _Named("notify:attempts:{}")

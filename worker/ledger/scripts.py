@@ -6,6 +6,8 @@ the scripts, the ledger needs one Redis (or a Sentinel-managed primary), not a c
 integer milliseconds since the epoch.
 """
 
+from worker.ledger.announce import ANNOUNCE
+
 # Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
 # by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
 # already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
@@ -152,49 +154,6 @@ redis.call('HSET', tkey, 'lease_until', now + lease)
 redis.call('ZADD', p .. 'due', now + lease, tid)
 redis.call('ZADD', p .. 'running:' .. (t[3] or ''), now + lease, tid)
 return 1
-"""
-
-# The outbox of the notifications (`worker.notify`), written by the script whose change it announces,
-# so a crash between the change and its announcement cannot happen. `announce` takes the outbox's
-# routes (outbox_json, made by `worker.notify.outbox.routes_json`: '' when no endpoint is configured,
-# then nothing is written): {"retry_ms": N, "endpoints": [{"id": …, "events": [type, …]}]}. The event id
-# is deterministic per (type, subject): a second announcement of the same change writes nothing. One
-# delivery per endpoint that wants the type, pending and due now. `snapshot` is a hash as JSON, lease
-# fields left out (a transfer's data is its hash when the change was made).
-ANNOUNCE = """
-local function announce(p, outbox_json, etype, subject, data, now)
-  if outbox_json == nil or outbox_json == '' then return 0 end
-  local outbox = cjson.decode(outbox_json)
-  local eid = 'ev_' .. string.sub(redis.sha1hex(etype .. ':' .. subject), 1, 24)
-  local ekey = p .. 'notify:event:' .. eid
-  if redis.call('EXISTS', ekey) == 1 then return 0 end
-  local made = {}
-  for _, e in ipairs(outbox.endpoints) do
-    for _, wanted in ipairs(e.events) do
-      if wanted == etype then
-        local did = eid .. ':' .. e.id
-        redis.call('HSET', p .. 'notify:delivery:' .. did, 'id', did, 'event_id', eid, 'endpoint', e.id,
-                   'state', 'pending', 'attempts', 0, 'created_at', now, 'updated_at', now, 'next_at', now,
-                   'give_up_at', now + tonumber(outbox.retry_ms))
-        redis.call('ZADD', p .. 'notify:due', now, did)
-        redis.call('ZADD', p .. 'notify:state:pending', now, did)
-        made[#made + 1] = did
-      end
-    end
-  end
-  if #made > 0 then
-    redis.call('HSET', ekey, 'id', eid, 'type', etype, 'subject', subject, 'created_at', now, 'data', data,
-               'deliveries', table.concat(made, ','))
-  end
-  return #made
-end
-local function snapshot(key)
-  local flat, map = redis.call('HGETALL', key), {}
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, 6) ~= 'lease_' then map[flat[i]] = flat[i + 1] end
-  end
-  return cjson.encode(map)
-end
 """
 
 # ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json

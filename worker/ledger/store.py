@@ -51,7 +51,7 @@ class Ledger:
         self.redis = client
         self.prefix = prefix
         # The notifications' routes (`worker.notify.outbox.routes_json`; '' = none): the scripts that
-        # change a state announce it in the same step (`worker.ledger.scripts.ANNOUNCE`).
+        # change a state announce it in the same step (`worker.ledger.announce`).
         self.outbox = outbox
         self.keys = Keys(prefix)
         self._intake = client.register_script(lua.INTAKE)
