@@ -1,7 +1,7 @@
 """The outbox of notifications in Redis: events, their deliveries (one per endpoint) and attempts.
 
 The ledger's scripts write an event and its deliveries in the same step as the change it announces
-(`worker.ledger.scripts.ANNOUNCE`, given `routes_json`), so a crash between the two loses nothing.
+(`worker.ledger.announce`, given `routes_json`), so a crash between the two loses nothing.
 An event's id is deterministic per (type, subject): announcing the same change again writes nothing.
 The keys are those of `worker.ledger.keys` (``notify:…``). A delivery::
 
