@@ -19,6 +19,7 @@ import structlog
 from config import ArchiveConfig
 from worker.ledger.models import Enqueue
 from worker.ledger.store import Ledger
+from worker.notify.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 BATCH = 500
@@ -42,7 +43,16 @@ def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
                 total += len(ids)
             if len(ids) < BATCH:
                 break
+    forget_delivered_notifications(ledger, archive)
     return total
+
+
+def forget_delivered_notifications(ledger: Ledger, archive: ArchiveConfig) -> int:
+    """Delivered notifications are kept for `retention` (shown by `archiver notifications list`), then
+    forgotten, so the outbox does not grow without end."""
+    if not archive.notify and not ledger.redis.exists(ledger.keys.notify_state("delivered")):
+        return 0
+    return Outbox(ledger).forget_delivered(int(archive.retention.total_seconds() * 1000))
 
 
 @dataclass

@@ -50,7 +50,8 @@ Around the transfers (each module's docstring says what the values hold)::
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
 
-The notifications' outbox (`worker.notify.outbox`; written by the scripts whose change they announce)::
+The notifications' outbox (`worker.notify.outbox`; written by the scripts whose change they announce;
+delivered ones forgotten after `retention` by the scheduler)::
 
   P notify:event:<eid>        HASH  one event: id, type, subject (the transfer id, or the failure's
                                     marker), created_at, data (JSON: the transfer's hash, or the failure)

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from config import ArchiveConfig
 from config.notify import NotifyConfig
-from worker.clock import from_ms, rfc3339
+from worker.clock import from_ms, now_ms, rfc3339
 from worker.ledger import scripts as lua
 from worker.ledger.store import Ledger
 
@@ -96,6 +96,28 @@ redis.call('ZREM', p .. 'notify:state:' .. state, did)
 redis.call('ZADD', p .. 'notify:state:pending', now, did)
 redis.call('ZADD', p .. 'notify:due', now, did)
 return 1
+"""
+
+# ARGV: prefix, delivered_before_ms, limit  ->  deliveries forgotten
+# Forget deliveries delivered before the cutoff (their hash, attempts and index entries), and each
+# event with the last of its deliveries.
+FORGET_DELIVERED = """
+local p = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', p .. 'notify:state:delivered', '-inf', tonumber(ARGV[2]), 'LIMIT', 0,
+                       tonumber(ARGV[3]))
+for _, did in ipairs(ids) do
+  local eid = redis.call('HGET', p .. 'notify:delivery:' .. did, 'event_id')
+  redis.call('DEL', p .. 'notify:delivery:' .. did, p .. 'notify:attempts:' .. did)
+  redis.call('ZREM', p .. 'notify:state:delivered', did)
+  if eid then
+    local ekey, left = p .. 'notify:event:' .. eid, 0
+    for other in string.gmatch(redis.call('HGET', ekey, 'deliveries') or '', '[^,]+') do
+      left = left + redis.call('EXISTS', p .. 'notify:delivery:' .. other)
+    end
+    if left == 0 then redis.call('DEL', ekey) end
+  end
+end
+return #ids
 """
 
 
@@ -194,6 +216,7 @@ class Outbox:
         self._claim = self.redis.register_script(CLAIM)
         self._finish = self.redis.register_script(FINISH)
         self._retry = self.redis.register_script(RETRY)
+        self._forget = self.redis.register_script(FORGET_DELIVERED)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -211,6 +234,16 @@ class Outbox:
     def retry(self, delivery_id: str, retry_for_ms: int) -> bool:
         """Make a failed (or delivered) delivery pending again, due now, retried for `retry_for_ms`."""
         return bool(self._retry(args=[self.ledger.prefix, delivery_id, retry_for_ms]))
+
+    def forget_delivered(self, older_than_ms: int, batch: int = 500) -> int:
+        """Forget deliveries delivered more than `older_than_ms` ago (by this process's clock), and
+        their events once none of their deliveries is left; how many deliveries."""
+        cutoff, total = now_ms() - older_than_ms, 0
+        while (forgotten := int(cast(int, self._forget(args=[self.ledger.prefix, cutoff, batch])))) > 0:
+            total += forgotten
+            if forgotten < batch:
+                break
+        return total
 
     # -- reading -------------------------------------------------------------------------------
 

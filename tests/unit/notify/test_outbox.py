@@ -126,3 +126,18 @@ def test_past_notify_retry_for_it_fails_and_a_command_retries_it(ledger: Ledger)
     assert outbox.ids("failed") == [did] and outbox.outcomes()["failed"] == 1
     assert outbox.retry(did, 60_000)
     assert outbox.ids("pending") == [did] and outbox.claim(did, 60_000).claimed
+
+
+def test_delivered_ones_are_forgotten_after_a_while_and_an_event_with_the_last_of_them(notified: Ledger) -> None:
+    tid = finish(notified, "failed", error="boom")  # two endpoints want file.failed
+    outbox = Outbox(notified)
+    eid = event_id("file.failed", tid)
+    first, second = outbox.deliveries_of(eid)
+    assert outbox.finish(first, outbox.claim(first, 60_000).token, ok=True, status=200) == "delivered"
+    assert outbox.forget_delivered(60_000) == 0  # delivered just now: kept
+    assert outbox.forget_delivered(0) == 1
+    assert outbox.delivery(first) is None and outbox.ids() == [second] and outbox.event(eid) is not None
+    assert outbox.finish(second, outbox.claim(second, 60_000).token, ok=True, status=204) == "delivered"
+    assert outbox.forget_delivered(0) == 1
+    assert outbox.event(eid) is None and not list(notified.redis.scan_iter(match="archiver:notify:*:ev_*"))
+    assert not notified.redis.exists(notified.keys.notify_state("delivered"))
