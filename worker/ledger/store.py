@@ -189,8 +189,7 @@ class Ledger:
     def note_failure(self, record: dict[str, Any], keep: int = 10_000, remember_ms: int = 15 * 86_400_000) -> bool:
         """Keep a failure event Stream reported (newest first, the last `keep` of them), once per
         (kind, call, egress): a redelivery returns False and keeps nothing."""
-        identity = record.get("egress_id") or record.get("created_at")
-        keys = [self.keys.failure(record["kind"], record["call_cid"], identity), self.keys.stream_failures]
+        keys = [self.failure_marker(record), self.keys.stream_failures]
         return bool(self._note_failure(keys=keys, args=[json.dumps(record), keep, remember_ms, self.prefix,
                                                         self.outbox]))
 
@@ -198,6 +197,11 @@ class Ledger:
         """Keep the at-risk count where monitoring reads it (``at_risk``: files, ``at_risk_at``: ms),
         and announce ``file.at_risk`` for each of `transfer_ids` still queued or running, in one step."""
         self._publish_at_risk(args=[self.prefix, count, computed_at_ms, self.outbox, json.dumps(list(transfer_ids))])
+
+    def failure_marker(self, record: Mapping[str, Any]) -> str:
+        """The key that remembers a failure was noted (its subject, less the prefix, when announced)."""
+        identity = record.get("egress_id") or record.get("created_at")
+        return self.keys.failure(record["kind"], record["call_cid"], identity)
 
     def stream_failures(self, limit: int = 100) -> list[dict[str, Any]]:
         """The failure events Stream reported, newest first."""

@@ -3,6 +3,7 @@ body, its headers and signature as an app verifies them; Slack's text; an endpoi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 
 from config import ArchiveConfig
 from tests.support.hooks import HookReceiver
+from tests.support.processes import wait_until
+from tests.unit.conftest import Receiver, serve
 from tests.unit.ledger.test_ledger import a_file, record
 from worker.ledger.store import Ledger
 from worker.notify.delivery import Notifier
@@ -80,3 +83,23 @@ def test_an_endpoint_down_then_failing_then_up_gets_it_with_each_attempt_recorde
     assert delivery is not None and [a.get("status") for a in delivery.history] == [None, 503, 200]
     assert "ConnectError" in delivery.history[0]["error"] and "secret-in-query" not in delivery.history[0]["error"]
     assert len({h.event["id"] for h in hooks.hooks}) == 1 and len(hooks.delivered()) == 1
+
+
+def test_a_failure_stream_reports_is_announced_queued_by_the_receiver_and_delivered(
+        ledger: Ledger, hooks: HookReceiver, make_settings: Any) -> None:
+    endpoint = {"url": hooks.url, "secret": "s", "events": ["stream.failure"]}
+    settings = make_settings(call_storage_key="", notify=[endpoint])
+    notified = Ledger(ledger.redis, outbox=routes_json(settings.archive))
+    server, queued = serve(settings, notified)
+    event = {"type": "call.recording_failed", "created_at": "2026-11-27T10:00:00Z", "call_cid": "default:broken",
+             "egress_id": "EG_1", "error": "encoder died"}
+    with server as base:
+        for _ in range(2):  # a redelivery announces nothing more
+            assert Receiver(base, queued, notified).post(json.dumps(event).encode()).status_code == 200
+        wait_until(lambda: len(queued) == 1, timeout=5, message="the delivery queued after the answer")
+    assert Notifier(notified, settings.archive).deliver(queued[0]) == "delivered"
+    [hook] = hooks.delivered()
+    assert hook.signed_by("s") and hook.event["type"] == "stream.failure"
+    data = hook.event["data"]
+    assert (data["call_cid"], data["egress_id"], data["error"], data["kind"]) == (
+        "default:broken", "EG_1", "encoder died", "recording")
