@@ -15,6 +15,7 @@ from typing import Any, get_args
 from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 
 from config.errors import ConfigError, describe
+from config.notify import NotifyConfig
 from config.storages import DEFAULT_LOCAL_ROOT, LOCAL_STORAGE_NAME, STREAM_S3, StorageConfig
 from config.types import Duration, Kind, Route, Strict, names_in
 
@@ -133,6 +134,13 @@ class ArchiveConfig(Strict):
                     "on every scrape). A scrape reads the whole ledger's counts from Redis: this bounds its cost.")
     delete_from_stream: bool = Field(
         default=False, description="Delete a file from Stream once every destination has verified it.")
+    notify: tuple[NotifyConfig, ...] = Field(
+        default=(), description="Endpoints told of archived, failed, at-risk and lost files and of Stream's failure "
+                                "events: signed POSTs, delivered at least once (docs/notifications.md).")
+    notify_retry_for: Duration = Field(
+        default=timedelta(hours=24),
+        description="How long a notification is retried (backoff from retry_backoff up to retry_backoff_max) "
+                    "before it is marked failed.")
     api_share: float = Field(
         default=0.5, gt=0, le=1,
         description="The most of each Stream API endpoint's rate limit the archiver spends, all its processes "

@@ -24,6 +24,8 @@ TRANSFER_QUEUE = "archiver.transfers"
 # Options of each task (`@app.task(**...)`), here so tests can check Celery knows every one.
 TRANSFER_TASK_OPTIONS: dict[str, Any] = {"ignore_result": True}  # no time limit: the lease guards it
 ROUTE_TASK_OPTIONS: dict[str, Any] = {"ignore_result": True, "time_limit": ROUTE_TIME_LIMIT}
+# A notification's request ends within half its lease (`worker.notify.delivery`); the limit is a backstop.
+NOTIFY_TASK_OPTIONS: dict[str, Any] = {"ignore_result": True, "time_limit": ROUTE_TIME_LIMIT}
 
 
 def celery_config(broker_url: str, *, sentinel_master: str | None = None,

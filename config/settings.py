@@ -41,6 +41,7 @@ class LedgerSettings(BaseModel):
                 found.append(token.get_secret_value())
         for storage in self.archive.effective_storages():
             found += [s.get_secret_value() for s in storage_secrets(storage)]
+        found += [n.secret.get_secret_value() for n in self.archive.notify if n.secret is not None]
         for url in (self.env.redis_url, self.env.archiver_broker_url):
             for part in (url or "").split(";"):  # sentinel:// URLs may list several
                 password = urlsplit(part.strip()).password

@@ -13,6 +13,7 @@ from config.logging import configure_logging, register_secrets
 
 TRANSFER_TASK = "archiver.archive_transfer"
 ROUTE_TASK = "archiver.route_file"
+NOTIFY_TASK = "archiver.deliver_notification"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -36,7 +37,10 @@ def _use_our_logging(**_: Any) -> None:
 
 
 def enqueue(ids: Sequence[str]) -> None:
-    """Hand transfers (``t_…``) and files waiting for their routes (``f_…``) to the workers.
-    Best effort: the ledger sweep catches what is lost."""
+    """Hand transfers (``t_…``), files waiting for their routes (``f_…``) and notifications'
+    deliveries (``ev_…``) to the workers. Best effort: the ledger sweep catches what is lost."""
     for ledger_id in ids:
-        app.send_task(ROUTE_TASK if ledger_id.startswith("f_") else TRANSFER_TASK, args=[ledger_id])
+        task = TRANSFER_TASK
+        if ledger_id.startswith(("f_", "ev_")):
+            task = ROUTE_TASK if ledger_id.startswith("f_") else NOTIFY_TASK
+        app.send_task(task, args=[ledger_id])

@@ -12,6 +12,7 @@ from worker.intake.permits import LedgerPermits
 from worker.ledger.connection import connect_env
 from worker.ledger.store import Ledger
 from worker.monitoring.stats import Stats
+from worker.notify.outbox import routes_json
 from worker.storage import Storage
 from worker.storage.registry import build_storage
 from worker.stream.client import StreamClient
@@ -34,7 +35,7 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         tuning = settings.archive.transfer
-        ledger = Ledger(connect_env(settings.env, name="archiver-worker"))
+        ledger = Ledger(connect_env(settings.env, name="archiver-worker"), outbox=routes_json(settings.archive))
         return cls(
             settings=settings,
             ledger=ledger,

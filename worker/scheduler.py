@@ -19,19 +19,21 @@ import structlog
 from config import ArchiveConfig
 from worker.ledger.models import Enqueue
 from worker.ledger.store import Ledger
+from worker.notify.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 BATCH = 500
 
 
 def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
-    """Queue every due transfer, and every file due for routing, now; return how many.
+    """Queue every due transfer, every file due for routing and every notification due for delivery,
+    now; return how many.
 
     Transfers are handed over soonest-to-expire first, so a large backlog never starves a file
     that Stream is about to delete (the queue is first in, first out)."""
     redispatch_ms = int(archive.redispatch_after.total_seconds() * 1000)
     total = 0
-    for index in ("unrouted", "due"):
+    for index in ("unrouted", "due", "notify:due"):
         while True:
             ids = ledger.take_due(redispatch_ms, limit=BATCH, index=index)
             if index == "due":
@@ -41,7 +43,16 @@ def sweep_once(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue) -> int:
                 total += len(ids)
             if len(ids) < BATCH:
                 break
+    forget_delivered_notifications(ledger, archive)
     return total
+
+
+def forget_delivered_notifications(ledger: Ledger, archive: ArchiveConfig) -> int:
+    """Delivered notifications are kept for `retention` (shown by `archiver notifications list`), then
+    forgotten, so the outbox does not grow without end."""
+    if not archive.notify and not ledger.redis.exists(ledger.keys.notify_state("delivered")):
+        return 0
+    return Outbox(ledger).forget_delivered(int(archive.retention.total_seconds() * 1000))
 
 
 @dataclass

@@ -26,6 +26,7 @@ EXPECTED = {
     "ArchiverRetriesClimbing",
     "ArchiverNoWebhooks",
     "ArchiverFullReconcileOverdue",
+    "ArchiverNotificationsFailed",
 }
 RULES: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
 

@@ -82,18 +82,19 @@ def _waiting_transfers(ledger: Ledger, deadline_ms: int, now_ms: int) -> list[At
         pipe.hmget(ledger.keys.transfer(tid),
                    ["file_id", "call_cid", "kind", "filename", "storage", "state", "expires_at"])
     by_file: dict[str, list[list[Any]]] = {}
-    for row in pipe.execute():
+    for tid, row in zip(tids, pipe.execute(), strict=True):
         if row[0] and row[5] in UNFINISHED and row[6]:
-            by_file.setdefault(row[0], []).append(row)
+            by_file.setdefault(row[0], []).append([*row, tid])
     return [_at_risk(rows, now_ms) for rows in by_file.values()]
 
 
 def _at_risk(rows: list[list[Any]], now_ms: int) -> AtRiskFile:
-    file_id, call_cid, kind, filename, _, _, expires = rows[0]
+    file_id, call_cid, kind, filename, _, _, expires, _ = rows[0]
     states = {row[5] for row in rows}
     state = "transferring" if "transferring" in states else "queued"
     return AtRiskFile(file_id, call_cid or "", kind or "", filename or "", tuple(sorted(row[4] or "" for row in rows)),
-                      state, _moment(int(expires)), timedelta(milliseconds=int(expires) - now_ms))
+                      state, _moment(int(expires)), timedelta(milliseconds=int(expires) - now_ms),
+                      tuple(sorted(row[7] for row in rows)))
 
 
 def _waiting_routes(ledger: Ledger, deadline_ms: int, now_ms: int) -> list[AtRiskFile]:
@@ -113,9 +114,7 @@ def _moment(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def publish_at_risk(ledger: Ledger, count: int, computed_at_ms: int) -> None:
-    """Keep the at-risk count where monitoring reads it: ``at_risk`` (files) and ``at_risk_at`` (ms)."""
-    pipe = ledger.redis.pipeline(transaction=True)
-    pipe.set(ledger.keys.at_risk, count)
-    pipe.set(ledger.keys.at_risk_at, computed_at_ms)
-    pipe.execute()
+def publish_at_risk(ledger: Ledger, count: int, computed_at_ms: int, transfer_ids: Sequence[str] = ()) -> None:
+    """Keep the at-risk count where monitoring reads it: ``at_risk`` (files) and ``at_risk_at`` (ms);
+    ``file.at_risk`` is announced for `transfer_ids` in the same step."""
+    ledger.publish_at_risk(count, computed_at_ms, transfer_ids)

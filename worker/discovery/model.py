@@ -200,6 +200,7 @@ class AtRiskFile:
     state: str  # queued | transferring | routing (waiting for its routes)
     expires_at: datetime
     time_left: timedelta  # negative: past the deadline already
+    transfer_ids: tuple[str, ...] = ()  # its unfinished transfers (none while its routes are not known)
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,6 @@ def flag_at_risk(runtime: Runtime, now: datetime) -> list[AtRiskFile]:
                   file_id=file.file_id, storage=",".join(file.storages) or "(routing pending)", state=file.state,
                   expires_at=rfc3339(file.expires_at), time_left=format_span(file.time_left),
                   time_left_s=int(file.time_left.total_seconds()))
-    publish_at_risk(runtime.ledger, len(found), now_ms)
+    publish_at_risk(runtime.ledger, len(found), now_ms, [tid for file in found for tid in file.transfer_ids])
     return found
 

@@ -24,6 +24,7 @@ from worker.intake.routing import route
 from worker.intake.webhook import authenticate, decompress, parse_event, ready_file
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
+from worker.notify.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +120,7 @@ class FailureNoted:
 
     call_cid: str
     kind: Kind
+    to_queue: list[str] = field(default_factory=list)  # the notifications it announced (stream.failure)
 
 
 def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
@@ -132,10 +134,14 @@ def note_failure(ledger: Ledger, event: Mapping[str, Any]) -> FailureNoted:
     record = {"call_cid": call_cid, "kind": kind.name, "egress_id": event.get("egress_id"),
               "recording_type": event.get("recording_type"), "error": event.get("error"),
               "created_at": event.get("created_at"), "noted_at": now_ms()}
+    to_queue: list[str] = []
     if ledger.note_failure(record):
         log.error(kind.failed_log_event, call_cid=call_cid, egress_id=record["egress_id"], error=record["error"],
                   note=f"Stream reports this {kind.name} failed: it will never arrive")
-    return FailureNoted(call_cid, kind.name)
+        if ledger.outbox:
+            subject = ledger.failure_marker(record).removeprefix(ledger.prefix)
+            to_queue = Outbox(ledger).due_for("stream.failure", subject)
+    return FailureNoted(call_cid, kind.name, to_queue)
 
 
 def record_event(settings: Settings, ledger: Ledger, event: Mapping[str, Any]

@@ -112,6 +112,7 @@ def _handle(settings: Settings, ledger: Ledger, message: dict[str, Any], result:
         log.warning("sqs_message_expired", message_id=message_id, file_id=outcome.file_id, call_cid=outcome.call_cid,
                     expires_at=outcome.expires_at.isoformat(), note="deleted: Stream no longer has the file")
     elif isinstance(outcome, FailureNoted):
+        to_queue.extend(outcome.to_queue)
         result.failures_noted += 1
         log.info("sqs_failure_noted", message_id=message_id, call_cid=outcome.call_cid, kind=outcome.kind)
     else:

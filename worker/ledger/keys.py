@@ -49,6 +49,19 @@ Around the transfers (each module's docstring says what the values hold)::
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
+
+The notifications' outbox (`worker.notify.outbox`; written by the scripts whose change they announce;
+delivered ones forgotten after `retention` by the scheduler)::
+
+  P notify:event:<eid>        HASH  one event: id, type, subject (the transfer id, or the failure's
+                                    marker), created_at, data (JSON: the transfer's hash, or the failure)
+  P notify:delivery:<did>     HASH  one event to one endpoint (<did> = <eid>:<endpoint id>): state
+                                    (pending | delivering | delivered | failed), attempts, give_up_at,
+                                    last_status, last_error, and while delivering, its lease
+  P notify:attempts:<did>     LIST  each attempt (JSON: at, status or error), oldest first
+  P notify:due                ZSET  deliveries by when to try next (ms; a delivering one: its lease end)
+  P notify:state:<state>      ZSET  deliveries in a state, by last update (ms)
+  P notify:outcomes           HASH  attempts by outcome (delivered, retried, failed): for /metrics
 """
 
 from __future__ import annotations
@@ -113,6 +126,14 @@ class Keys:
 
     def failure(self, kind: str, call_cid: str, identity: object) -> str:
         return f"{self.prefix}failure:{kind}:{call_cid}:{identity}"
+
+    # -- the notifications' outbox (Lua: worker.ledger.announce, worker.notify.outbox) ---
+    notify_event = _Named("notify:event:{}")
+    notify_delivery = _Named("notify:delivery:{}")
+    notify_attempts = _Named("notify:attempts:{}")
+    notify_due = _Fixed("notify:due")
+    notify_state = _Named("notify:state:{}")
+    notify_outcomes = _Fixed("notify:outcomes")
 
     # -- around the transfers --------------------------------------------------------------------
     at_risk = _Fixed("at_risk")

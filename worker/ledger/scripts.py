@@ -6,6 +6,8 @@ the scripts, the ledger needs one Redis (or a Sentinel-managed primary), not a c
 integer milliseconds since the epoch.
 """
 
+from worker.ledger.announce import ANNOUNCE
+
 # Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
 # by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
 # already expired or drop other workers' max_concurrency slots. Callers pass durations, not times.
@@ -154,9 +156,11 @@ redis.call('ZADD', p .. 'running:' .. (t[3] or ''), now + lease, tid)
 return 1
 """
 
-# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json  ->  1 or 0 (fenced out)
-# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now.
-FINISH = NOW + """
+# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json
+#   ->  1 or 0 (fenced out)
+# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now. `archived`,
+# `failed` and `lost` are announced (file.<state>) in the same step.
+FINISH = NOW + ANNOUNCE + """
 local p, tid, new = ARGV[1], ARGV[2], ARGV[4]
 local tkey = p .. 'transfer:' .. tid
 local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage')
@@ -176,6 +180,24 @@ if new == 'queued' then
 else
   redis.call('ZREM', p .. 'due', tid)
   redis.call('ZREM', p .. 'expiry', tid)
+  if new ~= 'skipped' then announce(p, ARGV[7], 'file.' .. new, tid, snapshot(tkey), now) end
+end
+return 1
+"""
+
+# ARGV: prefix, count, computed_at_ms, outbox_json, transfer_ids_json  ->  1
+# The at-risk count where monitoring reads it, and file.at_risk announced for each given transfer
+# still queued or transferring (once per transfer: see ANNOUNCE).
+PUBLISH_AT_RISK = NOW + ANNOUNCE + """
+local p = ARGV[1]
+redis.call('SET', p .. 'at_risk', ARGV[2])
+redis.call('SET', p .. 'at_risk_at', ARGV[3])
+for _, tid in ipairs(cjson.decode(ARGV[5])) do
+  local tkey = p .. 'transfer:' .. tid
+  local state = redis.call('HGET', tkey, 'state')
+  if state == 'queued' or state == 'transferring' then
+    announce(p, ARGV[4], 'file.at_risk', tid, snapshot(tkey), now)
+  end
 end
 return 1
 """
@@ -234,11 +256,13 @@ redis.call('ZADD', p .. 'expiry', ARGV[3] ~= '' and tonumber(ARGV[3]) or now, ti
 return 1
 """
 
-# KEYS: marker, list ; ARGV: record_json, keep, ttl_ms  ->  1 if noted now, 0 if already noted
-NOTE_FAILURE = """
+# KEYS: marker, list ; ARGV: record_json, keep, ttl_ms, prefix, outbox_json
+#   ->  1 if noted now (and announced: stream.failure), 0 if already noted
+NOTE_FAILURE = NOW + ANNOUNCE + """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+announce(ARGV[4], ARGV[5], 'stream.failure', string.sub(KEYS[1], #ARGV[4] + 1), ARGV[1], now)
 return 1
 """
 

@@ -47,9 +47,12 @@ def _strings(values: dict[str, Any]) -> dict[str, str]:
 class Ledger:
     """Typed access to the ledger's keys and scripts."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *, outbox: str = "") -> None:
         self.redis = client
         self.prefix = prefix
+        # The notifications' routes (`worker.notify.outbox.routes_json`; '' = none): the scripts that
+        # change a state announce it in the same step (`worker.ledger.announce`).
+        self.outbox = outbox
         self.keys = Keys(prefix)
         self._intake = client.register_script(lua.INTAKE)
         self._claim = client.register_script(lua.CLAIM)
@@ -61,6 +64,7 @@ class Ledger:
         self._set_url = client.register_script(lua.SET_URL)
         self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
+        self._publish_at_risk = client.register_script(lua.PUBLISH_AT_RISK)
         self._lock = client.register_script(lua.LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
 
@@ -133,12 +137,14 @@ class Ledger:
         """Move a claimed transfer to `state` (``queued``: due again, and its next_attempt_at,
         `retry_in_ms` from now); False when the claim with `token` was taken over."""
         args: list[str | int] = [self.prefix, transfer_id, token, state,
-                                 "" if retry_in_ms is None else retry_in_ms, json.dumps(_strings(fields))]
+                                 "" if retry_in_ms is None else retry_in_ms, json.dumps(_strings(fields)),
+                                 self.outbox]
         return bool(self._finish(args=args))
 
     def take_due(self, redispatch_ms: int, limit: int = 500,
-                 index: Literal["due", "unrouted"] = "due") -> list[str]:
-        """Transfers (or, with index="unrouted", files waiting for their routes) due now, each
+                 index: Literal["due", "unrouted", "notify:due"] = "due") -> list[str]:
+        """Transfers (or, with index="unrouted", files waiting for their routes; "notify:due", the
+        deliveries of notifications) due now, each
         pushed back by `redispatch_ms` (so a lost message is sent again later)."""
         ids = self._take_due(args=[self.prefix, redispatch_ms, limit, index])
         return [str(i) for i in cast(list[Any], ids)]
@@ -183,9 +189,19 @@ class Ledger:
     def note_failure(self, record: dict[str, Any], keep: int = 10_000, remember_ms: int = 15 * 86_400_000) -> bool:
         """Keep a failure event Stream reported (newest first, the last `keep` of them), once per
         (kind, call, egress): a redelivery returns False and keeps nothing."""
+        keys = [self.failure_marker(record), self.keys.stream_failures]
+        return bool(self._note_failure(keys=keys, args=[json.dumps(record), keep, remember_ms, self.prefix,
+                                                        self.outbox]))
+
+    def publish_at_risk(self, count: int, computed_at_ms: int, transfer_ids: Iterable[str] = ()) -> None:
+        """Keep the at-risk count where monitoring reads it (``at_risk``: files, ``at_risk_at``: ms),
+        and announce ``file.at_risk`` for each of `transfer_ids` still queued or running, in one step."""
+        self._publish_at_risk(args=[self.prefix, count, computed_at_ms, self.outbox, json.dumps(list(transfer_ids))])
+
+    def failure_marker(self, record: Mapping[str, Any]) -> str:
+        """The key that remembers a failure was noted (its subject, less the prefix, when announced)."""
         identity = record.get("egress_id") or record.get("created_at")
-        keys = [self.keys.failure(record["kind"], record["call_cid"], identity), self.keys.stream_failures]
-        return bool(self._note_failure(keys=keys, args=[json.dumps(record), keep, remember_ms]))
+        return self.keys.failure(record["kind"], record["call_cid"], identity)
 
     def stream_failures(self, limit: int = 100) -> list[dict[str, Any]]:
         """The failure events Stream reported, newest first."""

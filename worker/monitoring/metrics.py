@@ -32,6 +32,7 @@ from worker.ledger.unrouted import REASONS, read_routing
 from worker.monitoring import names
 from worker.monitoring.stats import Stats, durations
 from worker.monitoring.tally import STATE_LABELS, Tally
+from worker.notify.outbox import OUTCOMES as NOTIFY_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,21 @@ class ArchiverCollector(Collector):
         yield from self._stream_api()
         yield self._storages()
         yield from self._reconciliation()
+        yield from self._notifications()
+
+    def _notifications(self) -> Iterator[Metric]:
+        keys = Keys(self.prefix)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.notify_outcomes)
+        for state in ("pending", "delivering", "failed"):
+            pipe.zcard(keys.notify_state(state))
+        outcomes, pending, delivering, failed = pipe.execute()
+        family = counter(names.NOTIFICATIONS)
+        for outcome in NOTIFY_OUTCOMES:
+            family.add_metric([outcome], int(cast(dict[str, str], outcomes).get(outcome, 0)))
+        yield family
+        yield gauge(names.NOTIFICATIONS_PENDING, int(pending) + int(delivering))
+        yield gauge(names.NOTIFICATIONS_FAILED, int(failed))
 
     def _transfers(self) -> Metric:
         family = gauge(names.TRANSFERS)

@@ -85,11 +85,18 @@ LAST_RECONCILE = Gauge("archiver_last_reconcile_timestamp_seconds",
 RECONCILE_FAILED_CALLS = Gauge("archiver_reconcile_failed_calls",
                                "Calls the last completed reconciliation of each mode could not list "
                                "(the next run lists them again).", ("mode",))
+# Notifications ([[notify]]).
+NOTIFICATIONS = Counter("archiver_notifications_total",
+                        "Notification delivery attempts by outcome (delivered, retried, failed).", ("outcome",))
+NOTIFICATIONS_PENDING = Gauge("archiver_notifications_pending",
+                              "Notifications not delivered yet and still tried (pending or being delivered).")
+NOTIFICATIONS_FAILED = Gauge("archiver_notifications_failed",
+                             "Notifications given up on (notify_retry_for passed), until retried by command.")
 
 ALL: tuple[Metric, ...] = (
     TRANSFERS, ARCHIVED_BYTES, TRANSFER_DURATION, TRANSFER_RETRIES, TRANSFER_FAILURES,
     QUEUE_DEPTH, DUE_TRANSFERS, OLDEST_DUE_AGE, FILES_AT_RISK, OLDEST_UNARCHIVED_AGE, UNARCHIVED_DEADLINE,
     FILES_ROUTING, OLDEST_ROUTING_AGE, WEBHOOK_REQUESTS, FILES_RECEIVED, LAST_WEBHOOK, STREAM_REQUESTS,
-    STREAM_RATE_LIMIT_WAIT,
-    STORAGE_UP, LAST_RECONCILE, RECONCILE_FAILED_CALLS,
+    STREAM_RATE_LIMIT_WAIT, STORAGE_UP, LAST_RECONCILE, RECONCILE_FAILED_CALLS, NOTIFICATIONS,
+    NOTIFICATIONS_PENDING, NOTIFICATIONS_FAILED,
 )

@@ -6,6 +6,7 @@ from celery import Celery, Task
 from celery.app.defaults import NAMESPACES, flatten
 
 from config.celery import (
+    NOTIFY_TASK_OPTIONS,
     ROUTE_TASK_OPTIONS,
     TRANSFER_TASK_OPTIONS,
     VISIBILITY_TIMEOUT,
@@ -24,7 +25,7 @@ def test_every_setting_is_one_celery_knows() -> None:
 
 
 def test_every_task_option_is_one_celery_knows() -> None:
-    for options in (TRANSFER_TASK_OPTIONS, ROUTE_TASK_OPTIONS):
+    for options in (TRANSFER_TASK_OPTIONS, ROUTE_TASK_OPTIONS, NOTIFY_TASK_OPTIONS):
         assert {name for name in options if not hasattr(Task, name)} == set()
 
 

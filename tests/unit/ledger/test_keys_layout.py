@@ -13,6 +13,7 @@ from tests.unit.ledger.test_ledger import END, a_file
 from worker.ledger.keys import DEFAULT_PREFIX, FIGURES, Keys
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
+from worker.notify.outbox import Outbox, event_id
 
 K = Keys("p:")
 ENDPOINT = "GET /api/v2/video/call/{type}/{id}"
@@ -50,6 +51,12 @@ def test_the_default_prefix() -> None:
     (K.backfill_queue("nightly"), "p:backfill:nightly:queue"),
     (K.trial_permit(URL), f"p:trial_permit:{URL}"),
     (K.tally("archived"), "p:stats:tally:archived"),
+    (K.notify_event("ev_1"), "p:notify:event:ev_1"),
+    (K.notify_delivery("ev_1:e1"), "p:notify:delivery:ev_1:e1"),
+    (K.notify_attempts("ev_1:e1"), "p:notify:attempts:ev_1:e1"),
+    (K.notify_due, "p:notify:due"),
+    (K.notify_state("pending"), "p:notify:state:pending"),
+    (K.notify_outcomes, "p:notify:outcomes"),
 ])
 def test_every_key_is_spelled_as_it_always_was(built: str, spelled: str) -> None:
     assert built == spelled
@@ -68,6 +75,26 @@ def test_the_figures_and_nothing_else() -> None:
     ]
     with pytest.raises(ValueError, match="no such figure"):
         K.figure("stats:typo")
+
+
+def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
+    """An announced change, its delivery claimed and answered: every key written is one keys.py names."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    routes = '{"retry_ms": 60000, "endpoints": [{"id": "e1", "events": ["file.failed"]}]}'
+    ledger, file = Ledger(client, "out:", outbox=routes), a_file()
+    ledger.record(file, [NewTransfer("t1", "s3", "default/x/a.mp4")], expires_at=END + timedelta(days=14))
+    assert ledger.finish("t1", ledger.claim("t1", "w1", 60_000).token, "failed", error="boom")
+    outbox, eid = Outbox(ledger), event_id("file.failed", "t1")
+    did = f"{eid}:e1"
+    assert outbox.finish(did, outbox.claim(did, 60_000).token, ok=False, status=503, retry_in_ms=1000) == "pending"
+    k = ledger.keys
+    try:
+        assert {key for key in client.scan_iter(match="out:notify:*")} == {
+            k.notify_event(eid), k.notify_delivery(did), k.notify_attempts(did), k.notify_due,
+            k.notify_state("pending"), k.notify_outcomes}
+    finally:
+        client.delete(*client.scan_iter(match="out:*"))
+        client.close()
 
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:

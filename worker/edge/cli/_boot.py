@@ -100,7 +100,9 @@ def check_storages(settings: Settings, *, probe: bool = False) -> None:
 def open_ledger(settings: LedgerSettings, *, fail_fast: bool = False, starting: str | None = None) -> Ledger:
     """The ledger, or stop (exit 3) when Redis is unreachable. A service part `starting` also logs
     a warning for each Redis setting that puts the ledger at risk (never stops for them)."""
-    ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast))
+    from worker.notify.outbox import routes_json  # noqa: PLC0415
+
+    ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast), outbox=routes_json(settings.archive))
     try:
         ledger.redis.ping()
     except redis.RedisError as exc:

@@ -10,6 +10,7 @@ commands, which live one group to a module:
     discovery    backfill, reconcile
     trial        try
     transfers    transfers list|retry|export|prune|show
+    notifications  notifications list|retry
 
 and `_boot` holds what they all start with (settings, the ledger, the consoles, exit codes).
 """
@@ -24,6 +25,7 @@ from typer.core import TyperOption
 from worker.edge.cli import service
 from worker.edge.cli.deletion import delete_archived_command
 from worker.edge.cli.discovery import backfill_command, reconcile_command
+from worker.edge.cli.notifications import notifications_app
 from worker.edge.cli.storages import doctor, storage_app
 from worker.edge.cli.transfers import transfers_app
 from worker.edge.cli.trial import try_command
@@ -32,6 +34,7 @@ app = typer.Typer(help="Archive Stream Video recordings and transcriptions into 
                   no_args_is_help=True, add_completion=False)
 app.add_typer(transfers_app, name="transfers")
 app.add_typer(storage_app, name="storage")
+app.add_typer(notifications_app, name="notifications")
 app.command()(service.web)
 app.command()(service.worker)
 app.command()(service.scheduler)

@@ -136,7 +136,7 @@ class WebhookHandler:
             result = accept_delivery(self.settings, self.ledger, body, headers)
         except (InvalidWebhook, redis.RedisError) as exc:
             result = exc
-        if isinstance(result, Recorded) and result.to_queue:
+        if isinstance(result, Recorded | FailureNoted) and result.to_queue:
             self.after.later(enqueue_quietly, self.enqueue, result.to_queue)
         if isinstance(result, Recorded) and result.new_file and result.kind is not None:
             self.after.later(self.stats.file_received, result.kind)
