@@ -21,6 +21,8 @@ Keys (prefix P, default ``archiver:``).  The transfers::
   P unrouted              ZSET  files whose destinations are not known yet (call-level routing needs
                                 the call's data): when to (re)try resolving them (ms)
   P call:<cid>            STRING a call's GetCall data, cached for call_cache_ttl
+  P call_files:<call id>  SET   the ids of the files of the calls with that id (of any type: a search by
+                                id alone finds them), added at every intake, removed by `prune`
   P running:<storage>     ZSET  transfers of a storage holding a lease, by lease end (ms): how
                                 `max_concurrency` is counted across every worker
   P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
@@ -117,6 +119,7 @@ class Keys:
     expiry = _Fixed("expiry")
     unrouted = _Fixed("unrouted")
     call = _Named("call:{}")
+    call_files = _Named("call_files:{}")
     running = _Named("running:{}")
     key_owner = _Named("keyowner:{}")
     scheduler_lock = _Fixed("scheduler:lock")

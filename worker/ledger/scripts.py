@@ -17,6 +17,14 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
+# The file index of a call (`call_files:<call id>`): a call's id is what follows the first ':' of its cid.
+CALL_FILES = """
+local function call_files(p, cid)
+  local at = string.find(cid, ':', 1, true)
+  return p .. 'call_files:' .. (at and string.sub(cid, at + 1) or cid)
+end
+"""
+
 # ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired
 #   ->  {file_is_new, transfers_created, expired}
 # Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).
@@ -30,7 +38,9 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key).
-INTAKE = NOW + """
+# Every intake adds the file to its call's index (a file recorded before the index is added when
+# it is recorded again: a redelivery, a reconciliation).
+INTAKE = NOW + CALL_FILES + """
 local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
@@ -60,6 +70,7 @@ end
 if take_url then flat[#flat + 1] = 'url_at'; flat[#flat + 1] = url_at end
 if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
+redis.call('SADD', call_files(p, redis.call('HGET', fkey, 'call_cid') or file.fields.call_cid), file.id)
 local created = 0
 for _, t in ipairs(transfers) do
   local tkey = p .. 'transfer:' .. t.id
@@ -270,9 +281,10 @@ return 1
 #   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | recent | at_stream
 # Forget one `archived` transfer (`archiver transfers prune`): its hash and every index entry
 # (transfers, state:*, due, expiry, its file's transfer set), and the file's record with the last
-# of its transfers. Only when it was archived before the cutoff and Stream's deletion deadline has
-# passed: a file Stream still lists would otherwise be recorded, and uploaded, again.
-PRUNE = """
+# of its transfers (and its place in its call's index). Only when it was archived before the cutoff
+# and Stream's deletion deadline has passed: a file Stream still lists would otherwise be recorded,
+# and uploaded, again.
+PRUNE = CALL_FILES + """
 local p, tid, cutoff, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local tkey = p .. 'transfer:' .. tid
 local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id')
@@ -294,6 +306,8 @@ end
 local fkey = p .. 'file:' .. fid
 redis.call('SREM', fkey .. ':transfers', tid)
 if redis.call('SCARD', fkey .. ':transfers') == 0 and redis.call('HGET', fkey, 'routing') ~= 'pending' then
+  local cid = redis.call('HGET', fkey, 'call_cid')
+  if cid then redis.call('SREM', call_files(p, cid), fid) end
   redis.call('DEL', fkey)
   redis.call('ZREM', p .. 'unrouted', fid)
   return {'pruned', fid, 1}

@@ -35,6 +35,7 @@ def test_the_default_prefix() -> None:
     (K.expiry, "p:expiry"),
     (K.unrouted, "p:unrouted"),
     (K.call("default:c1"), "p:call:default:c1"),
+    (K.call_files("c1"), "p:call_files:c1"),
     (K.running("s3"), "p:running:s3"),
     (K.key_owner("s3"), "p:keyowner:s3"),
     (K.scheduler_lock, "p:scheduler:lock"),
@@ -118,7 +119,7 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.file(file.file_id), k.file_transfers(file.file_id), k.file(waiting.file_id), k.transfer("t1"),
             k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
-            k.call("default:x"),
+            k.call("default:x"), k.call_files("x"),
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))

@@ -22,6 +22,7 @@ def test_pruning_in_small_batches_forgets_every_old_archived_transfer_and_file(l
     assert transfer is not None
     fkey = f"archiver:file:{transfer.file_id}"
     assert sorted(ledger.redis.keys("archiver:file:*")) == [fkey, f"{fkey}:transfers"]
+    assert ledger.redis.keys("archiver:call_files:*") == ["archiver:call_files:queued"]  # its call's index too
     assert prune_archived(ledger, timedelta(days=90)).transfers == 0  # a second run finds nothing
 
 

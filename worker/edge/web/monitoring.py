@@ -11,16 +11,17 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Annotated
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from config import Settings
 from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
-from worker.edge.web import auth, openapi, paths, status_page
+from worker.edge.web import auth, call_page, openapi, paths, status_page
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
 from worker.monitoring.metrics import ArchiverCollector, registry_for
@@ -94,15 +95,18 @@ def add_status_page(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
     token = secret.get_secret_value() if secret is not None else ""
 
     @app.get(paths.STATUS, response_class=HTMLResponse, responses=openapi.STATUS_PAGE)
-    def status(request: Request) -> Response:
+    def status(request: Request, call: Annotated[str, Query(
+            description="a call to show: its cid (type:id) or its id alone")] = "") -> Response:
         if not token:
             return JSONResponse(_NOT_FOUND, status_code=404)
         header = request.headers.get("authorization")
         if not auth.authorized(header, token):
             return JSONResponse({"error": auth.status_refusal(header)}, status_code=401, headers=auth.STATUS_CHALLENGE)
+        query = call.strip()
         try:
+            shown = call_page.render_call(call_page.read_call_view(ledger, query)) if query else ""
             page = status_page.render(status_page.read_status(ledger.redis, settings.archive.at_risk_margin,
-                                                              ledger.prefix))
+                                                              ledger.prefix), call_page.search_form(query) + shown)
         except redis.RedisError as exc:
             return JSONResponse({"error": f"ledger unavailable: {scrub(str(exc))}"}, status_code=503)
         return HTMLResponse(page, headers=status_page.HEADERS)

@@ -36,7 +36,7 @@ STATIC = {  # name → content type: the only files /static/ serves
 }
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -226,7 +226,8 @@ def _chart_data(status: Status) -> str:
     return raw.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(status: Status) -> str:
+def render(status: Status, call: str = "") -> str:
+    """The page; `call` is the searched call's section (`worker.edge.web.call_page`), with its search form."""
     total = sum(b for _, b in status.by_day)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>archiver status</title>
@@ -235,6 +236,7 @@ def render(status: Status) -> str:
 </head><body>
 <h1>archiver status</h1>
 <p class="generated">as of {_e(_when(status.now * 1000))}</p>
+{call}
 <h2>Transfers by state</h2>
 {_counts(status)}
 <h2>Waiting for routes</h2>

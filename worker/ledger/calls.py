@@ -1,0 +1,107 @@
+"""A call as the ledger knows it: its files (from the ``call_files:<call id>`` index the intake keeps),
+each with its transfers, grouped by session; and, once manifests exist, each session's manifest.
+
+A search is a call cid (``type:id``) or an id alone (every call of that id, whatever its type).
+Reading is bounded: at most `MAX_FILES` files, in three pipelined round trips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from worker.ledger.models import ROUTING, Transfer
+from worker.ledger.store import Ledger
+
+MAX_FILES = 1000
+
+
+@dataclass(frozen=True)
+class CallFile:
+    """One file of a call and its transfers (none while it waits for its routes)."""
+
+    id: str
+    fields: dict[str, str]  # the file's hash, less its signed URL
+    transfers: tuple[Transfer, ...]
+
+    @property
+    def state(self) -> str:
+        return ROUTING if not self.transfers and self.fields.get("routing") == "pending" else ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A session's manifest in one storage."""
+
+    storage: str
+    key: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Call:
+    query: str
+    files: tuple[CallFile, ...]  # ordered by call, session, kind, filename
+    more: int = 0  # files of the call left out (over MAX_FILES)
+
+    @property
+    def call_cids(self) -> list[str]:
+        return sorted({f.fields.get("call_cid", "") for f in self.files})
+
+    def sessions(self) -> dict[tuple[str, str], list[CallFile]]:
+        """(call cid, session id or '') → its files."""
+        found: dict[tuple[str, str], list[CallFile]] = {}
+        for f in self.files:
+            found.setdefault((f.fields.get("call_cid", ""), f.fields.get("session_id", "")), []).append(f)
+        return found
+
+
+def split_query(query: str) -> tuple[str, str | None]:
+    """(call id, call cid or None) of a search: ``default:abc`` → ("abc", "default:abc"); ``abc`` → ("abc", None)."""
+    query = query.strip()
+    _, sep, call_id = query.partition(":")
+    return (call_id, query) if sep else (query, None)
+
+
+def read_call(ledger: Ledger, query: str, limit: int = MAX_FILES) -> Call:
+    """The files of the call(s) `query` names, each with its transfers (an unknown call: no files)."""
+    call_id, call_cid = split_query(query)
+    if not call_id:
+        return Call(query.strip(), ())
+    file_ids = sorted(cast(set[str], ledger.redis.smembers(ledger.keys.call_files(call_id))))
+    pipe = ledger.redis.pipeline(transaction=False)
+    for fid in file_ids:
+        pipe.hgetall(ledger.keys.file(fid))
+        pipe.smembers(ledger.keys.file_transfers(fid))
+    answers = pipe.execute()
+    files = [(fid, cast(dict[str, str], answers[2 * i]), sorted(cast(set[str], answers[2 * i + 1])))
+             for i, fid in enumerate(file_ids)]
+    files = [f for f in files if f[1] and (call_cid is None or f[1].get("call_cid") == call_cid)]
+    files.sort(key=lambda f: (f[1].get("call_cid", ""), f[1].get("session_id", ""), f[1].get("kind", ""),
+                              f[1].get("filename", "")))
+    kept, more = files[:limit], max(0, len(files) - limit)
+    pipe = ledger.redis.pipeline(transaction=False)
+    for _, _, tids in kept:
+        for tid in tids:
+            pipe.hgetall(ledger.keys.transfer(tid))
+    hashes = iter(cast(list[dict[str, str]], pipe.execute()))
+    result = []
+    for fid, fields, tids in kept:
+        transfers = [Transfer.from_hash(h) for h in (next(hashes) for _ in tids) if h]
+        public = {k: v for k, v in fields.items() if k != "url"}  # a signed URL is a credential
+        result.append(CallFile(fid, public, tuple(sorted(transfers, key=lambda t: t.storage))))
+    return Call(query.strip(), tuple(result), more)
+
+
+def manifests_of(ledger: Ledger, call_cid: str, session_id: str) -> list[Manifest]:
+    """The session's manifest in each storage that holds one: where the manifests' ledger records
+    are read, once they exist (none yet: nothing is recorded, so nothing is shown)."""
+    del ledger, call_cid, session_id
+    return []
+
+
+def session_event(call_cid: str, session_id: str) -> tuple[str, str] | None:
+    """The (type, subject) of the ``session.archived`` event about the session, to find it in the
+    outbox (`worker.notify.about`), once sessions are announced (none yet)."""
+    del call_cid, session_id
+    return None
