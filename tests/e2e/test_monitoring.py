@@ -138,3 +138,19 @@ def test_metrics_and_the_status_page_show_real_transfers(
     assert chromium.save_screenshot(str(RESULTS / "status-page.png"))
     errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors  # no script error, no CSP violation, no missing file
+
+    search = chromium.find_element("id", "call")  # the call's search form: its id alone finds it
+    search.send_keys("metrics")
+    chromium.find_element("css selector", "#call-search button").click()
+    wait_until(lambda: chromium.execute_script("return !!document.getElementById('call-view');"), timeout=15,
+               message="the call's section")
+    assert chromium.current_url.endswith("/?call=metrics")
+    rows = chromium.execute_script(
+        "return [...document.querySelectorAll('#call-view section.session tbody tr')]"
+        ".map(tr => [...tr.cells].map(td => td.textContent));")
+    assert sorted((r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows) == sorted(
+        (f.kind, f.filename, "disk", "archived", f"{f.size:,}", f.sha256) for f in files)
+    assert chromium.execute_script("return document.getElementById('call').value") == "metrics"
+    assert chromium.save_screenshot(str(RESULTS / "status-page-call.png"))
+    errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors  # the form submitted under the page's CSP (form-action 'self')

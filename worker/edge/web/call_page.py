@@ -59,11 +59,12 @@ def _session(view: CallView, call_cid: str, session_id: str, files: list[CallFil
     manifests = view.manifests.get((call_cid, session_id), [])
     listed = "".join(f"<li>{_e(m.storage)}: <code>{_e(m.key)}</code> sha256 <code>{_e(m.sha256)}</code></li>"
                      for m in manifests)
-    manifest = f"<ul class=\"manifests\">{listed}</ul>" if listed else '<p class="empty">no manifest recorded</p>'
+    manifest = f"<ul>{listed}</ul>" if listed else ' <span class="empty">none recorded</span>'
     rows = [row for file in files for row in _rows(file)]
     table = _table(["kind", "file", "storage", "state", "bytes", "sha256", "key", "attempts", "error"], rows, "")
     return (f'<section class="session" data-call="{_e(call_cid)}" data-session="{_e(session_id)}">'
-            f"<h3>{_e(call_cid)}: {_e(title)}</h3>\n<p>Manifest</p>{manifest}\n{table}</section>")
+            f'<h3>{_e(call_cid)}: {_e(title)}</h3>\n<div class="manifests">Manifest:{manifest}</div>\n'
+            f"{table}</section>")
 
 
 def _notifications(view: CallView) -> str:

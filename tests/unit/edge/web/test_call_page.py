@@ -10,7 +10,8 @@ import pytest
 
 from tests.support.ledger_states import add
 from tests.unit.conftest import Receiver
-from worker.edge.web import paths
+from worker.edge.web import call_page, paths
+from worker.ledger.calls import Manifest
 from worker.ledger.store import Ledger
 from worker.notify.outbox import Outbox, event_id
 
@@ -47,11 +48,21 @@ def test_a_call_shows_its_sessions_and_each_file_at_every_destination(receiver: 
     assert section.count("<td>rec_c1.mp4</td>") == 2 and "rec_c2.mp4" not in section
     assert "<td>disk</td><td>archived</td><td>1,234</td><td><code>" + "ab" * 32 in section
     assert "<td>default/c1/rec_c1.mp4</td>" in section and "<td>s3</td>" in section
-    assert "no manifest recorded" in section
+    assert "Manifest: <span class=\"empty\">none recorded</span>" in section
     assert "SIGNED-URL-SECRET" not in section  # a file's signed URL is never shown
     failed = call_section(receiver, "c2")  # an id alone finds the call
     assert "<td>failed</td>" in failed and '<span class="error">refused</span>' in failed
     assert "1 file(s) of default:c2" in failed
+
+
+def test_a_sessions_manifests_as_the_ledger_records_them(receiver: Receiver, ledger: Ledger,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where manifests are read is one function (`worker.ledger.calls.manifests_of`): what it finds is shown."""
+    add(ledger, "c1", "archived")
+    found = {("default:c1", "s-c1"): [Manifest("disk", "default/c1/manifest_s-c1.json", "cd" * 32)]}
+    monkeypatch.setattr(call_page, "manifests_of", lambda _ledger, cid, sid: found.get((cid, sid), []))
+    section = call_section(receiver, "default:c1")
+    assert f"<li>disk: <code>default/c1/manifest_s-c1.json</code> sha256 <code>{'cd' * 32}</code></li>" in section
 
 
 def test_an_unknown_call_says_so(receiver: Receiver) -> None:
