@@ -8,10 +8,11 @@ Reading is bounded: at most `MAX_FILES` files, in three pipelined round trips.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from worker.ledger.models import ROUTING, Transfer
 from worker.ledger.store import Ledger
+from worker.ledger.unrouted import waiting_files
 
 MAX_FILES = 1000
 
@@ -63,8 +64,9 @@ def split_query(query: str) -> tuple[str, str | None]:
     return (call_id, query) if sep else (query, None)
 
 
-def read_call(ledger: Ledger, query: str, limit: int = MAX_FILES) -> Call:
-    """The files of the call(s) `query` names, each with its transfers (an unknown call: no files)."""
+def read_call(ledger: Ledger, query: str, limit: int | None = MAX_FILES) -> Call:
+    """The files of the call(s) `query` names, each with its transfers (an unknown call: no files);
+    at most `limit` of them (None: all)."""
     call_id, call_cid = split_query(query)
     if not call_id:
         return Call(query.strip(), ())
@@ -79,7 +81,8 @@ def read_call(ledger: Ledger, query: str, limit: int = MAX_FILES) -> Call:
     files = [f for f in files if f[1] and (call_cid is None or f[1].get("call_cid") == call_cid)]
     files.sort(key=lambda f: (f[1].get("call_cid", ""), f[1].get("session_id", ""), f[1].get("kind", ""),
                               f[1].get("filename", "")))
-    kept, more = files[:limit], max(0, len(files) - limit)
+    kept = files if limit is None else files[:limit]
+    more = len(files) - len(kept)
     pipe = ledger.redis.pipeline(transaction=False)
     for _, _, tids in kept:
         for tid in tids:
@@ -91,6 +94,16 @@ def read_call(ledger: Ledger, query: str, limit: int = MAX_FILES) -> Call:
         public = {k: v for k, v in fields.items() if k != "url"}  # a signed URL is a credential
         result.append(CallFile(fid, public, tuple(sorted(transfers, key=lambda t: t.storage))))
     return Call(query.strip(), tuple(result), more)
+
+
+def call_rows(ledger: Ledger, query: str, state: str | None = None) -> list[dict[str, Any]]:
+    """The rows of `archiver transfers list --call` (`Transfer.to_json`'s shape, and a ``routing`` row
+    for each file waiting for its routes), oldest first; only those in `state` when given."""
+    call = read_call(ledger, query, limit=None)
+    rows = [t.to_json() for f in call.files for t in f.transfers]
+    rows += [w.to_json() for w in waiting_files(ledger, [f.id for f in call.files if f.state == ROUTING])]
+    return sorted((r for r in rows if state is None or r["state"] == state),
+                  key=lambda r: (r["created_at"] or "", r["id"]))
 
 
 def manifests_of(ledger: Ledger, call_cid: str, session_id: str) -> list[Manifest]:

@@ -27,15 +27,17 @@ transfers_app = typer.Typer(help="Look at the transfer ledger.", no_args_is_help
 def list_transfers(
     state: Annotated[str | None, typer.Option(help=f"Only this state: {', '.join(LISTED_STATES)}.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    call: Annotated[str | None, typer.Option("--call", help="Only this call's: its cid (type:id) or its id.")] = None,
 ) -> None:
     """List transfers, oldest first, and files waiting for their routes (state routing: no storage yet)."""
+    from worker.ledger.calls import call_rows  # noqa: PLC0415
     from worker.ledger.unrouted import listed_rows  # noqa: PLC0415
 
     if state is not None and state not in LISTED_STATES:
         err.print(f"unknown state {state!r}; one of: {', '.join(LISTED_STATES)}")
         raise typer.Exit(2)
     ledger = open_ledger(ledger_settings())
-    rows = listed_rows(ledger, state)
+    rows = listed_rows(ledger, state) if call is None else iter(call_rows(ledger, call, state))
     if as_json:
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")

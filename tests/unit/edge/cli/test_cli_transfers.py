@@ -6,13 +6,15 @@ import csv
 import hashlib
 import io
 import json
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.support.ledger_states import DAY_MS, add, add_waiting, age, run_cli, snapshot
+from tests.support.ledger_states import DAY_MS, a_file, add, add_waiting, age, run_cli, snapshot
 from tests.support.settings import write_config
 from worker.clock import now_ms
 from worker.ledger.store import Ledger
@@ -335,3 +337,24 @@ def test_prune_by_age_uses_the_archive_time_not_the_creation(ledger: Ledger, red
     age(ledger, tid, 5)  # archived only five days ago
     assert "pruned 0" in run_cli(redis_url, "transfers", "prune", "--older-than", "90d").stdout
     assert ledger.get(tid) is not None
+
+
+# -- one call ---------------------------------------------------------------------------------------
+
+
+def test_list_by_call_gives_that_calls_transfers_and_waiting_files_only(ledger: Ledger, redis_url: str) -> None:
+    both = add(ledger, "c1", "archived", storages=("disk", "s3"))
+    add(ledger, "c2", "failed")
+    later = replace(a_file("c1"), filename="rec_c1_b.mp4")
+    ledger.record(later, [], expires_at=later.end_time + timedelta(days=14), route_in_ms=0)  # waits for its routes
+    result = run_cli(redis_url, "transfers", "list", "--json", "--call", "default:c1")
+    assert result.returncode == 0, result.stderr
+    rows = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(rows) == {*both, later.file_id} and {r["call_cid"] for r in rows.values()} == {"default:c1"}
+    assert {(rows[t]["state"], rows[t]["bytes"], rows[t]["sha256"]) for t in both} == {("archived", 1234, "ab" * 32)}
+    assert rows[later.file_id]["state"] == "routing"
+    by_id = run_cli(redis_url, "transfers", "list", "--json", "--call", "c2", "--state", "failed")
+    assert [json.loads(line)["call_cid"] for line in by_id.stdout.splitlines()] == ["default:c2"]
+    assert run_cli(redis_url, "transfers", "list", "--json", "--call", "c2", "--state", "queued").stdout == ""
+    table = run_cli(redis_url, "transfers", "list", "--call", "c1")
+    assert table.returncode == 0 and "rec_c1_b.mp4" in table.stdout and "rec_c2" not in table.stdout
