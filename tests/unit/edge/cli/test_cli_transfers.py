@@ -241,7 +241,7 @@ def test_prune_forgets_only_archived_transfers_older_than_the_cutoff(ledger: Led
     (skipped,) = add(ledger, "skipped", "skipped", days_ago=200)
     file_of = {tid: ledger.get(tid).file_id for tid in ledger.ids()}
     kept = {k: v for k, v in snapshot(ledger.redis).items()
-            if not any(part in k for part in (old, mixed[0], file_of[old], file_of[mixed[0]]))}
+            if not any(part in k for part in (old, mixed[0], file_of[old], file_of[mixed[0]], "call_files:old"))}
 
     result = run_cli(redis_url, "transfers", "prune", "--older-than", "90d", **stores)
     assert result.returncode == 0, result.stderr
@@ -249,6 +249,8 @@ def test_prune_forgets_only_archived_transfers_older_than_the_cutoff(ledger: Led
 
     assert ledger.get(old) is None and ledger.file(file_of[old]) == {}
     assert not ledger.redis.exists(f"archiver:file:{file_of[old]}:transfers")
+    assert not ledger.redis.exists("archiver:call_files:old")  # its call's index lost its only file
+    assert ledger.redis.smembers("archiver:call_files:mixed") == {file_of[mixed[0]]}  # a file kept stays indexed
     for index in ("transfers", "state:archived", "due", "expiry"):
         assert ledger.redis.zscore(f"archiver:{index}", old) is None
         assert ledger.redis.zscore(f"archiver:{index}", mixed[0]) is None
