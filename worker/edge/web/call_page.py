@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.edge.web import paths
-from worker.edge.web.status_page import _e, _table, _when
+from worker.edge.web.status_page import esc, table, when
 from worker.ledger.calls import Call, CallFile, Manifest, manifests_of, read_call, session_event
 from worker.ledger.store import Ledger
 from worker.notify.about import Sent, events_about, subjects_of
@@ -36,7 +36,7 @@ def read_call_view(ledger: Ledger, query: str) -> CallView:
 
 def search_form(query: str) -> str:
     return (f'<form id="call-search" method="get" action="{paths.STATUS}"><label for="call">Call</label> '
-            f'<input id="call" name="call" value="{_e(query)}" placeholder="type:id or id" maxlength="{MAX_QUERY}">'
+            f'<input id="call" name="call" value="{esc(query)}" placeholder="type:id or id" maxlength="{MAX_QUERY}">'
             ' <button type="submit">show</button></form>')
 
 
@@ -46,39 +46,40 @@ def _size(value: int | None) -> str:
 
 def _rows(file: CallFile) -> list[list[str]]:
     f = file.fields
-    head = [_e(f.get("kind", "")), _e(f.get("filename", ""))]
+    head = [esc(f.get("kind", "")), esc(f.get("filename", ""))]
     if not file.transfers:
         state = file.state or "no destination"
-        return [[*head, "", _e(state), "", "", "", "", f'<span class="error">{_e(f.get("routing_error", ""))}</span>']]
-    return [[*head, _e(t.storage), _e(t.state), _e(_size(t.bytes)), f"<code>{_e(t.sha256 or '')}</code>", _e(t.key),
-             _e(t.attempts), f'<span class="error">{_e(t.error or "")}</span>'] for t in file.transfers]
+        error = f'<span class="error">{esc(f.get("routing_error", ""))}</span>'
+        return [[*head, "", esc(state), "", "", "", "", error]]
+    return [[*head, esc(t.storage), esc(t.state), esc(_size(t.bytes)), f"<code>{esc(t.sha256 or '')}</code>",
+             esc(t.key), esc(t.attempts), f'<span class="error">{esc(t.error or "")}</span>'] for t in file.transfers]
 
 
 def _session(view: CallView, call_cid: str, session_id: str, files: list[CallFile]) -> str:
     title = f"session {session_id}" if session_id else "no session"
     manifests = view.manifests.get((call_cid, session_id), [])
-    listed = "".join(f"<li>{_e(m.storage)}: <code>{_e(m.key)}</code> sha256 <code>{_e(m.sha256)}</code></li>"
+    listed = "".join(f"<li>{esc(m.storage)}: <code>{esc(m.key)}</code> sha256 <code>{esc(m.sha256)}</code></li>"
                      for m in manifests)
     manifest = f"<ul>{listed}</ul>" if listed else ' <span class="empty">none recorded</span>'
     rows = [row for file in files for row in _rows(file)]
-    table = _table(["kind", "file", "storage", "state", "bytes", "sha256", "key", "attempts", "error"], rows, "")
-    return (f'<section class="session" data-call="{_e(call_cid)}" data-session="{_e(session_id)}">'
-            f'<h3>{_e(call_cid)}: {_e(title)}</h3>\n<div class="manifests">Manifest:{manifest}</div>\n'
-            f"{table}</section>")
+    listing = table(["kind", "file", "storage", "state", "bytes", "sha256", "key", "attempts", "error"], rows, "")
+    return (f'<section class="session" data-call="{esc(call_cid)}" data-session="{esc(session_id)}">'
+            f'<h3>{esc(call_cid)}: {esc(title)}</h3>\n<div class="manifests">Manifest:{manifest}</div>\n'
+            f"{listing}</section>")
 
 
 def _notifications(view: CallView) -> str:
     rows = []
     for sent in view.sent:
         e = sent.event
-        head = [_e(_when(e.created_at.timestamp() * 1000) if e.created_at else ""), _e(e.type), _e(e.id),
-                _e(e.subject)]
+        head = [esc(when(e.created_at.timestamp() * 1000) if e.created_at else ""), esc(e.type), esc(e.id),
+                esc(e.subject)]
         for d in sent.deliveries or ():
-            rows.append([*head, _e(d.endpoint), _e(d.state), _e(d.attempts), _e(d.last_status or ""),
-                         f'<span class="error">{_e(d.last_error or "")}</span>'])
+            rows.append([*head, esc(d.endpoint), esc(d.state), esc(d.attempts), esc(d.last_status or ""),
+                         f'<span class="error">{esc(d.last_error or "")}</span>'])
         if not sent.deliveries:
             rows.append([*head, "", "", "", "", ""])
-    return _table(["created", "event", "id", "subject", "endpoint", "delivery", "attempts", "last status",
+    return table(["created", "event", "id", "subject", "endpoint", "delivery", "attempts", "last status",
                    "last error"], rows, "no notification about this call")
 
 
@@ -86,10 +87,10 @@ def render_call(view: CallView) -> str:
     """The call's section of the page (everything escaped)."""
     call = view.call
     if not call.files:
-        return (f'<section id="call-view"><h2>Call {_e(call.query)}</h2>'
-                f'<p class="empty">no file of call {_e(call.query)} in the ledger</p></section>')
+        return (f'<section id="call-view"><h2>Call {esc(call.query)}</h2>'
+                f'<p class="empty">no file of call {esc(call.query)} in the ledger</p></section>')
     sessions = "\n".join(_session(view, cid, sid, files) for (cid, sid), files in call.sessions().items())
-    more = f'<p class="more">{_e(call.more)} more file(s) not shown</p>' if call.more else ""
-    return (f'<section id="call-view"><h2>Call {_e(call.query)}</h2>\n'
-            f"<p>{_e(len(call.files))} file(s) of {_e(', '.join(call.call_cids))}</p>\n{sessions}{more}\n"
+    more = f'<p class="more">{esc(call.more)} more file(s) not shown</p>' if call.more else ""
+    return (f'<section id="call-view"><h2>Call {esc(call.query)}</h2>\n'
+            f"<p>{esc(len(call.files))} file(s) of {esc(', '.join(call.call_cids))}</p>\n{sessions}{more}\n"
             f"<h3>Notifications about this call</h3>\n{_notifications(view)}</section>")

@@ -111,11 +111,11 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
 
 # -- rendering --------------------------------------------------------------------------------------
 
-def _e(value: object) -> str:
+def esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _when(ms: str | float | None) -> str:
+def when(ms: str | float | None) -> str:
     if ms in (None, ""):
         return ""
     moment = datetime.fromtimestamp(float(ms) / 1000, UTC)
@@ -135,11 +135,11 @@ def _waited(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60}s"
 
 
-def _table(head: list[str], rows: list[list[str]], empty: str) -> str:
+def table(head: list[str], rows: list[list[str]], empty: str) -> str:
     """`rows` are already escaped cells."""
     if not rows:
-        return f'<p class="empty">{_e(empty)}</p>'
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+        return f'<p class="empty">{esc(empty)}</p>'
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -147,10 +147,10 @@ def _table(head: list[str], rows: list[list[str]], empty: str) -> str:
 def _counts(status: Status) -> str:
     states = [STATE_LABELS[s] for s in STATES]
     storages = sorted({name for per in status.counts.values() for name in per})
-    rows = [[_e(name), *(_e(status.counts.get(state, {}).get(name, 0)) for state in states)] for name in storages]
+    rows = [[esc(name), *(esc(status.counts.get(state, {}).get(name, 0)) for state in states)] for name in storages]
     rows.append(["<strong>all</strong>", *(f"<strong>{sum(status.counts.get(s, {}).values())}</strong>"
                                           for s in states)])
-    return _table(["storage", *states], rows, "no transfers yet")
+    return table(["storage", *states], rows, "no transfers yet")
 
 
 def _routing(status: Status) -> str:
@@ -166,34 +166,34 @@ def _routing(status: Status) -> str:
     for w in status.waiting:
         public = w.to_json()  # its error says why it waits, even before any lookup
         waited = _waited(status.now - w.created_at.timestamp()) if w.created_at else ""
-        next_try = _when(w.next_attempt_at.timestamp() * 1000) if w.next_attempt_at else ""
-        rows.append([_e(waited), _e(w.call_cid), _e(w.filename), _e(w.attempts), _e(next_try), _e(w.reason),
-                     f'<span class="error">{_e(public["error"])}</span>'])
-    table = _table(["waiting", "call", "file", "failed lookups", "next try", "reason", "why"], rows, "")
-    return f'<p id="routing-summary">{_e(summary)}</p>\n{table}'
+        next_try = when(w.next_attempt_at.timestamp() * 1000) if w.next_attempt_at else ""
+        rows.append([esc(waited), esc(w.call_cid), esc(w.filename), esc(w.attempts), esc(next_try), esc(w.reason),
+                     f'<span class="error">{esc(public["error"])}</span>'])
+    listing = table(["waiting", "call", "file", "failed lookups", "next try", "reason", "why"], rows, "")
+    return f'<p id="routing-summary">{esc(summary)}</p>\n{listing}'
 
 
 def _failures(status: Status) -> str:
-    rows = [[_e(_when(r.fields.get("updated_at"))), _e(r.fields.get("state", "")), _e(r.fields.get("storage", "")),
-             _e(r.fields.get("call_cid", "")), _e(r.fields.get("filename", "")), _e(r.fields.get("reason", "")),
-             _e(r.fields.get("attempts", "")), f'<span class="error">{_e(r.fields.get("error", ""))}</span>']
+    rows = [[esc(when(r.fields.get("updated_at"))), esc(r.fields.get("state", "")), esc(r.fields.get("storage", "")),
+             esc(r.fields.get("call_cid", "")), esc(r.fields.get("filename", "")), esc(r.fields.get("reason", "")),
+             esc(r.fields.get("attempts", "")), f'<span class="error">{esc(r.fields.get("error", ""))}</span>']
             for r in status.failures]
-    return _table(["updated", "state", "storage", "call", "file", "reason", "attempts", "error"], rows,
+    return table(["updated", "state", "storage", "call", "file", "reason", "attempts", "error"], rows,
                   "no failures")
 
 
 def _at_risk(status: Status) -> str:
-    rows = [[_e(_left(r.score / 1000 - status.now)), _e(_when(r.score)), _e(r.fields.get("state", "")),
-             _e(r.fields.get("storage", "")), _e(r.fields.get("call_cid", "")), _e(r.fields.get("filename", ""))]
+    rows = [[esc(_left(r.score / 1000 - status.now)), esc(when(r.score)), esc(r.fields.get("state", "")),
+             esc(r.fields.get("storage", "")), esc(r.fields.get("call_cid", "")), esc(r.fields.get("filename", ""))]
             for r in status.at_risk]
-    return _table(["time left", "deleted by Stream at", "state", "storage", "call", "file"], rows,
+    return table(["time left", "deleted by Stream at", "state", "storage", "call", "file"], rows,
                   "no file close to its deletion deadline")
 
 
 def _health(status: Status) -> str:
-    rows = [[_e(name), '<span class="ok">up</span>' if h.ok else '<span class="down">down</span>',
-             _e(h.reason or ""), _e(_when(h.checked_at * 1000))] for name, h in sorted(status.health.items())]
-    return _table(["storage", "state", "reason", "checked"], rows, "no storage checked yet")
+    rows = [[esc(name), '<span class="ok">up</span>' if h.ok else '<span class="down">down</span>',
+             esc(h.reason or ""), esc(when(h.checked_at * 1000))] for name, h in sorted(status.health.items())]
+    return table(["storage", "state", "reason", "checked"], rows, "no storage checked yet")
 
 
 def _reconciliation(status: Status) -> str:
@@ -201,10 +201,10 @@ def _reconciliation(status: Status) -> str:
     marks = status.reconciliation
     if marks is None:
         return ""
-    rows = [[_e(mode), _e(_when(marks.completed_at_ms.get(mode)) or "never"), _e(marks.failed_calls.get(mode, ""))]
+    rows = [[esc(mode), esc(when(marks.completed_at_ms.get(mode)) or "never"), esc(marks.failed_calls.get(mode, ""))]
             for mode in MODES]
     pending = f"{marks.pending_calls} call(s) wait to be listed again." if marks.pending_calls else ""
-    return _table(["mode", "last completed", "calls failed"], rows, "") + (f"<p>{_e(pending)}</p>" if pending else "")
+    return table(["mode", "last completed", "calls failed"], rows, "") + (f"<p>{esc(pending)}</p>" if pending else "")
 
 
 def _stream_api(status: Status) -> str:
@@ -213,9 +213,9 @@ def _stream_api(status: Status) -> str:
     rows = []
     for endpoint in endpoints:
         outcomes = sorted((o, n) for (e, o), n in status.stream_requests.items() if e == endpoint)
-        rows.append([_e(endpoint), _e(", ".join(f"{o} {n:,}" for o, n in outcomes)),
-                     _e(f"{status.stream_waits.get(endpoint, 0.0):,.1f}")])
-    return _table(["endpoint", "requests by outcome", "seconds waited for the rate limit"], rows,
+        rows.append([esc(endpoint), esc(", ".join(f"{o} {n:,}" for o, n in outcomes)),
+                     esc(f"{status.stream_waits.get(endpoint, 0.0):,.1f}")])
+    return table(["endpoint", "requests by outcome", "seconds waited for the rate limit"], rows,
                   "no Stream API request yet")
 
 
@@ -235,14 +235,14 @@ def render(status: Status, call: str = "") -> str:
 <link rel="stylesheet" href="/static/uPlot.min.css"><link rel="stylesheet" href="/static/status.css">
 </head><body>
 <h1>archiver status</h1>
-<p class="generated">as of {_e(_when(status.now * 1000))}</p>
+<p class="generated">as of {esc(when(status.now * 1000))}</p>
 {call}
 <h2>Transfers by state</h2>
 {_counts(status)}
 <h2>Waiting for routes</h2>
 {_routing(status)}
 <h2>Bytes archived per day (last 30 days, UTC)</h2>
-<p>{_e(f"{total:,}")} bytes in 30 days</p>
+<p>{esc(f"{total:,}")} bytes in 30 days</p>
 <div id="chart"></div>
 <script type="application/json" id="bytes-by-day">{_chart_data(status)}</script>
 <h2>Storages</h2>
