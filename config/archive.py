@@ -89,6 +89,12 @@ class ArchiveConfig(Strict):
         description="Object key under the storage's path. Placeholders: call_type, call_id, call_cid, filename, kind "
                     "(recording | transcription | frame_recording), session_id, recording_type, year, month, day "
                     "(when it ended).")
+    manifest_template: str = Field(
+        default="{call_type}/{call_id}/manifest_{session_id}.json",
+        description="Object key of a session's manifest (a JSON list of the session's archived files with their "
+                    "sizes and SHA-256), written into every storage holding a file of the session and rewritten as "
+                    "files arrive. Placeholders: call_type, call_id, call_cid, session_id. Files without a "
+                    "session_id (older payloads) get no manifest.")
     call_types: dict[str, Route] = Field(
         default_factory=dict, description="Per call type: the storage(s) its files go to.")
     call_storage_key: str = Field(
@@ -182,6 +188,20 @@ class ArchiveConfig(Strict):
             raise ValueError(f"unknown or malformed placeholder {exc} (known: {known})") from None
         if "{filename}" not in template:
             raise ValueError("must contain {filename}, or files of one call would overwrite each other")
+        if not rendered.strip("/"):
+            raise ValueError("renders to an empty key")
+        return template
+
+    @field_validator("manifest_template")
+    @classmethod
+    def _manifest_placeholders(cls, template: str) -> str:
+        fields = {"call_type": "t", "call_id": "i", "call_cid": "t:i", "session_id": "s"}
+        try:
+            rendered = template.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown or malformed placeholder {exc} (known: {', '.join(fields)})") from None
+        if "{session_id}" not in template:
+            raise ValueError("must contain {session_id}, or the sessions of one call would share a manifest")
         if not rendered.strip("/"):
             raise ValueError("renders to an empty key")
         return template

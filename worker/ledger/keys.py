@@ -25,6 +25,7 @@ Keys (prefix P, default ``archiver:``).  The transfers::
                                 `max_concurrency` is counted across every worker
   P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
                                 holds two files; kept after `prune` (the object is still there)
+  P session:<cid>:<sid>   SET   the ids of a session's files (recorded with a session_id)
   P scheduler:lock        STRING the scheduler's lock (its holder's token)
   P failure:<kind>:<cid>:<egress or created_at>  STRING a failure event Stream reported was noted
                                 (kept 15 days, so a redelivery is not noted again)
@@ -49,6 +50,13 @@ Around the transfers (each module's docstring says what the values hold)::
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
+
+A session's manifest (`worker.sessions.manifest`)::
+
+  P manifest:<cid>:<sid>      HASH  the manifest last written: key, sha256, bytes, storages (comma-separated),
+                                    written_at (ms); generation (bumped by every archived file of the
+                                    session) and written_generation (the one the written manifest saw)
+  P manifest:<cid>:<sid>:lock STRING held by the process writing it (its random token)
 
 The notifications' outbox (`worker.notify.outbox`; written by the scripts whose change they announce;
 delivered ones forgotten after `retention` by the scheduler)::
@@ -119,6 +127,7 @@ class Keys:
     call = _Named("call:{}")
     running = _Named("running:{}")
     key_owner = _Named("keyowner:{}")
+    session_files = _Named("session:{}")  # <cid>:<sid>
     scheduler_lock = _Fixed("scheduler:lock")
     stream_failures = _Fixed("stream_failures")
     schema_version = _Fixed("schema_version")
@@ -134,6 +143,10 @@ class Keys:
     notify_due = _Fixed("notify:due")
     notify_state = _Named("notify:state:{}")
     notify_outcomes = _Fixed("notify:outcomes")
+
+    # -- a session's manifest (Lua: worker.sessions.manifest) -----------------------------------
+    manifest = _Named("manifest:{}")  # <cid>:<sid>
+    manifest_lock = _Named("manifest:{}:lock")
 
     # -- around the transfers --------------------------------------------------------------------
     at_risk = _Fixed("at_risk")

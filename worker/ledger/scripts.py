@@ -29,7 +29,8 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # is stored with a url_at past the stored one's and no earlier than now.
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
-# too, it is recorded `failed` (never two files under one key).
+# too, it is recorded `failed` (never two files under one key). A file with a session_id joins its
+# session's set (session:<cid>:<sid>: what the session's manifest lists).
 INTAKE = NOW + """
 local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
@@ -60,6 +61,9 @@ end
 if take_url then flat[#flat + 1] = 'url_at'; flat[#flat + 1] = url_at end
 if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
+if file.fields.session_id then
+  redis.call('SADD', p .. 'session:' .. file.fields.call_cid .. ':' .. file.fields.session_id, file.id)
+end
 local created = 0
 for _, t in ipairs(transfers) do
   local tkey = p .. 'transfer:' .. t.id

@@ -37,6 +37,9 @@ def test_the_default_prefix() -> None:
     (K.call("default:c1"), "p:call:default:c1"),
     (K.running("s3"), "p:running:s3"),
     (K.key_owner("s3"), "p:keyowner:s3"),
+    (K.session_files("default:c1:s1"), "p:session:default:c1:s1"),
+    (K.manifest("default:c1:s1"), "p:manifest:default:c1:s1"),
+    (K.manifest_lock("default:c1:s1"), "p:manifest:default:c1:s1:lock"),
     (K.scheduler_lock, "p:scheduler:lock"),
     (K.failure("recording", "default:c1", "eg1"), "p:failure:recording:default:c1:eg1"),
     (K.stream_failures, "p:stream_failures"),
@@ -118,7 +121,7 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.file(file.file_id), k.file_transfers(file.file_id), k.file(waiting.file_id), k.transfer("t1"),
             k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
-            k.call("default:x"),
+            k.call("default:x"), k.session_files("default:x:s1"),
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))
