@@ -95,6 +95,13 @@ class ArchiveConfig(Strict):
                     "sizes and SHA-256), written into every storage holding a file of the session and rewritten as "
                     "files arrive. Placeholders: call_type, call_id, call_cid, session_id. Files without a "
                     "session_id (older payloads) get no manifest.")
+    settle_after: Duration = Field(
+        default=timedelta(minutes=30),
+        description="A session is complete (its final manifest written, session.archived announced) once every "
+                    "file of it the ledger knows is archived at every destination and a reconciliation listed its "
+                    "call at least this long after the session's end (the later of the call's ended_at and its "
+                    "files' end_time) and found no file of it the ledger lacked. Keep it below reconcile_overlap, "
+                    "or only the full reconciliation lists a call that late.")
     call_types: dict[str, Route] = Field(
         default_factory=dict, description="Per call type: the storage(s) its files go to.")
     call_storage_key: str = Field(

@@ -30,7 +30,7 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key). A file with a session_id joins its
-# session's set (session:<cid>:<sid>: what the session's manifest lists).
+# session's set (session:<cid>:<sid>: what the session's manifest lists), its session the call's set.
 INTAKE = NOW + """
 local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
@@ -63,6 +63,7 @@ if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
 if file.fields.session_id then
   redis.call('SADD', p .. 'session:' .. file.fields.call_cid .. ':' .. file.fields.session_id, file.id)
+  redis.call('SADD', p .. 'sessions:' .. file.fields.call_cid, file.fields.session_id)
 end
 local created = 0
 for _, t in ipairs(transfers) do

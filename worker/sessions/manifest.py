@@ -103,8 +103,10 @@ def archived_files(runtime: Runtime, session: Session) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: (e["kind"], e["filename"], e["storage"]))
 
 
-def document(runtime: Runtime, session: Session, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """The manifest: the call (with its custom data when the call cache has it), the session, its files."""
+def document(runtime: Runtime, session: Session, files: list[dict[str, Any]], *, complete: bool = False,
+             ) -> dict[str, Any]:
+    """The manifest: the call (with its custom data when the call cache has it), the session, its files;
+    `complete` once the session is (`worker.sessions.complete`)."""
     call = runtime.ledger.cached_call(session.call_cid)
     custom = call.get("custom") if isinstance(call, dict) else None
     call_type, _, call_id = session.call_cid.partition(":")
@@ -112,7 +114,7 @@ def document(runtime: Runtime, session: Session, files: list[dict[str, Any]]) ->
         "manifest_version": MANIFEST_VERSION, "archiver_version": archiver_version(),
         "call": {"call_cid": session.call_cid, "call_type": call_type, "call_id": call_id,
                  "custom": custom if isinstance(custom, dict) else None},
-        "session": {"session_id": session.session_id}, "files": files,
+        "session": {"session_id": session.session_id}, "complete": complete, "files": files,
     }
 
 
@@ -158,10 +160,16 @@ class Manifests:
             if redis.get(keys.manifest_lock(session.name)) == token:
                 redis.delete(keys.manifest_lock(session.name))
 
-    def write(self, session: Session, generation: str = "") -> Written:
-        """Write the session's manifest, as the ledger has it now, into every storage holding its files."""
+    def write(self, session: Session, generation: str | None = None, *, final: bool = False) -> Written:
+        """Write the session's manifest, as the ledger has it now, into every storage holding its files
+        (`final`: the session is complete, and the manifest says so)."""
+        mkey = self.ledger.keys.manifest(session.name)
+        if generation is None:
+            generation = cast(str, self.ledger.redis.hget(mkey, "generation") or "0")
+        complete = final or bool(self.ledger.redis.hexists(mkey, "completed_at"))
         files = archived_files(self.runtime, session)
-        body = json.dumps(document(self.runtime, session, files), indent=2, sort_keys=True).encode() + b"\n"
+        body = json.dumps(document(self.runtime, session, files, complete=complete), indent=2,
+                          sort_keys=True).encode() + b"\n"
         key = session.key(self.runtime.archive.manifest_template)
         storages = tuple(sorted({f["storage"] for f in files if self._claim_key(f["storage"], key, session)}))
         digests = _digests(body)
@@ -172,7 +180,7 @@ class Manifests:
                                      metadata={"call_cid": session.call_cid, "session_id": session.session_id}) as w:
                 w.write(body)
                 w.commit(_digests(body, native))
-        self.ledger.redis.hset(self.ledger.keys.manifest(session.name), mapping={
+        self.ledger.redis.hset(mkey, mapping={
             "key": key, "sha256": digests.sha256, "bytes": digests.size, "storages": ",".join(storages),
             "written_at": self.ledger.now_ms(), "written_generation": generation})
         log.info("manifest_written", call_cid=session.call_cid, session_id=session.session_id, key=key,
