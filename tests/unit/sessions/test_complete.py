@@ -15,7 +15,8 @@ from tests.fakestream.server import FakeStream
 from worker.discovery.reconcile import reconcile
 from worker.intake.record import record_routes
 from worker.intake.webhook import ready_file
-from worker.notify.outbox import Outbox, event_id
+from worker.notify.formats import body, slack_text
+from worker.notify.outbox import Event, Outbox, event_id
 from worker.runtime import Runtime
 from worker.sessions.complete import session_named
 from worker.transfer.run import run_transfer
@@ -111,3 +112,12 @@ def test_a_failed_transfer_keeps_the_session_incomplete(make_runtime: Callable[.
 def test_a_session_is_named_by_its_call_and_id() -> None:
     session = session_named("default:a:b-c")
     assert (session.call_cid, session.session_id) == ("default:a", "b-c")
+
+
+def test_session_archived_in_json_is_the_data_announced_and_in_slack_a_line() -> None:
+    data = {"call_cid": CID, "session_id": "s1", "manifest_key": "default/done/manifest_s1.json",
+            "files": [{"filename": "a.mp4"}, {"filename": "b.jsonl"}]}
+    event = Event("ev_1", "session.archived", f"{CID}:s1", datetime(2026, 1, 1, tzinfo=UTC), data)
+    assert json.loads(body(event, "json"))["data"] == data
+    assert slack_text(event) == ("session s1 of call default:done archived: 2 file(s), manifest "
+                                 "default/done/manifest_s1.json")
