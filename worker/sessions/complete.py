@@ -125,7 +125,9 @@ def complete_settled(runtime: Runtime) -> list[str]:
 def _complete(runtime: Runtime, session: Session, script: Any) -> bool:
     """The final manifest written, then the session marked complete and announced; False if it was already."""
     ledger = runtime.ledger
-    written = Manifests(runtime).write(session, final=True)
+    written = Manifests(runtime).rewrite(session, final=True)
+    if written is None:  # a worker is writing it (a file just archived): the next reconciliation completes it
+        return False
     files = archived_files(runtime, session)
     data = {"call_cid": session.call_cid, "session_id": session.session_id, "manifest_key": written.key,
             "files": files}

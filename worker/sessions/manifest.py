@@ -7,7 +7,8 @@ replaces the one before (the data files are never replaced: intake's key-owner g
 apart). Its key is claimed in the storage's ``keyowner`` hash under ``manifest:<cid>:<sid>``, so a data
 file whose key would be the manifest's gets another key at intake, and a manifest whose key a data file
 holds is not written (``manifest_key_taken``). Files without a session_id (older payloads) have no
-manifest.
+manifest. Its ``complete`` is true once the session is complete (`worker.sessions.complete`, which
+writes the final manifest through `Manifests.rewrite` like a worker does).
 
 The ledger keeps what was written last (``manifest:<cid>:<sid>``, `worker.ledger.keys`): its key,
 SHA-256, size and storages. Two workers archiving files of one session at once: each bumps the
@@ -146,13 +147,19 @@ class Manifests:
         keys, redis = self.ledger.keys, self.ledger.redis
         redis.sadd(keys.session_files(session.name), transfer.file_id)  # a file recorded before the index
         redis.hincrby(keys.manifest(session.name), "generation", 1)
+        return self.rewrite(session)
+
+    def rewrite(self, session: Session, *, final: bool = False) -> Written | None:
+        """Write the session's manifest under its lock, again while files of it arrived meanwhile (their
+        writers left them to the holder); None when another process holds the lock. `final`: see `write`."""
+        keys, redis = self.ledger.keys, self.ledger.redis
         token = secrets.token_hex(16)
         if not redis.set(keys.manifest_lock(session.name), token, nx=True, px=LOCK_MS):
             return None
         try:
-            while True:  # again while files of the session arrived meanwhile (their writers left it to us)
+            while True:
                 generation = cast(str, redis.hget(keys.manifest(session.name), "generation") or "0")
-                written = self.write(session, generation)
+                written = self.write(session, generation, final=final)
                 if self._release(keys=[keys.manifest(session.name), keys.manifest_lock(session.name)],
                                  args=[token, generation]):
                     return written
