@@ -145,7 +145,8 @@ class Manifests:
             return None
         session = Session(transfer.call_cid, transfer.session_id)
         keys, redis = self.ledger.keys, self.ledger.redis
-        redis.sadd(keys.session_files(session.name), transfer.file_id)  # a file recorded before the index
+        redis.sadd(keys.session_files(session.name), transfer.file_id)  # a file recorded before the indexes
+        redis.sadd(keys.call_sessions(session.call_cid), session.session_id)
         redis.hincrby(keys.manifest(session.name), "generation", 1)
         return self.rewrite(session)
 
