@@ -89,6 +89,19 @@ class ArchiveConfig(Strict):
         description="Object key under the storage's path. Placeholders: call_type, call_id, call_cid, filename, kind "
                     "(recording | transcription | frame_recording), session_id, recording_type, year, month, day "
                     "(when it ended).")
+    manifest_template: str = Field(
+        default="{call_type}/{call_id}/manifest_{session_id}.json",
+        description="Object key of a session's manifest (a JSON list of the session's archived files with their "
+                    "sizes and SHA-256), written into every storage holding a file of the session and rewritten as "
+                    "files arrive. Placeholders: call_type, call_id, call_cid, session_id. Files without a "
+                    "session_id (older payloads) get no manifest.")
+    settle_after: Duration = Field(
+        default=timedelta(minutes=30),
+        description="A session is complete (its final manifest written, session.archived announced) once every "
+                    "file of it the ledger knows is archived at every destination and a reconciliation listed its "
+                    "call at least this long after the session's end (the later of the call's ended_at and its "
+                    "files' end_time) and found no file of it the ledger lacked. Keep it below reconcile_overlap, "
+                    "or only the full reconciliation lists a call that late.")
     call_types: dict[str, Route] = Field(
         default_factory=dict, description="Per call type: the storage(s) its files go to.")
     call_storage_key: str = Field(
@@ -182,6 +195,20 @@ class ArchiveConfig(Strict):
             raise ValueError(f"unknown or malformed placeholder {exc} (known: {known})") from None
         if "{filename}" not in template:
             raise ValueError("must contain {filename}, or files of one call would overwrite each other")
+        if not rendered.strip("/"):
+            raise ValueError("renders to an empty key")
+        return template
+
+    @field_validator("manifest_template")
+    @classmethod
+    def _manifest_placeholders(cls, template: str) -> str:
+        fields = {"call_type": "t", "call_id": "i", "call_cid": "t:i", "session_id": "s"}
+        try:
+            rendered = template.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown or malformed placeholder {exc} (known: {', '.join(fields)})") from None
+        if "{session_id}" not in template:
+            raise ValueError("must contain {session_id}, or the sessions of one call would share a manifest")
         if not rendered.strip("/"):
             raise ValueError("renders to an empty key")
         return template

@@ -11,7 +11,8 @@
 
 A run that completes moves the watermark to its start (`worker.discovery.reconcile_state`); calls whose
 listing failed are kept and retried first by the next run, so the watermark does not wait for them.
-Then every file close to deletion and not archived is flagged (`flag_at_risk`).
+Then every file close to deletion and not archived is flagged (`flag_at_risk`), and the sessions that
+have settled are checked (`worker.sessions.complete`: the complete ones announced).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from worker.discovery.run import discover, flag_at_risk, saved_query
 from worker.errors import StreamApiError
 from worker.ledger.models import Enqueue
 from worker.runtime import Runtime
+from worker.sessions.complete import complete_settled
 
 log = structlog.get_logger(__name__)
 FULL_CHECKPOINT = "reconcile-full"
@@ -69,6 +71,9 @@ def reconcile(runtime: Runtime, enqueue: Enqueue, *, full: bool = False, now: da
     to_queue = discovery.to_queue if discovery else []
     if to_queue:
         enqueue(to_queue)
+    announced = complete_settled(runtime)  # the deliveries of session.archived, if any
+    if announced:
+        enqueue(announced)
     pending = FailedCalls(runtime.ledger, 0).errors()
     log.info("reconcile_finished", mode=mode, since=query.since.isoformat(), enqueued=len(to_queue),
              at_risk=len(at_risk), stream_error=error, failed_calls=len(pending),

@@ -53,6 +53,7 @@ from worker.files import LISTED_KINDS, Kind, StreamFile
 from worker.intake.record import plan_transfers, record_routes
 from worker.intake.webhook import file_from_item
 from worker.runtime import Runtime
+from worker.sessions.complete import note_listing
 
 __all__ = [
     "AtRiskFile", "DiscoveryCounts", "DiscoveryEvent", "DiscoveryQuery", "DiscoverySummary",
@@ -99,6 +100,7 @@ class _Run:
                  progress: Progress | None, now: datetime) -> None:
         self.runtime, self.query, self.state, self.dry_run = runtime, query, state, dry_run
         self.progress = progress
+        self.now = now  # when the run started: its listings were made later
         self.deadline_ms = to_ms(now + runtime.archive.at_risk_margin)
         self.failures = FailedCalls(runtime.ledger, int(runtime.archive.retention.total_seconds() * 1000))
         self.failed: dict[str, str] = {}
@@ -175,6 +177,9 @@ class _Run:
         views = view_files(self.runtime.ledger, list(files))
         for file_id, file in files.items():
             self.settle_file(file, call, views[file_id])
+        if not self.dry_run:
+            note_listing(self.runtime, cid, call, listed, [fid for fid, view in views.items() if not view.known],
+                         self.now)
         self.counts.calls_seen += 1
         self.emit("call", call_cid=cid)
         return True

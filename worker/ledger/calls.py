@@ -107,14 +107,16 @@ def call_rows(ledger: Ledger, query: str, state: str | None = None) -> list[dict
 
 
 def manifests_of(ledger: Ledger, call_cid: str, session_id: str) -> list[Manifest]:
-    """The session's manifest in each storage that holds one: where the manifests' ledger records
-    are read, once they exist (none yet: nothing is recorded, so nothing is shown)."""
-    del ledger, call_cid, session_id
-    return []
+    """The session's manifest in each storage that holds one, as its ledger record
+    (``manifest:<cid>:<sid>``, written by `worker.sessions.manifest`) says; none before the first."""
+    record = cast(dict[str, str], ledger.redis.hgetall(ledger.keys.manifest(f"{call_cid}:{session_id}")))
+    if not record.get("key"):
+        return []
+    return [Manifest(storage, record["key"], record.get("sha256", ""))
+            for storage in record.get("storages", "").split(",") if storage]
 
 
-def session_event(call_cid: str, session_id: str) -> tuple[str, str] | None:
+def session_event(call_cid: str, session_id: str) -> tuple[str, str]:
     """The (type, subject) of the ``session.archived`` event about the session, to find it in the
-    outbox (`worker.notify.about`), once sessions are announced (none yet)."""
-    del call_cid, session_id
-    return None
+    outbox (`worker.notify.about`): its subject is the session's name, ``<cid>:<sid>``."""
+    return "session.archived", f"{call_cid}:{session_id}"

@@ -27,6 +27,8 @@ Keys (prefix P, default ``archiver:``).  The transfers::
                                 `max_concurrency` is counted across every worker
   P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
                                 holds two files; kept after `prune` (the object is still there)
+  P session:<cid>:<sid>   SET   the ids of a session's files (recorded with a session_id)
+  P sessions:<cid>        SET   the ids of the call's sessions (those of its files)
   P scheduler:lock        STRING the scheduler's lock (its holder's token)
   P failure:<kind>:<cid>:<egress or created_at>  STRING a failure event Stream reported was noted
                                 (kept 15 days, so a redelivery is not noted again)
@@ -51,6 +53,19 @@ Around the transfers (each module's docstring says what the values hold)::
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
+
+A session's manifest (`worker.sessions.manifest`)::
+
+  P manifest:<cid>:<sid>      HASH  the manifest last written: key, sha256, bytes, storages (comma-separated),
+                                    written_at (ms); generation (bumped by every archived file of the
+                                    session) and written_generation (the one the written manifest saw)
+                                    The session's settling (`worker.sessions.complete`): call_ended_at,
+                                    clean_listing_at (ms: the last listing of the call showing no file of
+                                    the session the ledger lacked), completed_at (ms: session.archived
+                                    announced, once)
+  P manifest:<cid>:<sid>:lock STRING held by the process writing it (its random token)
+  P sessions:settled          ZSET  "<cid>:<sid>" of sessions settled (listed settle_after past their end)
+                                    and not complete yet, by when they settled (ms)
 
 The notifications' outbox (`worker.notify.outbox`; written by the scripts whose change they announce;
 delivered ones forgotten after `retention` by the scheduler)::
@@ -122,6 +137,8 @@ class Keys:
     call_files = _Named("call_files:{}")
     running = _Named("running:{}")
     key_owner = _Named("keyowner:{}")
+    session_files = _Named("session:{}")  # <cid>:<sid>
+    call_sessions = _Named("sessions:{}")  # <cid>
     scheduler_lock = _Fixed("scheduler:lock")
     stream_failures = _Fixed("stream_failures")
     schema_version = _Fixed("schema_version")
@@ -137,6 +154,11 @@ class Keys:
     notify_due = _Fixed("notify:due")
     notify_state = _Named("notify:state:{}")
     notify_outcomes = _Fixed("notify:outcomes")
+
+    # -- a session's manifest (Lua: worker.sessions.manifest) -----------------------------------
+    manifest = _Named("manifest:{}")  # <cid>:<sid>
+    manifest_lock = _Named("manifest:{}:lock")
+    sessions_settled = _Fixed("sessions:settled")
 
     # -- around the transfers --------------------------------------------------------------------
     at_risk = _Fixed("at_risk")

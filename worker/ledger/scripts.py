@@ -39,7 +39,8 @@ end
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key).
 # Every intake adds the file to its call's index (a file recorded before the index is added when
-# it is recorded again: a redelivery, a reconciliation).
+# it is recorded again: a redelivery, a reconciliation). A file with a session_id joins its
+# session's set (session:<cid>:<sid>: what the session's manifest lists), its session the call's set.
 INTAKE = NOW + CALL_FILES + """
 local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
@@ -71,6 +72,10 @@ if take_url then flat[#flat + 1] = 'url_at'; flat[#flat + 1] = url_at end
 if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
 redis.call('SADD', call_files(p, redis.call('HGET', fkey, 'call_cid') or file.fields.call_cid), file.id)
+if file.fields.session_id then
+  redis.call('SADD', p .. 'session:' .. file.fields.call_cid .. ':' .. file.fields.session_id, file.id)
+  redis.call('SADD', p .. 'sessions:' .. file.fields.call_cid, file.fields.session_id)
+end
 local created = 0
 for _, t in ipairs(transfers) do
   local tkey = p .. 'transfer:' .. t.id

@@ -2,7 +2,8 @@
 
 ``json``: ``{"id", "type", "created_at", "data"}``; for a file event, ``data`` is the transfer as
 `archiver transfers show --json` prints it (`Transfer.to_json`), as it was when the change was made;
-for ``stream.failure``, the failure Stream reported, as noted (`Ledger.note_failure`).
+for ``stream.failure``, the failure Stream reported, as noted (`Ledger.note_failure`); for
+``session.archived``, ``{"call_cid", "session_id", "manifest_key", "files"}`` (`worker.sessions.complete`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def slack_text(event: Event) -> str:
         elif data.get("error"):
             line += f" ({data.get('error')})"
         return line
+    if event.type == "session.archived":
+        return (f"session {data.get('session_id')} of call {data.get('call_cid')} archived: "
+                f"{len(data.get('files') or [])} file(s), manifest {data.get('manifest_key')}")
     if event.type == "stream.failure":
         return f"Stream reported a failure: {data.get('type') or data.get('kind')} of call {data.get('call_cid')}"
     return f"{event.type}: {json.dumps(data, sort_keys=True)}"

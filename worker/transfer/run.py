@@ -31,6 +31,7 @@ from worker.ledger.lease import Heartbeat
 from worker.ledger.models import Transfer
 from worker.retry import backoff, jittered
 from worker.runtime import Runtime
+from worker.sessions.manifest import Manifests
 from worker.storage import Storage
 from worker.storage.checksums import Digests, Hasher
 from worker.transfer.download import source_size
@@ -114,7 +115,17 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int
         return "lease_lost"
     log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
     runtime.stats.archived(transfer.storage, copied.bytes, time.monotonic() - started)
+    _update_manifest(runtime, transfer)
     return "archived"
+
+
+def _update_manifest(runtime: Runtime, transfer: Transfer) -> None:
+    """The session's manifest rewritten with this file in it. The file is archived whatever happens
+    here: a failure is logged, and the session's next archived file writes the manifest again."""
+    try:
+        Manifests(runtime).file_archived(transfer)
+    except Exception as exc:  # noqa: BLE001 - the transfer is done; a manifest never undoes it
+        log.warning("manifest_write_failed", session_id=transfer.session_id, error=scrub(str(exc)))
 
 
 def _reason(exc: Exception) -> str:

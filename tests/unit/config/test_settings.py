@@ -34,6 +34,7 @@ def test_with_only_the_api_key_and_secret_it_archives_to_a_local_directory() -> 
     assert settings.broker_url == settings.env.redis_url
     assert settings.archive.download_hosts == ("*.stream-io-cdn.com",)
     assert settings.archive.key_template == "{call_type}/{call_id}/{filename}"
+    assert settings.archive.manifest_template == "{call_type}/{call_id}/manifest_{session_id}.json"
 
 
 def test_the_broker_can_live_elsewhere() -> None:
@@ -108,6 +109,10 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
          "key_template", "unknown or malformed placeholder"),
         (('key_template = "{call_type}/{call_id}/{filename}"', 'key_template = "{call_type}"'),
          "key_template", "must contain {filename}"),
+        (('key_template = "{call_type}/{call_id}/{filename}"', 'manifest_template = "{call_id}/{filename}"'),
+         "manifest_template", "unknown or malformed placeholder"),
+        (('key_template = "{call_type}/{call_id}/{filename}"', 'manifest_template = "{call_id}/manifest.json"'),
+         "manifest_template", "must contain {session_id}"),
         (('path = "directory_name/"', 'path = "../up"'), "storages[0].path", "'..'"),
         (('download_hosts = ["*.stream-io-cdn.com"]', 'download_hosts = []'), "download_hosts", "at least one"),
     ],

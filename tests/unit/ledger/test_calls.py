@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tests.support.ledger_states import a_file, add, add_waiting
-from worker.ledger.calls import read_call, split_query
+from worker.ledger.calls import Manifest, manifests_of, read_call, session_event, split_query
 from worker.ledger.store import Ledger
 
 
@@ -45,3 +45,13 @@ def test_files_waiting_for_routes_are_shown_and_the_list_is_bounded(ledger: Ledg
                       route_in_ms=0)
     call = read_call(ledger, "many", limit=2)
     assert len(call.files) == 2 and call.more == 1
+
+
+def test_a_sessions_manifests_are_read_from_its_ledger_record(ledger: Ledger) -> None:
+    assert manifests_of(ledger, "default:c1", "s1") == []  # none written yet
+    ledger.redis.hset(ledger.keys.manifest("default:c1:s1"), mapping={
+        "key": "default/c1/manifest_s1.json", "sha256": "cd" * 32, "storages": "disk,s3", "generation": 3})
+    assert manifests_of(ledger, "default:c1", "s1") == [
+        Manifest("disk", "default/c1/manifest_s1.json", "cd" * 32),
+        Manifest("s3", "default/c1/manifest_s1.json", "cd" * 32)]
+    assert session_event("default:c1", "s1") == ("session.archived", "default:c1:s1")  # as complete.py announces it

@@ -38,6 +38,11 @@ def test_the_default_prefix() -> None:
     (K.call_files("c1"), "p:call_files:c1"),
     (K.running("s3"), "p:running:s3"),
     (K.key_owner("s3"), "p:keyowner:s3"),
+    (K.session_files("default:c1:s1"), "p:session:default:c1:s1"),
+    (K.call_sessions("default:c1"), "p:sessions:default:c1"),
+    (K.sessions_settled, "p:sessions:settled"),
+    (K.manifest("default:c1:s1"), "p:manifest:default:c1:s1"),
+    (K.manifest_lock("default:c1:s1"), "p:manifest:default:c1:s1:lock"),
     (K.scheduler_lock, "p:scheduler:lock"),
     (K.failure("recording", "default:c1", "eg1"), "p:failure:recording:default:c1:eg1"),
     (K.stream_failures, "p:stream_failures"),
@@ -119,7 +124,8 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.file(file.file_id), k.file_transfers(file.file_id), k.file(waiting.file_id), k.transfer("t1"),
             k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
-            k.call("default:x"), k.call_files("x"),
+            k.call("default:x"), k.call_files("x"), k.session_files("default:x:s1"),
+            k.call_sessions("default:x"),
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))

@@ -28,7 +28,7 @@ def read_call_view(ledger: Ledger, query: str) -> CallView:
     call = read_call(ledger, query[:MAX_QUERY])
     sessions = [s for s in call.sessions() if s[1]]
     manifests = {s: manifests_of(ledger, *s) for s in sessions}
-    announced = [found for s in sessions if (found := session_event(*s)) is not None]
+    announced = [session_event(*s) for s in sessions]
     transfer_ids = [t.id for f in call.files for t in f.transfers]
     return CallView(call, manifests, events_about(ledger, subjects_of(ledger, call.call_cids, transfer_ids,
                                                                        announced)))

@@ -1,0 +1,1 @@
+"""A call's sessions: the manifest written beside a session's files (`manifest`)."""
