@@ -62,7 +62,10 @@ class ArchiveConfig(Strict):
     kinds: tuple[Kind, ...] = Field(
         default=("recording", "transcription"),
         description='The kinds of file archived: "recording", "transcription", "frame_recording" (the still images '
-                    "Stream captures of a call's tracks, announced by call.frame_recording_ready). Stream's events "
+                    "Stream captures of a call's tracks, announced by call.frame_recording_ready), \"stats_report\" "
+                    "(a session's report, fetched from Stream's API on call.stats_report_ready and archived as "
+                    "stats_report_<session_id>.json; reconciliation fetches those missing for the sessions of the "
+                    "files it lists). Stream's events "
                     "for a kind not listed are answered and counted (outcome ignored), nothing recorded, and "
                     "backfill and reconciliation do not list it. Stream has no listing of frame recordings: one "
                     "whose event was missed cannot be recovered.")

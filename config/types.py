@@ -48,7 +48,7 @@ def parse_duration(value: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
-Kind = Literal["recording", "transcription", "frame_recording"]
+Kind = Literal["recording", "transcription", "frame_recording", "stats_report"]
 """The kinds of file the archiver knows, as the ledger, the logs and the `kinds` setting spell them: one
 entry each in the kinds table (`worker/files.py`), a test checks."""
 

@@ -9,7 +9,9 @@ kind (its webhook events, where its ready event carries it, its section of Strea
 logged about it) is written there and nowhere else. A new kind is one entry there (and its name in
 `config.types.Kind`, which the `kinds` setting is checked against). A kind Stream has no listing for
 (``frame_recording``: its events are the only word of it) has no `api_section`: discovery passes it
-over, no fresh URL can be asked for, and it is never deleted from Stream.
+over, no fresh URL can be asked for, and it is never deleted from Stream. A kind whose file Stream's
+API serves itself (``stats_report``: GetCallReport) has an `api_source` and no URL: the transfer
+fetches it from the API (`worker.transfer.api_source`), and its filename is made of its session.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ class ArtefactKind:
     failed_log_event: str | None = None  # logged (as an error) when Stream reports a failure
     filename_field: str | None = "filename"  # None: the filename is the last path segment of the URL
     time_fields: tuple[str, str] = ("start_time", "end_time")  # the file's fields of its start and end
+    # Stream's API path under the call that answers with the file itself (``?session_id=``); None: a signed URL
+    api_source: str | None = None
+    filename_format: str | None = None  # the filename of a file Stream names not: made of its session_id
+
+    def session_filename(self, session_id: str) -> str:
+        """The filename of this kind's file of `session_id` (a kind with a `filename_format`)."""
+        assert self.filename_format is not None
+        return self.filename_format.format(session_id=session_id)
 
 
 ARTEFACT_KINDS: tuple[ArtefactKind, ...] = (
@@ -45,6 +55,9 @@ ARTEFACT_KINDS: tuple[ArtefactKind, ...] = (
                  api_section="transcriptions", failed_log_event="stream_transcription_failed"),
     ArtefactKind(name="frame_recording", ready_event="call.frame_recording_ready", payload_key=None,
                  filename_field=None, time_fields=("captured_at", "captured_at")),
+    ArtefactKind(name="stats_report", ready_event="call.stats_report_ready", payload_key=None,
+                 filename_field=None, time_fields=("created_at", "created_at"), api_source="report",
+                 filename_format="stats_report_{session_id}.json"),
 )
 KINDS: tuple[Kind, ...] = tuple(k.name for k in ARTEFACT_KINDS)
 LISTED_KINDS: tuple[Kind, ...] = tuple(k.name for k in ARTEFACT_KINDS if k.api_section is not None)

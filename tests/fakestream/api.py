@@ -24,7 +24,7 @@ from tests.fakestream.httpbase import QuietHandler
 from tests.fakestream.models import FileKind, StoredFile, TimestampFormat, format_timestamp
 from tests.fakestream.query import QueryError, query_calls
 from tests.fakestream.ratelimit import RateLimits, RetryAfter, Verdict, retry_after_value
-from tests.fakestream.store import ApiRequest, Store
+from tests.fakestream.store import ApiAnswer, ApiRequest, Store
 
 _CALL = r"^/api/v2/video/call/(?P<type>[^/]+)/(?P<id>[^/]+)"
 # (method, path pattern, handler, Stream's operation name: the endpoint rate limits are counted by)
@@ -323,4 +323,6 @@ class ApiHandler(QuietHandler):
         if retry_after is not None:
             extra.setdefault("Retry-After", retry_after)
         extra["Content-Type"] = "application/json; charset=utf-8"
-        self.send_full(status, json.dumps(body, separators=(",", ":")).encode(), extra)
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        self.api.store.log_answer(ApiAnswer(split.path, status, payload))
+        self.send_full(status, payload, extra)

@@ -19,6 +19,7 @@ REST default here is ``timestamp_format = "ns"``; set ``"rfc3339"`` to test leni
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -475,6 +476,14 @@ class FakeStream:
         """Every REST request so far (method, path, query, headers, body)."""
         with self._store.lock:
             return list(self._store.api_requests)
+
+    def reports_served(self, report: SessionReport) -> list[bytes]:
+        """The bodies of every successful GetCallReport answer about ``report``'s session, as sent."""
+        with self._store.lock:
+            answers = list(self._store.api_answers)
+        path = f"/api/v2/video/call/{report.call_cid.replace(':', '/')}/report"
+        return [a.body for a in answers if a.status == 200 and a.path == path
+                and json.loads(a.body).get("session_id") == report.session_id]
 
     def downloads_of(self, file: StoredFile) -> int:
         """How many CDN GETs of ``file`` started sending its body (200/206, including truncated ones)."""

@@ -21,6 +21,15 @@ class ApiRequest:
     body: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class ApiAnswer:
+    """One REST answer the fake API sent: its request's path (without query), status and body bytes."""
+
+    path: str
+    status: int
+    body: bytes = field(repr=False)
+
+
 class Store:
     """All mutable state, guarded by one re-entrant lock (servers run one thread per connection)."""
 
@@ -32,6 +41,7 @@ class Store:
         self._deleted: set[int] = set()
         self.cdn_requests: list[tuple[str, str, dict[str, str]]] = []
         self.api_requests: list[ApiRequest] = []
+        self.api_answers: list[ApiAnswer] = []
         self._downloads: Counter[int] = Counter()
         self._reports: dict[tuple[str, str], SessionReport] = {}
 
@@ -118,6 +128,11 @@ class Store:
         """Append one REST request to the log."""
         with self.lock:
             self.api_requests.append(request)
+
+    def log_answer(self, answer: ApiAnswer) -> None:
+        """Append one REST answer to the log."""
+        with self.lock:
+            self.api_answers.append(answer)
 
     def count_download(self, stored: StoredFile) -> None:
         """Count a GET of ``stored`` whose body started to be sent."""

@@ -6,7 +6,7 @@ everywhere, never taken for a recording."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 from structlog.testing import capture_logs
@@ -37,6 +37,15 @@ ADD: dict[Kind, Callable[[FakeStream, str, bytes], StoredFile]] = {
     "transcription": lambda fake, cid, body: fake.add_transcription(cid, body),
     "frame_recording": lambda fake, cid, body: fake.add_frame_recording(cid, body),
 }
+
+
+def ready_event(fake: FakeStream, kind: Kind, cid: str) -> tuple[dict[str, Any], str]:
+    """Stream's ready event of a new file of `kind`, and the filename it should be archived under (a
+    stats report is no stored file of the fake's CDN: it is a session's report its API serves)."""
+    if kind == "stats_report":
+        return fake.stats_report_event(fake.add_stats_report(cid, session_id="s-1")), "stats_report_s-1.json"
+    stored = ADD[kind](fake, cid, b"x" * 10)
+    return fake.event_for(stored), stored.filename
 EACH_KIND = pytest.mark.parametrize("kind", ARTEFACT_KINDS, ids=lambda k: k.name)
 EACH_FAILING = pytest.mark.parametrize("kind", [k for k in ARTEFACT_KINDS if k.failure_event], ids=lambda k: k.name)
 EACH_LISTED = pytest.mark.parametrize("kind", [k for k in ARTEFACT_KINDS if k.api_section], ids=lambda k: k.name)
@@ -66,11 +75,10 @@ def test_the_table_and_the_kind_type_name_the_same_kinds_each_name_once() -> Non
 
 @EACH_KIND
 def test_stream_s_ready_event_for_a_kind_parses_to_that_kind(fake: FakeStream, kind: ArtefactKind) -> None:
-    stored = ADD[kind.name](fake, "default:ready", b"x" * 10)
-    event = fake.event_for(stored)
+    event, filename = ready_event(fake, kind.name, "default:ready")
     assert event["type"] == kind.ready_event and ready_artefact(event["type"]) is kind
     file = ready_file(event)
-    assert file is not None and (file.kind, file.filename) == (kind.name, stored.filename)
+    assert file is not None and (file.kind, file.filename) == (kind.name, filename)
 
 
 @EACH_FAILING

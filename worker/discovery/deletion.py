@@ -63,7 +63,7 @@ def deletable_files(ledger: Ledger) -> Iterator[Deletable]:
         if not siblings or any(t is None or t.state != "archived" for t in siblings):
             continue
         kind = artefact(record.get("kind", ""))  # ValueError for a kind this version does not know
-        if kind.api_section is None:  # Stream has no endpoint deleting it (frame recordings)
+        if kind.api_section is None:  # Stream has no endpoint deleting it (frame recordings, stats reports)
             continue
         yield Deletable(transfer.file_id, record["call_cid"], kind.name, record["filename"],
                         record.get("session_id") or None, sorted(t.storage for t in siblings if t),

@@ -3,7 +3,8 @@
 Webhooks can be lost (Stream gives up after 15 s), so the archiver also asks Stream: QueryCalls
 selects calls (`worker.discovery.model` explains the passes), ListRecordings / ListTranscriptions
 list each call's files, and every file the ledger does not know is recorded with its transfers,
-routed by the call object QueryCalls returned (no GetCall). Files waiting for their routes are
+routed by the call object QueryCalls returned (no GetCall); with ``stats_report`` enabled, so is
+each listed session's stats report Stream serves (`worker.discovery.reports`). Files waiting for their routes are
 routed the same way. Nothing else in the ledger is touched: archived, running and ``failed``
 transfers stay as they are, so a second run records nothing.
 
@@ -48,6 +49,7 @@ from worker.discovery.model import (
     format_span,
 )
 from worker.discovery.reconcile_state import FailedCalls
+from worker.discovery.reports import session_reports
 from worker.errors import MalformedPayload, StreamApiError, StreamRefused
 from worker.files import LISTED_KINDS, Kind, StreamFile
 from worker.intake.record import plan_transfers, record_routes
@@ -167,6 +169,7 @@ class _Run:
         """List and settle the call's files; False when its listing failed (kept to retry)."""
         try:
             listed = self.list_files(cid)
+            listed += session_reports(self.runtime, cid, listed)
         except StreamApiError as exc:
             self.call_failed(cid, call, exc)
             if stop_on_failures and self.in_a_row >= MAX_FAILED_IN_A_ROW:

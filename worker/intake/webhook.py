@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import BadCredentials, MalformedPayload, PayloadTooLarge
-from worker.files import Kind, StreamFile, artefact, filename_in, ready_artefact
+from worker.files import ArtefactKind, Kind, StreamFile, artefact, filename_in, ready_artefact
 
 MAX_BODY = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952
@@ -247,14 +247,10 @@ def ready_file(event: Mapping[str, Any]) -> StreamFile | None:
 def file_from_item(call_cid: str, kind: Kind, item: Mapping[str, Any], where: str = "",
                    event: Mapping[str, Any] | None = None) -> StreamFile:
     """A CallRecording / CallTranscription object (from an event, or ListRecordings), or a frame
-    recording's event, as a StreamFile: its fields are those the kinds table names. Raises
+    recording's or stats report's event, as a StreamFile: its fields are those the kinds table names. Raises
     MalformedPayload naming the field (prefixed with `where`)."""
     outer, spec = event or {}, artefact(kind)
-    url = _text(item, "url", where)
-    assert url is not None
-    filename = _text(item, spec.filename_field, where) if spec.filename_field else filename_in(url)
-    if not filename:
-        raise MalformedPayload(f"{where}url: {shown(url)} names no file (its path ends in '/')")
+    url, filename = _source(spec, item, where)
     start, end = spec.time_fields
     return StreamFile(
         call_cid=call_cid,
@@ -269,6 +265,21 @@ def file_from_item(call_cid: str, kind: Kind, item: Mapping[str, Any], where: st
         egress_id=_text(outer, "egress_id", "", required=False),
         url_at=_event_time(event),
     )
+
+
+def _source(spec: ArtefactKind, item: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The file's URL and filename: a file Stream's API serves (a stats report) has no URL, and is
+    named after its session."""
+    if spec.api_source is not None:
+        session_id = _text(item, "session_id", where)
+        assert session_id is not None
+        return "", spec.session_filename(session_id)
+    url = _text(item, "url", where)
+    assert url is not None
+    filename = _text(item, spec.filename_field, where) if spec.filename_field else filename_in(url)
+    if not filename:
+        raise MalformedPayload(f"{where}url: {shown(url)} names no file (its path ends in '/')")
+    return url, filename
 
 
 def _event_time(event: Mapping[str, Any] | None) -> datetime | None:

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -34,6 +34,7 @@ from worker.stream.limits import MAX_HOLD, Budget, RateHeaders, Unmetered, endpo
 log = structlog.get_logger(__name__)
 RETRY_FIRST, RETRY_CAP = 0.5, 8.0  # seconds: the wait after a failed try (then doubled, jittered)
 RATE_LIMITED_CAP = 30.0  # seconds: a 429 with no hint waits as a failure does, up to this
+T = TypeVar("T")
 
 
 def _client_version() -> str:
@@ -146,15 +147,27 @@ class StreamClient:
         call = body.get("call")
         return call if isinstance(call, dict) else None
 
+    def file_from_api(self, call_cid: str, section: str, session_id: str) -> bytes:
+        """The body of a file Stream's API serves itself (GetCallReport: ``section`` "report"), as
+        Stream sent it; StreamUnavailable when it is not a JSON object. A session with no such file
+        is a StreamRefused whose `gone` is true (404, or 400 with code 16)."""
+        path = f"{_call_path(call_cid)}/{quote(section, safe='')}"
+        return self._call("GET", path, _json_bytes, params={"session_id": session_id})
+
     def request(self, method: str, path: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
         """One API call; the decoded JSON body. Waits for the budget and out 429s as long as it
         takes; transport errors and 5xx get `attempts` tries. Raises StreamRefused / StreamUnavailable."""
+        return self._call(method, path, _json, json=json)
+
+    def _call(self, method: str, path: str, decode: Callable[[httpx.Response], T], *,
+              json: dict[str, Any] | None = None, params: dict[str, str] | None = None) -> T:
+        """`request`, with the successful answer read by `decode` (which may raise StreamUnavailable)."""
         endpoint = endpoint_of(method, path)
         failures = limited = 0
         while True:
             self._wait_for_budget(endpoint)
             try:
-                response = self._http.request(method, path, json=json)
+                response = self._http.request(method, path, json=json, params=params)
             except httpx.HTTPError as exc:
                 self._budget.answered(endpoint, None, learn=False)
                 self._count(endpoint, "unreachable")
@@ -169,7 +182,7 @@ class StreamClient:
                 self._budget.answered(endpoint, rate, learn=response.status_code < 500)
                 try:
                     if response.status_code < 400:
-                        body = _json(response)
+                        body = decode(response)
                         self._count(endpoint, "ok")
                         return body
                     raise _error(method, path, response)
@@ -240,6 +253,14 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         raise StreamUnavailable(f"Stream API answered {response.status_code} with a body that is not JSON") from None
     return body if isinstance(body, dict) else {}
+
+
+def _json_bytes(response: httpx.Response) -> bytes:
+    """The body as sent, once it is known to be a JSON object."""
+    _json(response)
+    if not response.content.lstrip().startswith(b"{"):
+        raise StreamUnavailable(f"Stream API answered {response.status_code} with JSON that is not an object")
+    return response.content
 
 
 def _error(method: str, path: str, response: httpx.Response) -> StreamRefused | StreamUnavailable:

@@ -55,6 +55,7 @@ _TEMPLATES = tuple((re.compile("^" + re.sub(r"\{\w+\}", _SEGMENT, template) + "$
     "/api/v2/video/call/{type}/{id}/{session}/transcriptions/{filename}",
     "/api/v2/video/call/{type}/{id}/recordings",
     "/api/v2/video/call/{type}/{id}/transcriptions",
+    "/api/v2/video/call/{type}/{id}/report",
     "/api/v2/video/call/{type}/{id}",
     "/api/v2/video/calls",
 ))

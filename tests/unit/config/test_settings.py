@@ -271,7 +271,7 @@ def test_several_storages_without_a_default_name_them_and_ask_for_default_storag
         ('[[storages]]\nname = "a"\nstorage_type = "local"', "storages[0]: missing required key 'bucket'"),
         ('delete_from_stream = "maybe"', "delete_from_stream: expected true or false, got a string"),
         ('kinds = ["recordings"]', "kinds: unknown kind 'recordings': did you mean 'recording'? (known: recording, "
-                                   "transcription, frame_recording)"),
+                                   "transcription, frame_recording, stats_report)"),
         ('kinds = ["frame_recording", "video"]', "kinds: unknown kind 'video' (known: recording,"),
         ('kinds = "recording"', 'kinds: expected a list of kinds such as ["recording", "transcription"], got a string'),
         ("kinds = []", "kinds: must name at least one kind"),

@@ -97,3 +97,39 @@ def test_an_enabled_frame_event_is_recorded_once_and_counted_by_kind(fake: FakeS
     stats = Stats(receiver.ledger.redis)
     wait_until(lambda: stats.files_received() == {"frame_recording": 1, "recording": 1}, timeout=5,
                message="the new files to be counted by kind")
+
+
+@pytest.mark.parametrize("ns", [False, True], ids=["rfc3339", "nanoseconds"])
+def test_a_stats_report_event_is_a_file_with_no_url_named_after_its_session(fake: FakeStream, ns: bool) -> None:
+    report = fake.add_stats_report("default:reported", session_id="sess-1")
+    event = fake.stats_report_event(report, ns_timestamps=ns)
+    file = ready_file(event)
+    assert file is not None
+    assert (file.kind, file.call_cid, file.filename, file.url, file.session_id) == (
+        "stats_report", "default:reported", "stats_report_sess-1.json", "", "sess-1")
+    assert file.start_time == file.end_time and file.url_at == file.start_time  # the event's created_at
+
+
+@pytest.mark.parametrize(("change", "reason"), [({"session_id": None}, "session_id: missing"),
+                                                ({"session_id": ""}, "session_id: missing"),
+                                                ({"created_at": "soon"}, "created_at: 'soon'")])
+def test_a_flawed_stats_report_event_is_malformed(fake: FakeStream, change: dict[str, Any], reason: str) -> None:
+    event = fake.stats_report_event(fake.add_stats_report("default:flawed"))
+    event.update(change)
+    with pytest.raises(MalformedPayload, match=reason):
+        ready_file({k: v for k, v in event.items() if v is not None})
+
+
+def test_stats_report_events_are_ignored_unless_enabled_then_recorded(
+        fake: FakeStream, make_receiver: Callable[..., Receiver]) -> None:
+    body = json.dumps(fake.stats_report_event(fake.add_stats_report("default:rep", session_id="s1"))).encode()
+    off = make_receiver()
+    assert off.post(body).json() == {"status": "ignored", "type": "call.stats_report_ready"}
+    assert ledger_keys(off.ledger) == []
+    on = make_receiver(kinds=["recording", "stats_report"])
+    answer = on.post(body)
+    assert answer.status_code == 202
+    (tid,) = answer.json()["transfers"]
+    transfer = on.ledger.get(tid)
+    assert transfer is not None and (transfer.kind, transfer.state) == ("stats_report", "queued")
+    assert transfer.key == "default/rep/stats_report_s1.json"

@@ -56,6 +56,7 @@ def stats(redis_url: str) -> Stats:
     ("GET", "/api/v2/video/call/default/abc/recordings", "GET /api/v2/video/call/{type}/{id}/recordings"),
     ("DELETE", "/api/v2/video/call/default/abc/s1/transcriptions/t.jsonl",
      "DELETE /api/v2/video/call/{type}/{id}/{session}/transcriptions/{filename}"),
+    ("GET", "/api/v2/video/call/default/abc/report?session_id=s1", "GET /api/v2/video/call/{type}/{id}/report"),
     ("POST", "/api/v2/video/calls", "POST /api/v2/video/calls"),
     ("GET", "/api/v2/rate_limits", "GET /api/v2/rate_limits"),
 ])
