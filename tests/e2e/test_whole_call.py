@@ -5,7 +5,8 @@ report, each announced by the fake Stream's webhook sender signed as Stream sign
   GetCallReport answered for its transfer);
 - one manifest for the session, read back from the storage, listing the four with the ledger's keys,
   sizes and SHA-256s, which are those of the stored objects;
-- exactly one signed `file.archived` per archived transfer and, once a reconciliation settled the session,
+- exactly one signed `file.archived` per archived transfer (Stream redelivering the four events records
+  nothing new) and, once a reconciliation settled the session,
   exactly one signed `session.archived` naming the manifest and the four files: each verified with the
   README's own `verify` snippet.
 
@@ -106,6 +107,8 @@ def test_a_whole_session_is_archived_listed_in_its_manifest_and_announced_signed
     # One file.archived per archived transfer, before the session is settled.
     delivered = service.wait_for_delivered(hooks, 4)
     assert sorted(h.event["data"]["id"] for h in delivered) == sorted(t["id"] for t in archived.values())
+    redelivered = [fake.deliver(url, file) for file in (*recordings, text)] + [fake.deliver_event(url, event)]
+    assert [(r.status_code, r.json()["status"]) for r in redelivered] == [(200, "known")] * 4  # Stream retrying
 
     # A reconciliation past `settle_after` after the session's end settles it: the final manifest, then
     # session.archived. It runs once the manifest that the last archived file made is written.
