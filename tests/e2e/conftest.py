@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream
+from tests.support.hooks import Hook, HookReceiver
 from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY
 from tests.support.processes import ArchiverProcesses, wait_until
 from tests.support.settings import write_config
@@ -63,6 +64,24 @@ class Archiver(ArchiverProcesses):
             raise AssertionError(f"{exc}\nledger: {self.transfers()}\nlogs:\n{self.logs()[-6000:]}") from None
         return self.transfers(state)
 
+    def notifications(self, *args: str) -> list[dict[str, Any]]:
+        """The outbox as `archiver notifications list --json` shows it (`args`: its options)."""
+        result = self.cli("notifications", "list", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def wait_for_delivered(self, hooks: HookReceiver, count: int, timeout: float = 30) -> list[Hook]:
+        """The requests `hooks` answered 2xx once they carry `count` distinct event ids."""
+        def done() -> bool:
+            return len({h.event["id"] for h in hooks.delivered()}) >= count
+
+        try:
+            wait_until(done, timeout=timeout, interval=0.2, message=f"{count} notification(s) delivered")
+        except AssertionError as exc:
+            listed = self.cli("notifications", "list").stdout
+            raise AssertionError(f"{exc}\n{listed}\n{self.logs()[-5000:]}") from None
+        return hooks.delivered()
+
 
 def archiver_env(path: Path, fake: FakeStream, redis_url: str, storages: list[dict[str, Any]],
                  **top: Any) -> dict[str, str]:
@@ -71,6 +90,15 @@ def archiver_env(path: Path, fake: FakeStream, redis_url: str, storages: list[di
     config = {"default_storage": storages[0]["name"], "download_hosts": [fake.cdn_host], **top, "storages": storages}
     return {"STREAM_API_KEY": API_KEY, "STREAM_API_SECRET": API_SECRET, "REDIS_URL": redis_url,
             "STREAM_BASE_URL": fake.base_url, "ARCHIVER_CONFIG": str(write_config(path, config))}
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookReceiver]:
+    """A real HTTP endpoint for `[[notify]]`, up (see tests.support.hooks)."""
+    receiver = HookReceiver().up()
+    yield receiver
+    receiver.hanging.clear()
+    receiver.down()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,6 @@ from tests.support.processes import wait_until
 pytestmark = pytest.mark.e2e
 CID = "default:manifested"
 SECRET = "whsec-manifest"
-
-
-@pytest.fixture
-def hooks() -> Iterator[HookReceiver]:
-    receiver = HookReceiver().up()
-    yield receiver
-    receiver.down()
 
 
 def listed(path: Path) -> dict[str, Any] | None:

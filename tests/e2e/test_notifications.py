@@ -5,30 +5,20 @@ delivered after its lease."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Archiver, local_storage
 from tests.fakestream.server import FakeStream
-from tests.support.hooks import Hook, HookReceiver
+from tests.support.hooks import HookReceiver
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec-e2e"
-
-
-@pytest.fixture
-def hooks() -> Iterator[HookReceiver]:
-    receiver = HookReceiver().up()
-    yield receiver
-    receiver.hanging.clear()
-    receiver.down()
 
 
 def notified(archiver: Callable[..., Archiver], tmp_path: Path, hooks: HookReceiver, *names: str) -> Archiver:
@@ -37,31 +27,13 @@ def notified(archiver: Callable[..., Archiver], tmp_path: Path, hooks: HookRecei
                     notify=[{"url": hooks.url, "secret": SECRET, "events": ["file.archived", "file.failed"]}])
 
 
-def wait_for_delivered(service: Archiver, hooks: HookReceiver, count: int, timeout: float = 30) -> list[Hook]:
-    def done() -> bool:
-        return len({h.event["id"] for h in hooks.delivered()}) >= count
-
-    try:
-        wait_until(done, timeout=timeout, interval=0.2, message=f"{count} notification(s) delivered")
-    except AssertionError as exc:
-        listed = service.cli("notifications", "list").stdout
-        raise AssertionError(f"{exc}\n{listed}\n{service.logs()[-5000:]}") from None
-    return hooks.delivered()
-
-
-def notifications(service: Archiver, *args: str) -> list[dict[str, Any]]:
-    result = service.cli("notifications", "list", "--json", *args)
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-
 def test_each_archived_transfer_is_announced_signed_and_an_endpoint_down_gets_every_event_once(
         archiver: Callable[..., Archiver], fake: FakeStream, tmp_path: Path, hooks: HookReceiver) -> None:
     service = notified(archiver, tmp_path, hooks, "disk1", "disk2")
     url = service.start_all()
     assert fake.deliver(url, fake.add_recording("default:notify-1", os.urandom(2048))).status_code == 202
     archived = {t["id"]: t for t in service.wait_for_states(2)}
-    delivered = wait_for_delivered(service, hooks, 2)
+    delivered = service.wait_for_delivered(hooks, 2)
     assert all(h.signed_by(SECRET) for h in delivered)
     assert all(h.headers["X-Archiver-Event-Id"] == h.event["id"] for h in delivered)
     assert {h.event["type"] for h in delivered} == {"file.archived"}
@@ -70,17 +42,17 @@ def test_each_archived_transfer_is_announced_signed_and_an_endpoint_down_gets_ev
     hooks.down()
     assert fake.deliver(url, fake.add_recording("default:notify-2", os.urandom(2048))).status_code == 202
     service.wait_for_states(4)
-    wait_until(lambda: sum(n["attempts"] for n in notifications(service, "--state", "pending")) >= 4,
+    wait_until(lambda: sum(n["attempts"] for n in service.notifications("--state", "pending")) >= 4,
                timeout=20, message="failed attempts recorded while the endpoint is down")
-    waiting = notifications(service, "--state", "pending")
+    waiting = service.notifications("--state", "pending")
     assert all(n["last_error"] and n["history"] for n in waiting)
     hooks.up()
-    delivered = wait_for_delivered(service, hooks, 4)
+    delivered = service.wait_for_delivered(hooks, 4)
     ids = [h.event["id"] for h in delivered]
     assert len(ids) == len(set(ids)) == 4 and all(h.signed_by(SECRET) for h in delivered)
     assert len({h.event["data"]["id"] for h in delivered}) == 4
-    assert notifications(service, "--failed") == []
-    assert {n["state"] for n in notifications(service)} == {"delivered"}
+    assert service.notifications("--failed") == []
+    assert {n["state"] for n in service.notifications()} == {"delivered"}
 
 
 def children(pid: int) -> list[int]:
@@ -109,11 +81,11 @@ def test_a_worker_killed_in_the_middle_of_a_delivery_does_not_lose_it(
     service.running.pop("worker").wait()
     hooks.hanging.clear()  # the hung request is recorded unanswered: its sender is gone
     service.start_worker("worker-2", concurrency=1)
-    [delivered] = wait_for_delivered(service, hooks, 1)
+    [delivered] = service.wait_for_delivered(hooks, 1)
     assert delivered.signed_by(SECRET) and delivered.event["type"] == "file.archived"
     wait_until(lambda: any(h.answered is None for h in hooks.hooks), timeout=5, message="the hung request recorded")
     [hung] = [h for h in hooks.hooks if h.answered is None]
     assert hung.event["id"] == delivered.event["id"] and hung.body == delivered.body  # the same event, same id
-    [entry] = notifications(service)
+    [entry] = service.notifications()
     assert entry["state"] == "delivered" and entry["attempts"] >= 2
     assert any("abandoned" in (a.get("error") or "") for a in entry["history"])
