@@ -134,8 +134,17 @@ def pending_uploads(s3: S3Client, bucket_name: str) -> list[str]:
     return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket_name).get("Uploads", [])]
 
 
+def is_manifest(key: str) -> bool:
+    """A session's manifest (the archiver's own object, rewritten as files arrive), not a data file:
+    the default `manifest_template` names it ``manifest_<session_id>.json``."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith("manifest_") and name.endswith(".json")
+
+
 def stored_keys(s3: S3Client, bucket_name: str) -> list[str]:
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket_name).get("Contents", []))
+    """The data files in the bucket (manifests aside): each must be there exactly once."""
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket_name).get("Contents", [])
+                  if not is_manifest(o["Key"]))
 
 
 def stored_sha256(s3: S3Client, bucket_name: str, key: str) -> str:

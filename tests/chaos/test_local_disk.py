@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.chaos.conftest import is_manifest
 from tests.e2e.conftest import Archiver, local_storage, sha256
 from tests.fakestream.server import FakeStream
 from tests.support.chaos_report import ChaosReport
@@ -86,8 +87,8 @@ def unwritable(tmp_path: Path) -> Iterator[Unwritable]:
 
 
 def files_under(root: Path) -> list[str]:
-    """Every file (not directory) under `root`, hidden ones included."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    """Every file (not directory) under `root`, hidden ones included, but the sessions' manifests."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir() and not is_manifest(p.name))
 
 
 def only_transfer(ledger: Ledger) -> str:

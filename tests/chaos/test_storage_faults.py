@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from tests.chaos.conftest import BASE, CAP
+from tests.chaos.conftest import BASE, CAP, is_manifest
 from tests.e2e.conftest import Archiver, s3_storage, sha256
 from tests.fakestream.server import FakeStream
 from tests.support.chaos_report import ChaosReport
@@ -33,7 +33,8 @@ pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
 # The recordings' requests only (the worker's boot probe, archiver-check-*, is left alone):
-PUT_OBJECT = r"/recordings/default/[^?]*$"  # no query string: PutObject (UploadPart has ?partNumber=)
+# PutObject of a data file (no query string: UploadPart has ?partNumber=); not the sessions' manifests
+PUT_OBJECT = r"/recordings/default/(?![^?]*/manifest_)[^?]*$"
 UPLOAD_PART = r"/recordings/default/.*[?&]partNumber="
 COMPLETE = r"/recordings/default/.*[?&]uploadId="  # POST: CompleteMultipartUpload
 SLOW_DOWN = "Please reduce your request rate."
@@ -45,7 +46,7 @@ def stored(client: S3Client, bucket: str, entry: dict[str, Any]) -> bytes:
 
 
 def keys_in(client: S3Client, bucket: str) -> list[str]:
-    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []) if not is_manifest(o["Key"])]
 
 
 def pending_uploads(client: S3Client, bucket: str) -> list[str]:
