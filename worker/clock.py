@@ -14,6 +14,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def seconds_to_ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

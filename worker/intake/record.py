@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from config import ArchiveConfig, Settings
-from worker.clock import now_ms
+from worker.clock import now_ms, seconds_to_ms
 from worker.errors import MalformedPayload
 from worker.files import Kind, StreamFile, failed_artefact, ready_artefact, transfer_id
 from worker.intake.object_keys import object_key
@@ -77,10 +77,6 @@ def plan_transfers(archive: ArchiveConfig, file: StreamFile, call: Mapping[str, 
     ]
 
 
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
-
-
 def record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile,
                   call: Mapping[str, Any] | None = None) -> Recorded:
     """Record `file` with its transfers (`call`: its GetCall data, for call-level routing)."""
@@ -93,7 +89,7 @@ def _record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, cal
                    *, refuse_expired: bool = False) -> Recorded | Expired:
     transfers = plan_transfers(archive, file, call)
     intake = ledger.record(file, transfers, expires_at=file.expires_at(archive.retention),
-                           dispatch_in_ms=_ms(archive.redispatch_after.total_seconds()),
+                           dispatch_in_ms=seconds_to_ms(archive.redispatch_after.total_seconds()),
                            refuse_expired=refuse_expired)
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
@@ -108,7 +104,8 @@ def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, *,
     if not archive.call_storage_key:
         return _record_routes(archive, ledger, file, refuse_expired=refuse_expired)
     intake = ledger.record(file, [], expires_at=file.expires_at(archive.retention),
-                           route_in_ms=_ms(archive.redispatch_after.total_seconds()), refuse_expired=refuse_expired)
+                           route_in_ms=seconds_to_ms(archive.redispatch_after.total_seconds()),
+                           refuse_expired=refuse_expired)
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
     return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [], file.kind)

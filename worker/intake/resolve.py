@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from worker.clock import seconds_to_ms
 from worker.errors import StreamRefused, StreamUnavailable
 from worker.files import StreamFile, artefact
 from worker.intake.permits import permitted_call
@@ -22,10 +23,6 @@ from worker.retry import jittered
 from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
 
 
 def stored_file(record: Mapping[str, str]) -> StreamFile:
@@ -47,7 +44,7 @@ def _lookup_call(runtime: Runtime, call_cid: str) -> dict[str, Any] | None:
         return cached
     call_type, _, call_id = call_cid.partition(":")
     call = runtime.stream.get_call(call_type, call_id)
-    runtime.ledger.cache_call(call_cid, call, _ms(runtime.archive.call_cache_ttl.total_seconds()))
+    runtime.ledger.cache_call(call_cid, call, seconds_to_ms(runtime.archive.call_cache_ttl.total_seconds()))
     return call
 
 
@@ -78,8 +75,8 @@ def resolve_file(runtime: Runtime, file_id: str) -> list[str]:
     except StreamUnavailable as exc:
         now = runtime.ledger.now_ms()  # Redis wrote created_at: judge the wait by its clock
         waited = now - int(record.get("created_at", now))
-        if waited < _ms(archive.call_lookup_timeout.total_seconds()):
-            delay = _ms(jittered(archive.retry_backoff.total_seconds()))
+        if waited < seconds_to_ms(archive.call_lookup_timeout.total_seconds()):
+            delay = seconds_to_ms(jittered(archive.retry_backoff.total_seconds()))
             runtime.ledger.defer_routing(file_id, delay, str(exc))
             log.warning("call_lookup_retry", call_cid=file.call_cid, file_id=file_id, error=str(exc))
             return []
