@@ -54,6 +54,21 @@ _KEY_FIELDS = {
     "month": "01",
     "day": "01",
 }
+_MANIFEST_FIELDS = {"call_type": "t", "call_id": "i", "call_cid": "t:i", "session_id": "s"}
+
+
+def _checked_template(template: str, fields: dict[str, str], known: str, required: str, why: str) -> str:
+    """`template` when it renders with `fields`, names `required`, and renders to a non-empty key;
+    ValueError saying which rule it breaks (`known`: the placeholders, as the message lists them)."""
+    try:
+        rendered = template.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"unknown or malformed placeholder {exc} (known: {known})") from None
+    if "{" + required + "}" not in template:
+        raise ValueError(f"must contain {{{required}}}, or {why}")
+    if not rendered.strip("/"):
+        raise ValueError("renders to an empty key")
+    return template
 
 
 class ArchiveConfig(Strict):
@@ -191,30 +206,14 @@ class ArchiveConfig(Strict):
     @field_validator("key_template")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
-        try:
-            rendered = template.format(**_KEY_FIELDS)
-        except (KeyError, IndexError, ValueError) as exc:
-            known = ", ".join(sorted(_KEY_FIELDS))
-            raise ValueError(f"unknown or malformed placeholder {exc} (known: {known})") from None
-        if "{filename}" not in template:
-            raise ValueError("must contain {filename}, or files of one call would overwrite each other")
-        if not rendered.strip("/"):
-            raise ValueError("renders to an empty key")
-        return template
+        return _checked_template(template, _KEY_FIELDS, ", ".join(sorted(_KEY_FIELDS)), "filename",
+                                 "files of one call would overwrite each other")
 
     @field_validator("manifest_template")
     @classmethod
     def _manifest_placeholders(cls, template: str) -> str:
-        fields = {"call_type": "t", "call_id": "i", "call_cid": "t:i", "session_id": "s"}
-        try:
-            rendered = template.format(**fields)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"unknown or malformed placeholder {exc} (known: {', '.join(fields)})") from None
-        if "{session_id}" not in template:
-            raise ValueError("must contain {session_id}, or the sessions of one call would share a manifest")
-        if not rendered.strip("/"):
-            raise ValueError("renders to an empty key")
-        return template
+        return _checked_template(template, _MANIFEST_FIELDS, ", ".join(_MANIFEST_FIELDS), "session_id",
+                                 "the sessions of one call would share a manifest")
 
     @field_validator("download_hosts")
     @classmethod
