@@ -41,7 +41,8 @@ class AuditCheckpoint:
     def __init__(self, ledger: Ledger, name: str, query: AuditQuery, ttl_ms: int) -> None:
         if not name:
             raise ValueError("an audit checkpoint needs a name")
-        self.redis, self.name, self.query, self.ttl_ms = ledger.redis, name, query, max(1, ttl_ms)
+        self.ledger, self.redis, self.name, self.query = ledger, ledger.redis, name, query
+        self.ttl_ms = max(1, ttl_ms)
         keys = ledger.keys
         self.key, self.calls_key = keys.audit_run(name), keys.audit_calls(name)
         self.files_key, self.rows_key = keys.audit_files(name), keys.audit_rows(name)
@@ -133,7 +134,14 @@ class AuditCheckpoint:
         self.save(())
 
     def forget(self) -> None:
-        self.redis.delete(self.key, self.calls_key, self.files_key, self.rows_key)
+        drop(self.ledger, self.name)
+
+
+def drop(ledger: Ledger, name: str) -> bool:
+    """Forget the audit `name` (the next run starts over); False when there was none."""
+    keys = ledger.keys
+    return bool(ledger.redis.delete(keys.audit_run(name), keys.audit_calls(name), keys.audit_files(name),
+                                    keys.audit_rows(name)))
 
 
 def load(ledger: Ledger, name: str) -> dict[str, Any] | None:

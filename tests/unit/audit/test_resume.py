@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakestream.server import FakeStream
 from tests.unit.audit.conftest import Clock, archive, run, seed, verdicts
-from worker.audit.checkpoint import load
+from worker.audit.checkpoint import drop, load
 from worker.audit.model import AuditCounts, AuditQuery
 from worker.audit.pacing import Pacer
 from worker.audit.run import EventKind, audit
@@ -50,6 +50,15 @@ def test_an_interrupted_audit_resumes_and_checks_each_object_once(runtime: Runti
     assert load(runtime.ledger, "nightly") is None
     fresh = run(runtime, name="nightly")
     assert not fresh.summary.resumed and fresh.summary.counts.objects == 24  # the next run checks everything
+
+
+def test_a_dropped_audit_starts_over(runtime: Runtime, fake: FakeStream) -> None:
+    (one,) = seed(fake, calls=1, files=1)
+    archive(runtime, fake, one)
+    query = AuditQuery.build(datetime.now(UTC) - timedelta(days=14))
+    run(runtime, name="again", query=query)
+    assert drop(runtime.ledger, "again") and not drop(runtime.ledger, "again")
+    assert not run(runtime, name="again", query=query).summary.resumed
 
 
 def test_another_query_under_the_same_name_starts_over(runtime: Runtime, fake: FakeStream) -> None:

@@ -23,7 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from worker.audit.checkpoint import load, saved_query
+from worker.audit.checkpoint import drop, load, saved_query
 from worker.audit.formats import FORMATS, Format, write_csv, write_html, write_json
 from worker.audit.model import VERDICTS, AuditCounts, AuditQuery
 from worker.audit.run import AuditResult, EventKind, audit
@@ -66,7 +66,7 @@ def audit_command(
     try:
         name = checkpoint_name("audit", since, until, sorted(query.calls), deep)
         if restart:
-            _forget(runtime, name)
+            drop(runtime.ledger, name)
         query = saved_query(runtime.ledger, name) or query
         result = _audit_with_progress(runtime, query, name)
         _write(result, fmt, output)
@@ -97,14 +97,6 @@ def _query(since: str, until: str | None, calls: Sequence[str], deep: bool) -> A
     except ValueError as exc:
         err.print(f"[bold red]bad arguments:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-
-
-def _forget(runtime: Runtime, name: str) -> None:
-    from worker.audit.checkpoint import AuditCheckpoint  # noqa: PLC0415
-
-    saved = saved_query(runtime.ledger, name)
-    if saved is not None:
-        AuditCheckpoint(runtime.ledger, name, saved, 1).forget()
 
 
 def _audit_with_progress(runtime: Runtime, query: AuditQuery, name: str) -> AuditResult:
