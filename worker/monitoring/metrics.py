@@ -200,7 +200,6 @@ class ArchiverCollector(Collector):
         yield last
         yield failed
 
-
     def _audit(self) -> Iterator[Metric]:
         """The last audit: when, and its problems by verdict (every problem verdict, 0 when none);
         no sample before the first."""

@@ -226,7 +226,7 @@ def _audit(status: Status) -> str:
     """The last audit: when, what it covered, its counts by verdict, and its problems (at most LIMIT)."""
     last = status.audit
     if last is None:
-        return '<p class="empty">no audit completed yet (`archiver audit`, or the scheduler every audit_every)</p>'
+        return '<p class="empty">no audit completed yet (archiver audit, or the scheduler every audit_every)</p>'
     counts = last.counts
     said = (f"Finished {when(last.finished_at.timestamp() * 1000)}: {last.query.describe()}. "
             f"{counts.problems} problem(s); {counts.requeued} object(s) queued again, {counts.recorded} file(s) "
