@@ -56,6 +56,7 @@ def test_the_default_prefix() -> None:
     (K.backfill_calls("nightly"), "p:backfill:nightly:calls"),
     (K.backfill_queue("nightly"), "p:backfill:nightly:queue"),
     (K.trial_permit(URL), f"p:trial_permit:{URL}"),
+    (K.link_key, "p:link_key"),
     (K.tally("archived"), "p:stats:tally:archived"),
     (K.notify_event("ev_1"), "p:notify:event:ev_1"),
     (K.notify_delivery("ev_1:e1"), "p:notify:delivery:ev_1:e1"),
