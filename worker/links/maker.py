@@ -77,27 +77,33 @@ class LinkMaker:
             return self._storages[name]
 
     def link(self, transfer: Transfer, ttl: timedelta) -> Link:
-        """A URL that downloads `transfer`'s object for `ttl`. Raises LinkUnavailable (not archived,
-        the object gone, the storage cannot sign, local disk without ``public_url``), StorageRefused /
-        StorageUnavailable (the store refused or failed), redis.RedisError."""
+        """A URL that downloads `transfer`'s object for `ttl`. Raises LinkUnavailable (not archived, or
+        see `object_link`), StorageRefused / StorageUnavailable, redis.RedisError."""
         if transfer.state != "archived":
             raise LinkUnavailable(f"transfer {transfer.id} is {transfer.state}, not archived: only an archived "
                                   "file has a download link")
-        storage = self.storage(transfer.storage)
+        link = self.object_link(transfer.storage, transfer.key, ttl)
+        log.info("link_made", transfer_id=transfer.id, storage=link.storage, key=link.key,
+                 expires_at=rfc3339(link.expires_at))  # fmt: skip
+        return link
+
+    def object_link(self, storage_name: str, key: str, ttl: timedelta) -> Link:
+        """A URL that downloads the object at `key` in storage `storage_name` for `ttl`. Raises
+        LinkUnavailable (no such storage, the object gone, a storage that cannot sign, local disk
+        without ``public_url``), StorageRefused / StorageUnavailable (the store refused or failed),
+        redis.RedisError (local disk: the link key)."""
+        storage = self.storage(storage_name)
         try:
-            storage.stat(transfer.key)
+            storage.stat(key)
         except FileNotFoundError:
-            raise LinkUnavailable(f"transfer {transfer.id} is archived, but {storage.describe()} holds no object "
-                                  f"{transfer.key!r} any more (deleted or moved behind the archiver's back)") from None
+            raise LinkUnavailable(f"{storage.describe()} holds no object {key!r} (any more: deleted or moved "
+                                  "behind the archiver's back?)") from None
         if isinstance(storage, LocalStorage):
-            url, expires_ms = self._served(storage, transfer.key, ttl)
+            url, expires_ms = self._served(storage, key, ttl)
         else:
             expires_ms = now_ms() + int(ttl.total_seconds() * 1000)
-            url = storage.link(transfer.key, ttl)
-        expires_at = datetime.fromtimestamp(expires_ms / 1000, UTC)
-        log.info("link_made", transfer_id=transfer.id, storage=storage.name, key=transfer.key,
-                 expires_at=rfc3339(expires_at))  # fmt: skip
-        return Link(url, expires_at, storage.name, transfer.key)
+            url = storage.link(key, ttl)
+        return Link(url, datetime.fromtimestamp(expires_ms / 1000, UTC), storage.name, key)
 
     def _served(self, storage: LocalStorage, key: str, ttl: timedelta) -> tuple[str, int]:
         if self.files_url is None:
