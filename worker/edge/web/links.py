@@ -11,30 +11,37 @@ local storage of this configuration, under its directory, can be reached.
 off, 401 without the token). A browser resends basic-auth credentials to this origin whoever's page
 sent the form, so a request a browser marks as coming from another site (``Sec-Fetch-Site``, else an
 ``Origin`` that is not this host or ``public_url``) is refused: another site cannot have the link
-made. The link lasts `DEFAULT_TTL`, or ``max_link_ttl`` when that is shorter.
+made. The link lasts `DEFAULT_TTL`, or ``max_link_ttl`` when that is shorter. A client answers 303 to
+the link. A browser's form (``Accept: text/html``) gets a small page that opens the link instead: the
+status page's ``form-action 'self'`` also covers where a form's answer redirects, and Chromium refuses
+a 303 to the store's origin (checked); the new page is a plain navigation.
 """
 
 from __future__ import annotations
 
+from html import escape
 from urllib.parse import urlsplit
 
 import redis
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from config import Settings
 from config.logging import scrub
+from worker.clock import rfc3339
 from worker.edge.web import auth, openapi, paths
 from worker.errors import LinkUnavailable, StorageRefused, StorageUnavailable
 from worker.ledger.store import Ledger
-from worker.links import DEFAULT_TTL, LinkMaker
+from worker.links import DEFAULT_TTL, Link, LinkMaker
 
 NOT_VALID = "this link is not valid, or has expired: ask for a new one\n"
 GONE = "the file this link named is no longer there\n"
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 FILE_HEADERS = {**_NO_STORE, "Content-Security-Policy": "default-src 'none'; sandbox"}
+PAGE_HEADERS = {**_NO_STORE, "Content-Security-Policy": "default-src 'none'; form-action 'none'; "
+                                                         "frame-ancestors 'none'; base-uri 'none'"}
 _SAME_SITE = frozenset({"same-origin", "none"})  # Sec-Fetch-Site of the page's own forms, or a typed URL
 
 log = structlog.get_logger(__name__)
@@ -43,8 +50,6 @@ log = structlog.get_logger(__name__)
 def add_files(app: FastAPI, maker: LinkMaker) -> None:
     """GET and HEAD /files/{token}: always there (the token is the credential)."""
 
-    @app.api_route(paths.FILES + "/{token}", methods=["GET", "HEAD"], response_class=Response,
-                   responses=openapi.FILES, name="served_file")  # fmt: skip
     def served_file(token: str) -> Response:
         try:
             found = maker.served_file(token)
@@ -56,6 +61,10 @@ def add_files(app: FastAPI, maker: LinkMaker) -> None:
             return PlainTextResponse(NOT_VALID, status_code=403, headers=_NO_STORE)
         return FileResponse(found.path, media_type=found.content_type or None, filename=found.filename,
                             headers=FILE_HEADERS)  # Range, HEAD, 416: Starlette's
+
+    for method in ("get", "head"):  # one operation each (one route with both methods gets a duplicate operation id)
+        getattr(app, method)(paths.FILES + "/{token}", response_class=Response, responses=openapi.FILES,
+                             operation_id=f"served_file_{method}")(served_file)
 
 
 def cross_site(request: Request, public_url: str | None) -> bool:
@@ -90,9 +99,9 @@ def add_links(app: FastAPI, settings: Settings, ledger: Ledger, maker: LinkMaker
             return JSONResponse({"error": auth.status_refusal(header)}, status_code=401, headers=auth.STATUS_CHALLENGE)
         if cross_site(request, settings.archive.public_url):
             return JSONResponse({"error": "refused: this request comes from another site's page"}, status_code=403)
-        return await run_in_threadpool(_fresh_link, transfer_id)
+        return await run_in_threadpool(_fresh_link, transfer_id, "text/html" in request.headers.get("accept", ""))
 
-    def _fresh_link(transfer_id: str) -> Response:
+    def _fresh_link(transfer_id: str, browser: bool) -> Response:
         try:
             transfer = ledger.get(transfer_id)
             if transfer is None:
@@ -105,4 +114,16 @@ def add_links(app: FastAPI, settings: Settings, ledger: Ledger, maker: LinkMaker
         except (StorageUnavailable, redis.RedisError) as exc:
             return JSONResponse({"error": scrub(str(exc))}, status_code=503)
         log.info("link_given", transfer_id=transfer_id, via="status_page")
+        if browser:
+            return HTMLResponse(link_page(link), headers=PAGE_HEADERS)
         return RedirectResponse(link.url, status_code=303, headers=_NO_STORE)
+
+
+def link_page(link: Link) -> str:
+    """A page that opens `link` at once (meta refresh: a navigation, which no form-action governs) and
+    shows it, with its expiry."""
+    url, name = escape(link.url), escape(link.key.rsplit("/", 1)[-1])
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" '
+            f'content="0; url={url}"><title>download {name}</title></head>\n<body><p>Downloading '
+            f'<a href="{url}">{name}</a>.</p><p>This link works until {escape(rfc3339(link.expires_at) or "")} for '
+            "anyone who has it.</p></body></html>\n")

@@ -77,6 +77,8 @@ FILES: dict[int | str, dict[str, Any]] = {
 }
 
 LINKS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "to a browser's form (`Accept: text/html`): a page that opens the fresh link",
+          "content": HTML},
     303: {"description": "`Location` is a fresh download link (a bearer credential until it expires)"},
     401: {"description": "no or wrong ARCHIVER_STATUS_TOKEN (Bearer, or basic-auth password)", "content": ERROR},
     403: {"description": "a browser's request from another site (`Sec-Fetch-Site`, or `Origin` not this host)",
