@@ -18,8 +18,10 @@ import redis
 from mypy_boto3_s3 import S3Client
 
 from tests.e2e.conftest import Archiver, local_storage, s3_storage
+from tests.e2e.test_monitoring import chromium  # noqa: F401 - a fixture, used by name
 from tests.support.ledger_states import add
 from tests.support.ports import free_port
+from tests.support.processes import wait_until
 from worker.clock import now_ms
 from worker.edge.web import paths
 from worker.edge.web.links import NOT_VALID
@@ -177,3 +179,24 @@ def test_an_s3_link_is_the_stores_own_and_the_download_button_gets_a_fresh_one(
     page = httpx.get(f"http://127.0.0.1:{service.web_port}/", params={"call": "default:c3"}, auth=("ops", TOKEN),
                      timeout=10).text
     assert f'action="{paths.LINKS}/{tid}"' in page
+
+
+def test_the_download_button_opens_the_link_in_a_real_browser(
+        archiver: Callable[..., Archiver], tmp_path: Path, ledger: Ledger, moto_server: str, bucket: str,
+        moto_client: S3Client, chromium: Any) -> None:  # noqa: F811 - the fixture imported above
+    """Headless Chromium on the status page clicks the download button of a file archived to S3: it lands
+    on the object at moto (another origin), despite the page's form-action 'self' (a 303 there would be
+    blocked), with no CSP violation logged."""
+    service = start(archiver, [s3_storage(moto_server, bucket)])
+    (tid,) = add(ledger, "c4", "archived", storages=("s3",))
+    moto_client.put_object(Bucket=bucket, Key="recordings/default/c4/rec_c4.mp4", Body=b"opened in a browser",
+                           ContentType="text/plain")
+    chromium.execute_cdp_cmd("Network.enable", {})
+    chromium.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}})
+    chromium.get(f"http://127.0.0.1:{service.web_port}/?call=default:c4")
+    chromium.find_element("css selector", f'form[action="{paths.LINKS}/{tid}"] button').click()
+    wait_until(lambda: chromium.current_url.startswith(f"{moto_server}/{bucket}/"), timeout=15,
+               message="the browser at the link")
+    wait_until(lambda: "opened in a browser" in chromium.find_element("tag name", "body").text, timeout=15,
+               message="the object in the browser")
+    assert not [e for e in chromium.get_log("browser") if "Content Security Policy" in e["message"]]

@@ -55,8 +55,8 @@ def add_files(app: FastAPI, maker: LinkMaker) -> None:
             found = maker.served_file(token)
         except FileNotFoundError:
             return PlainTextResponse(GONE, status_code=404, headers=_NO_STORE)
-        except redis.RedisError:
-            return PlainTextResponse("ledger unavailable: try again later\n", status_code=503, headers=_NO_STORE)
+        except (redis.RedisError, StorageUnavailable):
+            return PlainTextResponse("unavailable for now: try again later\n", status_code=503, headers=_NO_STORE)
         if found is None:
             return PlainTextResponse(NOT_VALID, status_code=403, headers=_NO_STORE)
         return FileResponse(found.path, media_type=found.content_type or None, filename=found.filename,

@@ -73,7 +73,7 @@ FILES: dict[int | str, dict[str, Any]] = {
     404: {"description": "a valid link whose file is gone, or whose storage is no longer a local one here",
           "content": TEXT},
     416: {"description": "a `Range` past the end of the file", "content": TEXT},
-    503: {"description": "Redis does not answer", "content": TEXT},
+    503: {"description": "Redis or the disk does not answer", "content": TEXT},
 }
 
 LINKS: dict[int | str, dict[str, Any]] = {
