@@ -98,12 +98,22 @@ class LinkMaker:
         except FileNotFoundError:
             raise LinkUnavailable(f"{storage.describe()} holds no object {key!r} (any more: deleted or moved "
                                   "behind the archiver's back?)") from None
-        if isinstance(storage, LocalStorage):
-            url, expires_ms = self._served(storage, key, ttl)
+        local = self._local(storage_name)
+        if local is not None:
+            url, expires_ms = self._served(local, key, ttl)
         else:
             expires_ms = now_ms() + int(ttl.total_seconds() * 1000)
             url = storage.link(key, ttl)
         return Link(url, datetime.fromtimestamp(expires_ms / 1000, UTC), storage.name, key)
+
+    def _local(self, name: str) -> LocalStorage | None:
+        """Storage `name` when it is built-in local disk (``storage_type = "local"``: not a plug-in, even one
+        built on LocalStorage), whose files `archiver web` serves; else None. Raises KeyError when this
+        configuration has no such storage, LinkUnavailable when it cannot be built."""
+        if self.archive.storage(name).storage_type != "local":
+            return None
+        storage = self.storage(name)
+        return storage if isinstance(storage, LocalStorage) else None
 
     def _served(self, storage: LocalStorage, key: str, ttl: timedelta) -> tuple[str, int]:
         if self.files_url is None:
@@ -125,9 +135,8 @@ class LinkMaker:
         if grant is None:
             return None
         try:
-            local = self.archive.storage(grant.storage).storage_type == "local"
-            storage = self.storage(grant.storage) if local else None
-            if not isinstance(storage, LocalStorage):
+            storage = self._local(grant.storage)
+            if storage is None:
                 raise FileNotFoundError(f"{grant.storage!r} is not a local storage here")
             path = storage.path(grant.key)  # the storage's own check: inside its directory, no link out
             stored = storage.stat(grant.key)

@@ -148,3 +148,26 @@ def test_a_token_for_a_storage_that_is_not_local_here_serves_nothing(
     """A token naming an S3 storage, or one not configured: /files/ serves only local storages (404)."""
     with pytest.raises(FileNotFoundError):
         maker.served_file(token(ledger, storage, "default/x/a.mp4"))
+
+
+class ShelfStorage(LocalStorage):
+    """A plug-in backend built on LocalStorage (as tests/e2e/test_plugin.py's), declaring no links."""
+
+    storage_type = "shelf"
+
+
+def test_a_plugin_without_links_gets_none_even_built_on_local_disk(root: Path, ledger: Ledger) -> None:
+    """Only built-in local disk is served by /files/: a plug-in (even a LocalStorage underneath) gets the
+    base class's answer, LinkUnavailable saying it gives no links; a token naming it serves nothing."""
+    config = ArchiveConfig.model_validate({"storages": [
+        {"name": "shelf", "storage_type": "shelf", "bucket": str(root)}], "public_url": PUBLIC})
+    maker = LinkMaker(config, ledger, FILES)
+    maker._storages["shelf"] = shelf = ShelfStorage("shelf", root)  # what the registry would build from its entry point
+    assert not shelf.capabilities.links
+    with shelf.open_writer("a.mp4", content_type="video/mp4", metadata={}) as writer:
+        writer.write(b"x")
+        writer.commit()
+    with pytest.raises(LinkUnavailable, match="gives no download links"):
+        maker.object_link("shelf", "a.mp4", timedelta(minutes=1))
+    with pytest.raises(FileNotFoundError):
+        maker.served_file(token(ledger, "shelf", "a.mp4"))
