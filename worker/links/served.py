@@ -68,8 +68,8 @@ def read_token(secret: bytes, text: str, now_ms: int) -> FileToken | None:
     payload, dot, mac = text.partition(".")
     if not dot or len(text) > MAX_TOKEN:
         return None
-    try:
-        if not hmac.compare_digest(_unb64(mac), _mac(secret, payload)):
+    try:  # the MAC's text itself is compared: base64 ignores a last character's spare bits, this does not
+        if not hmac.compare_digest(mac.encode("ascii"), _b64(_mac(secret, payload)).encode("ascii")):
             return None
         fields = json.loads(_unb64(payload))
     except (ValueError, binascii.Error, UnicodeError):

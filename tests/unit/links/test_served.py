@@ -32,15 +32,19 @@ def test_a_token_grants_exactly_what_was_signed_until_it_expires() -> None:
 
 
 def test_an_altered_token_is_not_valid() -> None:
-    """Another storage, key or expiry under the old MAC; a MAC cut, padded or flipped: none is valid."""
+    """Another storage, key or expiry under the old MAC; a MAC cut, padded, flipped, or spelled otherwise
+    with the same bytes (its last character's spare bits): none is valid."""
     token = sign_token(SECRET, GRANT)
     payload, mac = token.split(".")
     for fields in (["local2", GRANT.key, GRANT.expires_ms], ["disk", "../../etc/passwd", GRANT.expires_ms],
                    ["disk", GRANT.key, GRANT.expires_ms * 2]):
         assert read_token(SECRET, f"{b64(json.dumps(fields).encode())}.{mac}", NOW) is None
     flipped = mac[:-2] + ("A" if mac[-2] != "A" else "B") + mac[-1]
-    for forged in (f"{payload}.{flipped}", f"{payload}.{mac[:-1]}", f"{payload}.{mac}=", f"{payload}.",
-                   f"{payload}{mac}", f".{mac}", token + ".x", token.replace(".", "..")):
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare_bits = mac[:-1] + alphabet[alphabet.index(mac[-1]) ^ 1]  # decodes to the same 32 bytes: still refused
+    assert base64.urlsafe_b64decode(spare_bits + "=") == base64.urlsafe_b64decode(mac + "=")
+    for forged in (f"{payload}.{spare_bits}", f"{payload}.{flipped}", f"{payload}.{mac[:-1]}", f"{payload}.{mac}=",
+                   f"{payload}.", f"{payload}{mac}", f".{mac}", token + ".x", token.replace(".", "..")):
         assert read_token(SECRET, forged, NOW) is None, forged
 
 
