@@ -11,6 +11,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from pydantic import ByteSize, Field, ValidationError, field_validator, model_validator
 
@@ -18,6 +19,8 @@ from config.errors import ConfigError, describe
 from config.notify import NotifyConfig
 from config.storages import DEFAULT_LOCAL_ROOT, LOCAL_STORAGE_NAME, STREAM_S3, StorageConfig
 from config.types import Duration, Kind, Route, Strict, names_in
+
+MAX_LINK_TTL = timedelta(days=7)  # worker.storage.base.MAX_SIGNED_TTL: the longest a store's signature lasts
 
 
 class TransferTuning(Strict):
@@ -186,6 +189,17 @@ class ArchiveConfig(Strict):
         default=timedelta(hours=24),
         description="How long a notification is retried (backoff from retry_backoff up to retry_backoff_max) "
                     "before it is marked failed.")
+    public_url: str | None = Field(
+        default=None,
+        description="The receiver's address as users reach it (e.g. \"https://archiver.example.com\", with a path when "
+                    "a proxy serves it under one): download links to files on local disk point there, and `archiver "
+                    "web` serves them at /files/<token>. Unset: `archiver link` and the status page give no link to a "
+                    "local file (S3, GCS and Azure links point at the store itself).")
+    max_link_ttl: Duration = Field(
+        default=timedelta(hours=1),
+        description="The longest a download link lasts: `archiver link --ttl` is capped to it (saying so), the status "
+                    "page's download button gives the shorter of 15 minutes and this. At most 7 days, the longest "
+                    "S3's and GCS's signatures last. A link lets whoever holds it download the file until it expires.")
     api_share: float = Field(
         default=0.5, gt=0, le=1,
         description="The most of each Stream API endpoint's rate limit the archiver spends, all its processes "
@@ -228,6 +242,25 @@ class ArchiveConfig(Strict):
     def _manifest_placeholders(cls, template: str) -> str:
         return _checked_template(template, _MANIFEST_FIELDS, ", ".join(_MANIFEST_FIELDS), "session_id",
                                  "the sessions of one call would share a manifest")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, such as https://archiver.example.com, not {url!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be the receiver's address alone: no query string, fragment or user name")
+        return url.strip().rstrip("/")
+
+    @field_validator("max_link_ttl")
+    @classmethod
+    def _link_ttl(cls, ttl: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= ttl <= MAX_LINK_TTL:
+            raise ValueError("must be between 1s and 7d (S3's and GCS's signed URLs last at most 7 days)")
+        return ttl
 
     @field_validator("download_hosts")
     @classmethod

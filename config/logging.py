@@ -33,6 +33,8 @@ _SIGNING_PARAMS = re.compile(
     r"""(?i)(?:(?<![\w-])|(?<=%3F)|(?<=%26))(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"""
     r"""|x-goog-credential|expires|key-pair-id|policy|access_token)(=|%3D)(?!\*\*\*)[^\s&"'<>;,%]+"""
 )
+# A link to a local file carries its credential in the path: /files/<payload>.<mac> (worker.links.served).
+_FILE_LINK = re.compile(r"(/files/)[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _NESTED_SECRETS = {"private_key", "private_key_id", "client_secret", "refresh_token",  # JSON credentials
                    "accountkey", "sharedaccesssignature", "sharedaccesskey", "password", "sig"}
 _secrets: set[str] = set()
@@ -83,9 +85,11 @@ def redact_url(url: str) -> str:
 
 
 def scrub(text: str) -> str:
-    """`text` with URL query strings and user info removed, signing parameters and known secrets masked."""
+    """`text` with URL query strings and user info removed, signing parameters, local file links' tokens and
+    known secrets masked."""
     text = _USERINFO.sub(r"\1", _URL_QUERY.sub(r"\1", text))
     text = _SIGNING_PARAMS.sub(r"\1\2***", text)
+    text = _FILE_LINK.sub(r"\1***", text)
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, "***")

@@ -27,6 +27,7 @@ from pydantic_core import PydanticUndefined
 
 from config.archive import ArchiveConfig
 from config.environment import Environment
+from config.types import format_duration
 
 REGENERATE = "python -m config.reference > docs/configuration.md"
 _HEADER = f"""# Configuration reference
@@ -154,7 +155,7 @@ def _toml(value: Any) -> str:
     if isinstance(value, ByteSize):
         return f'"{_size(int(value))}"'
     if isinstance(value, timedelta):
-        return f'"{_duration(value)}"'
+        return f'"{format_duration(value)}"'
     if isinstance(value, SecretStr):
         return '"***"'
     if isinstance(value, Enum):
@@ -173,14 +174,6 @@ def _size(size: int) -> str:
         if size and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
-
-
-def _duration(delta: timedelta) -> str:
-    ms = round(delta.total_seconds() * 1000)
-    for unit, factor in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms and ms % factor == 0:
-            return f"{ms // factor}{unit}"
-    return f"{ms}ms"
 
 
 def _describe(model: type[BaseModel], name: str, field: FieldInfo) -> str:

@@ -46,6 +46,15 @@ def parse_duration(value: Any) -> timedelta:
     raise ValueError(f"expected a duration such as '90s', '15m', '48h' or '14d', got {value!r}")
 
 
+def format_duration(delta: timedelta) -> str:
+    """`delta` as `parse_duration` reads it, in the largest unit that divides it: ``"15m"``, ``"1h"``, ``"250ms"``."""
+    ms = round(delta.total_seconds() * 1000)
+    for unit, factor in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % factor == 0:
+            return f"{ms // factor}{unit}"
+    return f"{ms}ms"
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 Kind = Literal["recording", "transcription", "frame_recording", "stats_report"]

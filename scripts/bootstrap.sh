@@ -107,6 +107,16 @@ ensure_azurite() {
     || die "npm install azurite@$AZURITE_VERSION failed (see above)"
 }
 
+S3RVER_VERSION="3.7.1"
+
+ensure_s3rver() {  # an S3 server that checks presigned URLs' expiry (moto does not): the link tests, the bench
+  [ -x "$ROOT/.tools/node_modules/.bin/s3rver" ] && return 0
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  say "installing s3rver $S3RVER_VERSION (a disk-backed S3 server) into .tools/ with npm"
+  npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "s3rver@$S3RVER_VERSION" >/dev/null \
+    || die "npm install s3rver@$S3RVER_VERSION failed (see above)"
+}
+
 ensure_faketime() {  # Debian's libfaketime: processes with skewed clocks, for the clock-skew tests
   compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null && return 0
   say "the clock-skew tests need libfaketime (Debian's package) to run processes with skewed clocks"

@@ -23,6 +23,8 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   │   └── KeyRefused                a key this storage cannot store (also a ValueError)
     │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…: .gone)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
+    ├── LinkUnavailable           no download link for this object: the storage cannot sign one (and what it
+    │                             would need), local disk without `public_url`, or the transfer is not archived
     ├── LeaseLost                 another worker holds the transfer now: stop without writing
     └── LedgerSchemaError         the ledger's schema version is newer than (or unknown to) this archiver
 
@@ -154,6 +156,13 @@ class StreamRefused(StreamApiError, PermanentError):
 class CopyRefused(ArchiverError):
     """A server-side copy (the store fetching the URL itself) was refused or is not implemented;
     nothing is left behind, and the caller streams the bytes through the worker instead."""
+
+
+class LinkUnavailable(ArchiverError):
+    """No short-lived download link can be made (`archiver link`, the status page's download button): the
+    transfer is not archived, its storage cannot sign one (a storage authenticated by a SAS token, GCS
+    without a service-account key or signBlob rights, a plug-in without links; the message says what
+    it would need), or the object is on local disk and `public_url` is not set."""
 
 
 class LeaseLost(ArchiverError):

@@ -1,5 +1,5 @@
 """The storage contract, written once: a backend joins with ``class TestX(StorageConformance)`` and
-four fixtures.
+four fixtures (and its download links with ``class TestXLinks(LinkConformance)``, the same fixtures).
 
 - ``storage``: the backend under test (tests/storage/conftest.py builds it for the module's ``BACKEND``),
   configured with the prefix `PREFIX`; parts of 5 MiB and a multipart threshold of 5 MiB where the
@@ -13,8 +13,11 @@ four fixtures.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import timedelta
 
+import httpx
 import pytest
 
 from worker.errors import KeyRefused
@@ -275,3 +278,69 @@ class StorageConformance:
         """close() may be called more than once."""
         storage.close()
         storage.close()
+
+
+Sign = Callable[[str, timedelta], str]  # (key, ttl) → a download URL
+
+
+class LinkConformance:
+    """Download links (`Storage.link`; local disk: `archiver web`'s ``/files/``): a link gives the exact
+    bytes and honours ``Range`` before its TTL, and is refused after it. A backend joins with the same
+    four fixtures as `StorageConformance`; ``sign`` (default: ``storage.link``, skipped when these
+    credentials declare no links) may be overridden. Where the server behind the test serves a link
+    whatever its expiry (moto, the GCS emulator), `expiry_param` names the query parameter in which
+    the URL carries its TTL, and the test checks that instead of a refusal."""
+
+    expiry_param: str = ""  # set only where the test server does not check expiry itself
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        return PREFIX
+
+    @pytest.fixture
+    def sign(self, storage: Storage) -> Sign:
+        if not storage.capabilities.links:
+            pytest.skip(f"{storage.describe()} declares no links with these credentials")
+        return storage.link
+
+    def test_a_link_gives_the_exact_bytes(self, storage: Storage, sign: Sign) -> None:
+        """GET on the URL, with no other credential, returns the object byte for byte."""
+        data = os.urandom(300_000)
+        write(storage, "linked/a.mp4", [data])
+        response = httpx.get(sign("linked/a.mp4", timedelta(minutes=5)), timeout=30)
+        assert response.status_code == 200, response.text[:300]
+        assert response.content == data
+
+    def test_a_link_honours_range(self, storage: Storage, sign: Sign) -> None:
+        """``Range: bytes=a-b`` gets 206 and exactly that slice, with its Content-Range."""
+        data = os.urandom(100_000)
+        write(storage, "linked/range.mp4", [data])
+        url = sign("linked/range.mp4", timedelta(minutes=5))
+        response = httpx.get(url, headers={"Range": "bytes=1000-1999"}, timeout=30)
+        assert response.status_code == 206, response.text[:300]
+        assert response.content == data[1000:2000]
+        assert response.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+        tail = httpx.get(url, headers={"Range": "bytes=99990-"}, timeout=30)
+        assert tail.status_code == 206 and tail.content == data[99990:]
+
+    @pytest.mark.parametrize("key", [k for k in HOSTILE_KEYS if not k.startswith("long/")])
+    def test_a_link_to_a_hostile_key(self, storage: Storage, sign: Sign, key: str) -> None:
+        """Unicode, spaces, ``?``, ``#``, ``%41``, ``+``: the URL names exactly that object."""
+        write(storage, key, [key.encode()])
+        response = httpx.get(sign(key, timedelta(minutes=5)), timeout=30)
+        assert response.status_code == 200, response.text[:300]
+        assert response.content == key.encode()
+
+    def test_a_link_is_refused_after_its_ttl(self, storage: Storage, sign: Sign) -> None:
+        """A link of 2 s works at once and is refused (401/403) once 2 s have passed; where the test
+        server does not check expiry, the URL carries the 2 s for the real store to check."""
+        write(storage, "linked/short.mp4", [b"short-lived"])
+        url = sign("linked/short.mp4", timedelta(seconds=2))
+        assert httpx.get(url, timeout=30).content == b"short-lived"
+        if self.expiry_param:
+            assert httpx.URL(url).params.get_list(self.expiry_param) == ["2"]
+            return
+        time.sleep(3.5)  # Azure's `se` has whole seconds: up to 1 s early; S3 and GCS round up
+        refused = httpx.get(url, timeout=30)
+        assert refused.status_code in (401, 403), refused.text[:300]
+        assert b"short-lived" not in refused.content

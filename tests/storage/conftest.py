@@ -6,7 +6,8 @@ A module says which backend it tests with ``BACKEND = "s3"`` (or "gcs", "abs", "
   in a fresh bucket of its emulator, built the way the service builds it, closed after the test;
 - ``bucket``: that fresh bucket (S3: in moto_server; GCS: in the emulator); Azure's is ``container``;
 - ``proxy``: a `FaultProxy` in front of moto_server; ``root``: a local storage's root directory;
-- ``azure_auth``: how an Azure storage logs in (the account key unless a module overrides it).
+- ``azure_auth``: how an Azure storage logs in (the account key unless a module overrides it);
+  ``gcs_auth``: how a GCS storage does (anonymously, as the emulator allows, unless overridden).
 
 The emulators themselves (``moto_server``, ``gcs_emulator``, ``azurite``) are session fixtures of
 tests/conftest.py; the HTTPS Azurite, the Entra token server and the GCS token server are imported here.
@@ -77,13 +78,20 @@ def azure_auth() -> dict[str, Any]:
 
 
 @pytest.fixture
+def gcs_auth() -> dict[str, Any]:
+    """`tests.support.gcs.gcs_storage`'s login keywords: none (anonymous)."""
+    return {}
+
+
+@pytest.fixture
 def storage(request: pytest.FixtureRequest, backend: str, prefix: str) -> Iterator[Storage]:
     """The module's backend under `prefix`, in a fresh bucket (see the module docstring)."""
     built: Storage
     if backend == "s3":
         built = moto.s3_storage(request.getfixturevalue("moto_server"), request.getfixturevalue("bucket"), prefix)
     elif backend == "gcs":
-        built = gcs.gcs_storage(request.getfixturevalue("gcs_emulator"), request.getfixturevalue("bucket"), prefix)
+        built = gcs.gcs_storage(request.getfixturevalue("gcs_emulator"), request.getfixturevalue("bucket"), prefix,
+                                **request.getfixturevalue("gcs_auth"))
     elif backend == "abs":
         endpoint, container = request.getfixturevalue("azurite"), request.getfixturevalue("container")
         built = azure_storage(endpoint, container, prefix, **request.getfixturevalue("azure_auth"))

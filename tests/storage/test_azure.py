@@ -1,4 +1,5 @@
-"""AzureStorage joins the conformance suite, against a real Azurite (authenticated by a SAS token)."""
+"""AzureStorage joins the conformance suite, against a real Azurite (authenticated by a SAS token); its
+links, signed with the account key (a SAS-token login cannot sign: test_azure_specific.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.storage.conformance import DOT_ENDED_KEYS, LONG_KEY, StorageConformance
+from tests.storage.conformance import DOT_ENDED_KEYS, LONG_KEY, LinkConformance, StorageConformance
 from tests.support.azurite import (
     ACCOUNT_KEY,
     account_sas,
@@ -40,3 +41,7 @@ class TestAzure(StorageConformance):
     @pytest.fixture
     def secrets(self, sas: str) -> list[str]:
         return [ACCOUNT_KEY, sas]
+
+
+class TestAzureLinks(LinkConformance):
+    """Logged in with the account key (the module's default): a service SAS, checked by Azurite."""

@@ -11,8 +11,10 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from azure.storage.blob import BlobClient
 
@@ -35,7 +37,7 @@ from tests.support.azurite import (
 )
 from tests.support.entra import CLIENT_ID, CLIENT_SECRET, TENANT, TokenServer, principal
 from tests.support.ports import free_port
-from worker.errors import CopyRefused, StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import CopyRefused, LinkUnavailable, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.azure.auth import make_container_client
 from worker.storage.azure.storage import AzureStorage
 from worker.storage.checksums import Digests, md5_b64
@@ -336,3 +338,58 @@ def test_a_block_blob_committed_without_a_whole_md5_keeps_its_sha256(storage: Az
     assert stored.checksums == {"sha256": digests.sha256}
     assert storage.stat("big.mp4").checksums == {"sha256": digests.sha256}
     assert b"".join(storage.read("big.mp4")) == data
+
+
+# --- download links: each way to sign, and the logins that cannot -----------------------------------
+
+
+@pytest.mark.parametrize("how", ["container SAS", "account SAS"])
+def test_a_sas_token_login_declares_no_links(azurite: str, container: str, how: str) -> None:
+    """A storage that logs in with a SAS token has no key to sign with: no links, and asking says what
+    would sign one (and never hands out the token itself)."""
+    auth = AUTH_WAYS[how](azurite, container)
+    storage = azure_storage(azurite, container, "p/", **auth)
+    assert not storage.capabilities.links
+    with pytest.raises(LinkUnavailable) as caught:
+        storage.link("k.mp4", timedelta(minutes=5))
+    message = str(caught.value)
+    assert "abs_account_key" in message and "Storage Blob Delegator" in message
+    assert auth["abs_sas_token"].lstrip("?") not in message
+    storage.close()
+
+
+def test_a_connection_string_with_its_account_key_signs_links(azurite: str, container: str) -> None:
+    """``AccountKey`` in a connection string signs a read-only service SAS for the one blob (sp=r, sr=b),
+    which Azurite honours; the account key itself is not in the URL."""
+    storage = azure_storage(azurite, container, "p/", abs_connection_string=connection_string(azurite))
+    write(storage, "cs.mp4", [b"by connection string"])
+    url = storage.link("cs.mp4", timedelta(minutes=5))
+    query = httpx.URL(url).params
+    assert (query["sp"], query["sr"]) == ("r", "b") and ACCOUNT_KEY not in url
+    assert httpx.get(url, timeout=30).content == b"by connection string"
+    overwrite = httpx.put(url, content=b"overwritten", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+    assert overwrite.status_code == 403  # read only
+    storage.close()
+
+
+def test_an_entra_identity_signs_links_with_a_user_delegation_key(entra: TokenServer, azurite_tls: str) -> None:
+    """A service principal has no key: Azure gives a user delegation key for the link's lifetime (Get User
+    Delegation Key, over HTTPS with the principal's bearer token, which Azurite checks), and the link is a
+    read-only, https-only SAS naming that key (its object and tenant, its window around the link's expiry).
+
+    Azurite 3.35 (the newest on Node 20) cannot check the signature itself: it knows the user delegation
+    string-to-sign up to version 2025-07-05, and azure-storage-blob 12.31 signs version 2026-10-06, which adds
+    two lines (signed request headers and query parameters). The account-key SAS it does check
+    (TestAzureLinks in test_azure.py: bytes, Range, refused after its TTL)."""
+    storage = azure_storage(azurite_tls, create_container(azurite_tls), "p/", **principal(entra))
+    assert storage.capabilities.links and storage.signing == "user_delegation"
+    write(storage, "ud.mp4", [b"by delegation"])
+    before = datetime.now(UTC).replace(microsecond=0)
+    query = httpx.URL(storage.link("ud.mp4", timedelta(minutes=10))).params
+    assert (query["sp"], query["sr"], query["spr"]) == ("r", "b", "https")
+    assert (query["skoid"], query["sktid"], query["sks"]) == (CLIENT_ID, TENANT, "b")
+    start, key_expiry, expiry = (datetime.fromisoformat(query[name]) for name in ("skt", "ske", "se"))
+    assert start <= before and key_expiry >= expiry >= before + timedelta(minutes=10)
+    assert key_expiry - start <= timedelta(days=7) and "sig" in query
+    assert [r for r in entra.requests if r["flow"] == "client_credentials"]
+    storage.close()

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import httpx
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.api_core import exceptions as api
+from google.auth import compute_engine
 from google.auth import exceptions as auth
+from google.auth.credentials import AnonymousCredentials
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
 
 from tests.support.gcs import (
     TEST_TUNING,
@@ -28,11 +39,12 @@ from tests.support.gcs import (
 )
 from tests.support.ports import free_port
 from tests.support.tokenserver import JWT_BEARER, TokenServer
-from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import LinkUnavailable, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.checksums import Digests, Hasher, crc32c_b64
 from worker.storage.errors import Scrubber
 from worker.storage.gcs.bucket import chunk_size
 from worker.storage.gcs.errors import mapped
+from worker.storage.gcs.signing import signing_mode
 from worker.storage.gcs.storage import GCSStorage
 
 BACKEND = "gcs"
@@ -247,3 +259,63 @@ def test_messages_lose_query_strings_and_secrets() -> None:
     scrub = Scrubber(["sk-123"], queries=True)
     message = str(mapped(error, "gcs storage 'x': upload gs://b/what?/is=this", "session", scrub))
     assert "SESSION-SECRET" not in message and "sk-123" not in message and "gs://b/what?/is=this" in message
+
+
+# --- download links -------------------------------------------------------------------------------------
+
+
+def test_anonymous_credentials_declare_no_links(storage: GCSStorage) -> None:
+    """Against the emulator without a login nothing can sign: no links, and asking says what would."""
+    assert not storage.capabilities.links
+    with pytest.raises(LinkUnavailable, match="gcs_credentials") as caught:
+        storage.link("a.mp4", timedelta(minutes=5))
+    assert "signBlob" in str(caught.value)
+
+
+@pytest.mark.parametrize(("credentials", "mode"), [
+    (lambda: service_account.Credentials.from_service_account_info(json.loads(service_account_json("http://t")[0])),
+     "key"),
+    (lambda: compute_engine.Credentials(), "iam"),  # the metadata server's: signBlob signs for it
+    (lambda: AnonymousCredentials(), None),
+    (lambda: user_credentials.Credentials(token="user-token"), None),  # a person's own login: no account to sign as
+])
+def test_which_credentials_can_sign(credentials: Callable[[], Any], mode: str | None) -> None:
+    """A key signs locally; a service account without its key has IAM signBlob sign; others cannot."""
+    assert signing_mode(credentials()) == mode
+
+
+def test_a_signed_url_verifies_with_the_service_accounts_public_key(
+    gcs_emulator: str, bucket: str, token_server: TokenServer
+) -> None:
+    """The emulator ignores signatures, so the V4 signature is checked here as GCS checks it: the canonical
+    request rebuilt from the URL (GET, path, sorted query, host, UNSIGNED-PAYLOAD) hashed into the string to
+    sign, verified with the service account's public key; the credential names the account, X-Goog-Expires
+    the TTL, and the URL points at the storage's endpoint. A link longer than 7 days is refused."""
+    json_text, private_key = service_account_json(token_server.url)
+    storage = gcs_storage(gcs_emulator, bucket, "p/", gcs_credentials=json_text)
+    assert storage.capabilities.links and storage.signing == "key"
+    upload(storage, "é/a b.mp4", b"signed")
+    url = httpx.URL(storage.link("é/a b.mp4", timedelta(minutes=15)))
+    assert str(url).startswith(f"{gcs_emulator}/{bucket}/p/")
+    query, signature = url.query.decode().rsplit("&X-Goog-Signature=", 1)
+    params = dict(pair.split("=", 1) for pair in query.split("&"))
+    assert list(params) == sorted(params) and params["X-Goog-Expires"] == "900"
+    assert params["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256" and params["X-Goog-SignedHeaders"] == "host"
+    credential = unquote(params["X-Goog-Credential"])
+    assert credential.startswith(json.loads(json_text)["client_email"] + "/")
+    path, host = url.raw_path.decode().split("?")[0], url.netloc.decode()
+
+    def string_to_sign(signed_query: str) -> bytes:
+        canonical = "\n".join(["GET", path, signed_query, f"host:{host}", "", "host", "UNSIGNED-PAYLOAD"])
+        return "\n".join(["GOOG4-RSA-SHA256", params["X-Goog-Date"], credential.split("/", 1)[1],
+                          hashlib.sha256(canonical.encode()).hexdigest()]).encode()
+
+    public = serialization.load_pem_private_key(private_key.encode(), None).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(bytes.fromhex(signature), string_to_sign(query), padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(InvalidSignature):  # the check is not vacuous: a longer expiry is another request
+        public.verify(bytes.fromhex(signature), string_to_sign(query.replace("Expires=900", "Expires=9000")),
+                      padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(LinkUnavailable, match="7 days"):
+        storage.link("é/a b.mp4", timedelta(days=8))
+    storage.close()

@@ -6,8 +6,10 @@ import os
 import threading
 import time
 import tracemalloc
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
@@ -23,7 +25,7 @@ from tests.support.moto import (
     s3_storage,
 )
 from tests.support.ports import free_port
-from worker.errors import StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import LinkUnavailable, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.checksums import Digests
 from worker.storage.s3.storage import S3Storage, make_client
 
@@ -280,3 +282,38 @@ def test_a_digest_the_store_finds_wrong_is_retried(storage: S3Storage, code: str
     with pytest.raises(StorageUnavailable) as raised:
         storage.raise_mapped(_client_error(code, 400), "write", "k.mp4")
     assert raised.value.reason == "checksum_rejected"
+
+
+# --- download links -------------------------------------------------------------------------------------
+
+
+def test_a_presigned_link_is_sigv4_at_the_storages_endpoint_path_style(
+        storage: S3Storage, moto_server: str, bucket: str) -> None:
+    """botocore would presign with SigV2 in us-east-1 (an absolute Expires, refused by newer regions and
+    most S3-compatible stores): the link is SigV4, X-Amz-Expires the TTL, at the configured endpoint with
+    the bucket in the path; the storage's own requests still work. Past 7 days: refused."""
+    write(storage, "a b.mp4", [b"presigned"])
+    url = httpx.URL(storage.link("a b.mp4", timedelta(minutes=10)))
+    assert str(url).startswith(f"{moto_server}/{bucket}/p/a%20b.mp4?")
+    assert url.params["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and url.params["X-Amz-Expires"] == "600"
+    assert "Signature" not in url.params and "AWSAccessKeyId" not in url.params
+    assert url.params["X-Amz-Credential"].startswith(f"{ACCESS_KEY}/") and SECRET_KEY not in str(url)
+    assert b"".join(storage.read("a b.mp4")) == b"presigned" and storage.stat("a b.mp4").size == 9
+    with pytest.raises(LinkUnavailable, match="7 days"):
+        storage.link("a b.mp4", timedelta(days=7, seconds=1))
+
+
+def test_a_link_without_credentials_is_a_credentials_error(moto_server: str, bucket: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key configured and none in the environment: nothing to sign with, StorageRefused "credentials"."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    options = S3Options.model_validate({"s3_region": "us-east-1", "s3_custom_endpoint_url": moto_server})
+    storage = S3Storage("anon", make_client(options, TEST_TUNING), bucket=bucket, prefix="p/", tuning=TEST_TUNING)
+    with pytest.raises(StorageRefused) as caught:
+        storage.link("a.mp4", timedelta(minutes=1))
+    assert caught.value.reason == "credentials"
+    storage.close()

@@ -64,14 +64,14 @@ def start_moto_server() -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{port}", stop
 
 
-def s3_client(endpoint_url: str) -> S3Client:
-    """A plain boto3 client for moto, to look behind a storage's back."""
+def s3_client(endpoint_url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> S3Client:
+    """A plain boto3 client for moto (or another S3 server), to look behind a storage's back."""
     return boto3.session.Session().client(
         "s3",
         region_name=REGION,
         endpoint_url=endpoint_url,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         config=Config(s3={"addressing_style": "path"}),
     )
 

@@ -180,7 +180,8 @@ def test_failing_transfers_log_no_secret(captured: io.StringIO, settings: tuple[
 @pytest.mark.parametrize(
     "text",
     [f"GET /rec.mp4{QUERY} HTTP/1.1", f"canonical request: sig={SIGNATURE}&se=2026", f"'https://u:{API_SECRET}@h/x'",
-     f"https%3A%2F%2Fh%2Fx%3FSignature%3D{SIGNATURE}", f"X-Amz-Signature={SIGNATURE}"],
+     f"https%3A%2F%2Fh%2Fx%3FSignature%3D{SIGNATURE}", f"X-Amz-Signature={SIGNATURE}",
+     f"GET /files/WyJkaXNrIiwiYS5tcDQiLDFd.{SIGNATURE} HTTP/1.1"],
 )
 def test_scrub_masks_signatures_outside_whole_urls(text: str) -> None:
     """A signature in a request line, a bare query or a quoted URL is masked too, not only in a full URL."""

@@ -57,6 +57,9 @@ Around the transfers (each module's docstring says what the values hold)::
   P stream_api:<part>:<E>   HASH/ZSET  Stream's rate-limit budget of endpoint E (`worker.stream.limits`):
                                   part state, minute or second
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
+  P link_key                STRING the random key (hex) that signs links to local files, served by
+                                  ``archiver web`` at /files/<token> (`worker.links.served`); set once
+                                  (SET NX) by the first link made. Deleting it revokes every such link
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
 
@@ -180,6 +183,7 @@ class Keys:
     audit_rows = _Named("audit:run:{}:rows")
     audit_last = _Fixed("audit:last")
     trial_permit = _Named("trial_permit:{}")
+    link_key = _Fixed("link_key")
     tally = _Named("stats:tally:{}")
 
     def stream_api(self, endpoint: str) -> list[str]:

@@ -19,6 +19,14 @@ it can set metadata after the bytes (one-request uploads, local files), and give
 native full-object checksum so the store itself checks the bytes (CRC32C on S3 and GCS, MD5 on
 Azure). ``stat`` reports, in ``StoredObject.checksums``, every checksum the store keeps for the
 object (``sha256`` from metadata, ``crc32c``, ``md5``), in `worker.storage.checksums` wire form.
+
+Links (optional, ``capabilities.links``): ``link(key, ttl)`` gives a URL that GETs the object, with
+``Range``, for ``ttl`` and no longer, to whoever holds it: no other credential is asked for, so a link is
+a bearer credential until it expires. The store checks the signature and the expiry, not the archiver
+(S3 presigned GET, GCS V4 signed URL, Azure SAS). A backend that cannot sign with the credentials it
+was given declares ``links = False`` for that instance and its ``link`` raises LinkUnavailable saying
+what it would need. Local disk has no store to sign for it: `archiver web` serves its files
+(`worker.links`).
 """
 
 from __future__ import annotations
@@ -26,10 +34,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import ClassVar, Self
 
+from worker.errors import LinkUnavailable
 from worker.storage.checksums import Digests, Hasher
+
+# The longest a store's signature may last: SigV4 (S3) and V4 (GCS) signed URLs at most 7 days, and
+# an Azure user delegation key as long. `max_link_ttl` (config/archive.py) says the same.
+MAX_SIGNED_TTL = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,8 @@ class Capabilities:
     # over the bytes, or every write sets them anew, as S3, GCS and Azure do with metadata): what
     # `verify` may trust. Local disk has none: its xattr survives a rewrite of the file's bytes.
     content_checksums: frozenset[str] = frozenset()
+    # `link` signs a short-lived GET URL with the credentials this instance holds (see the module docstring).
+    links: bool = False
 
 
 class ObjectWriter(ABC):
@@ -150,6 +166,15 @@ class Storage(ABC):
         worker. Raises CopyRefused when the store cannot or will not (nothing is left behind: the
         caller streams instead), StorageRefused / StorageUnavailable otherwise."""
         raise NotImplementedError(f"{type(self).__name__} declares no server-side copy")
+
+    def link(self, key: str, ttl: timedelta) -> str:
+        """Only where ``capabilities.links``: a URL that GETs the object at `key` (``Range`` honoured)
+        until `ttl` from now, then is refused by the store. Signing sends nothing to the store, or one
+        request where the credential is a token (GCS signBlob, Azure's user delegation key). It does not
+        check that the object exists. Raises LinkUnavailable where this storage cannot sign (the message
+        says what it would need), KeyRefused, StorageRefused / StorageUnavailable when the store
+        refuses or fails to help sign."""
+        raise LinkUnavailable(f"{self.describe()}: this storage ({type(self).__name__}) gives no download links")
 
     def verify(self, key: str, size: int, sha256: str) -> str | None:
         """Why the object at `key` is no longer the `size` bytes with SHA-256 `sha256` that were

@@ -299,3 +299,25 @@ def test_a_short_signing_secret_gets_advice_once_not_a_warning_per_call() -> Non
     advice = load_settings(BASE_ENV).env.signing_secret_advice()
     assert advice is not None and "17 bytes" in advice and "Stream accepts it" in advice
     assert load_settings(BASE_ENV | {"STREAM_API_SECRET": "x" * 32}).env.signing_secret_advice() is None
+
+
+def test_public_url_and_max_link_ttl(tmp_path: Path) -> None:
+    """Unset public_url and an hour by default; public_url loses its trailing slash and keeps a path."""
+    archive = load_settings(BASE_ENV).archive
+    assert archive.public_url is None and archive.max_link_ttl == parse_duration("1h")
+    toml = 'public_url = "https://archiver.example.com/ops/"\nmax_link_ttl = "7d"\n'
+    archive = load_settings(env_with(tmp_path, toml)).archive
+    assert archive.public_url == "https://archiver.example.com/ops" and archive.max_link_ttl == parse_duration("7d")
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ('public_url = "archiver.example.com"', "http(s) URL with a host"),
+    ('public_url = "ftp://archiver.example.com"', "http(s) URL with a host"),
+    ('public_url = "https://archiver.example.com/?x=1"', "no query string"),
+    ('public_url = "https://user:pw@archiver.example.com"', "no query string, fragment or user name"),
+    ('max_link_ttl = "8d"', "between 1s and 7d"),
+    ('max_link_ttl = "0s"', "between 1s and 7d"),
+])
+def test_bad_link_settings_are_refused(tmp_path: Path, toml: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_settings(env_with(tmp_path, toml))

@@ -61,6 +61,7 @@ def test_the_default_prefix() -> None:
     (K.audit_rows("scheduled"), "p:audit:run:scheduled:rows"),
     (K.audit_last, "p:audit:last"),
     (K.trial_permit(URL), f"p:trial_permit:{URL}"),
+    (K.link_key, "p:link_key"),
     (K.tally("archived"), "p:stats:tally:archived"),
     (K.notify_event("ev_1"), "p:notify:event:ev_1"),
     (K.notify_delivery("ev_1:e1"), "p:notify:delivery:ev_1:e1"),

@@ -1,11 +1,14 @@
 """The status page's call (``GET /?call=<type:id or id>``): its sessions, each file with its state at
-every destination (bytes, SHA-256, key, errors), each session's manifest, and the notifications sent
-about it. Behind the page's token, escaped like the rest of it (`worker.edge.web.status_page`).
+every destination (bytes, SHA-256, key, errors; an archived one with a download button, which asks
+``POST /links/<transfer id>`` for a fresh link: `worker.edge.web.links`), each session's manifest, and the
+notifications sent about it. Behind the page's token, escaped like the rest of it
+(`worker.edge.web.status_page`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from worker.edge.web import paths
 from worker.edge.web.status_page import esc, table, when
@@ -44,15 +47,23 @@ def _size(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def download_button(transfer_id: str) -> str:
+    """A form asking the receiver for a fresh link to an archived transfer's object (POST: it makes a
+    credential, so no page load or prefetch makes one)."""
+    action = esc(f"{paths.LINKS}/{quote(transfer_id, safe='')}")
+    return f'<form class="download" method="post" action="{action}"><button type="submit">download</button></form>'
+
+
 def _rows(file: CallFile) -> list[list[str]]:
     f = file.fields
     head = [esc(f.get("kind", "")), esc(f.get("filename", ""))]
     if not file.transfers:
         state = file.state or "no destination"
         error = f'<span class="error">{esc(f.get("routing_error", ""))}</span>'
-        return [[*head, "", esc(state), "", "", "", "", error]]
+        return [[*head, "", esc(state), "", "", "", "", error, ""]]
     return [[*head, esc(t.storage), esc(t.state), esc(_size(t.bytes)), f"<code>{esc(t.sha256 or '')}</code>",
-             esc(t.key), esc(t.attempts), f'<span class="error">{esc(t.error or "")}</span>'] for t in file.transfers]
+             esc(t.key), esc(t.attempts), f'<span class="error">{esc(t.error or "")}</span>',
+             download_button(t.id) if t.state == "archived" else ""] for t in file.transfers]
 
 
 def _session(view: CallView, call_cid: str, session_id: str, files: list[CallFile]) -> str:
@@ -62,7 +73,8 @@ def _session(view: CallView, call_cid: str, session_id: str, files: list[CallFil
                      for m in manifests)
     manifest = f"<ul>{listed}</ul>" if listed else ' <span class="empty">none recorded</span>'
     rows = [row for file in files for row in _rows(file)]
-    listing = table(["kind", "file", "storage", "state", "bytes", "sha256", "key", "attempts", "error"], rows, "")
+    listing = table(["kind", "file", "storage", "state", "bytes", "sha256", "key", "attempts", "error", "link"], rows,
+                    "")
     return (f'<section class="session" data-call="{esc(call_cid)}" data-session="{esc(session_id)}">'
             f'<h3>{esc(call_cid)}: {esc(title)}</h3>\n<div class="manifests">Manifest:{manifest}</div>\n'
             f"{listing}</section>")

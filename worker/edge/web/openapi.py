@@ -62,3 +62,31 @@ STATUS_PAGE: dict[int | str, dict[str, Any]] = {
     404: {"description": "the status page is off: ARCHIVER_STATUS_TOKEN is not set", "content": DETAIL},
     503: {"description": "Redis does not answer", "content": ERROR},
 }
+
+FILES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file, streamed (`Accept-Ranges: bytes`)", "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}},
+    206: {"description": "the byte range asked for (`Range`)"},
+    400: {"description": "a malformed `Range`", "content": TEXT},
+    403: {"description": "not a valid link: altered, made with another key, or expired (which, is not said)",
+          "content": TEXT},
+    404: {"description": "a valid link whose file is gone, or whose storage is no longer a local one here",
+          "content": TEXT},
+    416: {"description": "a `Range` past the end of the file", "content": TEXT},
+    503: {"description": "Redis or the disk does not answer", "content": TEXT},
+}
+
+LINKS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "to a browser's form (`Accept: text/html`): a page that opens the fresh link",
+          "content": HTML},
+    303: {"description": "`Location` is a fresh download link (a bearer credential until it expires)"},
+    401: {"description": "no or wrong ARCHIVER_STATUS_TOKEN (Bearer, or basic-auth password)", "content": ERROR},
+    403: {"description": "a browser's request from another site (`Sec-Fetch-Site`, or `Origin` not this host)",
+          "content": ERROR},
+    404: {"description": "no such transfer, or the status page is off (ARCHIVER_STATUS_TOKEN is not set)",
+          "content": ERROR},
+    409: {"description": "no link for it: not archived, its object gone, its storage cannot sign, or local disk "
+                         "without public_url (the reason is given)", "content": ERROR},
+    502: {"description": "the storage refused to help sign (credentials, permission)", "content": ERROR},
+    503: {"description": "Redis or the storage does not answer", "content": ERROR},
+}

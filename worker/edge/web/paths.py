@@ -11,3 +11,5 @@ READYZ = "/readyz"  # readiness: Redis answers
 METRICS = "/metrics"  # Prometheus text format
 STATUS = "/"  # the status page (with ARCHIVER_STATUS_TOKEN set)
 STATIC = "/static"  # the status page's script and styles, under STATIC/<name>
+FILES = "/files"  # local files behind a signed, expiring token: FILES/<token> (GET, HEAD; `archiver link`)
+LINKS = "/links"  # the status page's download button: POST LINKS/<transfer id> answers 303 to a fresh link

@@ -30,6 +30,9 @@ and non-ASCII) and decoded by `stat`. A key with a path segment ending in ``.`` 
 Deleting removes the blob's snapshots too (with soft delete or versioning on the account, Azure
 keeps its own copies).
 
+Links (`link`): the blob's URL with a read-only SAS, signed with the account key or a user delegation
+key (`worker.storage.azure.signing`); a storage logged in with a SAS token declares no links.
+
 Server-side copy (`copy_from_url`): `worker.storage.azure.copy`. Errors: `worker.storage.azure.errors`;
 messages name the storage, container, key, Azure's error code and message, never a credential.
 """
@@ -37,6 +40,7 @@ messages name the storage, container, key, Azure's error code and message, never
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import NoReturn, Self
 
 from azure.core.exceptions import AzureError
@@ -48,6 +52,7 @@ from worker.storage.azure.auth import TokenCredential, make_container_client, se
 from worker.storage.azure.container import AzureContainer
 from worker.storage.azure.copy import copy_from_url
 from worker.storage.azure.errors import error_code
+from worker.storage.azure.signing import sas_url, signing_mode
 from worker.storage.azure.writer import AzureWriter, encode_metadata
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.checksums import b64
@@ -81,9 +86,11 @@ class AzureStorage(Storage):
         self.prefix, self.tuning = check_prefix(prefix), tuning
         self.container = AzureContainer(name, client, self.prefix, tuning, scrub=Scrubber(secrets, queries=True),
                                         credential=credential)  # fmt: skip
-        # per instance, as abs_server_side_copy may turn the copy off
+        self.signing = signing_mode(client, credential)
+        # per instance, as abs_server_side_copy may turn the copy off, and a SAS token cannot sign links
         self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
-                                         content_checksums=frozenset({"sha256"}))  # every commit sets metadata
+                                         content_checksums=frozenset({"sha256"}),  # every commit sets metadata
+                                         links=self.signing is not None)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -172,6 +179,12 @@ class AzureStorage(Storage):
             raise CopyRefused(f"azure storage {self.name!r}: server-side copy is off (abs_server_side_copy)")
         full_key = self.full_key(key)
         return copy_from_url(self.container, key, full_key, url, size, content_type, encode_metadata(metadata))
+
+    def link(self, key: str, ttl: timedelta) -> str:
+        """The blob's URL with a read-only SAS valid for `ttl`: see `worker.storage.azure.signing`.
+        Raises LinkUnavailable (a SAS-token login cannot sign), ValueError, StorageRefused /
+        StorageUnavailable (the user delegation key refused or not given)."""
+        return sas_url(self.container, key, self.full_key(key), ttl, self.signing)
 
     def native_checksum_for(self, size: int | None) -> str | None:
         """MD5 for a blob sent in one Put Blob (Azure checks it); none for a block blob, whose blocks

@@ -24,6 +24,9 @@ Memory per writer: at most ``max(multipart_threshold, part_size)`` buffered plus
 while writing; a chunk being sent is one more ``part_size``; a one-request commit holds the buffered
 bytes twice for a moment (≈ 2 × ``multipart_threshold``).
 
+Links (`link`): a V4 signed URL, signed with the service-account key or through IAM signBlob
+(`worker.storage.gcs.signing`); ``capabilities.links`` says whether these credentials can sign.
+
 Differences from S3: metadata values are kept exactly (the JSON API takes any UTF-8); ``etag`` is the
 object's generation; keys are at most 1024 UTF-8 bytes, without CR or LF (GCS's rules: ValueError);
 a stat or read in a missing bucket is FileNotFoundError unless GCS names the bucket in its 404 (the
@@ -35,6 +38,7 @@ is retried from the ledger).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -47,6 +51,7 @@ from worker.storage.errors import Scrubber, public_url
 from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client
 from worker.storage.gcs.bucket import GCSBucket
 from worker.storage.gcs.errors import ERRORS
+from worker.storage.gcs.signing import credentials_of, signed_url, signing_mode
 from worker.storage.gcs.writer import GCSWriter, stored_object
 from worker.storage.keys import check_key, check_prefix
 
@@ -75,6 +80,9 @@ class GCSStorage(Storage):
         super().__init__(name)
         self.prefix, self.tuning = check_prefix(prefix), tuning
         self.bucket = GCSBucket(name, client, bucket, self.prefix, tuning, scrub=Scrubber(secrets, queries=True))
+        self.signing = signing_mode(credentials_of(self.bucket))  # per instance: what these credentials can sign
+        self.capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+                                         content_checksums=frozenset({"sha256"}), links=self.signing is not None)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -144,6 +152,12 @@ class GCSStorage(Storage):
     def delete(self, key: str) -> None:
         """Remove the object; missing is fine. Raises ValueError, StorageRefused / StorageUnavailable."""
         self.bucket.delete(key, self.full_key(key))
+
+    def link(self, key: str, ttl: timedelta) -> str:
+        """A V4 signed GET URL valid for `ttl` (whole seconds, rounded up): see
+        `worker.storage.gcs.signing`. Raises LinkUnavailable (these credentials cannot sign; past 7
+        days), ValueError, StorageRefused / StorageUnavailable."""
+        return signed_url(self.bucket, key, self.full_key(key), ttl, self.signing)
 
     def describe(self) -> str:
         where = f"gs://{self.bucket.name}/{self.prefix}"

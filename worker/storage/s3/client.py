@@ -18,8 +18,9 @@ reason ``credentials`` (see `worker.storage.s3.errors`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.session
@@ -59,6 +60,21 @@ def client_config(options: S3Options, tuning: TransferTuning, max_attempts: int)
         request_checksum_calculation=options.s3_request_checksum,
         response_checksum_validation=options.s3_request_checksum,
     )
+
+
+def presign_with_sigv4(client: S3Client) -> None:
+    """Have `client` presign GetObject with SigV4 (``X-Amz-Expires``, at most 7 days). Without a
+    ``signature_version`` in its config, botocore presigns with SigV2 (an absolute ``Expires``) in the
+    regions that still accept it; newer regions and most S3-compatible stores refuse SigV2. The
+    client's other requests are left as they are (the config could force SigV4 on them, and on S3
+    Express or multi-region endpoints that would be wrong)."""
+    hook = cast(Callable[..., None], _sigv4_query)  # the stubs type hooks as answering nothing; this one answers
+    client.meta.events.register_first("choose-signer.s3.GetObject", hook, unique_id="archiver-presign-sigv4")
+
+
+def _sigv4_query(signature_version: str, **_: Any) -> str | None:
+    """The choose-signer hook: a SigV4 presign stays SigV4 (no answer: botocore's own choice)."""
+    return "s3v4-query" if signature_version in ("v4-query", "s3v4-query") else None
 
 
 def make_client(

@@ -51,25 +51,31 @@ that transfer a retry, never a file.) Listing pending uploads needs ``s3:ListBuc
 without it the clean-up is skipped (logged once) and the bucket's ``AbortIncompleteMultipartUpload``
 lifecycle rule is the only clean-up.
 
+Links (`link`): a presigned GetObject URL, SigV4 (``X-Amz-Expires``: at most 7 days), at the endpoint and
+path-style address the client uses; signing sends nothing. It lasts no longer than the credentials that
+signed it: with ``s3_role_arn`` the role's session (an hour by default) cuts a longer ``ttl`` short.
+
 Errors map at this edge (`worker.storage.s3.errors`, with a ``reason``); a missing key on stat/read is
 FileNotFoundError. Messages name the storage, bucket, key, S3 code and message, never a credential.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from botocore import exceptions as boto
 
 from config import S3Options, StorageConfig, TransferTuning
-from worker.errors import KeyRefused
-from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.errors import KeyRefused, LinkUnavailable
+from worker.storage.base import MAX_SIGNED_TTL, Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.keys import check_key, check_prefix, decode_header_metadata, encode_header_metadata
 from worker.storage.s3.bucket import S3Bucket
-from worker.storage.s3.client import make_client
+from worker.storage.s3.client import make_client, presign_with_sigv4
 from worker.storage.s3.writer import S3Writer
 
 if TYPE_CHECKING:
@@ -92,7 +98,7 @@ class S3Storage(Storage):
 
     storage_type = "s3"
     capabilities = Capabilities(multipart=True, native_checksum="crc32c",
-                                content_checksums=frozenset({"sha256"}))  # per instance: see __init__
+                                content_checksums=frozenset({"sha256"}), links=True)  # per instance: see __init__
 
     def __init__(
         self,
@@ -115,7 +121,9 @@ class S3Storage(Storage):
         # per instance, as the checksum mode is per storage: "when_required" stores get no CRC32C
         self.capabilities = Capabilities(multipart=True,
                                          native_checksum="crc32c" if self.bucket.checksum == "crc32c" else None,
-                                         content_checksums=frozenset({"sha256"}))  # every PUT replaces metadata
+                                         content_checksums=frozenset({"sha256"}),  # every PUT replaces metadata
+                                         links=True)
+        presign_with_sigv4(client)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -195,6 +203,19 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket.name, Key=self.full_key(key))
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "delete", key)
+
+    def link(self, key: str, ttl: timedelta) -> str:
+        """A SigV4 presigned GetObject URL valid for `ttl` (whole seconds, rounded up). Sends nothing
+        (an assumed role's credentials may be fetched first). Raises LinkUnavailable past 7 days,
+        ValueError, StorageRefused (reason "credentials": none to sign with)."""
+        if ttl > MAX_SIGNED_TTL:
+            raise LinkUnavailable(f"{self.describe()}: S3 presigned URLs last at most 7 days, not {ttl}")
+        params = {"Bucket": self.bucket.name, "Key": self.full_key(key)}
+        try:
+            return self.client.generate_presigned_url("get_object", Params=params,
+                                                      ExpiresIn=max(1, math.ceil(ttl.total_seconds())))
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            self.raise_mapped(exc, "link", key)
 
     def native_checksum_for(self, size: int | None) -> str | None:
         """CRC32C of the stream for an object that may go up in one PUT; a multipart upload's

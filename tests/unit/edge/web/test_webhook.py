@@ -36,7 +36,8 @@ def test_the_app_routes_exactly_those_paths() -> None:
     routes = [route for route in app.routes if isinstance(route, Route)]
     routed = {(route.path, method) for route in routes for method in route.methods or ()}
     assert routed == {(paths.WEBHOOK, "POST"), (paths.HEALTHZ, "GET"), (paths.READYZ, "GET"), (paths.METRICS, "GET"),
-                      (paths.STATUS, "GET"), (paths.STATIC + "/{name}", "GET")}
+                      (paths.STATUS, "GET"), (paths.STATIC + "/{name}", "GET"), (paths.FILES + "/{token}", "GET"),
+                      (paths.FILES + "/{token}", "HEAD"), (paths.LINKS + "/{transfer_id}", "POST")}
 
 
 EXPIRES = datetime(2025, 1, 2, tzinfo=UTC)
