@@ -11,6 +11,8 @@ has uses left, acts:
 - `delay`: wait ``seconds``, then forward;
 - `strip`: forward without the header lines its ``header`` pattern matches, as a store ignoring them
   would act (moto_server checks no signature);
+- `lose_answer`: forward (the store acts on the request), then reset the connection instead of
+  answering, as a network that drops the reply;
 - `record`: just forward.
 
 Each rule keeps the requests it matched in ``rule.seen`` (method, target, headers with lower-case
@@ -41,7 +43,7 @@ from xml.sax.saxutils import escape
 
 from typing_extensions import Unpack
 
-Action = Literal["answer", "reset", "delay", "strip", "record"]
+Action = Literal["answer", "reset", "delay", "strip", "lose_answer", "record"]
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                          "upgrade", "expect"})  # fmt: skip
 _COPY_CHUNK = 256 * 1024
@@ -114,6 +116,11 @@ def delay(seconds: float, **match: Unpack[Match]) -> Rule:
 def strip(header: str, **match: Unpack[Match]) -> Rule:
     """Forward the requests with a header line matching `header`, without those lines."""
     return Rule("strip", header=header, **match)
+
+
+def lose_answer(**match: Unpack[Match]) -> Rule:
+    """Forward the request, then reset the connection: the store did it, the client never hears."""
+    return Rule("lose_answer", **match)
 
 
 def record(**match: Unpack[Match]) -> Rule:
@@ -205,6 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
         request = Recorded(self.command, self.path, headers, body[:RECORDED_BODY])
         rule = self.server.proxy.decide(request)
         if rule is not None and rule.action == "reset":
+            self._reset()
+        elif rule is not None and rule.action == "lose_answer":
+            self._send_upstream(body).read()
             self._reset()
         elif rule is not None and rule.action == "answer":
             self._answer(rule)

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from tests.fakestream.models import StoredFile
 from tests.fakestream.server import FakeStream
+from tests.support.faultproxy import FaultProxy, lose_answer
 from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY
 from tests.unit.transfer.test_transfer import PullingStorage, record
 from worker.runtime import Runtime
@@ -135,12 +136,15 @@ def test_a_server_side_copy_into_a_taken_key_streams_to_compare(runtime: Runtime
     assert fake.downloads_of(file) == 2  # this store fetches before it writes (Azure checks the name first)
 
 
+def s3_table(endpoint: str, bucket: str) -> dict[str, Any]:
+    return {"name": "s3", "storage_type": "s3", "bucket": bucket, "path": "p/",
+            "aws_s3": {"s3_region": REGION, "s3_api_key": ACCESS_KEY, "s3_secret": SECRET_KEY,
+                       "s3_custom_endpoint_url": endpoint}}  # fmt: skip
+
+
 @pytest.fixture
 def s3_runtime(make_runtime: Callable[..., Runtime], moto_server: str, bucket: str) -> Runtime:
-    s3 = {"name": "s3", "storage_type": "s3", "bucket": bucket, "path": "p/",
-          "aws_s3": {"s3_region": REGION, "s3_api_key": ACCESS_KEY, "s3_secret": SECRET_KEY,
-                     "s3_custom_endpoint_url": moto_server}}  # fmt: skip
-    return make_runtime(s3, transfer={"part_size": "5MiB", "multipart_threshold": "5MiB"},
+    return make_runtime(s3_table(moto_server, bucket), transfer={"part_size": "5MiB", "multipart_threshold": "5MiB"},
                         retry_backoff="10s", retry_backoff_max="1m")
 
 
@@ -167,3 +171,30 @@ def test_on_s3_a_taken_key_past_the_threshold_gets_no_part(s3_runtime: Runtime, 
     stored = moto_client.get_object(Bucket=bucket, Key=f"p/{key}")["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(there).hexdigest()
     assert pending_uploads(moto_client, bucket) == [] and fake.downloads_of(file) == 1
+
+
+@pytest.mark.parametrize("size", [1 * MiB, 11 * MiB], ids=["one-put", "multipart"])
+def test_on_s3_a_commit_whose_answer_was_lost_is_archived_not_key_taken(
+    make_runtime: Callable[..., Runtime], fake: FakeStream, moto_server: str, moto_client: S3Client, bucket: str,
+    size: int,
+) -> None:
+    """S3 made the object but the answer to PutObject (or CompleteMultipartUpload) never came back, and
+    the SDK sends the request again: a PutObject's retry is refused (412: the key is taken, by this
+    very upload), and the transfer, comparing, finds its own bytes there; moto answers a completed
+    upload's retried completion as done, as S3 does. Archived either way, never key_taken, and
+    nothing is left pending."""
+    with FaultProxy(moto_server) as proxy:
+        lost = proxy.add(lose_answer(method="PUT" if size == MiB else "POST", path=r"/p/default/" if size == MiB
+                                     else r"uploadId=", times=1))
+        runtime = make_runtime(s3_table(proxy.url, bucket), transfer={"part_size": "5MiB",
+                               "multipart_threshold": "5MiB"}, retry_backoff="0.1s", retry_backoff_max="0.1s")
+        file = fake.add_recording("default:lost", os.urandom(size))
+        tid = record(runtime, fake, file)
+        with capture_logs() as logs:
+            assert run_transfer(runtime, tid) == "archived" and len(lost.seen) == 1
+        resolved = [e for e in logs if e["event"] == "object_already_archived"]
+        assert len(resolved) == (1 if size == MiB else 0)
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and (transfer.sha256, transfer.reason) == (file.sha256, None)
+    stored = moto_client.get_object(Bucket=bucket, Key=f"p/{transfer.key}")["Body"].read()
+    assert stored == file.read_bytes() and pending_uploads(moto_client, bucket) == []
