@@ -137,7 +137,7 @@ class KeyTaken(StorageRefused):
     commit); other bytes fail the transfer until an operator moves the object or changes the key."""
 
     def __init__(self, message: str, *, reason: StorageReason = "key_taken") -> None:
-        super().__init__(message, reason="key_taken")
+        super().__init__(message, reason="key_taken")  # `reason` only fits the error tables' Outcome
 
 
 class StreamApiError(ArchiverError):
