@@ -26,7 +26,7 @@ from __future__ import annotations
 import structlog
 
 from worker.errors import KeyTaken, StorageUnavailable
-from worker.storage import Storage
+from worker.storage import Storage, StoredObject
 from worker.storage.checksums import Digests
 
 log = structlog.get_logger(__name__)
@@ -45,17 +45,25 @@ def resolve_taken(storage: Storage, key: str, fetched: Digests, noted: tuple[int
     candidates = [fetched]
     if noted is not None and noted != (fetched.size, fetched.sha256):
         candidates.append(Digests(size=noted[0], sha256=noted[1]))
-    problems = []
     for candidate in candidates:
-        problem = stored.mismatch(candidate) or storage.verify(key, candidate.size, candidate.sha256)
-        if problem is None:
+        if _same(storage, key, stored, candidate):
             log.info("object_already_archived", key=key, bytes=candidate.size, sha256=candidate.sha256,
                      noted=candidate is not fetched)
             return candidate
-        problems.append(problem)
-    problem = problems[0]  # against the bytes fetched now
+    if stored.size != fetched.size:
+        problem = f"{stored.size} bytes there, {fetched.size} in the file"
+    else:
+        problem = f"the same size, but not the file's sha256 {fetched.sha256}"
     log.error("object_key_taken", key=key, problem=problem)
     raise KeyTaken(
         f"{storage.describe()}{key} already holds other bytes than this file's ({problem}); nothing was written. "
         "Move that object away or change key_template, then retry the transfer (archiver transfers retry)"
     ) from taken
+
+
+def _same(storage: Storage, key: str, stored: StoredObject, candidate: Digests) -> bool:
+    """Whether the object at `key` (`stored`, as stat saw it) is the bytes `candidate` describes: its
+    size and every checksum the store reports, then its SHA-256 (`Storage.verify`)."""
+    if stored.mismatch(candidate) is not None:
+        return False
+    return storage.verify(key, candidate.size, candidate.sha256) is None
