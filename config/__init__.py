@@ -4,11 +4,12 @@ from config.archive import ArchiveConfig, TransferTuning
 from config.environment import Environment, LedgerEnvironment
 from config.errors import ConfigError
 from config.settings import LedgerSettings, Settings, load_settings
-from config.storages import S3Options, StorageConfig
+from config.storages import CreateOnly, S3Options, StorageConfig
 
 __all__ = [
     "ArchiveConfig",
     "ConfigError",
+    "CreateOnly",
     "Environment",
     "LedgerEnvironment",
     "LedgerSettings",

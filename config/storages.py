@@ -14,6 +14,8 @@ LOCAL_STORAGE_NAME = "local"
 DEFAULT_LOCAL_ROOT = "./archive"
 STREAM_S3 = "stream-s3"  # Stream's built-in storage: "leave it with Stream"
 BUILT_IN_TYPES = ("s3", "gcs", "abs", "local")
+# How a write keeps off a key that already holds an object (`worker.storage.create_only`).
+CreateOnly = Literal["condition", "head"]
 
 
 class S3Options(Strict):
@@ -113,6 +115,13 @@ class StorageConfig(Strict):
         default=None,
         description="At most this many transfers into this storage at once, across every worker on every machine "
                     "(counted in the ledger); absent: no limit beyond the workers' own concurrency.")
+    create_only: CreateOnly = Field(
+        default="condition",
+        description="How a write refuses a key that already holds an object (the archiver never writes over "
+                    "other bytes): condition: the store itself refuses, atomically (S3 If-None-Match: *, GCS "
+                    "ifGenerationMatch=0, Azure If-None-Match: *, local disk a hard link); head: a HEAD just "
+                    "before the write, for a store that ignores or rejects the condition (`archiver storage "
+                    "check` says which). head is weaker: a writer that slips in between is overwritten.")
 
     @field_validator("name")
     @classmethod

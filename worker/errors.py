@@ -20,7 +20,8 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     ├── PermanentError            recorded as `failed` with its reason until retried by command
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
     │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
-    │   │   └── KeyRefused                a key this storage cannot store (also a ValueError)
+    │   │   ├── KeyRefused                a key this storage cannot store (also a ValueError)
+    │   │   └── KeyTaken                  a create-only write found another object at the key
     │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…: .gone)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     ├── LinkUnavailable           no download link for this object: the storage cannot sign one (and what it
@@ -83,7 +84,7 @@ class IncompleteDownload(TransientError):
 # they map their SDK's error; "other" when nothing more precise is known.
 StorageReason = Literal[
     "unreachable", "credentials", "missing_bucket", "permission", "checksum_rejected", "throttled",
-    "server_error", "disk_full", "key_refused", "other",
+    "server_error", "disk_full", "key_refused", "key_taken", "other",
 ]
 
 
@@ -129,6 +130,16 @@ class KeyRefused(StorageRefused, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="key_refused")
+
+
+class KeyTaken(StorageRefused):
+    """Permanent, reason ``key_taken``: a create-only write (the default: never over other bytes) found
+    an object already at its key, and nothing was written. The transfer then compares that object
+    with the bytes it fetched: the same size and SHA-256 count as archived (an earlier attempt's
+    commit); other bytes fail the transfer until an operator moves the object or changes the key."""
+
+    def __init__(self, message: str, *, reason: StorageReason = "key_taken") -> None:
+        super().__init__(message, reason="key_taken")  # `reason` only fits the error tables' Outcome
 
 
 class StreamApiError(ArchiverError):

@@ -20,7 +20,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from worker.errors import KeyRefused
+from config import CreateOnly
+from worker.errors import KeyRefused, KeyTaken
 from worker.storage.base import Storage, StoredObject
 from worker.storage.checksums import Digests, Hasher
 
@@ -57,19 +58,22 @@ def uneven(data: bytes) -> Iterator[bytes]:
 
 
 def write(
-    storage: Storage, key: str, chunks: Iterable[bytes], content_type: str = VIDEO, **metadata: str
+    storage: Storage, key: str, chunks: Iterable[bytes], content_type: str = VIDEO, *, overwrite: bool = False,
+    **metadata: str,
 ) -> StoredObject:
-    with storage.open_writer(key, content_type=content_type, metadata=metadata) as writer:
+    with storage.open_writer(key, content_type=content_type, metadata=metadata, overwrite=overwrite) as writer:
         for chunk in chunks:
             writer.write(chunk)
         return writer.commit()
 
 
-def write_with_digests(storage: Storage, key: str, data: bytes) -> tuple[StoredObject, Digests]:
+def write_with_digests(storage: Storage, key: str, data: bytes, *, overwrite: bool = False
+                       ) -> tuple[StoredObject, Digests]:
     """Write `data` in uneven chunks and commit it with SHA-256 and the backend's native checksum."""
     native = storage.capabilities.native_checksum
     hasher = Hasher((native,) if native else ())
-    with storage.open_writer(key, content_type=VIDEO, metadata={"call_cid": "default:x"}) as writer:
+    metadata = {"call_cid": "default:x"}
+    with storage.open_writer(key, content_type=VIDEO, metadata=metadata, overwrite=overwrite) as writer:
         for chunk in uneven(data):
             hasher.update(chunk)
             writer.write(chunk)
@@ -85,6 +89,11 @@ class StorageConformance:
     """What every backend promises (see `worker.storage.base`)."""
 
     refused_keys: frozenset[str] = frozenset()  # of HARD_KEYS: what this backend cannot store
+
+    def another_writer(self, storage: Storage, key: str, data: bytes) -> None:
+        """Someone else commits `data` at `key` while a writer of the storage is open: another writer
+        of the same storage, unless the backend says otherwise."""
+        write(storage, key, [data], overwrite=True)
 
     @pytest.fixture
     def prefix(self) -> str:
@@ -132,9 +141,9 @@ class StorageConformance:
         assert storage.verify("check/a.mp4", len(first), digests.sha256) is None
         assert "bytes" in (storage.verify("check/a.mp4", len(first) + 1, digests.sha256) or "")
         assert "sha256" in (storage.verify("check/a.mp4", len(first), "0" * 64) or "")
-        write_with_digests(storage, "check/a.mp4", other)
+        write_with_digests(storage, "check/a.mp4", other, overwrite=True)
         assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
-        write(storage, "check/a.mp4", [other])  # no digests: no sha256 kept with it
+        write(storage, "check/a.mp4", [other], overwrite=True)  # no digests: no sha256 kept with it
         assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
         storage.delete("check/a.mp4")
         assert "missing" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
@@ -205,13 +214,61 @@ class StorageConformance:
         assert dict(stored.metadata) == dict(committed.metadata) == metadata
         assert stored.content_type == committed.content_type == "video/webm"
 
-    def test_overwrite_replaces(self, storage: Storage) -> None:
-        """Writing an existing key replaces the whole object, its size and its metadata."""
+    @pytest.mark.parametrize("size", [6, 11 * MiB], ids=["small", "past-threshold"])
+    def test_overwrite_replaces(self, storage: Storage, leftovers: Callable[[], list[str]], size: int) -> None:
+        """A writer opened with overwrite=True replaces an existing object, its size and its metadata."""
+        second = os.urandom(size)
         write(storage, "same.mp4", [b"first version, longer"], version="1")
-        write(storage, "same.mp4", [b"second"], version="2")
-        assert read(storage, "same.mp4") == b"second"
-        assert storage.stat("same.mp4").size == 6
+        write(storage, "same.mp4", uneven(second), overwrite=True, version="2")
+        assert read(storage, "same.mp4") == second
+        assert storage.stat("same.mp4").size == size
         assert storage.stat("same.mp4").metadata == {"version": "2"}
+        assert leftovers() == []
+
+    @pytest.mark.parametrize("mode", ["condition", "head"])
+    @pytest.mark.parametrize("size", [1000, 11 * MiB], ids=["small", "past-threshold"])
+    def test_a_second_write_to_a_taken_key_is_refused_and_leaves_the_first(
+        self, storage: Storage, leftovers: Callable[[], list[str]], raw_keys: Callable[[], list[str]],
+        mode: CreateOnly, size: int,
+    ) -> None:
+        """Create-only (the default), by the store's own condition or by a HEAD first: a second write
+        to a key holding an object raises KeyTaken (permanent, reason key_taken), the first object's
+        bytes and metadata are intact, and the refused writer left nothing behind (no pending upload,
+        no staged blocks, no temporary file)."""
+        storage.create_only = mode
+        first, _ = write_with_digests(storage, "taken/a.mp4", b"the first object")
+        with pytest.raises(KeyTaken) as refused:
+            write_with_digests(storage, "taken/a.mp4", os.urandom(size))
+        assert refused.value.reason == "key_taken"
+        assert read(storage, "taken/a.mp4") == b"the first object"
+        assert storage.stat("taken/a.mp4").metadata == first.metadata
+        assert leftovers() == [] and raw_keys() == [PREFIX + "taken/a.mp4"]
+
+    @pytest.mark.parametrize("mode", ["condition", "head"])
+    def test_a_key_taken_while_writing_is_refused_at_commit(
+        self, storage: Storage, leftovers: Callable[[], list[str]], mode: CreateOnly,
+    ) -> None:
+        """The race: another writer commits the key after this one sent its first parts; this one's
+        commit is refused (the store's condition, or the HEAD right before it), the other's object
+        stays, and the refused writer is aborted. Azure keeps the staged blocks of a name a committed
+        blob holds, whatever the client asks (it drops them itself after seven days)."""
+        storage.create_only = mode
+        with storage.open_writer("race.mp4", content_type=VIDEO, metadata={}) as writer:
+            for chunk in uneven(os.urandom(11 * MiB)):
+                writer.write(chunk)
+            self.another_writer(storage, "race.mp4", b"the other writer won")
+            with pytest.raises(KeyTaken):
+                writer.commit()
+            assert not writer.committed
+        assert read(storage, "race.mp4") == b"the other writer won"
+        assert leftovers() == ([] if storage.storage_type != "abs" else [PREFIX + "race.mp4"])
+
+    def test_a_deleted_key_can_be_written_again(self, storage: Storage) -> None:
+        """Create-only refuses an object, not a name used once: after a delete the key takes a new one."""
+        write(storage, "again.mp4", [b"one"])
+        storage.delete("again.mp4")
+        write(storage, "again.mp4", [b"two"])
+        assert read(storage, "again.mp4") == b"two"
 
     def test_invisible_until_commit(self, storage: Storage) -> None:
         """Before commit the object does not exist, whatever has been written; commit flips `committed`."""

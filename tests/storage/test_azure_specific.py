@@ -37,7 +37,7 @@ from tests.support.azurite import (
 )
 from tests.support.entra import CLIENT_ID, CLIENT_SECRET, TENANT, TokenServer, principal
 from tests.support.ports import free_port
-from worker.errors import CopyRefused, LinkUnavailable, StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import CopyRefused, KeyTaken, LinkUnavailable, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.azure.auth import make_container_client
 from worker.storage.azure.storage import AzureStorage
 from worker.storage.checksums import Digests, md5_b64
@@ -189,13 +189,13 @@ def test_abort_keeps_the_blob_it_would_replace(storage: AzureStorage, azurite: s
     """Aborting a replacement after blocks were staged leaves the old blob whole; its leftover blocks
     are discarded by the next Put Block List to that name."""
     write(storage, "k.mp4", [b"old"], v="1")
-    with storage.open_writer("k.mp4", content_type="video/mp4", metadata={}) as writer:
+    with storage.open_writer("k.mp4", content_type="video/mp4", metadata={}, overwrite=True) as writer:
         writer.write(os.urandom(11 * MiB))
         writer.abort()
     assert b"".join(storage.read("k.mp4")) == b"old" and storage.stat("k.mp4").metadata == {"v": "1"}
     assert uncommitted(azurite, container) == ["p/k.mp4"]  # left for Azure (7 days) or the next commit
     new = os.urandom(6 * MiB)
-    write(storage, "k.mp4", [new])
+    write(storage, "k.mp4", [new], overwrite=True)
     assert uncommitted(azurite, container) == [] and b"".join(storage.read("k.mp4")) == new
 
 
@@ -213,6 +213,19 @@ def test_copy_from_url_is_refused_by_azurite_and_leaves_nothing(
     message = str(caught.value)
     assert "501" in message and "http://127.0.0.1:9/calls/rec.mp4" in message and "signature" not in message
     assert blob_names(azurite, container) == [] and uncommitted(azurite, container) == []
+
+
+def test_copy_into_a_taken_name_is_key_taken_before_any_block_is_staged(
+    storage: AzureStorage, azurite: str, container: str
+) -> None:
+    """Create-only: a copy into a name a blob holds raises KeyTaken before staging anything (not
+    CopyRefused: streaming would be refused the same way); the blob stays whole, no block is staged."""
+    write(storage, "c.mp4", [b"already there"])
+    url = "http://127.0.0.1:9/calls/rec.mp4?X-Amz-Signature=source-signature-do-not-print"
+    with pytest.raises(KeyTaken) as caught:
+        storage.copy_from_url("c.mp4", url, size=11 * MiB, content_type="video/mp4", metadata={})
+    assert caught.value.reason == "key_taken"
+    assert b"".join(storage.read("c.mp4")) == b"already there" and uncommitted(azurite, container) == []
 
 
 def test_copy_is_refused_without_a_request_when_turned_off(azurite: str, container: str) -> None:

@@ -10,26 +10,27 @@ from typing import Any
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from config import StorageConfig
-from tests.support.faultproxy import FaultProxy, answer, reset
+from config import CreateOnly, StorageConfig
+from tests.support.faultproxy import FaultProxy, answer, reset, strip
 from tests.support.moto import ACCESS_KEY, SECRET_KEY, TEST_TUNING, s3_config
 from tests.support.ports import free_port
 from worker.storage.local.storage import LocalStorage
 from worker.storage.probe import CheckReport, check_storage
-from worker.storage.s3.storage import S3Storage
+from worker.storage.registry import build_storage
 
 BACKEND = "s3"
 
-STEPS = ["write note", "write multipart", "stat", "read back", "delete"]
+STEPS = ["write note", "write multipart", "stat", "create-only", "read back", "delete"]
 
 
-def s3_check(endpoint: str, bucket: str, **options: Any) -> CheckReport:
+def s3_check(endpoint: str, bucket: str, create_only: CreateOnly = "condition", **options: Any) -> CheckReport:
     """Build an S3 storage the way the service does, check it, close it."""
     base = s3_config(endpoint, bucket, "checks/")
     assert base.aws_s3 is not None
     aws = type(base.aws_s3).model_validate({**base.aws_s3.model_dump(), "s3_api_key": ACCESS_KEY,
                                             "s3_secret": SECRET_KEY, **options})  # fmt: skip
-    storage = S3Storage.from_config(StorageConfig.model_validate({**base.model_dump(), "aws_s3": aws}), TEST_TUNING)
+    config = StorageConfig.model_validate({**base.model_dump(), "aws_s3": aws, "create_only": create_only})
+    storage = build_storage(config, TEST_TUNING)
     try:
         return check_storage(storage, TEST_TUNING)
     finally:
@@ -63,11 +64,59 @@ def test_passes_on_local_disk(tmp_path: Path) -> None:
 
 
 def test_passes_on_moto(moto_server: str, moto_client: S3Client, bucket: str) -> None:
-    """On S3 every step passes: the multipart probe is three parts and its CRC32C matches at stat."""
+    """On S3 every step passes: the multipart probe is three parts and its CRC32C matches at stat; a
+    second write to the note's key is refused by If-None-Match (moto honours it)."""
     report = s3_check(moto_server, bucket)
     assert report.ok and [s.name for s in report.steps] == STEPS, report.message
     assert "3 parts" in report.steps[1].detail
     assert "crc32c matches" in report.steps[2].detail
+    assert 'refused (create_only = "condition"), the note is intact' in report.steps[3].detail
+    assert leftovers(moto_client, bucket) == []
+
+
+def test_head_mode_on_a_store_honouring_the_condition_says_condition_would_be_better(
+    moto_server: str, moto_client: S3Client, bucket: str
+) -> None:
+    """create_only = "head" passes, and the step says the store honours the condition itself."""
+    report = s3_check(moto_server, bucket, create_only="head")
+    assert report.ok, report.message
+    assert 'refused (create_only = "head")' in report.steps[3].detail
+    assert 'honours the create-only condition: create_only = "condition"' in report.steps[3].detail
+    assert leftovers(moto_client, bucket) == []
+
+
+def test_a_store_ignoring_the_condition_fails_the_check_until_head_mode(
+    proxy: FaultProxy, moto_client: S3Client, bucket: str
+) -> None:
+    """A store that drops If-None-Match (it overwrites anyway) fails the check at "create-only", advising
+    create_only = "head"; with it, the HEAD refuses the second write and the check passes, saying the
+    store ignores the condition. No probe is left either way."""
+    ignored = proxy.add(strip(r"^if-none-match: "))
+    report = s3_check(proxy.url, bucket)
+    assert_failed(report, "other", "create-only")
+    assert 'set create_only = "head"' in (report.message or "") and ignored.seen
+    assert leftovers(moto_client, bucket) == []
+    report = s3_check(proxy.url, bucket, create_only="head")
+    assert report.ok, report.message
+    assert "the store ignores the create-only condition: HEAD-first is right for it" in report.steps[3].detail
+    assert leftovers(moto_client, bucket) == []
+
+
+def test_a_store_rejecting_the_condition_fails_the_first_write_until_head_mode(
+    proxy: FaultProxy, moto_client: S3Client, bucket: str
+) -> None:
+    """A store that answers 501 NotImplemented to If-None-Match (AWS before August 2024) fails the check
+    at the first write, permanently (reason "other"), with the advice; in mode "head" no request carries
+    the condition but the check's own try of it, and the check passes saying the store rejects it."""
+    rejected = proxy.add(answer(501, "NotImplemented", "A header you provided implies functionality that is not "
+                                "implemented", header=r"^if-none-match: "))  # fmt: skip
+    report = s3_check(proxy.url, bucket)
+    assert_failed(report, "other", "write note")
+    assert 'set create_only = "head"' in (report.message or "")
+    report = s3_check(proxy.url, bucket, create_only="head")
+    assert report.ok, report.message
+    assert "the store rejects the create-only condition" in report.steps[3].detail
+    assert len(rejected.seen) == 2  # the first check's first write, the second check's try
     assert leftovers(moto_client, bucket) == []
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,17 @@ from google.auth.credentials import AnonymousCredentials
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
+from config import CreateOnly
 from tests.support.gcs import (
     TEST_TUNING,
     MiB,
+    create_bucket,
     gcs_config,
     gcs_storage,
     list_objects,
     object_resource,
     service_account_json,
+    start_gcs_emulator,
     watch,
 )
 from tests.support.ports import free_port
@@ -46,6 +49,7 @@ from worker.storage.gcs.bucket import chunk_size
 from worker.storage.gcs.errors import mapped
 from worker.storage.gcs.signing import signing_mode
 from worker.storage.gcs.storage import GCSStorage
+from worker.storage.probe import check_storage
 
 BACKEND = "gcs"
 
@@ -318,4 +322,58 @@ def test_a_signed_url_verifies_with_the_service_accounts_public_key(
                       padding.PKCS1v15(), hashes.SHA256())
     with pytest.raises(LinkUnavailable, match="7 days"):
         storage.link("é/a b.mp4", timedelta(days=8))
+    storage.close()
+
+
+# --- Create-only: ifGenerationMatch=0 ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stock_gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator without the ifGenerationMatch=0 answer the tests add (only session cancel)."""
+    url, stop = start_gcs_emulator(stock_preconditions=True)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize(("mode", "overwrite", "sent"), [("condition", False, True), ("head", False, False),
+                                                          ("condition", True, False)])
+def test_create_only_uploads_carry_if_generation_match_0(storage: GCSStorage, mode: CreateOnly, overwrite: bool,
+                                                          sent: bool) -> None:
+    """In mode "condition" the one-request upload and the request opening a resumable session carry
+    ifGenerationMatch=0 (what real GCS checks when it makes the object); in mode "head", and when the
+    writer may replace the object, neither does."""
+    storage.create_only = mode
+    traffic = watch(storage)
+    for key, size in (("one.mp4", 1000), ("resumable.mp4", 6 * MiB)):
+        with storage.open_writer(key, content_type="video/mp4", metadata={}, overwrite=overwrite) as writer:
+            writer.write(os.urandom(size))
+            writer.commit()
+    posts = [url for method, url, _ in traffic.sent if method == "POST" and "/upload/" in url]
+    assert len(posts) == 2 and ["uploadType=multipart" in posts[0], "uploadType=resumable" in posts[1]] == [True] * 2
+    assert all(("ifGenerationMatch=0" in url) == sent for url in posts)
+
+
+def test_the_stock_emulator_ignores_the_condition_and_the_check_says_so(stock_gcs_emulator: str) -> None:
+    """Measured: gcp-storage-emulator 2026.7.19 ignores ifGenerationMatch=0 and overwrites. `archiver
+    storage check` in mode "condition" fails at "create-only" with the advice; in mode "head" the HEAD
+    refuses the second write and the check passes, saying the store ignores the condition."""
+    bucket = create_bucket(stock_gcs_emulator)
+    storage = gcs_storage(stock_gcs_emulator, bucket, "p/")
+    write_twice = [b"first", b"second"]
+    for data in write_twice:
+        with storage.open_writer("twice.mp4", content_type="video/mp4", metadata={}) as writer:
+            writer.write(data)
+            writer.commit()
+    assert b"".join(storage.read("twice.mp4")) == b"second"  # the condition went unheeded
+    report = check_storage(storage, TEST_TUNING)
+    assert (report.ok, report.steps[-1].name) == (False, "create-only")
+    assert 'set create_only = "head"' in (report.message or "")
+    storage.create_only = "head"
+    report = check_storage(storage, TEST_TUNING)
+    assert report.ok, report.message
+    assert "the store ignores the create-only condition" in report.steps[3].detail
+    assert list_objects(stock_gcs_emulator, bucket) == ["p/twice.mp4"]
     storage.close()

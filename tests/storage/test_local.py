@@ -18,13 +18,20 @@ from worker.edge.web import paths
 from worker.edge.web.links import add_files
 from worker.ledger.store import Ledger
 from worker.links import LinkMaker
-from worker.storage.local.storage import PARTIAL_SUFFIX
+from worker.storage.base import Storage
+from worker.storage.local.storage import PARTIAL_SUFFIX, LocalStorage
 
 BACKEND = "local"
 
 
 class TestLocal(StorageConformance):
     refused_keys = frozenset({LONG_NAME_KEY})
+
+    def another_writer(self, storage: Storage, key: str, data: bytes) -> None:
+        """A process outside the archiver: one writer of the storage per key is all it expects (the
+        next one removes the temporary files of the key's earlier, dead writers)."""
+        assert isinstance(storage, LocalStorage)
+        storage.path(key).write_bytes(data)
 
     @pytest.fixture
     def leftovers(self, root: Path) -> Callable[[], list[str]]:

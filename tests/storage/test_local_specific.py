@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from worker.errors import StorageRefused, StorageUnavailable
+from worker.errors import KeyTaken, StorageRefused, StorageUnavailable
 from worker.storage.checksums import Digests
 from worker.storage.local.storage import PARTIAL_SUFFIX, XATTR, LocalStorage, storage_error
 
@@ -207,3 +207,35 @@ def test_verify_hashes_the_file_again_since_its_xattr_survives_a_rewrite(storage
         file.write(b"THE")
     assert storage.stat("v.mp4").checksums["sha256"] == sha256
     assert "sha256" in (storage.verify("v.mp4", 18, sha256) or "")
+
+
+def test_a_key_holding_a_directory_is_refused_not_taken(storage: LocalStorage) -> None:
+    """A key whose name is a directory ("a" while "a/b" exists) is refused as before (StorageRefused,
+    reason other), not KeyTaken: there is no object there to compare with."""
+    write(storage, "a/b.mp4")
+    with pytest.raises(StorageRefused) as caught:
+        write(storage, "a")
+    assert not isinstance(caught.value, KeyTaken) and caught.value.reason == "other"
+    assert [p.name for p in storage.base.rglob("*")] == ["a", "b.mp4"]
+
+
+def test_a_filesystem_without_hard_links_is_refused_with_the_advice_and_head_mode_writes(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some FUSE and network mounts refuse link(2) (EPERM): the create-only commit is refused, naming
+    create_only = "head", and leaves no temporary file; in mode "head" the file is renamed into place
+    after a stat, and a second write is still refused."""
+
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    with pytest.raises(StorageRefused, match='set create_only = "head"'):
+        write(storage, "k.mp4")
+    assert list(storage.base.iterdir()) == []
+    storage.create_only = "head"
+    write(storage, "k.mp4", b"first")
+    with pytest.raises(KeyTaken):
+        write(storage, "k.mp4", b"second")
+    assert storage.path("k.mp4").read_bytes() == b"first"
+    assert [p.name for p in storage.base.iterdir()] == ["k.mp4"]

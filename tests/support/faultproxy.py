@@ -9,6 +9,10 @@ has uses left, acts:
 - `answer`: reply ``status`` with an S3-style XML error body (``<Error><Code>…</Code><Message>…``);
 - `reset`: close the connection with a TCP RST (after reading the request), as a crashed server would;
 - `delay`: wait ``seconds``, then forward;
+- `strip`: forward without the header lines its ``header`` pattern matches, as a store ignoring them
+  would act (moto_server checks no signature);
+- `lose_answer`: forward (the store acts on the request), then reset the connection instead of
+  answering, as a network that drops the reply;
 - `record`: just forward.
 
 Each rule keeps the requests it matched in ``rule.seen`` (method, target, headers with lower-case
@@ -39,7 +43,7 @@ from xml.sax.saxutils import escape
 
 from typing_extensions import Unpack
 
-Action = Literal["answer", "reset", "delay", "record"]
+Action = Literal["answer", "reset", "delay", "strip", "lose_answer", "record"]
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                          "upgrade", "expect"})  # fmt: skip
 _COPY_CHUNK = 256 * 1024
@@ -107,6 +111,16 @@ def reset(**match: Unpack[Match]) -> Rule:
 def delay(seconds: float, **match: Unpack[Match]) -> Rule:
     """Wait `seconds`, then forward."""
     return Rule("delay", seconds=seconds, **match)
+
+
+def strip(header: str, **match: Unpack[Match]) -> Rule:
+    """Forward the requests with a header line matching `header`, without those lines."""
+    return Rule("strip", header=header, **match)
+
+
+def lose_answer(**match: Unpack[Match]) -> Rule:
+    """Forward the request, then reset the connection: the store did it, the client never hears."""
+    return Rule("lose_answer", **match)
 
 
 def record(**match: Unpack[Match]) -> Rule:
@@ -199,12 +213,15 @@ class _Handler(BaseHTTPRequestHandler):
         rule = self.server.proxy.decide(request)
         if rule is not None and rule.action == "reset":
             self._reset()
+        elif rule is not None and rule.action == "lose_answer":
+            self._send_upstream(body).read()
+            self._reset()
         elif rule is not None and rule.action == "answer":
             self._answer(rule)
         else:
             if rule is not None and rule.action == "delay":
                 time.sleep(rule.seconds)
-            self._forward(body)
+            self._forward(body, rule.header if rule is not None and rule.action == "strip" else None)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = relay
 
@@ -237,9 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, body: bytes, drop: str | None = None) -> None:
         try:
-            response = self._send_upstream(body)
+            response = self._send_upstream(body, drop)
         except OSError as exc:
             self._upstream = None
             self._answer(Rule("answer", status=502, code="BadGateway", message=f"upstream: {exc}"))
@@ -256,14 +273,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self._copy_body(response, payload, no_body)
 
-    def _send_upstream(self, body: bytes) -> http.client.HTTPResponse:
+    def _send_upstream(self, body: bytes, drop: str | None = None) -> http.client.HTTPResponse:
         if self._upstream is None:
             proxy = self.server.proxy
             self._upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
         upstream = self._upstream
         upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for name, value in self.headers.items():
-            if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+            dropped = drop is not None and re.search(drop, f"{name.lower()}: {value}") is not None
+            if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length" and not dropped:
                 upstream.putheader(name, value)
         if body or self.command in ("PUT", "POST", "PATCH"):
             upstream.putheader("Content-Length", str(len(body)))

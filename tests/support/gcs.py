@@ -38,12 +38,14 @@ TEST_TUNING = TransferTuning.model_validate(
 )
 
 
-def start_gcs_emulator() -> tuple[str, Callable[[], None]]:
+def start_gcs_emulator(*, stock_preconditions: bool = False) -> tuple[str, Callable[[], None]]:
     """Start ``gcp-storage-emulator start --host 127.0.0.1 --port <free> --in-memory`` (with session
-    cancelling added: `tests.support.gcs_emulator_main`); return its URL and a stop function."""
+    cancelling and ``ifGenerationMatch=0`` added: `tests.support.gcs_emulator_main`; the latter not
+    with `stock_preconditions`); return its URL and a stop function."""
     port = free_port()
     command = [sys.executable, "-m", "tests.support.gcs_emulator_main", "start", "--host", "127.0.0.1",
                "--port", str(port), "--in-memory", "--quiet"]  # fmt: skip
+    command += ["--stock-preconditions"] if stock_preconditions else []
     return f"http://127.0.0.1:{port}", start_process(command, port, cwd=REPO)
 
 

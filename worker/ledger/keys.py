@@ -12,7 +12,10 @@ Keys (prefix P, default ``archiver:``).  The transfers::
                                 routing_error, routing_attempts, routing_tried_at (the last
                                 failed call lookup)
   P file:<fid>:transfers  SET   its transfer ids
-  P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…
+  P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…;
+                                commit_bytes and commit_sha256 (what its last attempt was about to
+                                commit: a retry finding those bytes at its key is archived); replace=1
+                                (its object was found changed: its next write may replace it)
   P transfers             ZSET  every transfer by creation time (ms)
   P state:<state>         ZSET  transfers in a state, by last update (ms)
   P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a

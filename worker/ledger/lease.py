@@ -87,6 +87,15 @@ class Heartbeat:
         if time.monotonic() > self._valid_until:
             raise LeaseLost(f"lease of transfer {self._id} ran out before it could be renewed")
 
+    def note_commit(self, size: int, sha256: str) -> None:
+        """Note in the ledger the bytes about to be committed (`Ledger.note_commit`), right before the
+        commit: a later attempt that finds them at its key knows they are its own. Raises LeaseLost
+        when the transfer was taken over (then nothing may be committed) or the lease is gone."""
+        self.check()
+        if not self._ledger.note_commit(self._id, self._token, size, sha256):
+            self._lost = True
+            self.check()
+
     def _run(self) -> None:
         interval = self._lease_ms / 3000
         while not self._stop.wait(interval):

@@ -74,6 +74,19 @@ class Transfer:
             lease_owner=opt("lease_owner"), lease_until=from_ms(opt("lease_until")), raw=h,
         )
 
+    @property
+    def replaces(self) -> bool:
+        """Its write may replace the object at its key: a verification found that object missing or
+        damaged and queued it again (``replace``, set by `Ledger.requeue_archived`; a ledger from before
+        that field says so by the reason ``object_changed``). Every other write is create-only."""
+        return self.raw.get("replace") == "1" or self.reason == "object_changed"
+
+    @property
+    def noted_commit(self) -> tuple[int, str] | None:
+        """Size and SHA-256 an earlier attempt was about to commit (`Ledger.note_commit`), if any."""
+        size, sha256 = self.raw.get("commit_bytes"), self.raw.get("commit_sha256")
+        return (int(size), sha256) if size and sha256 else None
+
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape (`archiver transfers list --json`): times in RFC 3339 UTC."""
         return {

@@ -172,6 +172,18 @@ redis.call('ZADD', p .. 'running:' .. (t[3] or ''), now + lease, tid)
 return 1
 """
 
+# ARGV: prefix, tid, token, bytes, sha256  ->  1 if noted, 0 if the claim with `token` was taken over
+# What an attempt is about to commit, noted just before (commit_bytes, commit_sha256): a later attempt
+# whose create-only write finds exactly those bytes at its key knows an earlier commit of its own put
+# them there, even when it fetched other bytes itself (a stats report differs between two fetches).
+NOTE_COMMIT = """
+local tkey = ARGV[1] .. 'transfer:' .. ARGV[2]
+local t = redis.call('HMGET', tkey, 'state', 'lease_token')
+if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', tkey, 'commit_bytes', ARGV[4], 'commit_sha256', ARGV[5])
+return 1
+"""
+
 # ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json
 #   ->  1 or 0 (fenced out)
 # A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now. `archived`,
@@ -321,14 +333,15 @@ return {'pruned', fid, 0}
 """
 
 # ARGV: prefix, tid, error  ->  1 if an `archived` transfer was queued again (its object changed)
-# Deletion and prune found the object at its key no longer the bytes archived: archive it again.
+# Deletion and prune found the object at its key no longer the bytes archived: archive it again, with
+# replace=1 (its write may replace that object, the one exception to create-only writes for a file).
 # Time from Redis itself, as every script's should be.
 REQUEUE_ARCHIVED = NOW + """
 local p, tid = ARGV[1], ARGV[2]
 local tkey = p .. 'transfer:' .. tid
 if redis.call('HGET', tkey, 'state') ~= 'archived' then return 0 end
 redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,
-           'error', ARGV[3], 'reason', 'object_changed')
+           'error', ARGV[3], 'reason', 'object_changed', 'replace', '1')
 redis.call('ZREM', p .. 'state:archived', tid)
 redis.call('ZADD', p .. 'state:queued', now, tid)
 redis.call('ZADD', p .. 'due', now, tid)

@@ -58,6 +58,7 @@ class Ledger:
         self._claim = client.register_script(lua.CLAIM)
         self._heartbeat = client.register_script(lua.HEARTBEAT)
         self._finish = client.register_script(lua.FINISH)
+        self._note_commit = client.register_script(lua.NOTE_COMMIT)
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
@@ -141,6 +142,11 @@ class Ledger:
                                  self.outbox]
         return bool(self._finish(args=args))
 
+    def note_commit(self, transfer_id: str, token: str, size: int, sha256: str) -> bool:
+        """Note the bytes a claimed transfer is about to commit (``commit_bytes``, ``commit_sha256``);
+        False when the claim with `token` was taken over."""
+        return bool(self._note_commit(args=[self.prefix, transfer_id, token, size, sha256]))
+
     def take_due(self, redispatch_ms: int, limit: int = 500,
                  index: Literal["due", "unrouted", "notify:due"] = "due") -> list[str]:
         """Transfers (or, with index="unrouted", files waiting for their routes; "notify:due", the
@@ -172,8 +178,9 @@ class Ledger:
         return bool(self._retry(args=[self.prefix, transfer_id, expires]))
 
     def requeue_archived(self, transfer_id: str, error: str) -> bool:
-        """Queue an `archived` transfer again, due now (reason ``object_changed``): its object is no
-        longer the bytes archived. False when it is not `archived` (any more)."""
+        """Queue an `archived` transfer again, due now (reason ``object_changed``, and ``replace``: its
+        write may replace the object, `Transfer.replaces`): its object is no longer the bytes archived.
+        False when it is not `archived` (any more)."""
         return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
 
     def set_file_url(self, file_id: str, url: str) -> bool:

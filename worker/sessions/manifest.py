@@ -3,12 +3,14 @@
 Written at `manifest_template` (default ``{call_type}/{call_id}/manifest_{session_id}.json``) into each
 storage holding an archived file of the session, and rewritten after each of its transfers is
 archived, so it always lists what is archived so far. A manifest is the archiver's own object: it
-replaces the one before (the data files are never replaced: intake's key-owner guard keeps them
-apart). Its key is claimed in the storage's ``keyowner`` hash under ``manifest:<cid>:<sid>``, so a data
-file whose key would be the manifest's gets another key at intake, and a manifest whose key a data file
-holds is not written (``manifest_key_taken``). Files without a session_id (older payloads) have no
-manifest. Its ``complete`` is true once the session is complete (`worker.sessions.complete`, which
-writes the final manifest through `Manifests.rewrite` like a worker does).
+replaces the one before (written with ``overwrite=True``, the one exception to create-only writes
+besides a transfer replacing its own damaged object; the data files are never replaced: intake's
+key-owner guard keeps them apart). Its key is claimed in the storage's ``keyowner`` hash under
+``manifest:<cid>:<sid>``, so a data file whose key would be the manifest's gets another key at
+intake, and a manifest whose key a data file holds is not written (``manifest_key_taken``). Files
+without a session_id (older payloads) have no manifest. Its ``complete`` is true once the session is
+complete (`worker.sessions.complete`, which writes the final manifest through `Manifests.rewrite`
+like a worker does).
 
 The ledger keeps what was written last (``manifest:<cid>:<sid>``, `worker.ledger.keys`): its key,
 SHA-256, size and storages. Two workers archiving files of one session at once: each bumps the
@@ -184,7 +186,7 @@ class Manifests:
         for name in storages:
             storage = self.runtime.storage(name)
             native = storage.native_checksum_for(len(body))
-            with storage.open_writer(key, content_type=CONTENT_TYPE, size_hint=len(body),
+            with storage.open_writer(key, content_type=CONTENT_TYPE, size_hint=len(body), overwrite=True,
                                      metadata={"call_cid": session.call_cid, "session_id": session.session_id}) as w:
                 w.write(body)
                 w.commit(_digests(body, native))

@@ -13,6 +13,12 @@ The object becomes visible only at ``commit`` (never half-written), and an abort
 nothing behind (no temporary file, no pending multipart upload). Memory stays bounded by the
 backend's part size × parts in flight, whatever the object's size.
 
+Create-only: a writer never replaces an object unless opened with ``overwrite=True``. A key that
+already holds one raises KeyTaken (a StorageRefused, reason ``key_taken``) at ``commit``, or at a
+``write`` that would send the first part, and nothing is written; how each store refuses, and the
+storage's ``create_only`` mode (``"condition"``: the store's own create-only condition, atomic;
+``"head"``: a HEAD first, weaker), are in `worker.storage.create_only`.
+
 Checksums: the caller computes SHA-256 and the backend's ``capabilities.native_checksum`` while
 streaming and hands them to ``commit``. A backend puts ``sha256`` into the object's metadata where
 it can set metadata after the bytes (one-request uploads, local files), and gives the store its
@@ -38,6 +44,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import ClassVar, Self
 
+from config import CreateOnly
 from worker.errors import LinkUnavailable
 from worker.storage.checksums import Digests, Hasher
 
@@ -89,14 +96,16 @@ class ObjectWriter(ABC):
 
     @abstractmethod
     def write(self, data: bytes) -> None:
-        """Append bytes. Raises StorageUnavailable / StorageRefused."""
+        """Append bytes. Raises StorageUnavailable / StorageRefused; KeyTaken when the writer, about
+        to send its first part, finds the key taken (the writer is then aborted)."""
 
     @abstractmethod
     def commit(self, digests: Digests | None = None) -> StoredObject:
         """Make the object visible under its key, atomically. `digests` describe every byte
-        written (see the module docstring for what a backend does with them). Raises
-        StorageUnavailable / StorageRefused (reason "checksum_rejected" when the store finds a
-        checksum wrong, or refuses the way it was sent); after an error the writer is aborted."""
+        written (see the module docstring for what a backend does with them). Raises KeyTaken when
+        the key holds an object (unless opened with ``overwrite=True``), StorageUnavailable /
+        StorageRefused (reason "checksum_rejected" when the store finds a checksum wrong, or refuses
+        the way it was sent); after an error the writer is aborted."""
 
     @abstractmethod
     def abort(self) -> None:
@@ -125,6 +134,7 @@ class Storage(ABC):
 
     storage_type: ClassVar[str]
     capabilities: Capabilities = Capabilities()  # a backend may set its own per instance
+    create_only: CreateOnly = "condition"  # the storage's setting, set by `registry.build_storage`
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -137,8 +147,10 @@ class Storage(ABC):
         content_type: str,
         metadata: Mapping[str, str],
         size_hint: int | None = None,
+        overwrite: bool = False,
     ) -> ObjectWriter:
-        """Start writing `key` (replacing any object there once committed)."""
+        """Start writing `key`: a new object, refused with KeyTaken when the key holds one, or with
+        `overwrite`, one that replaces whatever is there once committed."""
 
     @abstractmethod
     def stat(self, key: str) -> StoredObject:
@@ -160,11 +172,13 @@ class Storage(ABC):
         size: int,
         content_type: str,
         metadata: Mapping[str, str],
+        overwrite: bool = False,
     ) -> StoredObject:
         """Only where ``capabilities.server_side_copy``: the store itself fetches `url` (`size`
         bytes, a signed URL that must stay valid meanwhile) into `key`, so the bytes skip the
-        worker. Raises CopyRefused when the store cannot or will not (nothing is left behind: the
-        caller streams instead), StorageRefused / StorageUnavailable otherwise."""
+        worker; create-only unless `overwrite`, as `open_writer`. Raises CopyRefused when the store
+        cannot or will not (nothing is left behind: the caller streams instead), KeyTaken,
+        StorageRefused / StorageUnavailable otherwise."""
         raise NotImplementedError(f"{type(self).__name__} declares no server-side copy")
 
     def link(self, key: str, ttl: timedelta) -> str:

@@ -8,6 +8,14 @@ worker computes (SHA-256 and the storage's native checksum); `stat` must report 
 checksum it reports must match; reading it back must give the same size and SHA-256. Last, both probe
 files are deleted and must be gone.
 
+Create-only (`worker.storage.create_only`): a second write of other bytes to the note's key must be
+refused (KeyTaken) and leave the note as it was. With ``create_only = "condition"`` that proves the
+store honours the condition; a store that ignores it fails the check, with the advice to set
+``create_only = "head"`` (a store that rejects it fails the first write already, with the same
+advice). With ``"head"`` the HEAD refuses the second write, and then the store's own condition is
+tried as well: the step says whether the store ignores it, rejects it (HEAD-first is then right) or
+honours it (``"condition"`` would then close the race HEAD-first leaves).
+
 Each step is timed. The check stops at the first failure, with the error's ``reason`` (see
 `worker.errors.StorageReason`; ``"other"`` for a mismatch or an unexpected error) and its message, which
 names the step and never a credential (backends keep them out of their messages). Probe files are
@@ -17,6 +25,7 @@ backend gets the same check.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import uuid
@@ -25,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from config import TransferTuning
-from worker.errors import StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import KeyTaken, StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
 from worker.storage.base import Storage
 from worker.storage.checksums import Digests, Hasher
 
@@ -97,6 +106,7 @@ class _Probe:
         self.step("write note", self.write_note)
         self.step("write multipart", self.write_big)
         self.step("stat", self.stat)
+        self.step("create-only", self.create_only)
         self.step("read back", self.read_back)
         self.step("delete", self.delete)
 
@@ -137,6 +147,42 @@ class _Probe:
         if key == self.big_key and self.native and self.native not in stored.checksums:
             reported += f"; the store did not report its {self.native}"
         return f"{stored.size} bytes, {reported}"
+
+    def create_only(self) -> str:
+        """A second write to the note's key is refused and the note is intact (see the module docstring).
+        Raises StorageRefused when the store let it through, VerificationFailed when the note changed."""
+        mode = self.storage.create_only
+        if self._write_again(self.storage) is None:
+            raise StorageRefused(
+                f"a second write to {self.note_key} was not refused: the store ignores the create-only condition "
+                f'and replaced the object; set create_only = "head" for this storage (a HEAD first: weaker)')
+        self._stat(self.note_key)
+        done = f'a second write to {self.note_key} was refused (create_only = "{mode}"), the note is intact'
+        if mode == "condition":
+            return done
+        condition = copy.copy(self.storage)  # a view writing with the store's condition, sharing its client
+        condition.create_only = "condition"
+        try:
+            refused = self._write_again(condition)
+        except Exception as exc:  # a store rejecting the condition: that is the finding, not a failure
+            return f"{done}; the store rejects the create-only condition ({exc}): HEAD-first is right for it"
+        if refused is None:
+            return f"{done}; the store ignores the create-only condition: HEAD-first is right for it"
+        return (f'{done}; the store honours the create-only condition: create_only = "condition" would close '
+                "the race a HEAD first leaves")
+
+    def _write_again(self, storage: Storage) -> KeyTaken | None:
+        """Write other bytes to the note's key, create-only: the refusal, or None when it went through."""
+        body = b"a second write to this key, which a create-only write must refuse\n"
+        hasher = Hasher((self.native,) if self.native else ())
+        hasher.update(body)
+        try:
+            with storage.open_writer(self.note_key, content_type="text/plain", metadata={}) as writer:
+                writer.write(body)
+                writer.commit(hasher.digests())
+        except KeyTaken as exc:
+            return exc
+        return None
 
     def read_back(self) -> str:
         hasher = Hasher((self.native,) if self.native else ())

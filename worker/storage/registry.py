@@ -70,6 +70,9 @@ def storage_class(storage_type: str, name: str = "?") -> StorageClass:
 
 
 def build_storage(config: StorageConfig, tuning: TransferTuning) -> Storage:
-    """A storage for one ``[[storages]]`` entry. Raises ConfigError for an unavailable type; the
-    backend's own construction errors (ValueError, StorageRefused, ...) pass through."""
-    return storage_class(config.storage_type, config.name).from_config(config, tuning)
+    """A storage for one ``[[storages]]`` entry, with its ``create_only`` mode. Raises ConfigError for
+    an unavailable type; the backend's own construction errors (ValueError, StorageRefused, ...) pass
+    through."""
+    storage = storage_class(config.storage_type, config.name).from_config(config, tuning)
+    storage.create_only = config.create_only
+    return storage

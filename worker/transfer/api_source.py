@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from worker.errors import SourceMissing, StreamRefused
+from worker.errors import KeyTaken, SourceMissing, StreamRefused
 from worker.files import ArtefactKind
 from worker.ledger.lease import Heartbeat
 from worker.runtime import Runtime
 from worker.storage import Storage
 from worker.storage.checksums import Digests, Hasher
+from worker.transfer.taken import resolve_taken
 
 
 def fetch(runtime: Runtime, kind: ArtefactKind, file_record: Mapping[str, str]) -> bytes:
@@ -36,15 +37,21 @@ def fetch(runtime: Runtime, kind: ArtefactKind, file_record: Mapping[str, str]) 
 
 
 def write_body(storage: Storage, key: str, body: bytes, *, content_type: str, metadata: Mapping[str, str],
-               lease: Heartbeat) -> Digests:
-    """Write `body` as a new object under `key` and commit it; the digests written."""
+               lease: Heartbeat, overwrite: bool = False, noted: tuple[int, str] | None = None) -> Digests:
+    """Write `body` as a new object under `key` and commit it (create-only unless `overwrite`); the
+    digests archived: an object already at the key counts when it is `body`, or the bytes an earlier
+    attempt `noted` (`worker.transfer.taken`). Raises KeyTaken when other bytes are there."""
     native = storage.native_checksum_for(len(body))
     hasher = Hasher((native,) if native else ())
     hasher.update(body)
     digests = hasher.digests()
-    with storage.open_writer(key, content_type=content_type, metadata=metadata, size_hint=len(body)) as writer:
-        writer.write(body)
-        lease.progress()
-        lease.check()
-        writer.commit(digests)
+    try:
+        with storage.open_writer(key, content_type=content_type, metadata=metadata, size_hint=len(body),
+                                 overwrite=overwrite) as writer:
+            writer.write(body)
+            lease.progress()
+            lease.note_commit(digests.size, digests.sha256)
+            writer.commit(digests)
+    except KeyTaken as taken:
+        return resolve_taken(storage, key, digests, noted, taken)
     return digests

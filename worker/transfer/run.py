@@ -4,7 +4,10 @@ The bytes go from the download straight into the storage writer, in chunks (`wor
 the whole file in memory, never a temporary copy on local disk (a stats report, which Stream's API
 serves itself, is small and fetched whole: `worker.transfer.api_source`); an expired URL is refreshed from
 Stream and a broken download resumed, a few times per attempt. Size and SHA-256 are computed on
-the way; the download must match its Content-Length and the stored object its size. Transient errors put
+the way; the download must match its Content-Length and the stored object its size. Writes are
+create-only: an object already at the key counts as archived when it holds the same bytes, and fails
+the transfer (``key_taken``) otherwise (`worker.transfer.taken`); only a transfer queued again because
+its object was found missing or damaged (`Transfer.replaces`) may replace it. Transient errors put
 the transfer back to ``queued`` with a capped, jittered, exponential wait kept in the ledger (not
 in a Celery countdown); permanent ones make it ``failed``; a file the source no longer has after
 its deletion deadline is ``lost``.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -21,6 +25,7 @@ from config.logging import scrub
 from worker.clock import from_ms, rfc3339, to_ms
 from worker.errors import (
     CopyRefused,
+    KeyTaken,
     LeaseLost,
     PermanentError,
     SourceMissing,
@@ -111,8 +116,9 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int
         log.error("transfer_failed", error=str(exc), reason=_reason(exc))
         runtime.stats.failed(transfer.storage, _reason(exc))
         return "failed"
+    replaced: dict[str, Any] = {"replace": ""} if transfer.replaces else {}  # its next write is create-only
     if not ledger.finish(transfer.id, token, "archived", bytes=copied.bytes, sha256=copied.sha256, error="",
-                         reason=""):
+                         reason="", **replaced):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
     log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
@@ -178,20 +184,23 @@ def _copy(runtime: Runtime, transfer: Transfer, lease: Heartbeat) -> Copied:
         storage = runtime.storage(transfer.storage)
         body = api_source.fetch(runtime, kind, file)
         written = api_source.write_body(storage, transfer.key, body, content_type=content_type_for(transfer.filename),
-                                        metadata=_metadata(file, transfer), lease=lease)
+                                        metadata=_metadata(file, transfer), lease=lease, overwrite=transfer.replaces,
+                                        noted=transfer.noted_commit)
         _verify(storage, transfer.key, written)
         return Copied(written.size, written.sha256)
     job = CopyJob(
         runtime=runtime, source=SignedUrl(runtime, transfer.file_id, file), lease=lease,
         storage=runtime.storage(transfer.storage), key=transfer.key,
         content_type=content_type_for(transfer.filename), metadata=_metadata(file, transfer),
-        recoveries=Recoveries(),
+        recoveries=Recoveries(), overwrite=transfer.replaces, noted=transfer.noted_commit,
     )
     if job.storage.capabilities.server_side_copy:
         try:
             return _server_side_copy(job)
         except CopyRefused as exc:
             log.info("server_side_copy_refused", reason=str(exc))
+        except KeyTaken as exc:  # streamed instead, without writing, to compare the bytes there
+            log.info("server_side_copy_key_taken", reason=str(exc))
     digests = stream_copy(job)
     _verify(job.storage, transfer.key, digests)
     return Copied(digests.size, digests.sha256)
@@ -203,7 +212,7 @@ def _server_side_copy(job: CopyJob) -> Copied:
     size = with_fresh_url(job, lambda url: source_size(job.runtime.http, url))
     with job.lease.unwatched():  # one long call, each of its requests bounded by the store's timeouts
         storage.copy_from_url(key, job.source.url, size=size, content_type=job.content_type,
-                              metadata=job.metadata)
+                              metadata=job.metadata, overwrite=job.overwrite)
     native = storage.capabilities.native_checksum
     hasher = Hasher((native,) if native else ())
     for chunk in storage.read(key):

@@ -9,6 +9,11 @@ connections.
 * A resume answered with the whole file (200: the range was ignored or the file changed): abort the
   writer and start again from zero with that answer, once per attempt.
 
+The write is create-only unless the job may replace its object (`CopyJob.overwrite`): when the key
+turns out taken (KeyTaken, at commit or before the first part), the rest of the file is still fetched
+and hashed, without writing, and `worker.transfer.taken` decides: the same bytes are archived already,
+other bytes fail the transfer (``key_taken``).
+
 Each refresh or resume spends one of `MAX_RECOVERIES`; past them the error goes to the ledger's
 backoff like any other. Only a 404 or Stream no longer listing the file is a SourceMissing (`lost`
 after the deadline); a CDN refusing even fresh URLs is SourceUnavailable. Memory stays bounded:
@@ -24,13 +29,14 @@ from typing import TypeVar
 import structlog
 
 from config.logging import redact_url
-from worker.errors import IncompleteDownload, SourceUnavailable, TransientError, UrlRefused
+from worker.errors import IncompleteDownload, KeyTaken, SourceUnavailable, TransientError, UrlRefused
 from worker.ledger.lease import Heartbeat
 from worker.runtime import Runtime
-from worker.storage import Storage
+from worker.storage import ObjectWriter, Storage
 from worker.storage.checksums import BackgroundHasher, Digests
 from worker.transfer.download import Download, open_download
 from worker.transfer.refresh import SignedUrl
+from worker.transfer.taken import resolve_taken
 
 log = structlog.get_logger(__name__)
 MAX_RECOVERIES = 5
@@ -62,6 +68,8 @@ class CopyJob:
     content_type: str
     metadata: Mapping[str, str]
     recoveries: Recoveries
+    overwrite: bool = False  # its object was found damaged: this write may replace it
+    noted: tuple[int, str] | None = None  # size and SHA-256 an earlier attempt was about to commit
 
 
 class _RangeIgnored(Exception):
@@ -85,8 +93,25 @@ def with_fresh_url(job: CopyJob, action: Callable[[str], T]) -> T:
             job.source.refresh(exc)
 
 
+class _Sink:
+    """The writer's `write`, until it finds the key taken: then the bytes go nowhere (still hashed)."""
+
+    def __init__(self, writer: ObjectWriter) -> None:
+        self.writer = writer
+        self.taken: KeyTaken | None = None
+
+    def write(self, chunk: bytes) -> None:
+        if self.taken is None:
+            try:
+                self.writer.write(chunk)
+            except KeyTaken as exc:  # the writer is aborted: nothing of it is left
+                self.taken = exc
+
+
 def stream_copy(job: CopyJob) -> Digests:
-    """Write the whole file into a new object under `job.key` and commit it; the digests written."""
+    """Write the whole file into a new object under `job.key` and commit it; the digests archived
+    (those of an object already at the key, see the module docstring). Raises KeyTaken when other
+    bytes are there."""
     download = _open(job, 0, None)
     for restarted in (False, True):
         try:
@@ -103,13 +128,20 @@ def stream_copy(job: CopyJob) -> Digests:
 def _write(job: CopyJob, first: Download) -> Digests:
     native = job.storage.native_checksum_for(first.total)
     with BackgroundHasher((native,) if native else ()) as hasher, first, job.storage.open_writer(
-        job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total
+        job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total, overwrite=job.overwrite
     ) as writer:
-        _feed(job, first, writer.write, hasher)
+        sink = _Sink(writer)
+        _feed(job, first, sink.write, hasher)
         job.lease.check()
         digests = hasher.digests()
-        writer.commit(digests)
-    return digests
+        if sink.taken is None:
+            try:
+                job.lease.note_commit(digests.size, digests.sha256)
+                writer.commit(digests)
+                return digests
+            except KeyTaken as exc:
+                sink.taken = exc
+    return resolve_taken(job.storage, job.key, digests, job.noted, sink.taken)
 
 
 def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:

@@ -81,3 +81,20 @@ def test_a_worker_whose_clock_runs_slow_writes_a_live_lease(ledger: Ledger, monk
     assert transfer is not None and transfer.lease_until is not None
     assert transfer.lease_until.timestamp() > time.time() + 50
     assert ledger.take_due(60_000) == [], "due while its lease runs"
+
+
+def test_what_an_attempt_commits_is_noted_only_with_its_live_claim(ledger: Ledger) -> None:
+    """note_commit (just before a create-only commit) needs the claim's token: a worker taken over
+    notes nothing, and the live one's note stays after it fails, for its next attempt to recognise."""
+    tid = record(ledger, a_file())
+    stale = ledger.claim(tid, "w1", 60_000)
+    ledger.redis.hset(f"{ledger.prefix}transfer:{tid}", "lease_until", 0)  # as if it ran out
+    live = ledger.claim(tid, "w2", 60_000)
+    assert live.claimed and not ledger.note_commit(tid, stale.token, 9, "stale")
+    got = ledger.get(tid)
+    assert got is not None and got.noted_commit is None
+    assert ledger.note_commit(tid, live.token, 7, "ab")
+    assert ledger.finish(tid, live.token, "queued", retry_in_ms=0, error="read-back failed")
+    queued = ledger.get(tid)
+    assert queued is not None and queued.noted_commit == (7, "ab") and not queued.replaces
+    assert not ledger.note_commit(tid, live.token, 8, "cd")  # not transferring any more

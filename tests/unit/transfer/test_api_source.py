@@ -11,13 +11,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fakestream.reports import SessionReport
 from tests.fakestream.server import FakeStream
-from worker.errors import StreamRefused
+from worker.errors import StorageUnavailable, StreamRefused
 from worker.intake.record import record_routes
 from worker.intake.webhook import ready_file
 from worker.runtime import Runtime
+from worker.storage.base import StoredObject
+from worker.storage.local.storage import LocalStorage
 from worker.transfer.run import run_transfer
 
 
@@ -86,3 +89,38 @@ def test_a_report_gone_after_its_deadline_is_lost_and_before_it_retried(runtime:
     assert transfer is not None and transfer.state == "lost" and "no stats_report of session s-old" in (
         transfer.error or "")
 
+
+
+class ReadBackFailsOnce(LocalStorage):
+    """Commits, then fails the first stat (the transfer's read-back): the object is there, the ledger
+    never hears of it, as when a worker dies between the two."""
+
+    failed = False
+
+    def stat(self, key: str) -> StoredObject:
+        if not self.failed and not key.startswith("archiver-"):
+            self.failed = True
+            raise StorageUnavailable("the read-back timed out", reason="unreachable")
+        return super().stat(key)
+
+
+def test_a_report_committed_then_fetched_again_with_other_bytes_is_archived_as_first_written(
+        runtime: Runtime, fake: FakeStream, tmp_path: Path) -> None:
+    """Stream serves a session's report with other bytes each time (its duration). An attempt that
+    committed the report and failed before recording it noted what it committed; the retry fetches
+    other bytes, finds its key taken by the noted ones and records those archived, not key_taken."""
+    runtime._storages["one"] = ReadBackFailsOnce("one", tmp_path / "one")
+    report = fake.add_stats_report("default:twice", session_id="s-1", participants=2)
+    tid = next(t for t in record(runtime, fake, report) if (tr := runtime.ledger.get(t)) and tr.storage == "one")
+    assert run_transfer(runtime, tid) == "retry"
+    first = (tmp_path / "one" / "default/twice/stats_report_s-1.json").read_bytes()
+    noted = runtime.ledger.get(tid)
+    assert noted is not None and noted.noted_commit == (len(first), hashlib.sha256(first).hexdigest())
+    fake.add_stats_report("default:twice", session_id="s-1", participants=7)  # other bytes from now on
+    runtime.ledger.redis.hset(f"archiver:transfer:{tid}", "next_attempt_at", 0)
+    with capture_logs() as logs:
+        assert run_transfer(runtime, tid) == "archived"
+    assert [e["noted"] for e in logs if e["event"] == "object_already_archived"] == [True]
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and transfer.sha256 == hashlib.sha256(first).hexdigest()
+    assert (tmp_path / "one" / transfer.key).read_bytes() == first != fake.reports_served(report)[-1]

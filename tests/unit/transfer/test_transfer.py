@@ -140,8 +140,8 @@ class PullingStorage(LocalStorage):
     capabilities = Capabilities(server_side_copy=True)
 
     def copy_from_url(self, key: str, url: str, *, size: int, content_type: str,
-                      metadata: Mapping[str, str]) -> StoredObject:
-        with self.open_writer(key, content_type=content_type, metadata=metadata) as writer:
+                      metadata: Mapping[str, str], overwrite: bool = False) -> StoredObject:
+        with self.open_writer(key, content_type=content_type, metadata=metadata, overwrite=overwrite) as writer:
             writer.write(httpx.get(url).content)
             return writer.commit()
 
@@ -150,7 +150,7 @@ class RefusingStorage(LocalStorage):
     capabilities = Capabilities(server_side_copy=True)
 
     def copy_from_url(self, key: str, url: str, *, size: int, content_type: str,
-                      metadata: Mapping[str, str]) -> StoredObject:
+                      metadata: Mapping[str, str], overwrite: bool = False) -> StoredObject:
         raise CopyRefused("this store cannot reach the source")
 
 

@@ -6,6 +6,10 @@ with content type and metadata (no ``sha256``, no Content-MD5: the worker never 
 the caller verifies the result). The source must be reachable from Azure's network, answer range
 requests, and its signature must stay valid for the whole copy.
 
+Create-only as a writer is (`worker.storage.create_only`): the name is checked before the first
+range is staged, and Put Block List carries ``If-None-Match: *`` (or, in mode ``head``, a stat comes
+right before it); a taken name raises KeyTaken.
+
 A refusal raises CopyRefused, after deleting what was staged (as an aborted writer does), so that
 the caller streams instead: HTTP 501 (Azurite answers ``APINotImplemented``), ``CannotVerifyCopySource``
 (Azure could not fetch the source: unreachable from Azure, refused, expired), an invalid source URL,
@@ -28,13 +32,14 @@ from azure.storage.blob import BlobBlock, ContentSettings
 
 from worker.errors import CopyRefused
 from worker.storage.azure.errors import describe, error_code, first_line, map_error
-from worker.storage.azure.writer import block_ids
+from worker.storage.azure.writer import block_ids, condition
 from worker.storage.base import StoredObject
 from worker.storage.errors import public_url
 from worker.storage.keys import decode_header_metadata
 
 if TYPE_CHECKING:
     from worker.storage.azure.container import AzureContainer
+    from worker.storage.create_only import Guard
 
 MAX_BLOCKS = 50_000
 _REFUSAL_CODES = frozenset(
@@ -64,14 +69,15 @@ def copy_from_url(
     size: int,
     content_type: str,
     metadata: dict[str, str],
+    guard: Guard,
 ) -> StoredObject:
     """Copy `size` bytes from `url` into `full_key` (metadata already encoded). Raises CopyRefused
-    (nothing left behind), StorageRefused / StorageUnavailable."""
+    (nothing left behind), KeyTaken, StorageRefused / StorageUnavailable."""
     source = public_url(url)
     if size <= 0 or -(-size // container.tuning.part_size) > MAX_BLOCKS:
         where = container.where("copy into", key)
         raise CopyRefused(f"{where}: {size} bytes cannot be copied in blocks from {source}")
-    copy = _BlockCopy(container, full_key, url, size)
+    copy = _BlockCopy(container, full_key, url, size, guard)
     try:
         response = copy.run(ContentSettings(content_type=content_type), metadata)
     except AzureError as exc:
@@ -91,8 +97,9 @@ def copy_from_url(
 class _BlockCopy:
     """The Put Block From URL calls of one copy, at most ``parts_in_flight`` at a time."""
 
-    def __init__(self, container: AzureContainer, full_key: str, url: str, size: int) -> None:
+    def __init__(self, container: AzureContainer, full_key: str, url: str, size: int, guard: Guard) -> None:
         self._container, self._full_key, self._url, self._size = container, full_key, url, size
+        self._guard = guard
         self._blob = container.blob(full_key)
         self._ids = block_ids()
         self._blocks: list[str] = []
@@ -101,7 +108,8 @@ class _BlockCopy:
         self._slots = threading.BoundedSemaphore(container.tuning.parts_in_flight)
 
     def run(self, settings: ContentSettings, metadata: dict[str, str]) -> dict[str, Any]:
-        """Stage every range, then commit. Raises the first AzureError met."""
+        """Stage every range, then commit. Raises KeyTaken for a taken name, the first AzureError met."""
+        self._guard.check()
         part_size = self._container.tuning.part_size
         for offset in range(0, self._size, part_size):
             self._slots.acquire()  # blocks while parts_in_flight ranges are being fetched
@@ -117,7 +125,9 @@ class _BlockCopy:
         for future in self._staging:
             future.result()
         blocks = [BlobBlock(block_id=block_id) for block_id in self._blocks]
-        return dict(self._blob.commit_block_list(blocks, content_settings=settings, metadata=metadata))
+        self._guard.head_first()
+        return dict(self._blob.commit_block_list(blocks, content_settings=settings, metadata=metadata,
+                                                 **condition(self._guard)))
 
     def discard(self, key: str) -> None:
         """Cancel queued ranges, wait for running ones, delete what was staged. Never raises."""

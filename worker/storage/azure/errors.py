@@ -6,6 +6,8 @@ The mapping, by Azure error code first (a HEAD carries it in ``x-ms-error-code``
   unobtainable Entra token, a malformed account key) → StorageRefused ``credentials``;
 - ``ContainerNotFound`` → StorageRefused ``missing_bucket``; ``BlobNotFound`` (or a bare 404) on
   stat/read → FileNotFoundError;
+- ``BlobAlreadyExists`` (409) and ``ConditionNotMet`` (412): a create-only ``If-None-Match: *`` found a
+  blob at the name → KeyTaken ``key_taken``;
 - ``Md5Mismatch`` / ``Crc64Mismatch`` (the store rejected a checksum; Azurite says ``InvalidOperation``
   "Provided contentMD5 doesn't match.") → VerificationFailed;
 - 403 (``AuthorizationPermissionMismatch``, ``AuthorizationFailure``, ...) → StorageRefused ``permission``,
@@ -35,7 +37,17 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from worker.storage.errors import CHECKSUM_MISMATCH, MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+from worker.storage.errors import (
+    CHECKSUM_MISMATCH,
+    MISSING,
+    SERVER_ERRORS,
+    TAKEN,
+    TAKEN_HINT,
+    ErrorTable,
+    Rule,
+    refused,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from worker.storage.errors import Failure, Scrubber
@@ -45,6 +57,7 @@ TABLE = ErrorTable(
     Rule(CHECKSUM_MISMATCH, statuses={400}, words="md5.*(did not|doesn't|does not) match"),  # Azurite: InvalidOperation
     Rule(refused("missing_bucket"), codes={"ContainerNotFound"}),
     Rule(MISSING, codes={"BlobNotFound"}),
+    Rule(TAKEN, codes={"BlobAlreadyExists", "ConditionNotMet"}),
     # a bad signature, whatever the code says (Azurite answers AuthorizationFailure):
     Rule(refused("credentials"), statuses={403}, words="server failed to authenticate the request"),
     Rule(refused("permission"), statuses={403}),
@@ -95,7 +108,8 @@ def map_error(exc: AzureError, where: str, scrub: Scrubber, *, missing: bool = F
         return refused("credentials").error(text)
     if isinstance(exc, HttpResponseError) and status:
         code = code or ("BlobNotFound" if status == 404 else "")  # a HEAD's 404 carries no code
-        return TABLE.outcome(code, status, azure_message(exc), missing=missing).error(text)
+        outcome = TABLE.outcome(code, status, azure_message(exc), missing=missing)
+        return outcome.error(f"{text} ({TAKEN_HINT})" if outcome is TAKEN else text)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return unavailable("unreachable").error(text)
     return unavailable("other").error(text)

@@ -22,6 +22,11 @@ existing blob, its blocks stay uncommitted until the next Put Block List to that
 them, or Azure does, seven days after the last Put Block; the same seven days apply if Azure
 answers that an uncommitted blob does not exist (Azurite deletes it).
 
+Never overwrite (`worker.storage.create_only`): with ``create_only = "condition"`` Put Blob and Put
+Block List carry ``If-None-Match: *`` and Azure answers 409 BlobAlreadyExists (KeyTaken) when the
+name holds a blob; with ``"head"`` a Get Blob Properties comes right before either instead. Before
+the first block is staged the name is checked in both modes, so that a taken one leaves no blocks.
+
 Differences from S3: metadata names must be C# identifiers (ASCII letters, digits, ``_``, not
 starting with a digit: no hyphen; ValueError otherwise); Azure keeps their case. Values travel in
 HTTP headers, so they are percent-encoded like S3's (`urllib.parse.quote` of ``%``, space, controls
@@ -56,6 +61,7 @@ from worker.storage.azure.signing import sas_url, signing_mode
 from worker.storage.azure.writer import AzureWriter, encode_metadata
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
 from worker.storage.checksums import b64
+from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber
 from worker.storage.keys import check_key, check_prefix, decode_header_metadata
 
@@ -123,11 +129,13 @@ class AzureStorage(Storage):
         self.container.raise_mapped(exc, action, key, missing=missing)
 
     def open_writer(
-        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
+        overwrite: bool = False,
     ) -> ObjectWriter:
         """Nothing is sent until a block is due or commit. Raises ValueError for an illegal key or
-        metadata name; `size_hint` is not needed."""
-        return AzureWriter(self.container, key, self.full_key(key), content_type, encode_metadata(metadata))
+        metadata name; `size_hint` is not needed. Create-only unless `overwrite`."""
+        return AzureWriter(self.container, key, self.full_key(key), content_type, encode_metadata(metadata),
+                           guard(self, key, overwrite=overwrite))
 
     def stat(self, key: str) -> StoredObject:
         """Get Blob Properties. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
@@ -170,15 +178,17 @@ class AzureStorage(Storage):
                 self.raise_mapped(exc, "delete", key)
 
     def copy_from_url(
-        self, key: str, url: str, *, size: int, content_type: str, metadata: Mapping[str, str]
+        self, key: str, url: str, *, size: int, content_type: str, metadata: Mapping[str, str],
+        overwrite: bool = False,
     ) -> StoredObject:
         """Put Block From URL in ``part_size`` ranges, then Put Block List: see
-        `worker.storage.azure.copy`. Raises CopyRefused (nothing left behind), ValueError,
+        `worker.storage.azure.copy`. Raises CopyRefused (nothing left behind), ValueError, KeyTaken,
         StorageRefused / StorageUnavailable."""
         if not self.capabilities.server_side_copy:
             raise CopyRefused(f"azure storage {self.name!r}: server-side copy is off (abs_server_side_copy)")
         full_key = self.full_key(key)
-        return copy_from_url(self.container, key, full_key, url, size, content_type, encode_metadata(metadata))
+        return copy_from_url(self.container, key, full_key, url, size, content_type, encode_metadata(metadata),
+                             guard(self, key, overwrite=overwrite))
 
     def link(self, key: str, ttl: timedelta) -> str:
         """The blob's URL with a read-only SAS valid for `ttl`: see `worker.storage.azure.signing`.

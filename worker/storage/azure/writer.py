@@ -24,6 +24,7 @@ from worker.storage.parts import PartedWriter
 
 if TYPE_CHECKING:
     from worker.storage.azure.container import AzureContainer
+    from worker.storage.create_only import Guard
 
 _META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -52,6 +53,12 @@ def content_settings(content_type: str, digests: Digests | None) -> ContentSetti
     return ContentSettings(content_type=content_type, content_md5=md5)
 
 
+def condition(guard: Guard) -> dict[str, Any]:
+    """``If-None-Match: *`` on the request that makes the blob visible (Put Blob, Put Block List), unless
+    it may replace one (or the storage checks with a HEAD instead)."""
+    return {"if_none_match": "*"} if guard.condition else {}
+
+
 def checksums(digests: Digests | None) -> dict[str, str]:
     """What the committed blob keeps of `digests`: ``sha256`` (metadata) and ``md5`` (Content-MD5)."""
     if digests is None:
@@ -64,10 +71,11 @@ class AzureWriter(PartedWriter[str]):
     and the blocks in flight)."""
 
     def __init__(
-        self, container: AzureContainer, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+        self, container: AzureContainer, key: str, full_key: str, content_type: str, metadata: dict[str, str],
+        guard: Guard,
     ) -> None:
         super().__init__(key, container.tuning, container.parts.submit)
-        self._container, self._full_key = container, full_key
+        self._container, self._full_key, self._guard = container, full_key, guard
         self._blob = container.blob(full_key)
         self._content_type, self._metadata = content_type, metadata
         self._nonce = uuid.uuid4().hex  # of this writer's block ids
@@ -81,6 +89,11 @@ class AzureWriter(PartedWriter[str]):
         if digests is not None:
             self._metadata = {**self._metadata, "sha256": digests.sha256}
 
+    def _start_parts(self) -> None:
+        """A taken name raises KeyTaken before any block is staged: Azure cannot delete the uncommitted
+        blocks of a name a committed blob holds."""
+        self._guard.check()
+
     def _send_part(self, number: int, part: bytes) -> str:
         """Put Block, with a transactional MD5 that Azure checks; returns the block id."""
         name = block_id(self._nonce, number)
@@ -93,17 +106,21 @@ class AzureWriter(PartedWriter[str]):
         if digests is not None and digests.md5:  # ... computed while streaming, rather than again here
             check = {"transactional_content_md5": base64.b64decode(digests.md5)}
         settings = content_settings(self._content_type, digests)
+        self._guard.head_first()
         return self._blob.upload_blob(
-            body, length=len(body), overwrite=True, metadata=self._metadata, content_settings=settings, **check
+            body, length=len(body), overwrite=True, metadata=self._metadata, content_settings=settings, **check,
+            **condition(self._guard),
         )
 
     def _finish_parts(self, parts: list[str], digests: Digests | None) -> dict[str, Any]:
         """Put Block List, with content type, metadata and the MD5 of `digests` as Content-MD5 (kept
         unchecked: the blocks were checked one by one)."""
+        self._guard.head_first()
         response = self._blob.commit_block_list(
             [BlobBlock(block_id=name) for name in parts],
             content_settings=content_settings(self._content_type, digests),
             metadata=self._metadata,
+            **condition(self._guard),
         )
         return dict(response)
 

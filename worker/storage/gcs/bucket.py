@@ -81,10 +81,12 @@ class GCSBucket:
         raise build(self.where(action, key), response.status_code, text, missing, self.scrub)
 
     def start_upload(
-        self, kind: Literal["multipart", "resumable"], action: str, key: str, **kwargs: Any
+        self, kind: Literal["multipart", "resumable"], action: str, key: str, *, create_only: bool, **kwargs: Any
     ) -> requests.Response:
-        """POST a new upload of `kind` (a write into a missing bucket: StorageRefused "missing_bucket")."""
+        """POST a new upload of `kind` (a write into a missing bucket: StorageRefused "missing_bucket");
+        `create_only`: with ``ifGenerationMatch=0``, which GCS checks when the object is made (KeyTaken)."""
         url = f"{self.endpoint}/upload/storage/v1/b/{quote(self.name, safe='')}/o?uploadType={kind}"
+        url += "&ifGenerationMatch=0" if create_only else ""
         return self.call("POST", url, action, key, ok=(200, 201), missing="bucket", **kwargs)
 
     def delete(self, key: str, name: str, generation: int | None = None) -> None:

@@ -13,7 +13,8 @@ and a text before one table decides:
 The table: 401 → StorageRefused "credentials"; 403 → "permission"; 404 → FileNotFoundError for a
 key, StorageRefused "missing_bucket" for a write or when GCS says "bucket does not exist", and
 StorageUnavailable for an expired upload session; 429 → StorageUnavailable "throttled"; 5xx →
-"server_error"; no answer, 408 → "unreachable"; a 400 about a checksum → VerificationFailed; any
+"server_error"; no answer, 408 → "unreachable"; a 400 about a checksum → VerificationFailed; 412
+(``conditionNotMet``: an upload's create-only ``ifGenerationMatch=0`` found an object) → KeyTaken; any
 other 4xx → StorageRefused "other". ``DataCorruption`` → VerificationFailed.
 
 Messages name the storage, the action, ``gs://bucket/key``, the status and GCS's own message; in
@@ -33,7 +34,17 @@ from google.auth import exceptions as auth
 from google.cloud.storage import exceptions as media
 
 from worker.errors import VerificationFailed
-from worker.storage.errors import CHECKSUM_MISMATCH, MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+from worker.storage.errors import (
+    CHECKSUM_MISMATCH,
+    MISSING,
+    SERVER_ERRORS,
+    TAKEN,
+    TAKEN_HINT,
+    ErrorTable,
+    Rule,
+    refused,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from worker.storage.errors import Failure, Scrubber
@@ -60,6 +71,7 @@ TABLE = ErrorTable(
     Rule(MISSING, codes={"NoSuchKey"}),
     Rule(unavailable("server_error"), statuses=SERVER_ERRORS),
     Rule(CHECKSUM_MISMATCH, statuses={400}, words="crc32c|md5|checksum"),
+    Rule(TAKEN, statuses={412}),
 )  # GCS: Provided CRC32C / MD5 hash "..." doesn't match
 
 
@@ -113,7 +125,8 @@ def build(where: str, status: int, text: str, missing: Missing, scrub: Scrubber)
     """The exception for a failure of the call described by `where` (storage, action, object)."""
     outcome = TABLE.outcome(missing_code(status, text, missing), status, text, missing=True)
     detail = scrub(f"HTTP {status}: {text}" if status else text)
-    return outcome.error(f"{where} failed: {detail}")  # `where` holds the key, which may contain "?" and "="
+    hint = f" ({TAKEN_HINT})" if outcome is TAKEN else ""
+    return outcome.error(f"{where} failed: {detail}{hint}")  # `where` holds the key, which may contain "?" and "="
 
 
 def mapped(exc: BaseException, where: str, missing: Missing, scrub: Scrubber) -> Failure | None:

@@ -17,8 +17,13 @@ write. Its checksum is GCS's native full-object CRC32C, which `stat` reports.
 Commit then verifies in both cases: the size and CRC32C that GCS reports for the new object must
 equal the digests' (and the bytes sent); on a mismatch the object is deleted (that generation only)
 and VerificationFailed raised. Nothing is visible before commit; ``abort`` cancels the session
-(DELETE on its URI), so nothing is left. Overwriting is the contract, so no create-only
-precondition (``if_generation_match=0``) is used.
+(DELETE on its URI), so nothing is left.
+
+Never overwrite (`worker.storage.create_only`): with ``create_only = "condition"`` both uploads carry
+``ifGenerationMatch=0`` (the resumable one on the request that opens the session; GCS checks it
+when the object is made) and GCS answers 412 (KeyTaken) when the name holds an object; with
+``"head"`` a stat comes right before the one request, or the final chunk, instead. Before a
+resumable session opens, a stat checks the name in both modes (no chunk goes up for a taken one).
 
 Memory per writer: at most ``max(multipart_threshold, part_size)`` buffered plus one incoming chunk
 while writing; a chunk being sent is one more ``part_size``; a one-request commit holds the buffered
@@ -47,6 +52,7 @@ import requests
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client
 from worker.storage.gcs.bucket import GCSBucket
@@ -110,11 +116,13 @@ class GCSStorage(Storage):
         return full
 
     def open_writer(
-        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
+        overwrite: bool = False,
     ) -> ObjectWriter:
         """Nothing is sent until the threshold is passed or commit. Raises ValueError for an
-        illegal key; `size_hint` is not needed."""
-        return GCSWriter(self.bucket, key, self.full_key(key), content_type, metadata)
+        illegal key; `size_hint` is not needed. Create-only unless `overwrite`."""
+        return GCSWriter(self.bucket, key, self.full_key(key), content_type, metadata,
+                         guard(self, key, overwrite=overwrite))
 
     def stat(self, key: str) -> StoredObject:
         """The object's resource. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""

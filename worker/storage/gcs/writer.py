@@ -21,6 +21,7 @@ from worker.storage.base import ObjectWriter, StoredObject
 from worker.storage.checksums import Digests
 
 if TYPE_CHECKING:
+    from worker.storage.create_only import Guard
     from worker.storage.gcs.bucket import GCSBucket
 
 
@@ -55,8 +56,9 @@ class GCSWriter(ObjectWriter):
     threshold: then a resumable session opens and full chunks leave as soon as more bytes follow
     them, so that the final chunk, sent at commit, is never empty."""
 
-    def __init__(self, bucket: GCSBucket, key: str, name: str, content_type: str, metadata: Mapping[str, str]):
-        self._bucket, self._key, self._name = bucket, key, name
+    def __init__(self, bucket: GCSBucket, key: str, name: str, content_type: str, metadata: Mapping[str, str],
+                 guard: Guard):
+        self._bucket, self._key, self._name, self._guard = bucket, key, name, guard
         self._content_type, self._metadata = content_type, dict(metadata)
         self._pieces: deque[memoryview] = deque()
         self._buffered = 0
@@ -175,14 +177,19 @@ class GCSWriter(ObjectWriter):
         self._pieces.clear()
         self._buffered = 0
         headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
-        response = self._bucket.start_upload("multipart", "upload", self._key, data=body, headers=headers)
+        self._guard.head_first()
+        response = self._bucket.start_upload("multipart", "upload", self._key, create_only=self._guard.condition,
+                                             data=body, headers=headers)
         return dict(response.json())
 
     def _start(self) -> str:
-        """Open the resumable session (metadata is fixed now) and return its URI."""
+        """Open the resumable session (metadata is fixed now) and return its URI; a taken name first
+        raises KeyTaken (no chunk goes up for it)."""
+        self._guard.check()
         resource = {"name": self._name, "contentType": self._content_type, "metadata": self._metadata}
         headers = {"X-Upload-Content-Type": self._content_type}
-        response = self._bucket.start_upload("resumable", "start uploading", self._key, json=resource, headers=headers)
+        response = self._bucket.start_upload("resumable", "start uploading", self._key,
+                                             create_only=self._guard.condition, json=resource, headers=headers)
         location = response.headers.get("Location")
         if not location:
             where = self._bucket.where("start uploading", self._key)
@@ -190,6 +197,7 @@ class GCSWriter(ObjectWriter):
         return location
 
     def _finish(self, digests: Digests | None) -> dict[str, Any]:
+        self._guard.head_first()
         chunk = self._take(self._buffered)
         checksum = digests.crc32c if digests is not None else None
         resource = self._send(chunk, total=self._sent + len(chunk), checksum=checksum)

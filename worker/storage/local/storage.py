@@ -4,8 +4,13 @@ An object ``key`` lives at ``<root>/<prefix><key>``; ``root`` is the configured 
 paths are resolved against the working directory when the storage is built, and created if missing).
 
 Writing goes to a hidden ``.<name>.<hash of name>.<uuid>.partial`` file in the object's own
-directory, which is fsynced and then renamed over the final name (`os.replace`, atomic on POSIX),
-and the directory is fsynced: readers see the old object or the new one, never half of one.
+directory, which is fsynced and then put under the final name, and the directory is fsynced:
+readers see no object, or the old one, or the new one, never half of one. Create-only (the default,
+`worker.storage.create_only`): a hard link to the final name (`os.link`, atomic, EEXIST when the name
+is taken: KeyTaken), then the temporary name is removed; a filesystem without hard links (some FUSE
+and network mounts) refuses it, with a hint to set ``create_only = "head"``: then a stat of the name
+comes first and the file is renamed. With ``overwrite=True`` it is renamed over the final name
+(`os.replace`, atomic on POSIX).
 
 Differences from S3, and why:
 
@@ -39,6 +44,7 @@ import structlog
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused, StorageRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.create_only import guard
 from worker.storage.errors import ErrorTable, Failure, Rule, refused, unavailable
 from worker.storage.keys import check_key, check_prefix
 from worker.storage.local.writer import PARTIAL_SUFFIX, LocalWriter, remove_stale_partials
@@ -114,10 +120,12 @@ class LocalStorage(Storage):
             )
 
     def open_writer(
-        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
+        overwrite: bool = False,
     ) -> ObjectWriter:
         """Create the key's directories and its temporary file. Raises ValueError for an illegal
-        key, StorageRefused / StorageUnavailable when the filesystem says no."""
+        key, StorageRefused / StorageUnavailable when the filesystem says no. Create-only unless
+        `overwrite` (see the module docstring)."""
         path = self.path(key)
         try:
             os.makedirs(path.parent, exist_ok=True)
@@ -128,7 +136,7 @@ class LocalStorage(Storage):
             remove_stale_partials(path)
         except OSError as exc:
             raise self.error(exc, "clean the directory of", key) from exc
-        return LocalWriter(self, key, path, content_type, dict(metadata))
+        return LocalWriter(self, key, path, content_type, dict(metadata), guard(self, key, overwrite=overwrite))
 
     def save_attributes(self, fd: int, key: str, content_type: str, metadata: Mapping[str, str]) -> None:
         """Store content type and metadata on the open file; drop them (warning) without xattrs."""

@@ -1,10 +1,12 @@
-"""The local writer: a hidden temporary file beside the final one, fsynced and renamed over it at commit.
+"""The local writer: a hidden temporary file beside the final one, fsynced and linked to the final name
+at commit (create-only), or renamed over it.
 
 See `worker.storage.local.storage` for the names of temporary files and what a reader sees.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -14,14 +16,17 @@ from typing import IO, TYPE_CHECKING
 
 import structlog
 
+from worker.errors import KeyTaken, StorageRefused
 from worker.storage.base import ObjectWriter, StoredObject
 from worker.storage.checksums import Digests
-from worker.storage.errors import Failure
+from worker.storage.errors import CONDITION_HINT, TAKEN_HINT, Failure
 
 if TYPE_CHECKING:
+    from worker.storage.create_only import Guard
     from worker.storage.local.storage import LocalStorage
 
 PARTIAL_SUFFIX = ".partial"
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})  # link(2): not here
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +67,11 @@ def fsync_dir(directory: Path) -> None:
 
 
 class LocalWriter(ObjectWriter):
-    """A hidden temporary file beside the final one, renamed over it at commit."""
+    """A hidden temporary file beside the final one, linked to it (or renamed over it) at commit."""
 
-    def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str]):
-        self._storage, self._key, self._path = storage, key, path
+    def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str],
+                 guard: Guard):
+        self._storage, self._key, self._path, self._guard = storage, key, path, guard
         self._content_type, self._metadata = content_type, metadata
         self._temp = path.with_name(temp_name(path.name))
         self._size = 0
@@ -97,9 +103,9 @@ class LocalWriter(ObjectWriter):
         self._size += len(data)
 
     def commit(self, digests: Digests | None = None) -> StoredObject:
-        """fsync, label (with the SHA-256 from `digests`), rename over the final name, fsync the
-        directory. Raises StorageRefused / StorageUnavailable (the writer is then aborted);
-        ValueError when already aborted."""
+        """fsync, label (with the SHA-256 from `digests`), put under the final name (`_place`), fsync
+        the directory. Raises KeyTaken when the name is taken (unless overwriting), StorageRefused /
+        StorageUnavailable (the writer is then aborted); ValueError when already aborted."""
         self._require_open()
         if digests is not None:
             self._metadata = {**self._metadata, "sha256": digests.sha256}
@@ -108,13 +114,37 @@ class LocalWriter(ObjectWriter):
             os.fsync(self._file.fileno())
             self._storage.save_attributes(self._file.fileno(), self._key, self._content_type, self._metadata)
             self._file.close()
-            os.replace(self._temp, self._path)
+            self._place()
             fsync_dir(self._path.parent)
         except OSError as exc:
             raise self._fail(exc, "commit") from exc
+        except BaseException:
+            self.abort()
+            raise
         self._state = "committed"
         checksums = {"sha256": digests.sha256} if digests is not None else {}
         return StoredObject(self._key, self._size, dict(self._metadata), self._content_type, checksums=checksums)
+
+    def _place(self) -> None:
+        """The temporary file under the final name: create-only, a hard link (EEXIST: KeyTaken) and the
+        temporary name removed; else (overwriting, or after a stat in mode "head") renamed over it."""
+        if not self._guard.condition:
+            self._guard.head_first()
+            os.replace(self._temp, self._path)
+            return
+        try:
+            os.link(self._temp, self._path)
+        except FileExistsError:
+            if os.path.isdir(self._path):
+                raise  # a "directory" holds the name: refused like any shape error
+            raise KeyTaken(f"{self._guard.where}: cannot link the new file to its name ({TAKEN_HINT})") from None
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            raise StorageRefused(f"{self._guard.where}: this filesystem refuses hard links ({exc.strerror}): "
+                                 f"{CONDITION_HINT}") from None
+        with suppress(OSError):  # a name left behind is removed by the next writer of the key
+            os.unlink(self._temp)
 
     def abort(self) -> None:
         """Close and unlink the temporary file. Never raises: a failure here is only logged, so that

@@ -6,6 +6,11 @@
 - NoSuchBucket → StorageRefused ``missing_bucket``
 - InvalidArgument, NotImplemented, InvalidRequest (400/501) naming a checksum or Content-MD5 →
   StorageRefused ``checksum_rejected``
+- PreconditionFailed (412: the create-only ``If-None-Match: *`` found an object at the key) → KeyTaken
+  ``key_taken``; ConditionalRequestConflict (409: another conditional write of the key is under way)
+  → StorageUnavailable ``other``; NotImplemented about a header (a store without conditional writes)
+  → StorageRefused ``other``; the message of any NotImplemented, or of an answer naming If-None-Match,
+  hints at ``create_only = "head"``
 - BadDigest, InvalidDigest, XAmzContentSHA256Mismatch → StorageUnavailable ``checksum_rejected``
 - SlowDown and the other throttling codes, 429, 503 → StorageUnavailable ``throttled``
 - other 5xx, InternalError → StorageUnavailable ``server_error``
@@ -26,7 +31,17 @@ from typing import TYPE_CHECKING
 
 from botocore import exceptions as boto
 
-from worker.storage.errors import MISSING, SERVER_ERRORS, ErrorTable, Rule, refused, unavailable
+from worker.storage.errors import (
+    CONDITION_HINT,
+    MISSING,
+    SERVER_ERRORS,
+    TAKEN,
+    TAKEN_HINT,
+    ErrorTable,
+    Rule,
+    refused,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from worker.storage.errors import Failure, Scrubber
@@ -50,6 +65,9 @@ TABLE = ErrorTable(
     Rule(refused("permission"), codes={"AccessDenied", "AllAccessDisabled", "403"}),
     Rule(unavailable("checksum_rejected"), codes={"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}),
     Rule(refused("checksum_rejected"), codes=_HEADER_CODES, words="checksum|content-md5"),
+    Rule(TAKEN, codes={"PreconditionFailed"}, statuses={412}),
+    Rule(unavailable("other"), codes={"ConditionalRequestConflict"}),
+    Rule(refused("other"), codes={"NotImplemented"}, words="header|if-none-match"),
     Rule(unavailable("throttled"), codes=_THROTTLE_CODES, statuses={429, 503}),
     Rule(unavailable("server_error"), codes={"InternalError"}, statuses=SERVER_ERRORS),
     Rule(unavailable("other"), codes={"RequestTimeout", "OperationAborted", "NoSuchUpload"}),
@@ -76,6 +94,10 @@ def s3_error(exc: Exception, where: str, scrub: Scrubber, hint: str, *, missing:
             text = f"{where} failed: assuming the role was refused: {code} (HTTP {status}): {message}"
         if outcome.reason == "checksum_rejected":
             text += f" ({hint})"
+        elif outcome.reason == "key_taken":
+            text += f" ({TAKEN_HINT})"
+        elif code == "NotImplemented" or "if-none-match" in f"{message} {error.get('Header', '')}".lower():
+            text += f" ({CONDITION_HINT})"
         return outcome.error(scrub(text))
     for types, outcome in _BY_TYPE:
         if isinstance(exc, types):

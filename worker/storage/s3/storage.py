@@ -39,6 +39,14 @@ Checksums, by ``s3_request_checksum``:
 In both modes a single PUT also carries ``sha256`` in its metadata; a multipart upload cannot (its
 metadata is fixed before the first byte).
 
+Never overwrite (`worker.storage.create_only`): with ``create_only = "condition"`` PutObject and
+CompleteMultipartUpload carry ``If-None-Match: *``, and S3 answers 412 PreconditionFailed (KeyTaken)
+when the key holds an object; the refused upload is then aborted like any failed one. With
+``"head"`` a HeadObject comes right before either request instead. Before CreateMultipartUpload a
+HeadObject checks the key in both modes, so that no part goes up for a taken key. A store that
+answers NotImplemented for If-None-Match (AWS before August 2024, some S3-compatible stores) is
+refused with a hint to set ``create_only = "head"``.
+
 Stale uploads: a worker killed mid-transfer (SIGKILL, OOM, a lost machine) cannot abort its multipart
 upload, and S3 keeps (and bills) it until a lifecycle rule removes it. So before a writer creates its
 multipart upload it aborts every pending upload of exactly the same key (`S3Bucket.abort_stale_uploads`). That
@@ -72,6 +80,7 @@ from botocore import exceptions as boto
 from config import S3Options, StorageConfig, TransferTuning
 from worker.errors import KeyRefused, LinkUnavailable
 from worker.storage.base import MAX_SIGNED_TTL, Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.keys import check_key, check_prefix, decode_header_metadata, encode_header_metadata
 from worker.storage.s3.bucket import S3Bucket
@@ -158,11 +167,14 @@ class S3Storage(Storage):
         self.bucket.raise_mapped(exc, action, key, missing=missing)
 
     def open_writer(
-        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
+        overwrite: bool = False,
     ) -> ObjectWriter:
         """Nothing is sent until the first part is full or commit. Raises ValueError for an illegal
-        key or metadata key; `size_hint` is not needed."""
-        return S3Writer(self.bucket, key, self.full_key(key), content_type, encode_metadata(metadata))
+        key or metadata key; `size_hint` is not needed. Create-only unless `overwrite` (see "Never
+        overwrite" above)."""
+        return S3Writer(self.bucket, key, self.full_key(key), content_type, encode_metadata(metadata),
+                        guard(self, key, overwrite=overwrite))
 
     def stat(self, key: str) -> StoredObject:
         """HEAD the object (asking for its checksum). Raises FileNotFoundError, ValueError,

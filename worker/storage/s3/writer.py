@@ -22,6 +22,7 @@ from worker.storage.parts import PartedWriter
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
+    from worker.storage.create_only import Guard
     from worker.storage.s3.bucket import S3Bucket
 
 log = structlog.get_logger(__name__)
@@ -43,10 +44,10 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     botocore, one send by urllib3."""
 
     def __init__(
-        self, bucket: S3Bucket, key: str, full_key: str, content_type: str, metadata: dict[str, str]
+        self, bucket: S3Bucket, key: str, full_key: str, content_type: str, metadata: dict[str, str], guard: Guard
     ) -> None:
         super().__init__(key, bucket.tuning, bucket.parts.submit)
-        self._bucket, self._full_key = bucket, full_key
+        self._bucket, self._full_key, self._guard = bucket, full_key, guard
         self._content_type, self._metadata = content_type, metadata
         self._upload_id = ""  # CreateMultipartUpload's
         self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
@@ -69,6 +70,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         return super()._fits_one_request() or (not self._parted and self._size < self._bucket.tuning.part_size)
 
     def _start_parts(self) -> None:
+        self._guard.check()  # no part goes up for a taken key
         # An earlier attempt killed mid-upload left its upload pending: only one transfer writes this
         # key, and its lease says this attempt is the live one (see "Stale uploads" in worker.storage.s3.storage).
         self._bucket.abort_stale_uploads(self._full_key)
@@ -114,6 +116,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         """PutObject with the checksum of `digests` (see `worker.storage.s3.storage`) and their ``sha256``."""
         if digests is not None:
             self._metadata = {**self._metadata, "sha256": digests.sha256}  # one request: labels go too
+        self._guard.head_first()
         return self._bucket.client.put_object(
             Bucket=self._bucket.name,
             Key=self._full_key,
@@ -123,6 +126,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             Metadata=self._metadata,
             **self._bucket.object_args,
             **self._body_checksum(body, digests),
+            **self._condition(),
         )
 
     def _finish_parts(self, parts: list[CompletedPartTypeDef], digests: Digests | None) -> Mapping[str, Any]:
@@ -136,13 +140,20 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             elif all("ChecksumCRC32C" in part for part in parts):
                 whole["ChecksumCRC32C"] = crc32c_of_parts(
                     [(part["ChecksumCRC32C"], self._part_sizes[part["PartNumber"]]) for part in parts])
+        self._guard.head_first()
         return self._bucket.client.complete_multipart_upload(
             Bucket=self._bucket.name,
             Key=self._full_key,
             UploadId=self._upload_id,
             MultipartUpload={"Parts": parts},
             **whole,
+            **self._condition(),
         )
+
+    def _condition(self) -> dict[str, Any]:
+        """``If-None-Match: *`` on the request that makes the object visible, unless it may replace one
+        (or the storage checks with a HEAD instead)."""
+        return {"IfNoneMatch": "*"} if self._guard.condition else {}
 
     def _discard(self) -> None:
         """AbortMultipartUpload: none is left pending."""
