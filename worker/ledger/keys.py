@@ -59,6 +59,8 @@ Around the transfers (each module's docstring says what the values hold)::
   P audit:last              STRING the last completed audit's summary (JSON: `worker.audit.last`)
   P stream_api:<part>:<E>   HASH/ZSET  Stream's rate-limit budget of endpoint E (`worker.stream.limits`):
                                   part state, minute or second
+  P auditlog:pending        LIST  audit-log entries noted and not chained yet (JSON, oldest first;
+                                  `worker.auditlog`)
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P link_key                STRING the random key (hex) that signs links to local files, served by
                                   ``archiver web`` at /files/<token> (`worker.links.served`); set once
@@ -186,6 +188,7 @@ class Keys:
     audit_rows = _Named("audit:run:{}:rows")
     audit_last = _Fixed("audit:last")
     trial_permit = _Named("trial_permit:{}")
+    auditlog_pending = _Fixed("auditlog:pending")
     link_key = _Fixed("link_key")
     tally = _Named("stats:tally:{}")
 
