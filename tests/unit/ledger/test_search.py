@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from worker.clock import to_ms
-from worker.files import StreamFile, transfer_id
+from worker.files import Kind, StreamFile, transfer_id
 from worker.ledger.models import NewTransfer
 from worker.ledger.search import FIRST_PAGE, FindQuery, find, iter_matches
 from worker.ledger.store import Ledger
@@ -14,10 +14,10 @@ from worker.ledger.store import Ledger
 T0 = datetime(2026, 5, 10, 9, 0, tzinfo=UTC)
 
 
-def add(ledger: Ledger, call_cid: str, name: str, start: datetime, *, kind: str = "recording",
+def add(ledger: Ledger, call_cid: str, name: str, start: datetime, *, kind: Kind = "recording",
         custom: list[str] | None = None, storages: tuple[str, ...] = ("disk",), archived: bool = True) -> list[str]:
     """A file of `call_cid` started at `start`, one transfer per storage, archived unless told."""
-    file = StreamFile(call_cid=call_cid, kind=kind, filename=f"{name}.mp4", url="https://cdn/x?sig=1",  # type: ignore[arg-type]
+    file = StreamFile(call_cid=call_cid, kind=kind, filename=f"{name}.mp4", url="https://cdn/x?sig=1",
                       start_time=start, end_time=start + timedelta(minutes=30))
     tids = [transfer_id(file.file_id, s) for s in storages]
     ledger.record(file, [NewTransfer(t, s, f"{call_cid}/{name}") for t, s in zip(tids, storages, strict=True)],
