@@ -103,6 +103,26 @@ UNINDEX_FILE = INDEX + """
 return unindex_file(ARGV[1], ARGV[1] .. 'file:' .. ARGV[2], ARGV[2])
 """
 
+# ARGV: prefix, file_id…  ->  for each file one JSON array: [call_cid, kind, custom (its terms' JSON),
+# [the hash of each of its `archived` transfers, as HGETALL gives it]] ('' for what it lacks). Read-only:
+# `archiver find` reads a page of files in one round trip and parses one string per file.
+FIND_PAGE = """
+local p, out = ARGV[1], {}
+for i = 2, #ARGV do
+  local fkey = p .. 'file:' .. ARGV[i]
+  local f = redis.call('HMGET', fkey, 'call_cid', 'kind', 'custom')
+  local archived = {}
+  if f[1] then
+    for _, tid in ipairs(redis.call('SMEMBERS', fkey .. ':transfers')) do
+      local tkey = p .. 'transfer:' .. tid
+      if redis.call('HGET', tkey, 'state') == 'archived' then archived[#archived + 1] = redis.call('HGETALL', tkey) end
+    end
+  end
+  out[#out + 1] = cjson.encode({f[1] or '', f[2] or '', f[3] or '', archived})
+end
+return out
+"""
+
 # ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired, custom
 #   ->  {file_is_new, transfers_created, expired}
 # Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).

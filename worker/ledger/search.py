@@ -5,9 +5,10 @@ How a search runs: of the filters that have an index (the call, the call type, e
 the one with the fewest files in the time range drives: a call's set (``call_files``: a call has
 few files), or a sorted set counted within the range (ZCOUNT). With none of them, the days of the
 range do (``index:days``, newest first). The driver's files are read newest first a page at a time
-(the pages grow from `FIRST_PAGE` to `MAX_PAGE` files), each page in three round trips: its ids,
-then its files' hashes and transfer sets, then their transfers. Every other filter is checked on
-the file's hash (call cid, kind, custom terms). Only transfers in state ``archived`` are returned,
+(the pages grow from `FIRST_PAGE` to `MAX_PAGE` files), each page in two round trips: its ids, then
+one script (`worker.ledger.scripts.FIND_PAGE`) giving each file's call cid, kind, custom terms and
+archived transfers as one JSON string (parsing Redis's replies is what costs most here). Every other
+filter is checked on those (call cid, kind, custom terms). Only transfers in state ``archived`` are returned,
 one per storage that holds the file, so one file may give several. Reading stops once enough are
 found: a limit keeps a day of many files, or the whole ledger, fast.
 
@@ -26,6 +27,7 @@ from typing import cast
 import redis
 
 from worker.clock import from_ms
+from worker.ledger import scripts as lua
 from worker.ledger.calls import split_query
 from worker.ledger.models import Transfer
 from worker.ledger.store import Ledger
@@ -166,24 +168,15 @@ def _selected(query: FindQuery, call_cid: str, kind: str, custom: str | None) ->
 
 
 def _matches(ledger: Ledger, query: FindQuery, page: Sequence[tuple[str, float]]) -> Iterator[Match]:
-    keys, pipe = ledger.keys, ledger.redis.pipeline(transaction=False)
-    for fid, _ in page:
-        pipe.hmget(keys.file(fid), ["call_cid", "kind", "custom"])
-        pipe.smembers(keys.file_transfers(fid))
-    answers = pipe.execute()
-    chosen = []
-    for i, (_, at) in enumerate(page):
-        call_cid, kind, custom = cast(list[str | None], answers[2 * i])
-        if call_cid is not None and _selected(query, call_cid, kind or "", custom):
-            chosen.append((at, sorted(cast(set[str], answers[2 * i + 1]))))
-    pipe = ledger.redis.pipeline(transaction=False)
-    for _, tids in chosen:
-        for tid in tids:
-            pipe.hgetall(keys.transfer(tid))
-    hashes = iter(cast(list[dict[str, str]], pipe.execute()))
-    for at, tids in chosen:
+    """The page's archived transfers that pass the filters, newest file first (one round trip)."""
+    script = ledger.redis.register_script(lua.FIND_PAGE)
+    answers = cast(list[str], script(args=[ledger.prefix, *(fid for fid, _ in page)])) if page else []
+    for (_, at), answer in zip(page, answers, strict=True):
+        call_cid, kind, custom, archived = json.loads(answer)
+        if not archived or not _selected(query, call_cid, kind, custom or None):
+            continue
         started = from_ms(int(at))
         assert started is not None
-        transfers = [Transfer.from_hash(h) for h in (next(hashes) for _ in tids) if h.get("state") == "archived"]
+        transfers = [Transfer.from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) for flat in archived]
         for transfer in sorted(transfers, key=lambda t: t.storage):
             yield Match(transfer, started)

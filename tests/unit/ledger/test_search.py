@@ -96,3 +96,13 @@ def test_pages_deep_in_a_large_index_keep_every_file_once_newest_first(ledger: L
         assert len(found) == count and len({m.transfer.id for m in found}) == count
         assert [m.started_at for m in found] == sorted((m.started_at for m in found), reverse=True)
     assert len(names(ledger, FindQuery(call="default:c3"))) == len(range(3, count, 7))
+
+
+def test_any_name_comes_back_exactly(ledger: Ledger) -> None:
+    """What the page script encodes (JSON, in Lua) is read back byte for byte: quotes, backslashes,
+    control characters, any script."""
+    name = 'ünï "q" \\ \t ✓ 😀 <&>'
+    add(ledger, "default:ünï", name, T0, custom=[f"note={name}"])
+    (match,) = find(ledger, FindQuery(custom=(f"note={name}",))).matches
+    assert (match.transfer.filename, match.transfer.call_cid, match.transfer.key) == (
+        f"{name}.mp4", "default:ünï", f"default:ünï/{name}")
