@@ -165,6 +165,20 @@ class ArchiveConfig(Strict):
                     "on every scrape). A scrape reads the whole ledger's counts from Redis: this bounds its cost.")
     delete_from_stream: bool = Field(
         default=False, description="Delete a file from Stream once every destination has verified it.")
+    audit_every: Duration = Field(
+        default=timedelta(hours=24),
+        description="How often the scheduler runs an audit (`archiver audit` over the last `retention`): what "
+                    "Stream lists, what the ledger says and what each storage holds, compared file by file "
+                    "(docs/audit.md). A run that stopped resumes at its checkpoint at the scheduler's next try.")
+    audit_rate: float = Field(
+        default=20, gt=0,
+        description="The most storage objects an audit checks per second (a stat each; with --deep or audit_deep, "
+                    "the whole object read back): the audit's load on the storages.")
+    audit_deep: bool = Field(
+        default=False,
+        description="The scheduled audit reads every object back and compares its SHA-256 with the ledger's "
+                    "(`archiver audit --deep`), instead of checking its presence and size: proof against silent "
+                    "corruption, at the cost of reading every byte archived in the window once per audit_every.")
     notify: tuple[NotifyConfig, ...] = Field(
         default=(), description="Endpoints told of archived, failed, at-risk and lost files and of Stream's failure "
                                 "events: signed POSTs, delivered at least once (docs/notifications.md).")

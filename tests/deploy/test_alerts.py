@@ -27,6 +27,7 @@ EXPECTED = {
     "ArchiverNoWebhooks",
     "ArchiverFullReconcileOverdue",
     "ArchiverNotificationsFailed",
+    "ArchiverAuditFoundProblems",
 }
 RULES: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
 

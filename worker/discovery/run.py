@@ -61,7 +61,7 @@ from worker.sessions.complete import note_listing
 
 __all__ = [
     "AtRiskFile", "DiscoveryCounts", "DiscoveryEvent", "DiscoveryQuery", "DiscoverySummary",
-    "ReconcileSummary", "discover", "drop_checkpoint", "saved_query",
+    "ReconcileSummary", "call_cid_of", "discover", "drop_checkpoint", "list_call_files", "saved_query",
 ]
 
 log = structlog.get_logger(__name__)
@@ -161,7 +161,7 @@ class _Run:
 
     def page(self, calls: list[dict[str, Any]]) -> list[str]:
         """List and settle the files of the page's calls not listed before; returns their cids."""
-        by_cid = {_cid(call): call for call in calls}
+        by_cid = {call_cid_of(call): call for call in calls}
         fresh = self.state.unseen([cid for cid in by_cid if cid and cid not in self.retried])
         settled = [cid for cid in fresh if self.settle_call(cid, by_cid[cid])]
         self.failures.settled([cid for cid in settled if cid in self.pending])
@@ -200,14 +200,8 @@ class _Run:
             self.failures.add(cid, call, str(exc))
 
     def list_files(self, cid: str) -> list[StreamFile]:
-        found: list[StreamFile] = []
-        for kind in (k for k in self.query.kinds if k in self.runtime.archive.kinds):  # enabled ones only
-            for item in _listed(self.runtime, cid, kind):
-                try:
-                    found.append(file_from_item(cid, kind, item))
-                except MalformedPayload as exc:
-                    self.counts.unreadable += 1
-                    log.warning("discovered_file_unreadable", call_cid=cid, kind=kind, error=str(exc))
+        found, unreadable = list_call_files(self.runtime, cid, self.query.kinds)
+        self.counts.unreadable += unreadable
         return found
 
     def settle_file(self, file: StreamFile, call: Mapping[str, Any], view: FileView) -> None:
@@ -248,7 +242,24 @@ class _Run:
         return DiscoverySummary(self.query, self.counts, to_queue, self.dry_run, self.state.resumed, self.failed)
 
 
-def _cid(call: Mapping[str, Any]) -> str:
+def list_call_files(runtime: Runtime, cid: str, kinds: Collection[Kind]) -> tuple[list[StreamFile], int]:
+    """The files Stream lists for the call, of `kinds` that the `kinds` setting enables (a call
+    Stream no longer has: none), and how many items were unreadable (logged, skipped). Raises
+    StreamUnavailable / StreamRefused."""
+    found: list[StreamFile] = []
+    unreadable = 0
+    for kind in (k for k in kinds if k in runtime.archive.kinds):  # enabled ones only
+        for item in _listed(runtime, cid, kind):
+            try:
+                found.append(file_from_item(cid, kind, item))
+            except MalformedPayload as exc:
+                unreadable += 1
+                log.warning("discovered_file_unreadable", call_cid=cid, kind=kind, error=str(exc))
+    return found, unreadable
+
+
+def call_cid_of(call: Mapping[str, Any]) -> str:
+    """A QueryCalls call object's cid (``type:id``); "" when it has none."""
     cid = call.get("cid")
     if isinstance(cid, str) and cid:
         return cid

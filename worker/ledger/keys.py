@@ -61,6 +61,12 @@ Around the transfers (each module's docstring says what the values hold)::
   P backfill:<name>         STRING a discovery checkpoint (`worker.discovery.checkpoint`), with
   P backfill:<name>:calls   SET   its calls listed so far and
   P backfill:<name>:queue   SET   its transfers recorded so far
+  P audit:run:<name>        STRING an audit's checkpoint (`worker.audit.checkpoint`): its query,
+                                  position and counts, with
+  P audit:run:<name>:calls  SET   the calls it listed so far,
+  P audit:run:<name>:files  SET   the files it checked so far and
+  P audit:run:<name>:rows   LIST  its verdicts so far (JSON, one per file and destination)
+  P audit:last              STRING the last completed audit's summary (JSON: `worker.audit.last`)
   P stream_api:<part>:<E>   HASH/ZSET  Stream's rate-limit budget of endpoint E (`worker.stream.limits`):
                                   part state, minute or second
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
@@ -186,6 +192,11 @@ class Keys:
     backfill = _Named("backfill:{}")
     backfill_calls = _Named("backfill:{}:calls")
     backfill_queue = _Named("backfill:{}:queue")
+    audit_run = _Named("audit:run:{}")
+    audit_calls = _Named("audit:run:{}:calls")
+    audit_files = _Named("audit:run:{}:files")
+    audit_rows = _Named("audit:run:{}:rows")
+    audit_last = _Fixed("audit:last")
     trial_permit = _Named("trial_permit:{}")
     tally = _Named("stats:tally:{}")
 

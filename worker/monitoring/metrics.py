@@ -26,6 +26,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from worker.audit.last import read_last
+from worker.audit.model import PROBLEMS
 from worker.discovery.reconcile_state import MODES, read_marks
 from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.unrouted import REASONS, read_routing
@@ -101,6 +103,7 @@ class ArchiverCollector(Collector):
         yield from self._stream_api()
         yield self._storages()
         yield from self._reconciliation()
+        yield from self._audit()
         yield from self._notifications()
 
     def _notifications(self) -> Iterator[Metric]:
@@ -196,6 +199,18 @@ class ArchiverCollector(Collector):
                 failed.add_metric([mode], marks.failed_calls.get(mode, 0))
         yield last
         yield failed
+
+    def _audit(self) -> Iterator[Metric]:
+        """The last audit: when, and its problems by verdict (every problem verdict, 0 when none);
+        no sample before the first."""
+        last = read_last(self.redis, self.prefix)
+        when, problems = gauge(names.LAST_AUDIT), gauge(names.AUDIT_PROBLEMS)
+        if last is not None:
+            when.add_metric([], last.finished_at.timestamp())
+            for verdict in PROBLEMS:
+                problems.add_metric([verdict], last.counts.verdicts.get(verdict, 0))
+        yield when
+        yield problems
 
 
 def registry_for(collector: ArchiverCollector) -> CollectorRegistry:

@@ -85,6 +85,12 @@ LAST_RECONCILE = Gauge("archiver_last_reconcile_timestamp_seconds",
 RECONCILE_FAILED_CALLS = Gauge("archiver_reconcile_failed_calls",
                                "Calls the last completed reconciliation of each mode could not list "
                                "(the next run lists them again).", ("mode",))
+# The last audit (`archiver audit`, and the scheduler's every audit_every).
+LAST_AUDIT = Gauge("archiver_audit_last_run_timestamp_seconds",
+                   "Unix time the last audit (of a window, not of chosen calls) completed.")
+AUDIT_PROBLEMS = Gauge("archiver_audit_problems",
+                       "Files × destinations the last audit found a problem with, by verdict.",
+                       ("verdict",))  # missing, mismatch, lost, unknown_to_ledger, at_risk, unchecked
 # Notifications ([[notify]]).
 NOTIFICATIONS = Counter("archiver_notifications_total",
                         "Notification delivery attempts by outcome (delivered, retried, failed).", ("outcome",))
@@ -97,6 +103,7 @@ ALL: tuple[Metric, ...] = (
     TRANSFERS, ARCHIVED_BYTES, TRANSFER_DURATION, TRANSFER_RETRIES, TRANSFER_FAILURES,
     QUEUE_DEPTH, DUE_TRANSFERS, OLDEST_DUE_AGE, FILES_AT_RISK, OLDEST_UNARCHIVED_AGE, UNARCHIVED_DEADLINE,
     FILES_ROUTING, OLDEST_ROUTING_AGE, WEBHOOK_REQUESTS, FILES_RECEIVED, LAST_WEBHOOK, STREAM_REQUESTS,
-    STREAM_RATE_LIMIT_WAIT, STORAGE_UP, LAST_RECONCILE, RECONCILE_FAILED_CALLS, NOTIFICATIONS,
+    STREAM_RATE_LIMIT_WAIT, STORAGE_UP, LAST_RECONCILE, RECONCILE_FAILED_CALLS, LAST_AUDIT, AUDIT_PROBLEMS,
+    NOTIFICATIONS,
     NOTIFICATIONS_PENDING, NOTIFICATIONS_FAILED,
 )

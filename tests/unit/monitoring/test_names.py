@@ -4,13 +4,15 @@ help and labels, and docs/monitoring.md documents exactly them, so a metric cann
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import TRANSFER_QUEUE
 from tests.support.ledger_states import add, add_waiting
+from worker.audit.last import keep_last
+from worker.audit.model import AuditCounts, AuditQuery, AuditSummary
 from worker.clock import now_ms
 from worker.discovery.reconcile_state import completed
 from worker.ledger.store import Ledger
@@ -36,6 +38,8 @@ def a_scrape_with_every_figure(ledger: Ledger) -> str:
     stats.stream_waited("GET /api/v2/video/call/{type}/{id}", 0.5)
     stats.storage_checked("s3", True, None)
     completed(ledger, "full", now_ms(), 0)
+    moment = datetime.now(UTC)
+    keep_last(ledger.redis, ledger.prefix, AuditSummary(moment, moment, AuditQuery.build(moment), AuditCounts()))
     collector = ArchiverCollector(ledger.redis, ledger.redis, TRANSFER_QUEUE, timedelta(days=14))
     return render(registry_for(collector)).decode()
 

@@ -8,6 +8,7 @@ commands, which live one group to a module:
     deletion     delete-archived
     storages     doctor, storage list|check
     discovery    backfill, reconcile
+    audit        audit
     trial        try
     transfers    transfers list|retry|export|prune|show
     find         find (archived files, from the index)
@@ -24,6 +25,7 @@ import typer
 from typer.core import TyperOption
 
 from worker.edge.cli import service
+from worker.edge.cli.audit import audit_command
 from worker.edge.cli.deletion import delete_archived_command
 from worker.edge.cli.discovery import backfill_command, reconcile_command
 from worker.edge.cli.find import find_command
@@ -46,6 +48,7 @@ app.command()(service.serve)
 app.command()(doctor)
 app.command("backfill")(backfill_command)
 app.command("reconcile")(reconcile_command)
+app.command("audit")(audit_command)
 app.command("try")(try_command)
 app.command("find")(find_command)
 

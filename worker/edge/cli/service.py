@@ -84,7 +84,8 @@ def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
     """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock);
     reconcile with Stream's listings every `reconcile_every` (the calls changed since the last time)
     and `full_reconcile_every` (every call of `retention`), and then delete archived files from
-    Stream when `delete_from_stream` is on."""
+    Stream when `delete_from_stream` is on; audit the last `retention` every `audit_every`."""
+    from worker.audit.run import audit_job  # noqa: PLC0415
     from worker.discovery.deletion import delete_archived  # noqa: PLC0415
     from worker.discovery.reconcile import never_reconciled, reconcile, reconcile_if_due  # noqa: PLC0415
     from worker.monitoring.health import HEALTH_EVERY, check_health  # noqa: PLC0415
@@ -104,6 +105,7 @@ def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
     if settings.archive.delete_from_stream:
         jobs.append(PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False)))
     jobs.append(PeriodicJob("storage_health", HEALTH_EVERY, lambda: check_health(runtime)))
+    jobs.append(audit_job(runtime, enqueue))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

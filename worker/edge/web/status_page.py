@@ -18,6 +18,8 @@ from typing import cast
 
 import redis
 
+from worker.audit.last import read_last
+from worker.audit.model import VERDICTS, AuditSummary
 from worker.discovery.reconcile_state import MODES, Marks, read_marks
 from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import STATES
@@ -73,6 +75,7 @@ class Status:
     reconciliation: Marks | None = None
     stream_requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, outcome) → requests
     stream_waits: dict[str, float] = field(default_factory=dict)  # endpoint → seconds waited for the limits
+    audit: AuditSummary | None = None  # the last completed audit (`worker.audit.last`)
 
 
 def _rows(client: redis.Redis, keys: Keys, scored: list[tuple[str, float]]) -> list[Row]:
@@ -106,7 +109,7 @@ def read_status(client: redis.Redis, at_risk_margin: timedelta, prefix: str = DE
     return Status(counts, stats.bytes_by_day(30, now), failures, _rows(client, keys, soon),
                   stats.storage_health(), now, read_routing(client, prefix),
                   tuple(waiting_files(Ledger(client, prefix), waiting)), read_marks(client, prefix),
-                  stats.pairs("stats:stream_requests"), stats.stream_waits())
+                  stats.pairs("stats:stream_requests"), stats.stream_waits(), read_last(client, prefix))
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -219,6 +222,26 @@ def _stream_api(status: Status) -> str:
                   "no Stream API request yet")
 
 
+def _audit(status: Status) -> str:
+    """The last audit: when, what it covered, its counts by verdict, and its problems (at most LIMIT)."""
+    last = status.audit
+    if last is None:
+        return '<p class="empty">no audit completed yet (archiver audit, or the scheduler every audit_every)</p>'
+    counts = last.counts
+    said = (f"Finished {when(last.finished_at.timestamp() * 1000)}: {last.query.describe()}. "
+            f"{counts.problems} problem(s); {counts.requeued} object(s) queued again, {counts.recorded} file(s) "
+            "recorded that the ledger lacked.")
+    verdicts = table(["verdict", "files × destinations"],
+                     [[esc(v), esc(counts.verdicts.get(v, 0))] for v in VERDICTS if counts.verdicts.get(v)],
+                     "nothing was in scope")
+    rows = [[esc(r.verdict), esc(r.storage or ""), esc(r.call_cid), esc(r.filename), esc(r.key or ""),
+             f'<span class="error">{esc(r.detail)}</span>'] for r in last.problems[:LIMIT]]
+    more = counts.problems - len(rows)
+    problems = table(["verdict", "storage", "call", "file", "key", "detail"], rows, "no problem found") + \
+        (f"<p>{esc(f'… and {more} more: archiver audit --format html gives them all')}</p>" if more > 0 else "")
+    return f'<p id="audit-summary">{esc(said)}</p>\n{verdicts}\n{problems}'
+
+
 def _chart_data(status: Status) -> str:
     """JSON safe inside a <script> element: no "<", ">" or "&" survives as such."""
     data = {"days": [d for d, _ in status.by_day], "bytes": [b for _, b in status.by_day]}
@@ -251,6 +274,8 @@ def render(status: Status, call: str = "") -> str:
 {_reconciliation(status)}
 <h2>Stream API requests (shared rate-limit budget: api_share)</h2>
 {_stream_api(status)}
+<h2>Last audit</h2>
+{_audit(status)}
 <h2>Files at risk</h2>
 {_at_risk(status)}
 <h2>Failures</h2>
