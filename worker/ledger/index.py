@@ -26,12 +26,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
 from worker.ledger import scripts as lua
-from worker.ledger.store import Ledger
+
+if TYPE_CHECKING:  # the ledger calls terms_json when it records a file
+    from worker.ledger.store import Ledger
 
 log = structlog.get_logger(__name__)
 

@@ -30,6 +30,7 @@ from worker.clock import now_ms, to_ms
 from worker.files import StreamFile
 from worker.intake.object_keys import key_of_another_owner
 from worker.ledger import scripts as lua
+from worker.ledger.index import terms_json
 from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import (
     Claim,
@@ -113,7 +114,7 @@ class Ledger:
                                     json.dumps(rows), "" if route_in_ms is None else route_in_ms,
                                     "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
                                     "1" if refuse_expired else "0",
-                                    "" if custom is None else json.dumps(sorted(custom), ensure_ascii=False)])
+                                    "" if custom is None else terms_json(custom)])
         is_new, created, expired = cast(list[int], result)
         return Intake(bool(is_new), int(created), bool(expired))
 

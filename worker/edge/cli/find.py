@@ -20,7 +20,8 @@ from worker.edge.cli._boot import err, ledger_settings, open_ledger, out
 from worker.edge.cli.discovery import parse_moment
 from worker.files import KINDS
 from worker.ledger.calls import split_query
-from worker.ledger.search import FindQuery, Found, Match, find
+from worker.ledger.search import FindQuery, Match, find, iter_matches
+from worker.ledger.store import Ledger
 
 LIMIT = 100
 
@@ -69,13 +70,27 @@ def find_command(
     except ValueError as exc:
         err.print(f"[bold red]bad arguments:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    found = find(open_ledger(ledger_settings()), query, limit or None)
+    ledger = open_ledger(ledger_settings())
     if as_json:
-        for match in found.matches:
-            sys.stdout.write(json.dumps(match.transfer.to_json()) + "\n")
-    elif found.matches:
-        out.print(_table(found.matches))
-    _summary(found, limit)
+        shown, more = _write_json(ledger, query, limit)
+    else:
+        found = find(ledger, query, limit or None)
+        if found.matches:
+            out.print(_table(found.matches))
+        shown, more = len(found.matches), found.more
+    _summary(shown, more, limit)
+
+
+def _write_json(ledger: Ledger, query: FindQuery, limit: int) -> tuple[int, bool]:
+    """Write each match as it is read (a result of any size in constant memory); (how many were
+    written, whether more than `limit` match)."""
+    written = 0
+    for match in iter_matches(ledger, query):
+        if limit and written == limit:
+            return written, True
+        sys.stdout.write(json.dumps(match.transfer.to_json()) + "\n")
+        written += 1
+    return written, False
 
 
 def _table(matches: tuple[Match, ...]) -> Table:
@@ -87,10 +102,10 @@ def _table(matches: tuple[Match, ...]) -> Table:
     return table
 
 
-def _summary(found: Found, limit: int) -> None:
+def _summary(shown: int, more: bool, limit: int) -> None:
     """On stderr, so stdout holds only the results: none found, or more than shown."""
-    if not found.matches:
+    if not shown:
         err.print("no archived file matches")
-    elif found.more:
+    elif more:
         err.print(f"showing the newest {limit}; more archived files match (--limit 0 shows all, or narrow "
                   "the search)", highlight=False)

@@ -35,6 +35,9 @@ def test_json_gives_exactly_what_transfers_show_gives_newest_first(ledger: Ledge
     shown = run_cli(redis_url, "transfers", "show", str(rows[0]["id"]))
     assert shown.returncode == 0 and json.loads(shown.stdout) == rows[0]
     assert all(r["state"] == "archived" for r in rows)
+    first = run_cli(redis_url, "find", "--json", "--custom", "tenant=acme", "--limit", "1")
+    assert [json.loads(line) for line in first.stdout.splitlines()] == rows[:1]
+    assert "showing the newest 1; more archived files match" in first.stderr
 
 
 def test_filters_intersect(ledger: Ledger, redis_url: str) -> None:
