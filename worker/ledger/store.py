@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -30,6 +30,7 @@ from worker.clock import now_ms, to_ms
 from worker.files import StreamFile
 from worker.intake.object_keys import key_of_another_owner
 from worker.ledger import scripts as lua
+from worker.ledger.index import terms_json
 from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import (
     Claim,
@@ -72,7 +73,8 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
-               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False) -> Intake:
+               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False,
+               custom: Sequence[str] | None = None) -> Intake:
         """Record `file` and its transfers in one step; existing ones are left as they are. New queued
         transfers are due `dispatch_in_ms` from now; every time written is Redis's (TIME), never
         this process's clock.
@@ -87,6 +89,10 @@ class Ledger:
         The file keeps the URL of the newest event (`StreamFile.url_at`): an older one never
         replaces it. With `refuse_expired`, a file whose `expires_at` has passed (by Redis's clock)
         is not recorded at all (`Intake.expired`).
+
+        The file is indexed for `archiver find` in the same step (`worker.ledger.index`): by call,
+        call type and day, and, when `custom` is given (its call's custom terms, from
+        `worker.ledger.index.custom_terms`; none: the call's data is not known here), by those terms.
         """
         expires = to_ms(expires_at)
         file_fields = _strings({
@@ -108,7 +114,8 @@ class Ledger:
                                     json.dumps({"id": file.file_id, "fields": file_fields}),
                                     json.dumps(rows), "" if route_in_ms is None else route_in_ms,
                                     "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
-                                    "1" if refuse_expired else "0"])
+                                    "1" if refuse_expired else "0",
+                                    "" if custom is None else terms_json(custom)])
         is_new, created, expired = cast(list[int], result)
         return Intake(bool(is_new), int(created), bool(expired))
 

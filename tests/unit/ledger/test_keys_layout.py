@@ -36,6 +36,11 @@ def test_the_default_prefix() -> None:
     (K.unrouted, "p:unrouted"),
     (K.call("default:c1"), "p:call:default:c1"),
     (K.call_files("c1"), "p:call_files:c1"),
+    (K.index_type("default"), "p:index:type:default"),
+    (K.index_day("2026-03-03"), "p:index:day:2026-03-03"),
+    (K.index_days, "p:index:days"),
+    (K.index_custom("tenant=acme"), "p:index:custom:tenant=acme"),
+    (K.index_migration, "p:index:migration"),
     (K.running("s3"), "p:running:s3"),
     (K.key_owner("s3"), "p:keyowner:s3"),
     (K.session_files("default:c1:s1"), "p:session:default:c1:s1"),
@@ -110,13 +115,14 @@ def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> No
 
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
-    """Intake, claim, a retry, routing, the lock, a noted failure: every key the scripts wrote under
-    the prefix is one keys.py names."""
+    """Intake (indexing the file, with custom terms), claim, a retry, routing, the lock, a noted failure:
+    every key the scripts wrote under the prefix is one keys.py names."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ledger = Ledger(client, "lay:")
     k = ledger.keys
     waiting, file = a_file("rec_default_x_2.mp4"), a_file()
-    ledger.record(file, [NewTransfer("t1", "s3", "default/x/a.mp4")], expires_at=END + timedelta(days=14))
+    ledger.record(file, [NewTransfer("t1", "s3", "default/x/a.mp4")], expires_at=END + timedelta(days=14),
+                  custom=["tenant=acme"])
     ledger.record(waiting, [], expires_at=END + timedelta(days=14), route_in_ms=0)
     claim = ledger.claim("t1", "w1", 60_000)
     assert ledger.finish("t1", claim.token, "failed", error="boom") and ledger.retry("t1")
@@ -131,7 +137,8 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
             k.call("default:x"), k.call_files("x"), k.session_files("default:x:s1"),
-            k.call_sessions("default:x"),
+            k.call_sessions("default:x"), k.index_type("default"), k.index_day(f"{file.start_time:%Y-%m-%d}"),
+            k.index_days, k.index_custom("tenant=acme"),
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))
