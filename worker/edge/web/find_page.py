@@ -1,13 +1,15 @@
 """The status page's search of archived files (``GET /?find=<call id, type:id, or KEY=VALUE>``): the
 newest `LIMIT` archived files of a call, or of the calls whose custom data has a value, from the index
-of `archiver find` (`worker.ledger.search`), with the storage and key of each. Behind the page's
-token, escaped like the rest of it (`worker.edge.web.status_page`).
+of `archiver find` (`worker.ledger.search`), with the storage and key of each, and a download button
+(a fresh link: ``POST /links/<id>``). Behind the page's token, escaped like the rest of it
+(`worker.edge.web.status_page`).
 """
 
 from __future__ import annotations
 
 from worker.clock import rfc3339
 from worker.edge.web import paths
+from worker.edge.web.call_page import download_button
 from worker.edge.web.status_page import esc, table
 from worker.ledger.search import FindQuery, Found, find
 from worker.ledger.store import Ledger
@@ -42,8 +44,8 @@ def render_found(text: str, found: Found) -> str:
     rows = [[esc(m.transfer.call_cid), esc(m.transfer.kind), esc(m.transfer.filename), esc(m.transfer.storage),
              f"<code>{esc(m.transfer.key)}</code>",
              esc("" if m.transfer.bytes is None else f"{m.transfer.bytes:,}"),
-             esc(rfc3339(m.transfer.updated_at) or "")] for m in found.matches]
-    listing = table(["call", "kind", "file", "storage", "key", "bytes", "archived"], rows,
+             esc(rfc3339(m.transfer.updated_at) or ""), download_button(m.transfer.id)] for m in found.matches]
+    listing = table(["call", "kind", "file", "storage", "key", "bytes", "archived", ""], rows,
                     f"no archived file of {text.strip()}")
     more = (f'<p class="more">only the {LIMIT} newest are shown: more match (<code>archiver find</code> lists '
             "them all)</p>") if found.more else ""

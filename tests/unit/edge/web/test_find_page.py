@@ -73,3 +73,12 @@ def test_more_files_than_the_page_shows_are_said(receiver: Receiver, ledger: Led
     text = page(receiver, find="tenant=big")
     assert text.count("<td>recording</td>") == find_page.LIMIT and "f0.mp4" not in text
     assert f"only the {find_page.LIMIT} newest are shown" in text
+
+
+def test_each_archived_file_found_has_a_download_button(receiver: Receiver, ledger: Ledger) -> None:
+    """Part 4 of issue 16: every archived file the search lists can be fetched with a fresh link."""
+    add(ledger, "default:acme-1", "old", T0, custom=["tenant=acme"], storages=("disk", "s3"))
+    rows = results(receiver, "tenant=acme")
+    tids = sorted(t for t in ledger.redis.zrange(ledger.keys.transfers, 0, -1))
+    buttons = sorted(row.split(f'action="{paths.LINKS}/')[1].split('"')[0] for row in rows)
+    assert len(rows) == 2 and buttons == tids
