@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from config import CreateOnly
+from worker.audit.judge import read_back_verdict, stat_verdict
 from worker.errors import KeyRefused, KeyTaken
 from worker.storage.base import Storage, StoredObject
 from worker.storage.checksums import Digests, Hasher
@@ -147,6 +148,26 @@ class StorageConformance:
         assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
         storage.delete("check/a.mp4")
         assert "missing" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
+
+    def test_the_audits_verdicts(self, storage: Storage) -> None:
+        """`archiver audit` on this backend: ``ok`` by stat and read back; another file's bytes of the
+        same size under the key are a ``mismatch`` read back (and by stat where the store keeps a
+        SHA-256 each write replaces); a deleted object is missing (FileNotFoundError: ``missing``)."""
+        first, other = os.urandom(40_000), os.urandom(40_000)
+        _, digests = write_with_digests(storage, "audit/a.mp4", first)
+        assert stat_verdict(storage, "audit/a.mp4", len(first), digests.sha256) == ("ok", "")
+        assert read_back_verdict(storage, "audit/a.mp4", len(first), digests.sha256)[0] == "ok"
+        write_with_digests(storage, "audit/a.mp4", other, overwrite=True)
+        verdict, detail = read_back_verdict(storage, "audit/a.mp4", len(first), digests.sha256)
+        assert verdict == "mismatch" and digests.sha256 in detail
+        if "sha256" in storage.capabilities.content_checksums:
+            assert stat_verdict(storage, "audit/a.mp4", len(first), digests.sha256)[0] == "mismatch"
+        assert stat_verdict(storage, "audit/a.mp4", len(first) + 1, digests.sha256)[0] == "mismatch"
+        storage.delete("audit/a.mp4")
+        with pytest.raises(FileNotFoundError):
+            stat_verdict(storage, "audit/a.mp4", len(first), digests.sha256)
+        with pytest.raises(FileNotFoundError):
+            read_back_verdict(storage, "audit/a.mp4", len(first), digests.sha256)
 
     def test_multipart_sized_round_trip(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
         """A ~12 MiB object written in uneven chunks reads back exactly, and nothing is left pending."""
