@@ -96,6 +96,7 @@ def second_range(open_range: OpenRange, first: Download, range_size: int) -> Dow
 class _Range:
     start: int
     end: int  # exclusive
+    got: int = 0  # bytes queued so far
     chunks: queue.SimpleQueue[bytes | BaseException | None] = field(default_factory=queue.SimpleQueue)
 
     @property
@@ -147,17 +148,16 @@ class RangeFeed:
 
     def _fetch(self, part: _Range, download: Download | None) -> None:
         """A stream's thread: `part`'s bytes into its queue, then None (or the error that stopped it)."""
-        got = 0
         try:
-            while got < part.size:
+            while part.got < part.size:
                 if download is None:
-                    download = self._watch(self._open_range(part.start + got, part.end - 1))
+                    download = self._watch(self._open_range(part.start + part.got, part.end - 1))
                 try:
-                    got = self._pump(part, download, got)
+                    self._pump(part, download)
                 except IncompleteDownload as exc:
                     if self._cancelled:
                         raise _Cancelled from None
-                    self._recover(exc, part.start + got)
+                    self._recover(exc, part.start + part.got)
                 finally:
                     self._release(download)
                     download = None
@@ -165,17 +165,16 @@ class RangeFeed:
         except BaseException as exc:  # noqa: BLE001 - every failure goes to the feeding thread, which raises it
             part.chunks.put(exc)
 
-    def _pump(self, part: _Range, download: Download, got: int) -> int:
+    def _pump(self, part: _Range, download: Download) -> None:
         for chunk in download.chunks():
             if self._cancelled:
                 raise _Cancelled
-            if len(chunk) > part.size - got:  # only the first answer runs past its range
-                chunk = chunk[: part.size - got]
+            if len(chunk) > part.size - part.got:  # only the first answer runs past its range
+                chunk = chunk[: part.size - part.got]
             part.chunks.put(chunk)
-            got += len(chunk)
-            if got == part.size:
-                break
-        return got
+            part.got += len(chunk)
+            if part.got == part.size:
+                return
 
     def _watch(self, download: Download) -> Download:
         """Note an open answer, so a cancel can interrupt it; closes it when cancelled already."""

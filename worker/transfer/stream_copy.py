@@ -184,6 +184,8 @@ def _feed_ranges(job: CopyJob, first: Download, write: Callable[[bytes], None], 
     log.info("download_in_ranges", bytes=first.total, streams=streams, range_size=size)
     feed = RangeFeed(open_range, lambda exc, at: _recover(job, exc, at), first.total, size, streams)
     feed.run(first, second, lambda chunk: _take(job, chunk, write, hasher))
+    if hasher.size != first.total:  # each range was checked; this checks their sum
+        raise IncompleteDownload(f"{redact_url(first.url)} gave {hasher.size} of {first.total} bytes in ranges")
     return True
 
 
