@@ -205,7 +205,9 @@ class CdnHandler(QuietHandler):
         split = urlsplit(self.path)
         path = split.path
         self.cdn.store.log_cdn(self.command, path, self.request_headers())
-        status = None if head else self.cdn.faults.take("fail", path)
+        asked = _RANGE.match((self.headers.get("Range") or "").strip())
+        range_from = int(asked[1]) if asked and asked[1] and not self.cdn.ignore_range else None
+        status = None if head else self.cdn.faults.take("fail", path, range_from)
         if status is not None:
             self._error(status, _FAULT_CODES.get(status, "InjectedFault"), f"injected failure {status}")
             return

@@ -390,9 +390,10 @@ class FakeStream:
 
     # ------------------------------------------------------------------ faults and observation
 
-    def fail_next(self, path_contains: str, status: int, count: int = 1) -> None:
-        """The next ``count`` CDN GETs whose path contains ``path_contains`` answer ``status``."""
-        self._cdn.faults.add("fail", path_contains, status, count)
+    def fail_next(self, path_contains: str, status: int, count: int = 1, *, range_from: int | None = None) -> None:
+        """The next ``count`` CDN GETs whose path contains ``path_contains`` answer ``status`` (only GETs of a
+        range from byte ``range_from``, when given)."""
+        self._cdn.faults.add("fail", path_contains, status, count, range_from)
 
     def truncate_next(self, path_contains: str, after_bytes: int, count: int = 1, *,
                       range_from: int | None = None) -> None:

@@ -100,6 +100,21 @@ def test_a_source_refusing_ranges_is_read_over_one_stream(runtime: Runtime, fake
     assert ranges(fake, file) == ["", f"bytes={RANGE}-{2 * RANGE - 1}"]
 
 
+def test_a_stream_that_fails_stops_the_others_and_stores_nothing(runtime: Runtime, fake: FakeStream,
+                                                                  archive: Path) -> None:
+    """The fifth range answers 503: the transfer is retried later, no stream is left running, no object stored."""
+    file = fake.add_recording("default:fails", os.urandom(6 * RANGE))
+    fake.fail_next(file.filename, 503, range_from=4 * RANGE)  # a 5xx is not a cut: no resume in this attempt
+    stream_file = ready_file(fake.event_for(file))
+    assert stream_file is not None
+    (tid,) = record_routes(runtime.archive, runtime.ledger, stream_file).transfer_ids
+    assert run_transfer(runtime, tid) == "retry"
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None and transfer.state == "queued" and "503" in transfer.error
+    assert not [t for t in threading.enumerate() if t.name.startswith("download-range")]
+    assert not [p for p in archive.rglob("*") if p.is_file()]
+
+
 def test_memory_stays_bounded_by_streams_times_range(runtime: Runtime, fake: FakeStream, archive: Path) -> None:
     """48 MiB through 3 streams holds at most 3 ranges (plus a few chunks) in memory, never the file."""
     file = fake.add_recording("default:bounded", os.urandom(48 * MiB))
