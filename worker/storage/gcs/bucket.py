@@ -9,6 +9,7 @@ deleting one generation of an object, cancelling a resumable session.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -18,7 +19,7 @@ import structlog
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from config import TransferTuning
-from worker.storage.base import Retention
+from worker.storage.base import Protection, Retention
 from worker.storage.errors import Failure, Scrubber, sdk_retry_deadline
 from worker.storage.gcs.errors import ERRORS, Missing, build, mapped, response_text
 
@@ -52,6 +53,19 @@ def protected_fields(retention: Retention | None, now: datetime | None = None) -
     if "event_based" in retention.holds:
         fields["eventBasedHold"] = True
     return fields
+
+
+def protection_of(resource: Mapping[str, Any]) -> Protection:
+    """A `Protection` from an object resource (JSON API names): ``retention`` (mode, retainUntilTime), a
+    bucket retention policy's ``retentionExpirationTime``, ``temporaryHold``, ``eventBasedHold``,
+    ``generation``."""
+    retention = resource.get("retention") or {}
+    until = retention.get("retainUntilTime") or resource.get("retentionExpirationTime")
+    mode = retention.get("mode") or ("bucket policy" if resource.get("retentionExpirationTime") else None)
+    holds = tuple(name for name, field in (("temporary", "temporaryHold"), ("event_based", "eventBasedHold"))
+                  if resource.get(field))
+    return Protection(datetime.fromisoformat(until) if until else None, mode, holds,
+                      str(resource.get("generation") or "") or None)
 
 
 def transport(client: Any) -> requests.Session:

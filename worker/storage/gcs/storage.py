@@ -52,7 +52,7 @@ is retried from the ledger).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -64,7 +64,7 @@ from worker.storage.base import Capabilities, ObjectWriter, Protection, Retentio
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client
-from worker.storage.gcs.bucket import GCSBucket
+from worker.storage.gcs.bucket import GCSBucket, protection_of
 from worker.storage.gcs.errors import ERRORS
 from worker.storage.gcs.signing import credentials_of, signed_url, signing_mode
 from worker.storage.gcs.writer import GCSWriter, stored_object
@@ -163,14 +163,8 @@ class GCSStorage(Storage):
         policy's ``retentionExpirationTime``), from its resource. Raises FileNotFoundError, ValueError,
         StorageRefused / StorageUnavailable."""
         url = self.bucket.object_url(self.full_key(key))
-        resource = self.bucket.call("GET", url, "read the retention of", key, ok=(200,), missing="key").json()
-        retention = resource.get("retention") or {}
-        until = retention.get("retainUntilTime") or resource.get("retentionExpirationTime")
-        mode = retention.get("mode") or ("bucket policy" if resource.get("retentionExpirationTime") else None)
-        holds = tuple(name for name, field in (("temporary", "temporaryHold"), ("event_based", "eventBasedHold"))
-                      if resource.get(field))
-        return Protection(datetime.fromisoformat(until) if until else None, mode, holds,
-                          str(resource.get("generation") or "") or None)
+        response = self.bucket.call("GET", url, "read the retention of", key, ok=(200,), missing="key")
+        return protection_of(response.json())
 
     def write_once_problem(self) -> str | None:
         """With a retention period asked: the bucket's ``objectRetention`` must be enabled (holds need
