@@ -91,8 +91,10 @@ def _compare(retention: Retention, found: Protection, written: datetime) -> None
     if missing:
         problems.append(f"no {', '.join(missing)} hold")
     if problems:
-        raise VerificationFailed(f"the store did not keep the retention asked ({retention}): it reports {found} "
-                                 f"({'; '.join(problems)}); a store or emulator that ignores these settings does this")
+        raise VerificationFailed(
+            f"the store did not keep the retention asked ({retention}): it reports {found} ({'; '.join(problems)}); "
+            "a store or emulator that ignores these settings does this, and so do credentials not allowed to read "
+            "them back (S3: s3:GetObjectRetention, s3:GetObjectLegalHold; docs/permissions.md)")
 
 
 def _refused_delete(storage: Storage, key: str, found: Protection) -> str:
