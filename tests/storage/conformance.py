@@ -1,5 +1,6 @@
 """The storage contract, written once: a backend joins with ``class TestX(StorageConformance)`` and
-four fixtures (and its download links with ``class TestXLinks(LinkConformance)``, the same fixtures).
+four fixtures (its download links with ``class TestXLinks(LinkConformance)``, the same fixtures; its
+write-once contract with ``class TestXProtection(ProtectionConformance)``, ``storage`` alone).
 
 - ``storage``: the backend under test (tests/storage/conftest.py builds it for the module's ``BACKEND``),
   configured with the prefix `PREFIX`; parts of 5 MiB and a multipart threshold of 5 MiB where the
@@ -23,8 +24,9 @@ import pytest
 from config import CreateOnly
 from worker.audit.judge import read_back_verdict, stat_verdict
 from worker.errors import KeyRefused, KeyTaken
-from worker.storage.base import Storage, StoredObject
+from worker.storage.base import Storage, StoredObject, unprotected
 from worker.storage.checksums import Digests, Hasher
+from worker.storage.write_once import remove_probe
 
 MiB = 1024 * 1024
 PREFIX = "archive/run/"
@@ -356,6 +358,44 @@ class StorageConformance:
         """close() may be called more than once."""
         storage.close()
         storage.close()
+
+
+class ProtectionConformance:
+    """Write-once, as every backend keeps its contract whatever its store keeps (the stores' own
+    retention is tested per backend: tests/storage/test_*_write_once.py): a commit names the version
+    `stat` names; a write without retention (``protect=False``, the probes) is an ordinary object that
+    `remove_probe` removes entirely; `protection` of a plain object shows nothing locked, of a missing
+    key FileNotFoundError (or None: a storage that keeps no such state). Only the ``storage`` fixture."""
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        return PREFIX
+
+    def test_a_storage_without_retention_settings_asks_for_none(self, storage: Storage) -> None:
+        assert storage.retention is None and storage.write_once_problem() is None and unprotected(storage) == {}
+
+    def test_a_commit_and_stat_name_the_same_version(self, storage: Storage) -> None:
+        stored = write(storage, "versioned.mp4", [b"one version"])
+        assert storage.stat("versioned.mp4").version == stored.version
+
+    def test_an_unprotected_probe_is_an_ordinary_object_removed_entirely(self, storage: Storage) -> None:
+        with storage.open_writer("probe.txt", content_type="text/plain", metadata={}, protect=False) as writer:
+            writer.write(b"probe")
+            stored = writer.commit()
+        assert b"".join(storage.read("probe.txt")) == b"probe"
+        found = storage.protection("probe.txt")
+        assert found is None or (not found.locked() and found.holds == ())
+        remove_probe(storage, "probe.txt", stored.version)
+        with pytest.raises(FileNotFoundError):
+            storage.stat("probe.txt")
+        remove_probe(storage, "probe.txt", stored.version)  # gone already: not an error
+
+    def test_protection_of_a_missing_key(self, storage: Storage) -> None:
+        try:
+            found = storage.protection("absent.mp4")
+        except FileNotFoundError:
+            return
+        assert found is None  # only a storage that keeps no retention at all answers without looking
 
 
 Sign = Callable[[str, timedelta], str]  # (key, ttl) → a download URL

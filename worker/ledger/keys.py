@@ -15,7 +15,9 @@ Keys (prefix P, default ``archiver:``).  The transfers::
   P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…;
                                 commit_bytes and commit_sha256 (what its last attempt was about to
                                 commit: a retry finding those bytes at its key is archived); replace=1
-                                (its object was found changed: its next write may replace it)
+                                (its object was found changed: its next write may replace it);
+                                replaced_key (its key before a retention period or a hold kept the
+                                damaged object there and the copy went to a new key)
   P transfers             ZSET  every transfer by creation time (ms)
   P state:<state>         ZSET  transfers in a state, by last update (ms)
   P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a

@@ -285,6 +285,25 @@ redis.call('HSET', tkey, 'commit_bytes', ARGV[4], 'commit_sha256', ARGV[5])
 return 1
 """
 
+# ARGV: prefix, tid, token, new_key  ->  1 moved, 0 the key belongs to another file, -1 the claim with
+# `token` was taken over
+# A transfer that had to replace its damaged object where a retention period or a hold forbids it writes
+# its copy to `new_key` (`worker.transfer.relocate`): the key is claimed for its file in the storage's
+# key owners (so no other file is ever given it), the old one is kept in replaced_key (its object stays
+# where the store keeps it), and replace is cleared: the write to the new key is create-only.
+MOVE_KEY = """
+local p, tid = ARGV[1], ARGV[2]
+local tkey = p .. 'transfer:' .. tid
+local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage', 'file_id', 'key')
+if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return -1 end
+local owners = p .. 'keyowner:' .. (t[3] or '')
+local owner = redis.call('HGET', owners, ARGV[4])
+if owner and owner ~= t[4] then return 0 end
+redis.call('HSET', owners, ARGV[4], t[4])
+redis.call('HSET', tkey, 'key', ARGV[4], 'replaced_key', t[5] or '', 'replace', '')
+return 1
+"""
+
 # ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json
 #   ->  1 or 0 (fenced out)
 # A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now. `archived`,

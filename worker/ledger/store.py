@@ -60,6 +60,7 @@ class Ledger:
         self._heartbeat = client.register_script(lua.HEARTBEAT)
         self._finish = client.register_script(lua.FINISH)
         self._note_commit = client.register_script(lua.NOTE_COMMIT)
+        self._move_key = client.register_script(lua.MOVE_KEY)
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
@@ -153,6 +154,13 @@ class Ledger:
         """Note the bytes a claimed transfer is about to commit (``commit_bytes``, ``commit_sha256``);
         False when the claim with `token` was taken over."""
         return bool(self._note_commit(args=[self.prefix, transfer_id, token, size, sha256]))
+
+    def move_key(self, transfer_id: str, token: str, new_key: str) -> bool | None:
+        """Give a claimed transfer the object key `new_key` (its old one kept as ``replaced_key``; see
+        `worker.transfer.relocate`): True once moved, False when `new_key` belongs to another file, None
+        when the claim with `token` was taken over."""
+        moved = int(cast(int, self._move_key(args=[self.prefix, transfer_id, token, new_key])))
+        return None if moved < 0 else moved == 1
 
     def take_due(self, redispatch_ms: int, limit: int = 500,
                  index: Literal["due", "unrouted", "notify:due"] = "due") -> list[str]:
