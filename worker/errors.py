@@ -21,7 +21,8 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
     │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
     │   │   ├── KeyRefused                a key this storage cannot store (also a ValueError)
-    │   │   └── KeyTaken                  a create-only write found another object at the key
+    │   │   ├── KeyTaken                  a create-only write found another object at the key
+    │   │   └── ErasureRefused            the store refused to erase an object: a retention period or a legal hold
     │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…: .gone)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     ├── LinkUnavailable           no download link for this object: the storage cannot sign one (and what it
@@ -84,7 +85,7 @@ class IncompleteDownload(TransientError):
 # they map their SDK's error; "other" when nothing more precise is known.
 StorageReason = Literal[
     "unreachable", "credentials", "missing_bucket", "permission", "checksum_rejected", "throttled",
-    "server_error", "disk_full", "key_refused", "key_taken", "other",
+    "server_error", "disk_full", "key_refused", "key_taken", "retention", "legal_hold", "other",
 ]
 
 
@@ -140,6 +141,19 @@ class KeyTaken(StorageRefused):
 
     def __init__(self, message: str, *, reason: StorageReason = "key_taken") -> None:
         super().__init__(message, reason="key_taken")  # `reason` only fits the error tables' Outcome
+
+
+ErasureReason = Literal["retention", "legal_hold"]
+
+
+class ErasureRefused(StorageRefused):
+    """Permanent, reason ``retention`` (an unexpired retention period: S3 Object Lock, GCS object or bucket
+    retention, an Azure immutability policy) or ``legal_hold`` (S3 or Azure legal hold, GCS temporary or
+    event-based hold): the store refused to delete a version of an object (`Storage.erase`). The message
+    names the storage, the object, the version and why."""
+
+    def __init__(self, message: str, *, reason: StorageReason = "retention") -> None:
+        super().__init__(message, reason="legal_hold" if reason == "legal_hold" else "retention")
 
 
 class StreamApiError(ArchiverError):
