@@ -175,3 +175,21 @@ def test_a_call_id_alone_must_name_one_call(runtime: Runtime, fake: FakeStream) 
     with pytest.raises(UnknownCall, match="no call"):
         resolve_call(runtime.ledger, "nobody")
     assert resolve_call(runtime.ledger, "default:nobody") == "default:nobody"
+
+
+def test_erasing_one_session_keeps_the_others(make_runtime: Callable[..., Runtime], fake: FakeStream,
+                                              tmp_path: Path) -> None:
+    """--session: that session's files, manifest and records go; the call's other session stays whole."""
+    runtime = make_runtime("disk", call_storage_key="")
+    gone = fake.add_recording(CID, b"a" * 10, session_id="s-gone")
+    kept = fake.add_recording(CID, b"b" * 10, session_id="s-kept")
+    archive(runtime, fake, gone)
+    (kept_tid,) = archive(runtime, fake, kept)
+    report = erase_call(runtime, CID, "s-gone")
+    assert report.ok and {t.what for t in report.targets} == {"file", "manifest"}
+    assert [f.filename for f in fake.files(CID)] == [kept.filename]
+    assert runtime.ledger.get(kept_tid) is not None and not runtime.ledger.redis.exists(
+        runtime.ledger.keys.manifest(f"{CID}:s-gone"))
+    assert runtime.ledger.redis.exists(runtime.ledger.keys.manifest(f"{CID}:s-kept"))
+    names = sorted(p.name for p in (tmp_path / "disk").rglob("*") if p.is_file())
+    assert names == sorted([kept.filename, "manifest_s-kept.json"])
