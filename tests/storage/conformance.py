@@ -354,6 +354,20 @@ class StorageConformance:
         assert PREFIX in text
         assert not [secret for secret in secrets if secret in text]
 
+    def test_erase_removes_every_version_and_nothing_else(self, storage: Storage) -> None:
+        """erase deletes every version the store keeps of exactly that key (a rewrite made two in a versioned
+        store), says what it deleted, leaves a neighbour whose name starts the same, and finds nothing after."""
+        write(storage, "erase/a.mp4", [b"one"])
+        write(storage, "erase/a.mp4", [b"two"], overwrite=True)
+        write(storage, "erase/a.mp4x", [b"kept"])
+        assert storage.versions("erase/a.mp4")
+        assert storage.erase("erase/a.mp4")
+        assert storage.versions("erase/a.mp4") == []
+        assert storage.erase("erase/a.mp4") == []
+        assert read(storage, "erase/a.mp4x") == b"kept"
+        with pytest.raises(FileNotFoundError):
+            storage.stat("erase/a.mp4")
+
     def test_close_is_idempotent(self, storage: Storage) -> None:
         """close() may be called more than once."""
         storage.close()

@@ -95,6 +95,8 @@ def _record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, cal
                            refuse_expired=refuse_expired, custom=None if call is None else custom_terms(call))
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
+    if intake.erased:
+        return _erased(file)
     queued = [t.id for t in transfers if t.state == "queued"] if intake.transfers_created else []
     return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued, file.kind)
 
@@ -110,7 +112,15 @@ def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, *,
                            refuse_expired=refuse_expired)
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
+    if intake.erased:
+        return _erased(file)
     return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [], file.kind)
+
+
+def _erased(file: StreamFile) -> Recorded:
+    """`archiver erase` erased this file (``erased:<fid>``): nothing was recorded, nothing is queued."""
+    log.info("erased_file_not_recorded", file_id=file.file_id, call_cid=file.call_cid, filename=file.filename)
+    return Recorded(file.file_id, False, [], [], file.kind)
 
 
 @dataclass(frozen=True)

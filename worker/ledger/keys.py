@@ -83,6 +83,15 @@ Around the transfers (each module's docstring says what the values hold)::
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
 
+Holds and erasure (`worker.compliance`)::
+
+  P hold:<cid>                HASH  a legal hold on the call: reason, at (ms), by; while it exists nothing
+                                    of the call is pruned, deleted from Stream or erased
+  P holds                     ZSET  the calls on hold, by when the hold was placed (ms)
+  P erased:<fid>              STRING a file erased by `archiver erase` (JSON: call_cid, session_id, at, by): intake
+                                    refuses to record it again (a reconciliation or a late webhook still
+                                    finding it at Stream); expires once Stream cannot hold it any more
+
 A session's manifest (`worker.sessions.manifest`)::
 
   P manifest:<cid>:<sid>      HASH  the manifest last written: key, sha256, bytes, storages (comma-separated),
@@ -188,6 +197,11 @@ class Keys:
     notify_due = _Fixed("notify:due")
     notify_state = _Named("notify:state:{}")
     notify_outcomes = _Fixed("notify:outcomes")
+
+    # -- holds and erasure (Lua: worker.ledger.scripts PRUNE and INTAKE read hold: and erased:) -----
+    hold = _Named("hold:{}")  # <cid>
+    holds = _Fixed("holds")
+    erased = _Named("erased:{}")  # <fid>
 
     # -- a session's manifest (Lua: worker.sessions.manifest) -----------------------------------
     manifest = _Named("manifest:{}")  # <cid>:<sid>

@@ -128,6 +128,7 @@ class Intake:
     file_is_new: bool
     transfers_created: int
     expired: bool = False  # refused, nothing written: the file's deadline had passed
+    erased: bool = False  # refused, nothing written: `archiver erase` erased it (`erased:<fid>`)
 
 
 # Hands ledger ids to the workers: transfers (``t_…``) to archive, files (``f_…``) to route. Best

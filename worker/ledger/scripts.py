@@ -124,7 +124,8 @@ return out
 """
 
 # ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired, custom
-#   ->  {file_is_new, transfers_created, expired}
+#   ->  {file_is_new, transfers_created, expired[, erased]}
+# A file `archiver erase` erased (`erased:<fid>`) is refused: nothing is written, the answer is {0, 0, 0, 1}.
 # Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).
 # route_in_ms '' means the transfers given are the file's routes; a duration means "route it that
 # much later". With refuse_expired '1', a file whose expires_at has passed is refused: nothing is
@@ -147,6 +148,7 @@ local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
 local fkey = p .. 'file:' .. file.id
 if ARGV[7] == '1' and tonumber(file.fields.expires_at) <= now then return {0, 0, 1} end
+if redis.call('EXISTS', p .. 'erased:' .. file.id) == 1 then return {0, 0, 0, 1} end
 local is_new = redis.call('EXISTS', fkey) == 0
 local stored_at = not is_new and tonumber(redis.call('HGET', fkey, 'url_at') or '') or nil
 local url_at = tonumber(ARGV[6])
@@ -415,7 +417,8 @@ return 1
 """
 
 # ARGV: prefix, tid, finished_before_ms, now, dry_run ('1' | '0')
-#   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | recent | at_stream
+#   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | held | recent |
+#   at_stream (held: a legal hold on its call, `hold:<cid>`, keeps it)
 # Forget one `archived` transfer (`archiver transfers prune`): its hash and every index entry
 # (transfers, state:*, due, expiry, its file's transfer set), and the file's record with the last
 # of its transfers (and its entries in the index: INDEX's unindex_file). Only when it was archived before the cutoff
@@ -424,10 +427,11 @@ return 1
 PRUNE = INDEX + """
 local p, tid, cutoff, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id')
+local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id', 'call_cid')
 if not t[1] then return {'missing', '', 0} end
 local fid = t[4] or ''
 if t[1] ~= 'archived' then return {'not_archived', fid, 0} end
+if t[5] and redis.call('EXISTS', p .. 'hold:' .. t[5]) == 1 then return {'held', fid, 0} end
 local finished = tonumber(t[2] or '')
 if finished == nil or finished > cutoff then return {'recent', fid, 0} end
 local expires = tonumber(t[3] or '')

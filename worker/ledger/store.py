@@ -89,7 +89,7 @@ class Ledger:
 
         The file keeps the URL of the newest event (`StreamFile.url_at`): an older one never
         replaces it. With `refuse_expired`, a file whose `expires_at` has passed (by Redis's clock)
-        is not recorded at all (`Intake.expired`).
+        is not recorded at all (`Intake.expired`); nor is a file `archiver erase` erased (`Intake.erased`).
 
         The file is indexed for `archiver find` in the same step (`worker.ledger.index`): by call,
         call type and day, and, when `custom` is given (its call's custom terms, from
@@ -117,8 +117,8 @@ class Ledger:
                                     "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
                                     "1" if refuse_expired else "0",
                                     "" if custom is None else terms_json(custom)])
-        is_new, created, expired = cast(list[int], result)
-        return Intake(bool(is_new), int(created), bool(expired))
+        is_new, created, expired, *erased = cast(list[int], result)
+        return Intake(bool(is_new), int(created), bool(expired), bool(erased and erased[0]))
 
     def now_ms(self) -> int:
         """Redis's clock (TIME), in ms: what leases, waits and due times are judged by."""

@@ -41,6 +41,20 @@ Lock, no versioning, no object retention, no version-level immutability), before
 (``StoredObject.version``, ``Protection.version``). A store refusing a delete or an overwrite for a
 retention period or a hold raises ObjectLocked.
 
+Holds and erasure. ``versions(key)`` lists every version the store keeps of the object at ``key`` (every
+S3 version and delete marker, every GCS generation, every Azure version and snapshot; on local disk the
+one file), each with what the store says protects it: a legal hold, an unexpired retention period. It
+deletes nothing, so `archiver erase` can check every object before it deletes any. ``erase(key)``
+deletes every one of them, by its version id (a delete marker is not an erasure: the versions behind
+it are deleted too, and the marker), and returns what it deleted; a store refusing because of a
+retention period or a hold raises ErasureRefused (reason ``retention`` / ``legal_hold``) naming the
+version: before deleting any version it checks what `versions` read back (`refuse_if_protected`), and
+a store refusing anyway midway leaves deleted what was deleted before. Optional, ``capabilities.legal_hold``:
+``set_legal_hold(key, on)`` sets or clears the store's own legal hold on every version of the object
+(S3 ObjectLockLegalHold, in a bucket with Object Lock; GCS temporary hold; Azure legal hold, with
+version-level immutability), and reads it back: a store that answers yes but keeps no hold is refused.
+Local disk has no store hold: the ledger's hold (`worker.compliance.holds`) is all there is.
+
 Links (optional, ``capabilities.links``): ``link(key, ttl)`` gives a URL that GETs the object, with
 ``Range``, for ``ttl`` and no longer, to whoever holds it: no other credential is asked for, so a link is
 a bearer credential until it expires. The store checks the signature and the expiry, not the archiver
@@ -60,7 +74,7 @@ from types import TracebackType
 from typing import ClassVar, Self
 
 from config import CreateOnly, StorageConfig
-from worker.errors import LinkUnavailable
+from worker.errors import ErasureReason, ErasureRefused, LinkUnavailable
 from worker.storage.checksums import Digests, Hasher
 
 # The longest a store's signature may last: SigV4 (S3) and V4 (GCS) signed URLs at most 7 days, and
@@ -170,6 +184,38 @@ def unprotected(storage: Storage) -> dict[str, bool]:
 
 
 @dataclass(frozen=True)
+class ObjectVersion:
+    """One version the store keeps of an object (`Storage.versions`), and what protects it."""
+
+    key: str
+    version: str | None = None  # the store's id: S3 VersionId, GCS generation, Azure version id; None: the object
+    kind: str = "object"  # "object" | "version" | "delete_marker" | "snapshot"
+    legal_hold: bool = False  # S3 / Azure legal hold, GCS temporary or event-based hold
+    retain_until: datetime | None = None  # an unexpired retention period, as far as the store reports it
+
+    def blocker(self, now: datetime | None = None) -> tuple[ErasureReason, str] | None:
+        """Why the store would refuse to delete this version (reason, text), or None."""
+        if self.legal_hold:
+            return "legal_hold", f"{self} is under a legal hold"
+        if self.retain_until is not None and self.retain_until > (now or datetime.now(UTC)):
+            return "retention", f"{self} is retained until {self.retain_until.astimezone(UTC).isoformat()}"
+        return None
+
+    def __str__(self) -> str:
+        what = self.kind.replace("_", " ")
+        return f"{self.key} ({what} {self.version})" if self.version else self.key
+
+
+def refuse_if_protected(where: str, found: list[ObjectVersion]) -> None:
+    """Raise ErasureRefused for the first of `found` the store says it would refuse to delete (its
+    hold or retention read back by `versions`), so that an erase refused by a store deletes nothing."""
+    for version in found:
+        blocker = version.blocker()
+        if blocker is not None:
+            raise ErasureRefused(f"{where}: {blocker[1]}", reason=blocker[0])
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """Optional abilities, declared up front rather than discovered by exceptions."""
 
@@ -182,6 +228,8 @@ class Capabilities:
     content_checksums: frozenset[str] = frozenset()
     # `link` signs a short-lived GET URL with the credentials this instance holds (see the module docstring).
     links: bool = False
+    # `set_legal_hold` sets the store's own legal hold (see "Holds and erasure" above).
+    legal_hold: bool = False
 
 
 class ObjectWriter(ABC):
@@ -283,6 +331,33 @@ class Storage(ABC):
         """Release every hold on `version` (default: the current one) of the object at `key`. Raises
         FileNotFoundError, StorageRefused / StorageUnavailable. Only where ``retention`` sets holds."""
         raise NotImplementedError(f"{type(self).__name__} sets no holds")
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """Every version the store keeps of the object at `key`, with what protects each (see "Holds
+        and erasure" above); [] when there is none. Deletes nothing. Raises ValueError,
+        StorageRefused / StorageUnavailable. This default: the one object `stat` finds."""
+        try:
+            self.stat(key)
+        except FileNotFoundError:
+            return []
+        return [ObjectVersion(key)]
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete every version of the object at `key`; what was deleted ([] when nothing was there).
+        Raises ErasureRefused when the store refuses one for a retention period or a hold (naming it;
+        what was deleted before stays deleted), ValueError, StorageRefused / StorageUnavailable.
+        This default, for a store without versions: `delete`."""
+        found = self.versions(key)
+        if found:
+            self.delete(key)
+        return found
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """Only where ``capabilities.legal_hold``: set (`on`) or clear the store's legal hold on every
+        version of the object at `key`, read back; the versions it now holds (or released). Raises
+        FileNotFoundError when there is no object, StorageRefused when the store refuses or does not
+        keep the hold (a bucket without Object Lock, an emulator), StorageUnavailable."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no legal holds")
 
     def copy_from_url(
         self,

@@ -74,6 +74,9 @@ def test_the_default_prefix() -> None:
     (K.notify_due, "p:notify:due"),
     (K.notify_state("pending"), "p:notify:state:pending"),
     (K.notify_outcomes, "p:notify:outcomes"),
+    (K.hold("default:c1"), "p:hold:default:c1"),
+    (K.holds, "p:holds"),
+    (K.erased("f_1"), "p:erased:f_1"),
 ])
 def test_every_key_is_spelled_as_it_always_was(built: str, spelled: str) -> None:
     assert built == spelled

@@ -49,6 +49,8 @@ keeps its own copies).
 Links (`link`): the blob's URL with a read-only SAS, signed with the account key or a user delegation
 key (`worker.storage.azure.signing`); a storage logged in with a SAS token declares no links.
 
+Holds and erasure (every version and snapshot): `worker.storage.azure.versions`.
+
 Server-side copy (`copy_from_url`): `worker.storage.azure.copy`. Errors: `worker.storage.azure.errors`;
 messages name the storage, container, key, Azure's error code and message, never a credential.
 """
@@ -64,13 +66,14 @@ from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloa
 
 from config import StorageConfig, TransferTuning
 from worker.errors import CopyRefused, KeyRefused
+from worker.storage.azure import versions
 from worker.storage.azure.auth import TokenCredential, make_container_client, secrets_of
 from worker.storage.azure.container import AzureContainer
 from worker.storage.azure.copy import copy_from_url
 from worker.storage.azure.errors import error_code
 from worker.storage.azure.signing import sas_url, signing_mode
 from worker.storage.azure.writer import AzureWriter, encode_metadata
-from worker.storage.base import Capabilities, ObjectWriter, Protection, Retention, Storage, StoredObject
+from worker.storage.base import Capabilities, ObjectVersion, ObjectWriter, Protection, Retention, Storage, StoredObject
 from worker.storage.checksums import b64
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber
@@ -83,7 +86,7 @@ class AzureStorage(Storage):
     """Block blobs in one container, under one prefix."""
 
     storage_type = "abs"
-    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5",
+    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5", legal_hold=True,
                                 content_checksums=frozenset({"sha256"}))  # see __init__
 
     def __init__(
@@ -107,7 +110,7 @@ class AzureStorage(Storage):
         # per instance, as abs_server_side_copy may turn the copy off, and a SAS token cannot sign links
         self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
                                          content_checksums=frozenset({"sha256"}),  # every commit sets metadata
-                                         links=self.signing is not None)
+                                         links=self.signing is not None, legal_hold=True)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -240,6 +243,21 @@ class AzureStorage(Storage):
         except AzureError as exc:
             if error_code(exc) != "BlobNotFound":
                 self.raise_mapped(exc, "delete", key)
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """The current blob, its versions and snapshots, with their holds and immutability policies:
+        `worker.storage.azure.versions`. Raises ValueError, StorageRefused / StorageUnavailable."""
+        return versions.list_versions(self, key)
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete the blob, its snapshots and every version. Raises ErasureRefused, ValueError,
+        StorageRefused / StorageUnavailable."""
+        return versions.erase(self, key)
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """Set Legal Hold on the blob and each version (version-level immutability), read back. Raises
+        FileNotFoundError, StorageRefused (also a store without legal holds), StorageUnavailable."""
+        return versions.set_legal_hold(self, key, on)
 
     def copy_from_url(
         self, key: str, url: str, *, size: int, content_type: str, metadata: Mapping[str, str],

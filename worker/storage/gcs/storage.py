@@ -41,6 +41,8 @@ bytes twice for a moment (≈ 2 × ``multipart_threshold``).
 Links (`link`): a V4 signed URL, signed with the service-account key or through IAM signBlob
 (`worker.storage.gcs.signing`); ``capabilities.links`` says whether these credentials can sign.
 
+Holds and erasure (every generation; the legal hold is GCS's temporary hold): `worker.storage.gcs.versions`.
+
 Differences from S3: metadata values are kept exactly (the JSON API takes any UTF-8); ``etag`` is the
 object's generation; keys are at most 1024 UTF-8 bytes, without CR or LF (GCS's rules: ValueError);
 a stat or read in a missing bucket is FileNotFoundError unless GCS names the bucket in its 404 (the
@@ -60,9 +62,10 @@ import requests
 
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused
-from worker.storage.base import Capabilities, ObjectWriter, Protection, Retention, Storage, StoredObject
+from worker.storage.base import Capabilities, ObjectVersion, ObjectWriter, Protection, Retention, Storage, StoredObject
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
+from worker.storage.gcs import versions
 from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client
 from worker.storage.gcs.bucket import GCSBucket, protection_of
 from worker.storage.gcs.errors import ERRORS
@@ -77,7 +80,7 @@ class GCSStorage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "gcs"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c", legal_hold=True,
                                 content_checksums=frozenset({"sha256"}))  # metadata belongs to one generation
 
     def __init__(
@@ -97,7 +100,8 @@ class GCSStorage(Storage):
         self.bucket = GCSBucket(name, client, bucket, self.prefix, tuning, scrub=Scrubber(secrets, queries=True))
         self.signing = signing_mode(credentials_of(self.bucket))  # per instance: what these credentials can sign
         self.capabilities = Capabilities(multipart=True, native_checksum="crc32c",
-                                         content_checksums=frozenset({"sha256"}), links=self.signing is not None)
+                                         content_checksums=frozenset({"sha256"}), links=self.signing is not None,
+                                         legal_hold=True)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -209,6 +213,21 @@ class GCSStorage(Storage):
     def delete(self, key: str) -> None:
         """Remove the object; missing is fine. Raises ValueError, StorageRefused / StorageUnavailable."""
         self.bucket.delete(key, self.full_key(key))
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """Every generation of `key`, with its holds and retention: `worker.storage.gcs.versions`.
+        Raises ValueError, StorageRefused / StorageUnavailable."""
+        return versions.list_versions(self, key)
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete every generation of `key`. Raises ErasureRefused, ValueError, StorageRefused /
+        StorageUnavailable."""
+        return versions.erase(self, key)
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """GCS's temporary hold on every generation of `key`, read back. Raises FileNotFoundError,
+        StorageRefused (also when the store does not keep it), StorageUnavailable."""
+        return versions.set_legal_hold(self, key, on)
 
     def link(self, key: str, ttl: timedelta) -> str:
         """A V4 signed GET URL valid for `ttl` (whole seconds, rounded up): see

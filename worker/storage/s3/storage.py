@@ -75,6 +75,8 @@ Links (`link`): a presigned GetObject URL, SigV4 (``X-Amz-Expires``: at most 7 d
 path-style address the client uses; signing sends nothing. It lasts no longer than the credentials that
 signed it: with ``s3_role_arn`` the role's session (an hour by default) cuts a longer ``ttl`` short.
 
+Holds and erasure (every version by VersionId, delete markers too): `worker.storage.s3.versions`.
+
 Errors map at this edge (`worker.storage.s3.errors`, with a ``reason``); a missing key on stat/read is
 FileNotFoundError. Messages name the storage, bucket, key, S3 code and message, never a credential.
 """
@@ -94,6 +96,7 @@ from worker.errors import KeyRefused, LinkUnavailable
 from worker.storage.base import (
     MAX_SIGNED_TTL,
     Capabilities,
+    ObjectVersion,
     ObjectWriter,
     Protection,
     Retention,
@@ -103,6 +106,7 @@ from worker.storage.base import (
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.keys import check_key, check_prefix, decode_header_metadata, encode_header_metadata
+from worker.storage.s3 import versions
 from worker.storage.s3.bucket import S3Bucket
 from worker.storage.s3.client import make_client, presign_with_sigv4
 from worker.storage.s3.writer import S3Writer
@@ -126,8 +130,8 @@ class S3Storage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "s3"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
-                                content_checksums=frozenset({"sha256"}), links=True)  # per instance: see __init__
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c", content_checksums=frozenset({"sha256"}),
+                                links=True, legal_hold=True)  # per instance: see __init__
 
     def __init__(
         self,
@@ -151,7 +155,7 @@ class S3Storage(Storage):
         self.capabilities = Capabilities(multipart=True,
                                          native_checksum="crc32c" if self.bucket.checksum == "crc32c" else None,
                                          content_checksums=frozenset({"sha256"}),  # every PUT replaces metadata
-                                         links=True)
+                                         links=True, legal_hold=True)  # in a bucket with Object Lock
         presign_with_sigv4(client)
 
     @classmethod
@@ -295,6 +299,21 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket.name, Key=self.full_key(key))
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "delete", key)
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """Every version and delete marker of `key`, each with its hold and retention: see
+        `worker.storage.s3.versions`. Raises ValueError, StorageRefused / StorageUnavailable."""
+        return versions.list_versions(self, key)
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete every version and delete marker of `key` by VersionId. Raises ErasureRefused,
+        ValueError, StorageRefused / StorageUnavailable."""
+        return versions.erase(self, key)
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """PutObjectLegalHold on every version of `key` (a bucket with Object Lock), read back. Raises
+        FileNotFoundError, StorageRefused (no Object Lock: reason "permission"), StorageUnavailable."""
+        return versions.set_legal_hold(self, key, on)
 
     def link(self, key: str, ttl: timedelta) -> str:
         """A SigV4 presigned GetObject URL valid for `ttl` (whole seconds, rounded up). Sends nothing
