@@ -193,3 +193,20 @@ def test_erasing_one_session_keeps_the_others(make_runtime: Callable[..., Runtim
     assert runtime.ledger.redis.exists(runtime.ledger.keys.manifest(f"{CID}:s-kept"))
     names = sorted(p.name for p in (tmp_path / "disk").rglob("*") if p.is_file())
     assert names == sorted([kept.filename, "manifest_s-kept.json"])
+
+
+def test_erasure_also_deletes_the_damaged_copy_a_relocation_left_behind(
+        make_runtime: Callable[..., Runtime], fake: FakeStream, tmp_path: Path) -> None:
+    """A transfer relocated because retention kept its damaged object (``replaced_key``) has two objects:
+    the erasure deletes both."""
+    runtime = make_runtime("disk", call_storage_key="")
+    (tid,) = archive(runtime, fake, fake.add_recording(CID, b"r" * 100))
+    transfer = runtime.ledger.get(tid)
+    assert transfer is not None
+    old = tmp_path / "disk" / f"{transfer.key}.damaged"
+    old.write_bytes(b"damaged")
+    runtime.ledger.redis.hset(runtime.ledger.keys.transfer(tid), "replaced_key", f"{transfer.key}.damaged")
+    report = erase_call(runtime, CID)
+    assert report.ok and sorted(t.key for t in report.targets if t.what == "file") == sorted(
+        [transfer.key, f"{transfer.key}.damaged"])
+    assert not old.exists() and not (tmp_path / "disk" / transfer.key).exists()
