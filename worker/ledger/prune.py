@@ -8,6 +8,7 @@ record it, and upload it, again. A file's record goes with the last of its trans
 any transfer not archived (queued, transferring, failed, lost, skipped) keeps its record, and those
 transfers are never touched. `archiver transfers prune` first checks each object is still the bytes
 archived (`worker.discovery.deletion.object_problem`): the entry of one that is not is kept.
+Each transfer pruned leaves an audit-log entry (action prune), written by the same script.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _run(ledger: Ledger, script: Any, chunk: list[str], summary: PruneSummary, n
     with `count`, every answer is counted in ``summary.outcomes``."""
     pipe = ledger.redis.pipeline(transaction=False)
     for tid in chunk:
-        script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry else "0"], client=pipe)
+        script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry else "0", ledger.actor], client=pipe)
     answers = list(zip(chunk, cast(list[list[Any]], pipe.execute()), strict=True))
     if count:
         summary.outcomes.update(str(answer[0]) for _, answer in answers)

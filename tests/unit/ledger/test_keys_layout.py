@@ -62,6 +62,10 @@ def test_the_default_prefix() -> None:
     (K.audit_last, "p:audit:last"),
     (K.trial_permit(URL), f"p:trial_permit:{URL}"),
     (K.link_key, "p:link_key"),
+    (K.auditlog_pending, "p:auditlog:pending"),
+    (K.auditlog_chain, "p:auditlog:chain"),
+    (K.auditlog_head, "p:auditlog:head"),
+    (K.auditlog_exports, "p:auditlog:exports"),
     (K.tally("archived"), "p:stats:tally:archived"),
     (K.notify_event("ev_1"), "p:notify:event:ev_1"),
     (K.notify_delivery("ev_1:e1"), "p:notify:delivery:ev_1:e1"),
@@ -110,8 +114,8 @@ def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> No
 
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
-    """Intake, claim, a retry, routing, the lock, a noted failure: every key the scripts wrote under
-    the prefix is one keys.py names."""
+    """Intake, claim, a retry (and its audit-log entry), routing, the lock, a noted failure: every key
+    the scripts wrote under the prefix is one keys.py names."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ledger = Ledger(client, "lay:")
     k = ledger.keys
@@ -131,7 +135,7 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
             k.call("default:x"), k.call_files("x"), k.session_files("default:x:s1"),
-            k.call_sessions("default:x"),
+            k.call_sessions("default:x"), k.auditlog_pending,
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))
