@@ -5,9 +5,10 @@ An export is planned first (``exporting`` in ``auditlog:head``: its key, first a
 written create-only (never over an object, so write-once where the storage keeps objects so), read
 back and verified, and only then recorded (``auditlog:exports``) and trimmed from ``auditlog:chain``,
 in one script that checks the plan is still the one under way. A crash anywhere redoes the same plan:
-the same lines to the same key, where the object already written counts as done. Two processes
-exporting at once agree on one plan; the second write finds its own bytes there. A key holding other
-bytes (an export of an earlier ledger, say) is never written over: the next of ``<key>.2.jsonl``…
+the same lines to the same key, where the object already written counts as done. One process exports
+at a time (``auditlog:export_lock``, which lapses after `LOCK_TTL` if its holder died; the plan and the
+scripts' checks keep even two at once from exporting an entry twice). A key holding other bytes (an
+export of an earlier ledger, say) is never written over: the next of ``<key>.2.jsonl``…
 ``<key>.9.jsonl`` is used. Nothing new: nothing written.
 
 Keys: ``audit-log/<yyyy>/<mm>/<dd>/<first seq>-<last seq>.jsonl`` (the day the export was planned,
@@ -17,11 +18,13 @@ UTC; seqs as 12 digits, so the keys sort in chain order within a day).
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, cast
 
 import structlog
+from redis.exceptions import LockError
 
 from worker.auditlog.canonical import dumps
 from worker.auditlog.chain import Head, chain_pending
@@ -40,6 +43,7 @@ PREFIX = "audit-log/"
 CONTENT_TYPE = "application/jsonl"
 MAX_ENTRIES = 100_000  # lines per object (~30 MB): a larger backlog goes out as several objects
 OTHER_KEYS = 9  # <key>, then <key>.2 … <key>.9 when a key holds other bytes
+LOCK_TTL = 600.0  # seconds: an export holding the lock longer than this is taken for dead
 
 # ARGV: prefix, exported_seq (expected), plan_json  ->  1 planned | 0 a plan is under way, or an export finished
 PLAN = """
@@ -95,16 +99,29 @@ def export_key(first: int, last: int, at_ms: int) -> str:
     return f"{PREFIX}{day:%Y/%m/%d}/{first:012d}-{last:012d}.jsonl"
 
 
-def export_log(ledger: Ledger, storage: Storage, *, max_entries: int = MAX_ENTRIES) -> list[Export]:
+def export_log(ledger: Ledger, storage: Storage, *, max_entries: int = MAX_ENTRIES, wait: float = 0.0
+               ) -> list[Export]:
     """Chain what is queued, then export every chained entry into `storage` (one object per
-    `max_entries`); the exports this call recorded (none when nothing was new). Raises AuditLogError
-    when an export cannot be written or verified (nothing is trimmed: the next call redoes it),
-    StorageUnavailable / StorageRefused, redis errors."""
+    `max_entries`); the exports this call recorded (none when nothing was new). When another process
+    is exporting, wait up to `wait` seconds for it: with none, return [] at once (logged); after a
+    wait, raise AuditLogError. Raises AuditLogError when an export cannot be written or verified
+    (nothing is trimmed: the next call redoes it), StorageUnavailable / StorageRefused, redis errors."""
     chain_pending(ledger)
+    lock = ledger.redis.lock(ledger.keys.auditlog_export_lock, timeout=LOCK_TTL, blocking=wait > 0,
+                             blocking_timeout=wait or None)
+    if not lock.acquire():
+        if wait:
+            raise AuditLogError(f"another process has been exporting the audit log for over {wait:.0f}s")
+        log.info("audit_log_export_skipped", reason="another process is exporting")
+        return []
     written: list[Export] = []
-    while (step := _step(ledger, storage, max_entries)) is not None:
-        if isinstance(step, Export):
-            written.append(step)
+    try:
+        while (step := _step(ledger, storage, max_entries)) is not None:
+            if isinstance(step, Export):
+                written.append(step)
+    finally:
+        with suppress(LockError):  # it lapsed (LOCK_TTL): the plan keeps the export right regardless
+            lock.release()
     return written
 
 

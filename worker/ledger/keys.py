@@ -71,6 +71,7 @@ Around the transfers (each module's docstring says what the values hold)::
   P auditlog:exports        ZSET  every export written (JSON: key, first, last, entries, bytes,
                                   sha256, at), by its first seq: what `archiver audit-log verify`
                                   reads back
+  P auditlog:export_lock    STRING held by the process exporting (redis-py's lock: its token)
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P link_key                STRING the random key (hex) that signs links to local files, served by
                                   ``archiver web`` at /files/<token> (`worker.links.served`); set once
@@ -203,6 +204,7 @@ class Keys:
     auditlog_chain = _Fixed("auditlog:chain")
     auditlog_head = _Fixed("auditlog:head")
     auditlog_exports = _Fixed("auditlog:exports")
+    auditlog_export_lock = _Fixed("auditlog:export_lock")
     link_key = _Fixed("link_key")
     tally = _Named("stats:tally:{}")
 

@@ -66,6 +66,7 @@ def test_the_default_prefix() -> None:
     (K.auditlog_chain, "p:auditlog:chain"),
     (K.auditlog_head, "p:auditlog:head"),
     (K.auditlog_exports, "p:auditlog:exports"),
+    (K.auditlog_export_lock, "p:auditlog:export_lock"),
     (K.tally("archived"), "p:stats:tally:archived"),
     (K.notify_event("ev_1"), "p:notify:event:ev_1"),
     (K.notify_delivery("ev_1:e1"), "p:notify:delivery:ev_1:e1"),

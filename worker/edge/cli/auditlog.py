@@ -88,7 +88,7 @@ def export_command() -> None:
     settings = ledger_settings()
     ledger, storage = open_ledger(settings), _storage(settings)
     try:
-        exports = export_log(ledger, storage)
+        exports = export_log(ledger, storage, wait=60)
     except AuditLogError as exc:
         err.print(f"[bold red]export failed[/]: {exc}", highlight=False)
         raise typer.Exit(1) from None
