@@ -76,7 +76,8 @@ return 1
 @dataclass(frozen=True)
 class Export:
     """One object written: its key, the seqs of its first and last entries, its size and SHA-256,
-    and when it was planned (ms). As recorded in ``auditlog:exports``."""
+    when it was planned (ms), and the storage it went to (`audit_log_storage` then). As recorded in
+    ``auditlog:exports``."""
 
     key: str
     first: int
@@ -85,6 +86,7 @@ class Export:
     bytes: int
     sha256: str
     at: int
+    storage: str
 
     def record(self) -> str:
         return dumps(asdict(self))
@@ -142,7 +144,7 @@ def _step(ledger: Ledger, storage: Storage, max_entries: int) -> Export | Litera
                             f"entries in Redis ({ledger.keys.auditlog_chain})")
     body = ("\n".join(lines) + "\n").encode("ascii")
     key, sha256 = _write(storage, str(plan["key"]), body)
-    export = Export(key, first, last, len(lines), len(body), sha256, int(plan["at"]))
+    export = Export(key, first, last, len(lines), len(body), sha256, int(plan["at"]), storage.name)
     done = ledger.redis.register_script(DONE)
     answer = int(cast(int, done(args=[ledger.prefix, plan_json, key, export.record(), len(lines), first, last,
                                       lines[-1], json.loads(lines[-1])["hash"]])))

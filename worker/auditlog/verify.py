@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -117,16 +118,23 @@ def _parse(text: str) -> dict[str, Any] | None:
     return entry
 
 
-def verify_log(ledger: Ledger, storage: Storage, since: datetime | None = None) -> Verification:
-    """Check the whole chain (or, with `since`, from the first export made at or after it). Raises
-    StorageUnavailable / StorageRefused when an object cannot be read (no verdict), redis errors."""
-    exports, chain, head, pending = _snapshot(ledger)
+def verify_log(ledger: Ledger, storages: Storage | Callable[[str], Storage],
+               since: datetime | None = None) -> Verification:
+    """Check the whole chain (or, with `since`, from the first export made at or after it). Each
+    export is read from the storage it was written to: `storages` gives one by name (or is the one
+    storage of every export). Raises StorageUnavailable / StorageRefused when an object cannot be read
+    (no verdict), and whatever `storages` raises for a storage it cannot give; redis errors."""
+    storage_of = storages if callable(storages) else (lambda _: storages)
+    records, chain, head, pending = _snapshot(ledger)
+    exports, unreadable = _exports(records)
+    if unreadable is not None:
+        return Verification(pending=pending, broken=unreadable)
     report = Verification(pending=pending)
     if since is not None:
         exports = [e for e in exports if e.at >= to_ms(since)]
     walk = _Walk(report, 1, GENESIS) if since is None else _Walk(report, exports[0].first if exports else 0, None)
     for export in exports:
-        report.broken = _object(walk, storage, export)
+        report.broken = _object(walk, storage_of(export.storage), export)
         if report.broken is not None:
             return report
     if since is not None and not exports:
@@ -143,8 +151,19 @@ def verify_log(ledger: Ledger, storage: Storage, since: datetime | None = None) 
     return report
 
 
-def _snapshot(ledger: Ledger) -> tuple[list[Export], list[str], Head, int]:
-    """The exports, the chain in Redis, the head and the count queued, read in one transaction."""
+def _exports(records: list[str]) -> tuple[list[Export], Break | None]:
+    """The export records, in seq order; or a break naming one that is not a record."""
+    exports = []
+    for raw in records:
+        try:
+            exports.append(Export.from_record(raw))
+        except (ValueError, TypeError):
+            return [], Break(None, "redis (auditlog:exports)", None, f"not an export record: {raw[:200]}")
+    return exports, None
+
+
+def _snapshot(ledger: Ledger) -> tuple[list[str], list[str], Head, int]:
+    """The export records, the chain in Redis, the head and the count queued, read in one transaction."""
     keys = ledger.keys
     pipe = ledger.redis.pipeline(transaction=True)
     pipe.zrange(keys.auditlog_exports, 0, -1)
@@ -152,7 +171,7 @@ def _snapshot(ledger: Ledger) -> tuple[list[Export], list[str], Head, int]:
     pipe.hgetall(keys.auditlog_head)
     pipe.llen(keys.auditlog_pending)
     records, chain, head, pending = pipe.execute()
-    return ([Export.from_record(r) for r in records], cast(list[str], chain), Head.from_hash(head), int(pending))
+    return cast(list[str], records), cast(list[str], chain), Head.from_hash(head), int(pending)
 
 
 def _object(walk: _Walk, storage: Storage, export: Export) -> Break | None:

@@ -69,8 +69,8 @@ Around the transfers (each module's docstring says what the values hold)::
                                   exported_at (ms) of the last export; exporting (JSON: the export
                                   under way, redone the same after a crash)
   P auditlog:exports        ZSET  every export written (JSON: key, first, last, entries, bytes,
-                                  sha256, at), by its first seq: what `archiver audit-log verify`
-                                  reads back
+                                  sha256, at, storage), by its first seq: what `archiver audit-log
+                                  verify` reads back
   P auditlog:export_lock    STRING held by the process exporting (redis-py's lock: its token)
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P link_key                STRING the random key (hex) that signs links to local files, served by

@@ -175,3 +175,10 @@ def test_since_after_the_last_export_checks_the_entries_in_redis(ledger: Ledger,
     report = verify_log(ledger, disk, since=since)
     assert report.intact and (report.objects, report.entries, report.first_seq, report.last_seq) == (0, 2, 7, 8)
     assert report.anchor is not None and "seq 7" in report.anchor
+
+
+def test_an_export_record_that_is_not_one_is_named(ledger: Ledger, disk: LocalStorage,
+                                                   log: tuple[Export, Export]) -> None:
+    ledger.redis.zadd(ledger.keys.auditlog_exports, {'{"key": "x"}': 7})
+    report = verify_log(ledger, disk)
+    assert broken(report) == (None, "redis (auditlog:exports)", None)

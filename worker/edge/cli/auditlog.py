@@ -3,7 +3,8 @@ export it now (what the scheduler does every `audit_log_every`).
 
 Exit codes: 0 the chain is intact (verify), or the export is done; 1 the chain is broken (the first
 broken or missing entry is named), or an export could not be written; 2 bad arguments or
-configuration; 3 Redis unreachable; 4 a storage failed, so the check could not complete.
+configuration; 3 Redis unreachable; 4 a storage failed (or an earlier export's storage is no longer
+configured), so the check could not complete.
 """
 
 from __future__ import annotations
@@ -38,6 +39,33 @@ def _storage(settings: LedgerSettings) -> Storage:
         raise typer.Exit(2) from None
 
 
+class _Storages:
+    """The storages earlier exports went to (audit_log_storage may have changed since), by name, built
+    on first use; AuditLogError for one the configuration no longer has."""
+
+    def __init__(self, settings: LedgerSettings, current: Storage) -> None:
+        self.settings, self.built = settings, {current.name: current}
+
+    def __call__(self, name: str) -> Storage:
+        from worker.storage.registry import build_storage  # noqa: PLC0415
+
+        if name not in self.built:
+            archive = self.settings.archive
+            try:
+                self.built[name] = build_storage(archive.storage(name), archive.transfer)
+            except KeyError:
+                raise AuditLogError(f"exports were written to the storage {name!r}, which the configuration no "
+                                    "longer has: add it back (it need not be routed to) to read them") from None
+            except (ConfigError, ValueError) as exc:
+                raise AuditLogError(f"exports were written to the storage {name!r}, which cannot be used: "
+                                    f"{exc}") from None
+        return self.built[name]
+
+    def close(self) -> None:
+        for storage in self.built.values():
+            storage.close()
+
+
 @auditlog_app.command("verify")
 def verify_command(
     since: Annotated[str | None, typer.Option(help="Start at the first export made at or after this moment (its "
@@ -58,13 +86,14 @@ def verify_command(
         err.print(f"[bold red]bad arguments:[/] --since: {exc}", highlight=False)
         raise typer.Exit(2) from None
     ledger, storage = open_ledger(settings), _storage(settings)
+    storages = _Storages(settings, storage)
     try:
-        report = verify_log(ledger, storage, since=start)
+        report = verify_log(ledger, storages, since=start)
     except ArchiverError as exc:
         err.print(f"[bold red]cannot verify[/]: {exc}", highlight=False)
         raise typer.Exit(INCOMPLETE) from None
     finally:
-        storage.close()
+        storages.close()
     span = (f", {rfc3339(from_ms(report.first_at))} to {rfc3339(from_ms(report.last_at))}"
             if report.first_at is not None and report.last_at is not None else "")
     seqs = f" (seq {report.first_seq}-{report.last_seq}{span})" if report.first_seq is not None else ""

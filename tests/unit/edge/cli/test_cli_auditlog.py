@@ -57,3 +57,20 @@ def test_an_operators_retry_is_noted_as_the_clis(ledger: Ledger, redis_url: str,
     assert result.returncode == 0, result.stderr
     (entry,) = [json.loads(raw) for raw in ledger.redis.lrange(ledger.keys.auditlog_pending, 0, -1)]
     assert (entry["action"], entry["actor"], entry["transfer_id"]) == ("retry", "cli", tid)
+
+
+def test_exports_are_read_from_the_storage_they_went_to_after_audit_log_storage_changed(
+        ledger: Ledger, redis_url: str, tmp_path: Path) -> None:
+    note_many(ledger, 2)
+    assert run_cli(redis_url, "audit-log", "export", **configured(tmp_path)).returncode == 0
+    note_many(ledger, 2, start=2)
+    moved = configured(tmp_path, audit_log_storage="disk")
+    assert run_cli(redis_url, "audit-log", "export", **moved).returncode == 0
+    assert list((tmp_path / "disk" / "audit-log").rglob("*.jsonl"))
+    checked = run_cli(redis_url, "audit-log", "verify", **moved)
+    assert checked.returncode == 0 and "2 object(s) read, 4 entries checked" in checked.stdout, checked.stdout
+
+    config = {"storages": [{"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "disk")}]}
+    gone = {"ARCHIVER_CONFIG": str(write_config(tmp_path / "gone.toml", config))}
+    result = run_cli(redis_url, "audit-log", "verify", **gone)
+    assert result.returncode == 4 and "'vault', which the configuration no longer has" in result.stderr
