@@ -142,7 +142,7 @@ def _step(ledger: Ledger, storage: Storage, max_entries: int) -> Export | Litera
     if len(lines) != last - first + 1 or _seq(lines[0]) != first or _seq(lines[-1]) != last:
         raise AuditLogError(f"the export under way ({plan['key']}: seq {first}-{last}) no longer matches the "
                             f"entries in Redis ({ledger.keys.auditlog_chain})")
-    body = ("\n".join(lines) + "\n").encode("ascii")
+    body = ("\n".join(lines) + "\n").encode("utf-8")  # ASCII as chained; UTF-8 whatever Redis holds
     key, sha256 = _write(storage, str(plan["key"]), body)
     export = Export(key, first, last, len(lines), len(body), sha256, int(plan["at"]), storage.name)
     done = ledger.redis.register_script(DONE)

@@ -130,8 +130,9 @@ def verify_log(ledger: Ledger, storages: Storage | Callable[[str], Storage],
     if unreadable is not None:
         return Verification(pending=pending, broken=unreadable)
     report = Verification(pending=pending)
-    if since is not None:
-        exports = [e for e in exports if e.at >= to_ms(since)]
+    if since is not None:  # from the first export at or after it, and every one after that
+        start = next((n for n, e in enumerate(exports) if e.at >= to_ms(since)), len(exports))
+        exports = exports[start:]
     walk = _Walk(report, 1, GENESIS) if since is None else _Walk(report, exports[0].first if exports else 0, None)
     for export in exports:
         report.broken = _object(walk, storage_of(export.storage), export)
