@@ -7,6 +7,7 @@
 2. The worker's peak RSS for several file sizes (the archiver alone).
 3. Many files end to end through webhooks and Celery workers (`bench.many`).
 4. Webhook intake at a fixed offered rate (`bench.intake`).
+5. `archiver find` at 1,000,000 indexed files (`bench.find`; not in the default cases: ``--cases find``).
 
 Every emulator is CPU-bound on this machine: wall time mostly measures the server, so each row
 also gives the contender's own CPU seconds per GiB. Results go to bench/RESULTS.md as well.
@@ -149,6 +150,7 @@ def main() -> None:
                 "memory": lambda: memory_case(stack, names, {n: source(n) for n in memory_sizes}),
                 "many": lambda: many_files_case(args.quick),
                 "intake": lambda: intake_case(args.quick),
+                "find": lambda: find_case(args.quick),
             }
             for case in cases:
                 console.print(f"[bold]case {case}[/]")
@@ -175,6 +177,12 @@ def intake_case(quick: bool) -> Table:
     from bench import intake  # noqa: PLC0415
 
     return intake.table(intake.run(seconds=5 if quick else 30))
+
+
+def find_case(quick: bool) -> list[Table]:
+    from bench import find  # noqa: PLC0415
+
+    return list(find.run(files=20_000 if quick else 1_000_000, calls_count=1_000 if quick else find.CALLS))
 
 
 if __name__ == "__main__":

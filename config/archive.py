@@ -24,7 +24,8 @@ MAX_LINK_TTL = timedelta(days=7)  # worker.storage.base.MAX_SIGNED_TTL: the long
 
 
 class TransferTuning(Strict):
-    """``[transfer]``: how bytes move. Memory per transfer is about part_size × (parts_in_flight + 1)."""
+    """``[transfer]``: how bytes move. Memory per transfer is about part_size × (parts_in_flight + 1), plus
+    part_size × download_streams while a large download runs in parallel ranges."""
 
     part_size: ByteSize = Field(default=ByteSize(8 * 1024 * 1024),
                                 description="The size of each part of a multipart upload; S3's minimum is 5MiB.")
@@ -37,6 +38,16 @@ class TransferTuning(Strict):
                                       description="The longest wait for a connection (Stream's CDN, a storage).")
     read_timeout: Duration = Field(default=timedelta(seconds=60),
                                    description="The longest wait for the next bytes of an answer.")
+    parallel_download_threshold: ByteSize = Field(
+        default=ByteSize(64 * 1024 * 1024),
+        description="A download at least this large is fetched as download_streams byte ranges at once (when the "
+                    "source answers a range request with 206; otherwise over one connection).")
+    download_streams: int = Field(
+        default=4, ge=1, le=32,
+        description="Connections one large download uses at once, each fetching the next part_size range; 1 turns "
+                    "parallel downloads off. The ranges wait in memory to be written in order: up to "
+                    "download_streams × part_size more per transfer. Also how many idle connections per download "
+                    "host a worker process keeps open for the next file.")
 
     @model_validator(mode="after")
     def _s3_minimum(self) -> TransferTuning:

@@ -16,6 +16,18 @@ STREAM_S3 = "stream-s3"  # Stream's built-in storage: "leave it with Stream"
 BUILT_IN_TYPES = ("s3", "gcs", "abs", "local")
 # How a write keeps off a key that already holds an object (`worker.storage.create_only`).
 CreateOnly = Literal["condition", "head"]
+S3LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+RetentionMode = Literal["Unlocked", "Locked"]  # GCS object retention, Azure immutability policies
+Days = Annotated[int, Field(strict=True, ge=1)]
+
+
+def check_retention(prefix: str, days: int | None, mode: str | None) -> None:
+    """A retention period and its mode come together (`prefix`: the keys' common start, for the message).
+    Raises ValueError."""
+    if days is not None and mode is None:
+        raise ValueError(f"{prefix}_days needs {prefix}_mode (which mode protects the objects for those days)")
+    if mode is not None and days is None:
+        raise ValueError(f"{prefix}_mode needs {prefix}_days (how many days each object is protected)")
 
 
 class S3Options(Strict):
@@ -37,6 +49,18 @@ class S3Options(Strict):
     s3_storage_class: str | None = Field(
         default=None, description="Every object's storage class, e.g. STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE.")
     s3_tags: dict[str, str] = Field(default_factory=dict, description="Tags set on every object written.")
+    s3_object_lock_mode: S3LockMode | None = Field(
+        default=None,
+        description="S3 Object Lock on every object, set on its upload (PutObject, CreateMultipartUpload): GOVERNANCE "
+                    "(users with s3:BypassGovernanceRetention may still delete it) or COMPLIANCE (nobody can, not even "
+                    "the root user, until it expires). Needs s3_object_lock_days and a bucket created with Object "
+                    "Lock (`archiver storage check` says).")
+    s3_object_lock_days: Days | None = Field(
+        default=None, description="With s3_object_lock_mode: each object is retained this many days from its upload.")
+    s3_legal_hold: bool = Field(
+        default=False,
+        description="Put a legal hold on every object at upload (no expiry: it stays until someone with "
+                    "s3:PutObjectLegalHold releases it). Needs a bucket with Object Lock.")
     s3_request_checksum: Literal["when_supported", "when_required"] = Field(
         default="when_supported",
         description="when_supported: boto3's default CRC checksums (AWS, moto); when_required: only where S3 "
@@ -51,6 +75,7 @@ class S3Options(Strict):
             raise ValueError("s3_sse_kms_key_id needs s3_sse = \"aws:kms\"")
         if self.s3_external_id and not self.s3_role_arn:
             raise ValueError("s3_external_id needs s3_role_arn")
+        check_retention("s3_object_lock", self.s3_object_lock_days, self.s3_object_lock_mode)
         return self
 
 
@@ -78,6 +103,22 @@ class AzureOptions(Strict):
         default=None, description="Entra ID authority for the service principal (sovereign clouds).")
     abs_server_side_copy: bool = Field(
         default=True, description="Let Azure fetch the source itself (Put Block From URL) when it can.")
+    abs_immutability_days: Days | None = Field(
+        default=None,
+        description="A version-level immutability policy on every blob, set on its upload (Put Blob, Put Block "
+                    "List): kept this many days from then. Needs abs_immutability_mode and a container with "
+                    "version-level immutability support (`archiver storage check` says).")
+    abs_immutability_mode: RetentionMode | None = Field(
+        default=None,
+        description="With abs_immutability_days: Unlocked (the policy may still be shortened or removed by someone "
+                    "allowed to) or Locked (it may only be extended).")
+    abs_legal_hold: bool = Field(
+        default=False, description="Put a legal hold on every blob at upload (stays until released). Needs a "
+                                   "container with version-level immutability support.")
+    abs_encryption_scope: str | None = Field(
+        default=None,
+        description="Encrypt every blob with this encryption scope of the account (its key may be yours, in Key "
+                    "Vault) instead of the account's default.")
 
     @model_validator(mode="after")
     def _consistent(self) -> AzureOptions:
@@ -86,6 +127,7 @@ class AzureOptions(Strict):
             raise ValueError("abs_client_id, abs_client_secret and abs_tenant_id must be given together")
         if not self.abs_connection_string and not self.abs_account_name and not self.abs_endpoint_url:
             raise ValueError("needs abs_account_name (or abs_connection_string, or abs_endpoint_url)")
+        check_retention("abs_immutability", self.abs_immutability_days, self.abs_immutability_mode)
         return self
 
 
@@ -110,6 +152,23 @@ class StorageConfig(Strict):
         default=None, description="An emulator or compatible service (STORAGE_EMULATOR_HOST works too).")
     gcs_project: str | None = Field(
         default=None, description="The Google Cloud project (default: the credentials' own; objects need none).")
+    gcs_retention_days: Days | None = Field(
+        default=None,
+        description="Object retention on every object, set on its upload: kept this many days from then. Needs "
+                    "gcs_retention_mode and a bucket with object retention enabled (`archiver storage check` says).")
+    gcs_retention_mode: RetentionMode | None = Field(
+        default=None,
+        description="With gcs_retention_days: Unlocked (the retention may still be shortened or removed by someone "
+                    "allowed to) or Locked (it may only be extended).")
+    gcs_event_based_hold: bool = Field(
+        default=False, description="Put an event-based hold on every object at upload (stays until released; "
+                                   "releasing it starts the bucket retention policy's clock, if any).")
+    gcs_temporary_hold: bool = Field(
+        default=False, description="Put a temporary hold on every object at upload (stays until released).")
+    gcs_kms_key_name: str | None = Field(
+        default=None,
+        description="Encrypt every object with this Cloud KMS key (CMEK), "
+                    "projects/P/locations/L/keyRings/R/cryptoKeys/K, instead of Google's default keys.")
     options: dict[str, Any] = Field(default_factory=dict, description="A plug-in backend's own settings.")
     max_concurrency: Annotated[int, Field(strict=True, ge=1)] | None = Field(
         default=None,
@@ -148,8 +207,7 @@ class StorageConfig(Strict):
         foreign = {
             "aws_s3": kind != "s3" and self.aws_s3 is not None,
             "azure_blob": kind != "abs" and self.azure_blob is not None,
-            "gcs_*": kind != "gcs" and any((self.gcs_credentials, self.gcs_credentials_file,
-                                            self.gcs_endpoint_url, self.gcs_project)),
+            "gcs_*": kind != "gcs" and any(getattr(self, name) for name in GCS_KEYS),
             "options": kind in BUILT_IN_TYPES and bool(self.options),
         }
         for key, misplaced in foreign.items():
@@ -157,7 +215,11 @@ class StorageConfig(Strict):
                 raise ValueError(f"{key} does not belong to a storage of storage_type {kind!r}")
         if self.gcs_credentials and self.gcs_credentials_file:
             raise ValueError("give gcs_credentials or gcs_credentials_file, not both")
+        check_retention("gcs_retention", self.gcs_retention_days, self.gcs_retention_mode)
         return self
+
+
+GCS_KEYS = tuple(name for name in StorageConfig.model_fields if name.startswith("gcs_"))
 
 
 def storage_secrets(storage: StorageConfig) -> list[SecretStr]:

@@ -21,7 +21,9 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     │   ├── DownloadRefused           URL outside `download_hosts` or not http(s)
     │   ├── StorageRefused            credentials refused, bucket missing, no permission (.reason)
     │   │   ├── KeyRefused                a key this storage cannot store (also a ValueError)
-    │   │   └── KeyTaken                  a create-only write found another object at the key
+    │   │   ├── KeyTaken                  a create-only write found another object at the key
+    │   │   └── ObjectLocked              the store's retention or hold forbids deleting or replacing the object
+    │   │       └── ErasureRefused        the store refused to erase an object: a retention period or a legal hold
     │   └── StreamRefused             Stream's API refused the request (4xx: credentials, not found…: .gone)
     ├── CopyRefused               the store cannot fetch the source itself: stream it instead
     ├── LinkUnavailable           no download link for this object: the storage cannot sign one (and what it
@@ -85,7 +87,8 @@ class IncompleteDownload(TransientError):
 # they map their SDK's error; "other" when nothing more precise is known.
 StorageReason = Literal[
     "unreachable", "credentials", "missing_bucket", "permission", "checksum_rejected", "throttled",
-    "server_error", "disk_full", "key_refused", "key_taken", "other",
+    "server_error", "disk_full", "key_refused", "key_taken", "object_locked", "retention_unsupported",
+    "retention", "legal_hold", "other",
 ]
 
 
@@ -117,7 +120,8 @@ class DownloadRefused(PermanentError):
 
 
 class StorageRefused(PermanentError):
-    """Permanent: reasons credentials, missing_bucket, permission, checksum_rejected, other."""
+    """Permanent: reasons credentials, missing_bucket, permission, checksum_rejected, retention_unsupported
+    (the bucket cannot keep the retention or holds the storage's settings ask for), other."""
 
     def __init__(self, message: str, *, reason: StorageReason = "other") -> None:
         super().__init__(message)
@@ -141,6 +145,27 @@ class KeyTaken(StorageRefused):
 
     def __init__(self, message: str, *, reason: StorageReason = "key_taken") -> None:
         super().__init__(message, reason="key_taken")  # `reason` only fits the error tables' Outcome
+
+
+class ObjectLocked(StorageRefused):
+    """Permanent, reason ``object_locked``: the store refused to delete or replace an object because a
+    retention period or a hold protects it (S3 Object Lock, GCS object retention or holds, an Azure
+    immutability policy or legal hold). Nothing was changed. A transfer that had to replace its damaged
+    object writes a copy to a new key instead (`worker.transfer.relocate`)."""
+
+    def __init__(self, message: str, *, reason: StorageReason = "object_locked") -> None:
+        super().__init__(message, reason="object_locked")  # `reason` only fits the error tables' Outcome
+ErasureReason = Literal["retention", "legal_hold"]
+
+
+class ErasureRefused(ObjectLocked):
+    """Permanent, reason ``retention`` (an unexpired retention period: S3 Object Lock, GCS object or bucket
+    retention, an Azure immutability policy) or ``legal_hold`` (S3 or Azure legal hold, GCS temporary or
+    event-based hold): the store refused to delete a version of an object (`Storage.erase`). The message
+    names the storage, the object, the version and why."""
+
+    def __init__(self, message: str, *, reason: StorageReason = "retention") -> None:
+        StorageRefused.__init__(self, message, reason="legal_hold" if reason == "legal_hold" else "retention")
 
 
 class StreamApiError(ArchiverError):

@@ -46,6 +46,7 @@ class Runtime:
                 tuning.connect_timeout.total_seconds(),
                 tuning.read_timeout.total_seconds(),
                 permits=LedgerPermits(ledger),  # `archiver try`'s one-file permissions
+                keep_alive=tuning.download_streams,  # one large download's connections serve the next files
             ),
             owner=f"{socket.gethostname()}:{os.getpid()}",
             stats=Stats(ledger.redis, ledger.prefix),

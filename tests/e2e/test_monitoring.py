@@ -154,3 +154,17 @@ def test_metrics_and_the_status_page_show_real_transfers(
     assert chromium.save_screenshot(str(RESULTS / "status-page-call.png"))
     errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors  # the form submitted under the page's CSP (form-action 'self')
+
+    search = chromium.find_element("id", "find")  # the search of archived files: by call id (or key=value)
+    search.send_keys("metrics")
+    chromium.find_element("css selector", "#find-search button").click()
+    wait_until(lambda: chromium.execute_script("return !!document.getElementById('find-results');"), timeout=15,
+               message="the search's results")
+    assert chromium.current_url.endswith("/?find=metrics")
+    found = chromium.execute_script(
+        "return [...document.querySelectorAll('#find-results tbody tr')]"
+        ".map(tr => [...tr.cells].map(td => td.textContent));")
+    assert sorted((r[0], r[1], r[2], r[3], r[5]) for r in found) == sorted(
+        ("default:metrics", f.kind, f.filename, "disk", f"{f.size:,}") for f in files)
+    errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors

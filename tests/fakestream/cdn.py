@@ -2,7 +2,9 @@
 
 Answers like CloudFront + S3: 403 XML for a missing, forged or expired signature, 404 XML
 for a deleted or unknown key, 200/206/416 with ``Range``/``If-Range`` support, and streams
-bodies in 1 MiB chunks (``socket.sendfile`` for files on disk).
+bodies in 1 MiB chunks (``socket.sendfile`` for files on disk). Knobs for tests: `Cdn.ignore_range`
+(answer every GET with the whole file, as a source without range support does), faults that cut
+only the answer to a range from a given byte, and `Cdn.connections` (TCP connections accepted).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class _Fault:
     path_contains: str
     remaining: int
     value: int  # status for "fail", byte count for "truncate"
+    range_from: int | None = None  # only requests whose Range starts at this byte
 
 
 class Faults:
@@ -93,23 +96,25 @@ class Faults:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
 
-    def add(self, kind: Literal["fail", "truncate"], path_contains: str, value: int, count: int) -> None:
-        """Queue ``count`` faults of ``kind`` for paths containing ``path_contains``."""
+    def add(self, kind: Literal["fail", "truncate"], path_contains: str, value: int, count: int,
+            range_from: int | None = None) -> None:
+        """Queue ``count`` faults of ``kind`` for paths containing ``path_contains`` (and a Range
+        starting at byte ``range_from``, when given)."""
         if count < 1:
             raise ValueError("count must be >= 1")
         with self._lock:
-            self._faults.append(_Fault(kind, path_contains, count, value))
+            self._faults.append(_Fault(kind, path_contains, count, value, range_from))
 
     def clear(self) -> None:
         """Drop every queued fault."""
         with self._lock:
             self._faults.clear()
 
-    def take(self, kind: Literal["fail", "truncate"], path: str) -> int | None:
+    def take(self, kind: Literal["fail", "truncate"], path: str, range_from: int | None = None) -> int | None:
         """Consume the oldest matching fault and return its value, or None when none matches."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind == kind and fault.path_contains in path:
+                if fault.kind == kind and fault.path_contains in path and fault.range_from in (None, range_from):
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)
@@ -157,6 +162,14 @@ class Cdn:
         self.signer = signer
         self.faults = Faults()
         self.missing_file_status = 404  # set to 403 to mimic S3 buckets without s3:ListBucket
+        self.ignore_range = False  # True: every GET gets the whole file (200), as from a source without ranges
+        self.connections = 0  # TCP connections accepted
+        self._lock = threading.Lock()
+
+    def connected(self) -> None:
+        """Count one accepted connection."""
+        with self._lock:
+            self.connections += 1
 
 
 def xml_error(code: str, message: str, key: str | None = None) -> bytes:
@@ -173,6 +186,11 @@ class CdnHandler(QuietHandler):
 
     cdn: Cdn  # set by the handler factory in server.py
 
+    def setup(self) -> None:
+        """Count the connection (a handler serves one connection)."""
+        super().setup()
+        self.cdn.connected()
+
     def do_GET(self) -> None:
         """Serve a file body (honours Range/If-Range and queued faults)."""
         self._serve(head=False)
@@ -187,7 +205,9 @@ class CdnHandler(QuietHandler):
         split = urlsplit(self.path)
         path = split.path
         self.cdn.store.log_cdn(self.command, path, self.request_headers())
-        status = None if head else self.cdn.faults.take("fail", path)
+        asked = _RANGE.match((self.headers.get("Range") or "").strip())
+        range_from = int(asked[1]) if asked and asked[1] and not self.cdn.ignore_range else None
+        status = None if head else self.cdn.faults.take("fail", path, range_from)
         if status is not None:
             self._error(status, _FAULT_CODES.get(status, "InjectedFault"), f"injected failure {status}")
             return
@@ -223,7 +243,7 @@ class CdnHandler(QuietHandler):
             "X-Cache": "Miss from cloudfront",
         }
         if_range = self.headers.get("If-Range")
-        range_header = self.headers.get("Range")
+        range_header = None if self.cdn.ignore_range else self.headers.get("Range")
         if if_range is not None and if_range.strip() not in (stored.etag, headers["Last-Modified"]):
             range_header = None
         try:
@@ -239,6 +259,10 @@ class CdnHandler(QuietHandler):
             return
         start, end = span if span is not None else (0, stored.size - 1)
         length = end - start + 1
+        # taken before the head goes out, so a fault meant for the first answer is never taken by the
+        # request its head prompts
+        cut = None if head else self.cdn.faults.take("truncate", urlsplit(self.path).path,
+                                                     start if span is not None else None)
         self.send_response(206 if span is not None else 200)
         if span is not None:
             headers["Content-Range"] = f"bytes {start}-{end}/{stored.size}"
@@ -248,7 +272,6 @@ class CdnHandler(QuietHandler):
         if head:
             return
         self.cdn.store.count_download(stored)
-        cut = self.cdn.faults.take("truncate", urlsplit(self.path).path)
         self._write_body(stored, start, length if cut is None else min(cut, length))
         if cut is not None and cut < length:
             self.close_connection = True  # the client sees fewer bytes than Content-Length

@@ -390,13 +390,30 @@ class FakeStream:
 
     # ------------------------------------------------------------------ faults and observation
 
-    def fail_next(self, path_contains: str, status: int, count: int = 1) -> None:
-        """The next ``count`` CDN GETs whose path contains ``path_contains`` answer ``status``."""
-        self._cdn.faults.add("fail", path_contains, status, count)
+    def fail_next(self, path_contains: str, status: int, count: int = 1, *, range_from: int | None = None) -> None:
+        """The next ``count`` CDN GETs whose path contains ``path_contains`` answer ``status`` (only GETs of a
+        range from byte ``range_from``, when given)."""
+        self._cdn.faults.add("fail", path_contains, status, count, range_from)
 
-    def truncate_next(self, path_contains: str, after_bytes: int, count: int = 1) -> None:
-        """The next ``count`` matching CDN GETs announce the full Content-Length, then close after N bytes."""
-        self._cdn.faults.add("truncate", path_contains, after_bytes, count)
+    def truncate_next(self, path_contains: str, after_bytes: int, count: int = 1, *,
+                      range_from: int | None = None) -> None:
+        """The next ``count`` matching CDN GETs announce the full Content-Length, then close after N bytes
+        (only GETs of a range from byte ``range_from``, when given)."""
+        self._cdn.faults.add("truncate", path_contains, after_bytes, count, range_from)
+
+    @property
+    def cdn_ignores_range(self) -> bool:
+        """True: the CDN answers every GET with the whole file (200), as a source without range support."""
+        return self._cdn.ignore_range
+
+    @cdn_ignores_range.setter
+    def cdn_ignores_range(self, on: bool) -> None:
+        self._cdn.ignore_range = on
+
+    @property
+    def cdn_connections(self) -> int:
+        """How many TCP connections the CDN accepted."""
+        return self._cdn.connections
 
     def fail_next_api(
         self, path_contains: str, status: int, count: int = 1, *, headers: dict[str, str] | None = None

@@ -1,5 +1,6 @@
 """The storage contract, written once: a backend joins with ``class TestX(StorageConformance)`` and
-four fixtures (and its download links with ``class TestXLinks(LinkConformance)``, the same fixtures).
+four fixtures (its download links with ``class TestXLinks(LinkConformance)``, the same fixtures; its
+write-once contract with ``class TestXProtection(ProtectionConformance)``, ``storage`` alone).
 
 - ``storage``: the backend under test (tests/storage/conftest.py builds it for the module's ``BACKEND``),
   configured with the prefix `PREFIX`; parts of 5 MiB and a multipart threshold of 5 MiB where the
@@ -21,9 +22,11 @@ import httpx
 import pytest
 
 from config import CreateOnly
+from worker.audit.judge import read_back_verdict, stat_verdict
 from worker.errors import KeyRefused, KeyTaken
-from worker.storage.base import Storage, StoredObject
+from worker.storage.base import Storage, StoredObject, unprotected
 from worker.storage.checksums import Digests, Hasher
+from worker.storage.write_once import remove_probe
 
 MiB = 1024 * 1024
 PREFIX = "archive/run/"
@@ -147,6 +150,26 @@ class StorageConformance:
         assert "sha256" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
         storage.delete("check/a.mp4")
         assert "missing" in (storage.verify("check/a.mp4", len(first), digests.sha256) or "")
+
+    def test_the_audits_verdicts(self, storage: Storage) -> None:
+        """`archiver audit` on this backend: ``ok`` by stat and read back; another file's bytes of the
+        same size under the key are a ``mismatch`` read back (and by stat where the store keeps a
+        SHA-256 each write replaces); a deleted object is missing (FileNotFoundError: ``missing``)."""
+        first, other = os.urandom(40_000), os.urandom(40_000)
+        _, digests = write_with_digests(storage, "audit/a.mp4", first)
+        assert stat_verdict(storage, "audit/a.mp4", len(first), digests.sha256) == ("ok", "")
+        assert read_back_verdict(storage, "audit/a.mp4", len(first), digests.sha256)[0] == "ok"
+        write_with_digests(storage, "audit/a.mp4", other, overwrite=True)
+        verdict, detail = read_back_verdict(storage, "audit/a.mp4", len(first), digests.sha256)
+        assert verdict == "mismatch" and digests.sha256 in detail
+        if "sha256" in storage.capabilities.content_checksums:
+            assert stat_verdict(storage, "audit/a.mp4", len(first), digests.sha256)[0] == "mismatch"
+        assert stat_verdict(storage, "audit/a.mp4", len(first) + 1, digests.sha256)[0] == "mismatch"
+        storage.delete("audit/a.mp4")
+        with pytest.raises(FileNotFoundError):
+            stat_verdict(storage, "audit/a.mp4", len(first), digests.sha256)
+        with pytest.raises(FileNotFoundError):
+            read_back_verdict(storage, "audit/a.mp4", len(first), digests.sha256)
 
     def test_multipart_sized_round_trip(self, storage: Storage, leftovers: Callable[[], list[str]]) -> None:
         """A ~12 MiB object written in uneven chunks reads back exactly, and nothing is left pending."""
@@ -331,10 +354,62 @@ class StorageConformance:
         assert PREFIX in text
         assert not [secret for secret in secrets if secret in text]
 
+    def test_erase_removes_every_version_and_nothing_else(self, storage: Storage) -> None:
+        """erase deletes every version the store keeps of exactly that key (a rewrite made two in a versioned
+        store), says what it deleted, leaves a neighbour whose name starts the same, and finds nothing after."""
+        write(storage, "erase/a.mp4", [b"one"])
+        write(storage, "erase/a.mp4", [b"two"], overwrite=True)
+        write(storage, "erase/a.mp4x", [b"kept"])
+        assert storage.versions("erase/a.mp4")
+        assert storage.erase("erase/a.mp4")
+        assert storage.versions("erase/a.mp4") == []
+        assert storage.erase("erase/a.mp4") == []
+        assert read(storage, "erase/a.mp4x") == b"kept"
+        with pytest.raises(FileNotFoundError):
+            storage.stat("erase/a.mp4")
+
     def test_close_is_idempotent(self, storage: Storage) -> None:
         """close() may be called more than once."""
         storage.close()
         storage.close()
+
+
+class ProtectionConformance:
+    """Write-once, as every backend keeps its contract whatever its store keeps (the stores' own
+    retention is tested per backend: tests/storage/test_*_write_once.py): a commit names the version
+    `stat` names; a write without retention (``protect=False``, the probes) is an ordinary object that
+    `remove_probe` removes entirely; `protection` of a plain object shows nothing locked, of a missing
+    key FileNotFoundError (or None: a storage that keeps no such state). Only the ``storage`` fixture."""
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        return PREFIX
+
+    def test_a_storage_without_retention_settings_asks_for_none(self, storage: Storage) -> None:
+        assert storage.retention is None and storage.write_once_problem() is None and unprotected(storage) == {}
+
+    def test_a_commit_and_stat_name_the_same_version(self, storage: Storage) -> None:
+        stored = write(storage, "versioned.mp4", [b"one version"])
+        assert storage.stat("versioned.mp4").version == stored.version
+
+    def test_an_unprotected_probe_is_an_ordinary_object_removed_entirely(self, storage: Storage) -> None:
+        with storage.open_writer("probe.txt", content_type="text/plain", metadata={}, protect=False) as writer:
+            writer.write(b"probe")
+            stored = writer.commit()
+        assert b"".join(storage.read("probe.txt")) == b"probe"
+        found = storage.protection("probe.txt")
+        assert found is None or (not found.locked() and found.holds == ())
+        remove_probe(storage, "probe.txt", stored.version)
+        with pytest.raises(FileNotFoundError):
+            storage.stat("probe.txt")
+        remove_probe(storage, "probe.txt", stored.version)  # gone already: not an error
+
+    def test_protection_of_a_missing_key(self, storage: Storage) -> None:
+        try:
+            found = storage.protection("absent.mp4")
+        except FileNotFoundError:
+            return
+        assert found is None  # only a storage that keeps no retention at all answers without looking
 
 
 Sign = Callable[[str, timedelta], str]  # (key, ttl) → a download URL

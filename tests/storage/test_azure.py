@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.storage.conformance import DOT_ENDED_KEYS, LONG_KEY, LinkConformance, StorageConformance
+from tests.storage.conformance import (
+    DOT_ENDED_KEYS,
+    LONG_KEY,
+    LinkConformance,
+    ProtectionConformance,
+    StorageConformance,
+)
 from tests.support.azurite import (
     ACCOUNT_KEY,
     account_sas,
@@ -45,3 +51,7 @@ class TestAzure(StorageConformance):
 
 class TestAzureLinks(LinkConformance):
     """Logged in with the account key (the module's default): a service SAS, checked by Azurite."""
+
+
+class TestAzureProtection(ProtectionConformance):
+    """A commit's version, unprotected probes removed entirely, protection read back (tests/storage/conformance.py)."""

@@ -63,6 +63,15 @@ def test_passes_on_local_disk(tmp_path: Path) -> None:
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
+def test_by_hand_without_retention_settings_is_the_same_check(tmp_path: Path) -> None:
+    """`archiver storage check` asks for the write-once proof (`protect=True`); a storage whose settings ask
+    for no retention or hold gets the same steps, and nothing is kept."""
+    storage = LocalStorage("disk", tmp_path, "checks/")
+    report = check_storage(storage, TEST_TUNING, protect=True)
+    assert report.ok and [s.name for s in report.steps] == STEPS and report.kept == ()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 def test_passes_on_moto(moto_server: str, moto_client: S3Client, bucket: str) -> None:
     """On S3 every step passes: the multipart probe is three parts and its CRC32C matches at stat; a
     second write to the note's key is refused by If-None-Match (moto honours it)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.storage.conformance import CRLF_KEY, LONG_KEY, LinkConformance, StorageConformance
+from tests.storage.conformance import CRLF_KEY, LONG_KEY, LinkConformance, ProtectionConformance, StorageConformance
 from tests.support.gcs import list_objects, service_account_json, watch
 from tests.support.tokenserver import TokenServer
 from worker.storage.gcs.storage import GCSStorage
@@ -39,3 +39,7 @@ class TestGCSLinks(LinkConformance):
     @pytest.fixture
     def gcs_auth(self, token_server: TokenServer) -> dict[str, Any]:
         return {"gcs_credentials": service_account_json(token_server.url)[0]}
+
+
+class TestGCSProtection(ProtectionConformance):
+    """A commit's version, unprotected probes removed entirely, protection read back (tests/storage/conformance.py)."""

@@ -12,7 +12,7 @@ import redis
 from fastapi import FastAPI
 
 from config import ArchiveConfig
-from tests.storage.conformance import LONG_NAME_KEY, LinkConformance, Sign, StorageConformance
+from tests.storage.conformance import LONG_NAME_KEY, LinkConformance, ProtectionConformance, Sign, StorageConformance
 from tests.support.webserver import serve_in_thread
 from worker.edge.web import paths
 from worker.edge.web.links import add_files
@@ -64,3 +64,7 @@ class TestLocalLinks(LinkConformance):
             maker.close()
         serving.close()
         client.close()
+
+
+class TestLocalProtection(ProtectionConformance):
+    """A commit's version, unprotected probes removed entirely, protection read back (tests/storage/conformance.py)."""

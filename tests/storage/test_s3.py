@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from tests.storage.conformance import CRLF_KEY, LONG_KEY, LinkConformance, StorageConformance
+from tests.storage.conformance import CRLF_KEY, LONG_KEY, LinkConformance, ProtectionConformance, StorageConformance
 from tests.support.moto import ACCESS_KEY, SECRET_KEY
 from tests.support.s3rver import s3rver, s3rver_storage  # noqa: F401 - a session fixture, used by name
 from worker.storage.s3.storage import S3Storage
@@ -45,3 +45,7 @@ class TestS3rverLinks(LinkConformance):
         built = s3rver_storage(s3rver, prefix)
         yield built
         built.close()
+
+
+class TestS3Protection(ProtectionConformance):
+    """A commit's version, unprotected probes removed entirely, protection read back (tests/storage/conformance.py)."""

@@ -83,9 +83,10 @@ def session_open(session_uri: str) -> bool:
 @dataclass
 class Traffic:
     """What a storage sent through its session: every (method, URL, headers with lower-case names),
-    and the resumable sessions it opened."""
+    the start of each body (`bodies`, in the same order), and the resumable sessions it opened."""
 
     sent: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
 
     def record(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -93,6 +94,8 @@ class Traffic:
         self.sent.append(
             (str(request.method), str(request.url), {k.lower(): str(v) for k, v in request.headers.items()})
         )
+        body = request.body or b""
+        self.bodies.append((body.encode() if isinstance(body, str) else bytes(body))[:65536])
         if request.method == "POST" and "uploadType=resumable" in str(request.url) and "Location" in response.headers:
             self.sessions.append(response.headers["Location"])
 

@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -76,10 +76,11 @@ def s3_client(endpoint_url: str, access_key: str = ACCESS_KEY, secret_key: str =
     )
 
 
-def create_bucket(client: S3Client, name: str | None = None) -> str:
-    """Create a bucket (a fresh unique name by default) and return its name."""
+def create_bucket(client: S3Client, name: str | None = None, *, object_lock: bool = False) -> str:
+    """Create a bucket (a fresh unique name by default; with `object_lock`, Object Lock enabled, which
+    turns versioning on) and return its name."""
     bucket = name or f"test-{uuid.uuid4().hex[:20]}"
-    client.create_bucket(Bucket=bucket)
+    client.create_bucket(Bucket=bucket, **({"ObjectLockEnabledForBucket": True} if object_lock else {}))
     return bucket
 
 
@@ -92,9 +93,16 @@ def s3_config(endpoint_url: str, bucket: str, prefix: str = "", name: str = "s3-
     )
 
 
-def s3_storage(endpoint_url: str, bucket: str, prefix: str = "", tuning: TransferTuning = TEST_TUNING) -> S3Storage:
-    """An S3Storage on moto, built the way the service builds it (`from_config`)."""
-    return S3Storage.from_config(s3_config(endpoint_url, bucket, prefix), tuning)
+def s3_storage(endpoint_url: str, bucket: str, prefix: str = "", tuning: TransferTuning = TEST_TUNING,
+               **options: Any) -> S3Storage:
+    """An S3Storage on moto, built the way the service builds it (`from_config`); `options` are more
+    ``[storages.aws_s3]`` keys."""
+    config = s3_config(endpoint_url, bucket, prefix)
+    if options:
+        assert config.aws_s3 is not None
+        aws = {**config.aws_s3.model_dump(), "s3_api_key": ACCESS_KEY, "s3_secret": SECRET_KEY, **options}
+        config = StorageConfig.model_validate({**config.model_dump(), "aws_s3": aws})
+    return S3Storage.from_config(config, tuning)
 
 
 @pytest.fixture(scope="session")

@@ -110,25 +110,11 @@ class Judge:
             return "unchecked", f"{type(exc).__name__}: {exc}"
 
     def stat(self, storage: Storage, transfer: Transfer) -> tuple[Verdict, str]:
-        stored = storage.stat(transfer.key)
-        where = f"{storage.describe()}{transfer.key}"
-        if stored.size != transfer.bytes:
-            return "mismatch", f"{where} holds {stored.size} bytes, {transfer.bytes} were archived"
-        found = stored.checksums.get("sha256") if "sha256" in storage.capabilities.content_checksums else None
-        if found is not None and transfer.sha256 and found != transfer.sha256:
-            return "mismatch", f"{where} has sha256 {found} (the store's), {transfer.sha256} was archived"
-        return "ok", ""
+        return stat_verdict(storage, transfer.key, transfer.bytes, transfer.sha256)
 
     def read_back(self, storage: Storage, transfer: Transfer) -> tuple[Verdict, str]:
-        hasher = Hasher(())
-        for chunk in storage.read(transfer.key, int(self.runtime.archive.transfer.read_chunk)):
-            hasher.update(chunk)
-        digests, where = hasher.digests(), f"{storage.describe()}{transfer.key}"
-        if digests.size != transfer.bytes:
-            return "mismatch", f"{where} holds {digests.size} bytes, {transfer.bytes} were archived"
-        if digests.sha256 != transfer.sha256:
-            return "mismatch", f"{where} has sha256 {digests.sha256} (read back), {transfer.sha256} was archived"
-        return "ok", "sha256 verified"
+        return read_back_verdict(storage, transfer.key, transfer.bytes, transfer.sha256,
+                                 int(self.runtime.archive.transfer.read_chunk))
 
     def repair(self, transfer: Transfer, problem: str, holds: bool | None) -> str:
         """Queue a missing or changed object again when Stream still holds its file; what was done."""
@@ -143,6 +129,34 @@ class Judge:
         log.error("audit_requeued", transfer_id=transfer.id, storage=transfer.storage, key=transfer.key,
                   call_cid=transfer.call_cid, reason=problem)
         return "queued again (Stream still holds the file)"
+
+
+def stat_verdict(storage: Storage, key: str, size: int | None, sha256: str | None) -> tuple[Verdict, str]:
+    """A stat's verdict on the object archived at `key` (`size` bytes, `sha256`): ``ok``, or ``mismatch``
+    when its size differs, or a SHA-256 the store replaces with every write differs. Raises
+    FileNotFoundError (``missing``) and the storage's errors."""
+    stored = storage.stat(key)
+    where = f"{storage.describe()}{key}"
+    if stored.size != size:
+        return "mismatch", f"{where} holds {stored.size} bytes, {size} were archived"
+    found = stored.checksums.get("sha256") if "sha256" in storage.capabilities.content_checksums else None
+    if found is not None and sha256 and found != sha256:
+        return "mismatch", f"{where} has sha256 {found} (the store's), {sha256} was archived"
+    return "ok", ""
+
+
+def read_back_verdict(storage: Storage, key: str, size: int | None, sha256: str | None,
+                      chunk_size: int = 1 << 20) -> tuple[Verdict, str]:
+    """``--deep``: the object read back and hashed, trusting nothing the store keeps about it."""
+    hasher = Hasher(())
+    for chunk in storage.read(key, chunk_size):
+        hasher.update(chunk)
+    digests, where = hasher.digests(), f"{storage.describe()}{key}"
+    if digests.size != size:
+        return "mismatch", f"{where} holds {digests.size} bytes, {size} were archived"
+    if digests.sha256 != sha256:
+        return "mismatch", f"{where} has sha256 {digests.sha256} (read back), {sha256} was archived"
+    return "ok", "sha256 verified"
 
 
 class _Once:

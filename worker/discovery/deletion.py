@@ -10,6 +10,9 @@ Verified first: just before deleting, each transfer's object must still be the b
 (`Storage.verify`: its size and SHA-256, hashed again where the store keeps none it replaces with
 every write). Otherwise nothing of that file is deleted, ``stream_delete_skipped`` says why, and the
 transfer is queued again (reason ``object_changed``) to be archived anew.
+
+Held: a file of a call on legal hold (`archiver hold`) is not deleted from Stream (``stream_delete_held``,
+counted in ``held``): a hold keeps every copy, Stream's too, until it is released.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from worker.compliance.holds import held_calls
 from worker.errors import StreamApiError, StreamRefused
 from worker.files import Kind, artefact
 from worker.ledger.models import Transfer
@@ -47,6 +51,7 @@ class DeletionSummary:
     already_gone: int = 0
     failed: int = 0
     skipped: int = 0  # an object no longer matched: nothing deleted, its transfer queued again
+    held: int = 0  # files of calls on legal hold (`archiver hold`): kept at Stream
 
 
 def deletable_files(ledger: Ledger) -> Iterator[Deletable]:
@@ -107,7 +112,13 @@ def still_archived(runtime: Runtime, transfers: list[Transfer], context: dict[st
 
 def delete_archived(runtime: Runtime, *, dry_run: bool) -> DeletionSummary:
     """Delete from Stream every file archived everywhere (or, with `dry_run`, only list them)."""
-    summary = DeletionSummary(candidates=list(deletable_files(runtime.ledger)))
+    found = list(deletable_files(runtime.ledger))
+    held = held_calls(runtime.ledger, (item.call_cid for item in found))
+    summary = DeletionSummary(candidates=[item for item in found if item.call_cid not in held])
+    for item in (item for item in found if item.call_cid in held):
+        summary.held += 1
+        log.info("stream_delete_held", call_cid=item.call_cid, filename=item.filename, file_id=item.file_id,
+                 note="the call is on legal hold: its files stay at Stream until the hold is released")
     if dry_run:
         return summary
     for item in summary.candidates:

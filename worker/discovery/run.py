@@ -6,7 +6,8 @@ list each call's files, and every file the ledger does not know is recorded with
 routed by the call object QueryCalls returned (no GetCall); with ``stats_report`` enabled, so is
 each listed session's stats report Stream serves (`worker.discovery.reports`). Files waiting for their routes are
 routed the same way. Nothing else in the ledger is touched: archived, running and ``failed``
-transfers stay as they are, so a second run records nothing.
+transfers stay as they are, so a second run records nothing; but every listed file the ledger
+holds is indexed by its call's custom data (`archiver find`, `worker.ledger.index`).
 
 **One call failing does not stop a run.** A call whose listing fails (Stream unavailable after
 the client's retries, or refused) is counted in ``failed_calls``, logged (``discovery_call_failed``),
@@ -54,6 +55,7 @@ from worker.errors import MalformedPayload, StreamApiError, StreamRefused
 from worker.files import LISTED_KINDS, Kind, StreamFile
 from worker.intake.record import plan_transfers, record_routes
 from worker.intake.webhook import file_from_item
+from worker.ledger.index import index_known
 from worker.runtime import Runtime
 from worker.sessions.complete import note_listing
 
@@ -180,7 +182,8 @@ class _Run:
         views = view_files(self.runtime.ledger, list(files))
         for file_id, file in files.items():
             self.settle_file(file, call, views[file_id])
-        if not self.dry_run:
+        if not self.dry_run:  # the call's custom data, for `archiver find`: new files got it when recorded
+            index_known(self.runtime.ledger, [fid for fid, view in views.items() if view.known], call)
             note_listing(self.runtime, cid, call, listed, [fid for fid, view in views.items() if not view.known],
                          self.now)
         self.counts.calls_seen += 1

@@ -22,6 +22,7 @@ from worker.files import Kind, StreamFile, failed_artefact, ready_artefact, tran
 from worker.intake.object_keys import object_key
 from worker.intake.routing import route
 from worker.intake.webhook import authenticate, decompress, parse_event, ready_file
+from worker.ledger.index import custom_terms
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
 from worker.notify.outbox import Outbox
@@ -79,7 +80,8 @@ def plan_transfers(archive: ArchiveConfig, file: StreamFile, call: Mapping[str, 
 
 def record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile,
                   call: Mapping[str, Any] | None = None) -> Recorded:
-    """Record `file` with its transfers (`call`: its GetCall data, for call-level routing)."""
+    """Record `file` with its transfers (`call`: its call object, from GetCall or QueryCalls, for
+    call-level routing; its custom data is indexed for `archiver find` too)."""
     recorded = _record_routes(archive, ledger, file, call)
     assert isinstance(recorded, Recorded)  # refuse_expired is off
     return recorded
@@ -90,9 +92,11 @@ def _record_routes(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, cal
     transfers = plan_transfers(archive, file, call)
     intake = ledger.record(file, transfers, expires_at=file.expires_at(archive.retention),
                            dispatch_in_ms=seconds_to_ms(archive.redispatch_after.total_seconds()),
-                           refuse_expired=refuse_expired)
+                           refuse_expired=refuse_expired, custom=None if call is None else custom_terms(call))
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
+    if intake.erased:
+        return _erased(file)
     queued = [t.id for t in transfers if t.state == "queued"] if intake.transfers_created else []
     return Recorded(file.file_id, intake.file_is_new, [t.id for t in transfers], queued, file.kind)
 
@@ -108,7 +112,15 @@ def record_file(archive: ArchiveConfig, ledger: Ledger, file: StreamFile, *,
                            refuse_expired=refuse_expired)
     if intake.expired:
         return Expired(file.file_id, file.call_cid, file.expires_at(archive.retention))
+    if intake.erased:
+        return _erased(file)
     return Recorded(file.file_id, intake.file_is_new, [], [file.file_id] if intake.file_is_new else [], file.kind)
+
+
+def _erased(file: StreamFile) -> Recorded:
+    """`archiver erase` erased this file (``erased:<fid>``): nothing was recorded, nothing is queued."""
+    log.info("erased_file_not_recorded", file_id=file.file_id, call_cid=file.call_cid, filename=file.filename)
+    return Recorded(file.file_id, False, [], [], file.kind)
 
 
 @dataclass(frozen=True)

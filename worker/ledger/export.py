@@ -30,8 +30,8 @@ from worker.ledger.unrouted import by_creation, waiting_files
 
 ExportFormat = Literal["csv", "json"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "json")
-TRANSFER_COLUMNS = ("id", "state", "call_cid", "session_id", "kind", "filename", "storage", "key", "bytes",
-                    "sha256", "attempts", "error", "reason", "created_at", "updated_at", "next_attempt_at",
+TRANSFER_COLUMNS = ("id", "state", "call_cid", "session_id", "kind", "filename", "storage", "key", "replaced_key",
+                    "bytes", "sha256", "attempts", "error", "reason", "created_at", "updated_at", "next_attempt_at",
                     "expires_at", "file_id")
 FILE_COLUMNS = ("recording_type", "egress_id", "start_time", "end_time", "file_recorded_at",
                 "deleted_from_stream", "deleted_from_stream_at")

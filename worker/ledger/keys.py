@@ -15,7 +15,9 @@ Keys (prefix P, default ``archiver:``).  The transfers::
   P transfer:<tid>        HASH  one file → one storage: state, attempts, bytes, sha256, key…;
                                 commit_bytes and commit_sha256 (what its last attempt was about to
                                 commit: a retry finding those bytes at its key is archived); replace=1
-                                (its object was found changed: its next write may replace it)
+                                (its object was found changed: its next write may replace it);
+                                replaced_key (its key before a retention period or a hold kept the
+                                damaged object there and the copy went to a new key)
   P transfers             ZSET  every transfer by creation time (ms)
   P state:<state>         ZSET  transfers in a state, by last update (ms)
   P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a
@@ -25,7 +27,8 @@ Keys (prefix P, default ``archiver:``).  The transfers::
                                 the call's data): when to (re)try resolving them (ms)
   P call:<cid>            STRING a call's GetCall data, cached for call_cache_ttl
   P call_files:<call id>  SET   the ids of the files of the calls with that id (of any type: a search by
-                                id alone finds them), added at every intake, removed by `prune`
+                                id alone finds them), added at every intake, removed by `prune`; the
+                                call index of `archiver find` too (`worker.ledger.index`)
   P running:<storage>     ZSET  transfers of a storage holding a lease, by lease end (ms): how
                                 `max_concurrency` is counted across every worker
   P keyowner:<storage>    HASH  object key → the file id it was given to at intake, so one key never
@@ -38,6 +41,18 @@ Keys (prefix P, default ``archiver:``).  The transfers::
   P stream_failures       LIST  those failure events (JSON), newest first, the last 10,000
   P schema_version        STRING the ledger's schema version (`worker.ledger.schema`)
   P schema_migration_lock STRING held by the process migrating the schema
+
+The index of `archiver find` (`worker.ledger.index`; written by intake's script, removed with the file's
+record by `prune`). Each is scored by the file's start (its start_time, ms), so results come newest first
+and time ranges are one range read::
+
+  P index:type:<call type>        ZSET  the ids of the files of every call of that type
+  P index:day:<YYYY-MM-DD>        ZSET  the ids of the files that started that day (UTC)
+  P index:days                    ZSET  the days that have files (YYYY-MM-DD), by the day's start (ms)
+  P index:custom:<key>=<value>    ZSET  the ids of the files of the calls whose custom data has that
+                                        scalar value (strings, numbers, booleans as true/false; the
+                                        file's hash keeps its terms in its field ``custom``)
+  P index:migration               STRING the SCAN cursor of the migration indexing older files (schema 2)
 
 A running transfer's hash also holds lease_owner, lease_until and lease_token (its claim's random
 fencing token). Times are integer milliseconds since the epoch. Scripts build key names from the
@@ -78,6 +93,15 @@ Around the transfers (each module's docstring says what the values hold)::
                                   (SET NX) by the first link made. Deleting it revokes every such link
   P stats:<figure>, P storage_health  the cluster-wide figures (`worker.monitoring.stats`; see `FIGURES`)
   P stats:tally:<state>     STRING a state's kept count by storage (`worker.monitoring.tally`)
+
+Holds and erasure (`worker.compliance`)::
+
+  P hold:<cid>                HASH  a legal hold on the call: reason, at (ms), by; while it exists nothing
+                                    of the call is pruned, deleted from Stream or erased
+  P holds                     ZSET  the calls on hold, by when the hold was placed (ms)
+  P erased:<fid>              STRING a file erased by `archiver erase` (JSON: call_cid, session_id, at, by): intake
+                                    refuses to record it again (a reconciliation or a late webhook still
+                                    finding it at Stream); expires once Stream cannot hold it any more
 
 A session's manifest (`worker.sessions.manifest`)::
 
@@ -160,6 +184,11 @@ class Keys:
     unrouted = _Fixed("unrouted")
     call = _Named("call:{}")
     call_files = _Named("call_files:{}")
+    index_type = _Named("index:type:{}")
+    index_day = _Named("index:day:{}")  # YYYY-MM-DD
+    index_days = _Fixed("index:days")
+    index_custom = _Named("index:custom:{}")  # <key>=<value>
+    index_migration = _Fixed("index:migration")
     running = _Named("running:{}")
     key_owner = _Named("keyowner:{}")
     session_files = _Named("session:{}")  # <cid>:<sid>
@@ -179,6 +208,11 @@ class Keys:
     notify_due = _Fixed("notify:due")
     notify_state = _Named("notify:state:{}")
     notify_outcomes = _Fixed("notify:outcomes")
+
+    # -- holds and erasure (Lua: worker.ledger.scripts PRUNE and INTAKE read hold: and erased:) -----
+    hold = _Named("hold:{}")  # <cid>
+    holds = _Fixed("holds")
+    erased = _Named("erased:{}")  # <fid>
 
     # -- a session's manifest (Lua: worker.sessions.manifest) -----------------------------------
     manifest = _Named("manifest:{}")  # <cid>:<sid>

@@ -78,8 +78,16 @@ class Transfer:
     def replaces(self) -> bool:
         """Its write may replace the object at its key: a verification found that object missing or
         damaged and queued it again (``replace``, set by `Ledger.requeue_archived`; a ledger from before
-        that field says so by the reason ``object_changed``). Every other write is create-only."""
-        return self.raw.get("replace") == "1" or self.reason == "object_changed"
+        that field says so by the reason ``object_changed``; `Ledger.move_key` clears it). Every other
+        write is create-only."""
+        replace = self.raw.get("replace")
+        return replace == "1" or (replace is None and self.reason == "object_changed")
+
+    @property
+    def replaced_key(self) -> str | None:
+        """The key it had before its copy went to a new one, where a retention period or a hold kept the
+        damaged object there (`worker.transfer.relocate`); None when it never moved."""
+        return self.raw.get("replaced_key") or None
 
     @property
     def noted_commit(self) -> tuple[int, str] | None:
@@ -91,7 +99,8 @@ class Transfer:
         """The public JSON shape (`archiver transfers list --json`): times in RFC 3339 UTC."""
         return {
             "id": self.id, "call_cid": self.call_cid, "session_id": self.session_id, "kind": self.kind,
-            "filename": self.filename, "storage": self.storage, "key": self.key, "state": self.state,
+            "filename": self.filename, "storage": self.storage, "key": self.key, "replaced_key": self.replaced_key,
+            "state": self.state,
             "bytes": self.bytes, "sha256": self.sha256, "attempts": self.attempts, "error": self.error,
             "reason": self.reason,
             "expires_at": rfc3339(self.expires_at), "created_at": rfc3339(self.created_at),
@@ -119,6 +128,7 @@ class Intake:
     file_is_new: bool
     transfers_created: int
     expired: bool = False  # refused, nothing written: the file's deadline had passed
+    erased: bool = False  # refused, nothing written: `archiver erase` erased it (`erased:<fid>`)
 
 
 # Hands ledger ids to the workers: transfers (``t_…``) to archive, files (``f_…``) to route. Best

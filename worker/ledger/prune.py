@@ -7,8 +7,10 @@ transfer goes when it was archived before the cutoff *and* Stream's deletion dea
 record it, and upload it, again. A file's record goes with the last of its transfers; a file with
 any transfer not archived (queued, transferring, failed, lost, skipped) keeps its record, and those
 transfers are never touched. `archiver transfers prune` first checks each object is still the bytes
-archived (`worker.discovery.deletion.object_problem`): the entry of one that is not is kept.
-Each transfer pruned leaves an audit-log entry (action prune), written by the same script.
+archived (`worker.discovery.deletion.object_problem`): the entry of one that is not is kept. A transfer
+of a call on legal hold (`archiver hold`, ``hold:<cid>``) is never pruned (outcome ``held``; the script
+checks the hold itself, so a hold placed meanwhile counts). Each transfer pruned leaves an audit-log
+entry (action prune), written by the same script.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class PruneSummary:
     transfers: int = 0  # pruned (or prunable)
     files: int = 0  # file records removed (or removable)
     outcomes: Counter[str] = field(default_factory=Counter)  # every script answer, by status
+
+    @property
+    def held(self) -> int:
+        """Archived before the cutoff, but a legal hold on its call (`archiver hold`) keeps it."""
+        return self.outcomes["held"]
 
     @property
     def kept_at_stream(self) -> int:

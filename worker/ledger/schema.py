@@ -20,14 +20,17 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from worker.errors import LedgerSchemaError
+from worker.ledger.index import index_existing
 from worker.ledger.store import Ledger
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNVERSIONED = 1  # what a ledger from before versioning is
-Migration = Callable[[Ledger], None]
-MIGRATIONS: dict[int, Migration] = {}  # from version n to n + 1; none yet
+Migration = Callable[[Ledger], object]
+MIGRATIONS: dict[int, Migration] = {  # from version n to n + 1
+    1: index_existing,  # 2: the index of `archiver find` (worker.ledger.index), built for the files recorded so far
+}
 LOCK_MS = 10 * 60 * 1000
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -26,8 +26,107 @@ local function call_files(p, cid)
 end
 """
 
-# ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired
-#   ->  {file_is_new, transfers_created, expired}
+# The index of `archiver find` (`worker.ledger.index`; keys in `worker.ledger.keys`): a file is in its
+# call's set (CALL_FILES), its call type's, its day's and each of its custom terms' sorted set, scored
+# by its start_time (ms; its created_at when it has none). Its day is the UTC date of that time
+# (`day_of`: the proleptic Gregorian calendar, from days since the epoch). Its custom terms are kept
+# in its hash (field `custom`: a JSON array of "key=value", sorted; absent when none), so that
+# removing it (`unindex_file`) needs nothing but the hash. Every function takes the file's key.
+INDEX = CALL_FILES + """
+local DAY_MS = 86400000
+local function day_of(ms)
+  local z = math.floor(ms / DAY_MS) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02d', year, month, doy - math.floor((153 * mp + 2) / 5) + 1)
+end
+local function indexed(fkey)
+  local f = redis.call('HMGET', fkey, 'call_cid', 'start_time', 'created_at', 'custom')
+  local at = tonumber(f[2] or '') or tonumber(f[3] or '')
+  local cid = f[1]
+  local colon = cid and string.find(cid, ':', 1, true)
+  return cid, colon and string.sub(cid, 1, colon - 1) or cid, at, f[4] and cjson.decode(f[4]) or {}
+end
+local function index_file(p, fkey, fid)
+  local cid, call_type, at, terms = indexed(fkey)
+  if not cid then return 0 end
+  redis.call('SADD', call_files(p, cid), fid)
+  if not at then return 1 end
+  local day = day_of(at)
+  redis.call('ZADD', p .. 'index:type:' .. call_type, at, fid)
+  redis.call('ZADD', p .. 'index:day:' .. day, at, fid)
+  redis.call('ZADD', p .. 'index:days', at - at % DAY_MS, day)
+  for _, term in ipairs(terms) do redis.call('ZADD', p .. 'index:custom:' .. term, at, fid) end
+  return 1
+end
+local function unindex_file(p, fkey, fid)
+  local cid, call_type, at, terms = indexed(fkey)
+  if not cid then return 0 end
+  redis.call('SREM', call_files(p, cid), fid)
+  redis.call('ZREM', p .. 'index:type:' .. call_type, fid)
+  for _, term in ipairs(terms) do redis.call('ZREM', p .. 'index:custom:' .. term, fid) end
+  if at then
+    local day = day_of(at)
+    redis.call('ZREM', p .. 'index:day:' .. day, fid)
+    if redis.call('EXISTS', p .. 'index:day:' .. day) == 0 then redis.call('ZREM', p .. 'index:days', day) end
+  end
+  return 1
+end
+-- The call's custom terms (terms_json: a JSON array, '[]' for none) become the file's, replacing
+-- those it had (their entries are removed; index_file adds the new ones).
+local function set_custom(p, fkey, fid, terms_json)
+  local stored = redis.call('HGET', fkey, 'custom')
+  if stored == terms_json or (not stored and terms_json == '[]') then return end
+  if stored then
+    for _, term in ipairs(cjson.decode(stored)) do redis.call('ZREM', p .. 'index:custom:' .. term, fid) end
+  end
+  if terms_json == '[]' then redis.call('HDEL', fkey, 'custom') else redis.call('HSET', fkey, 'custom', terms_json) end
+end
+"""
+
+# ARGV: prefix, file_id, terms_json ('' = leave its custom terms as they are)  ->  1 if the file is
+# recorded (and now indexed), 0 if not
+INDEX_FILE = INDEX + """
+local p, fid = ARGV[1], ARGV[2]
+local fkey = p .. 'file:' .. fid
+if redis.call('EXISTS', fkey) == 0 then return 0 end
+if ARGV[3] ~= '' then set_custom(p, fkey, fid, ARGV[3]) end
+return index_file(p, fkey, fid)
+"""
+
+# ARGV: prefix, file_id  ->  1 if the file was in the index (its record is left as it is)
+UNINDEX_FILE = INDEX + """
+return unindex_file(ARGV[1], ARGV[1] .. 'file:' .. ARGV[2], ARGV[2])
+"""
+
+# ARGV: prefix, file_id…  ->  for each file one JSON array: [call_cid, kind, custom (its terms' JSON),
+# [the hash of each of its `archived` transfers, as HGETALL gives it]] ('' for what it lacks). Read-only:
+# `archiver find` reads a page of files in one round trip and parses one string per file.
+FIND_PAGE = """
+local p, out = ARGV[1], {}
+for i = 2, #ARGV do
+  local fkey = p .. 'file:' .. ARGV[i]
+  local f = redis.call('HMGET', fkey, 'call_cid', 'kind', 'custom')
+  local archived = {}
+  if f[1] then
+    for _, tid in ipairs(redis.call('SMEMBERS', fkey .. ':transfers')) do
+      local tkey = p .. 'transfer:' .. tid
+      if redis.call('HGET', tkey, 'state') == 'archived' then archived[#archived + 1] = redis.call('HGETALL', tkey) end
+    end
+  end
+  out[#out + 1] = cjson.encode({f[1] or '', f[2] or '', f[3] or '', archived})
+end
+return out
+"""
+
+# ARGV: prefix, dispatch_in_ms, file_json, transfers_json, route_in_ms, url_at, refuse_expired, custom
+#   ->  {file_is_new, transfers_created, expired[, erased]}
+# A file `archiver erase` erased (`erased:<fid>`) is refused: nothing is written, the answer is {0, 0, 0, 1}.
 # Queued transfers are due dispatch_in_ms from now (Redis's clock, like every time it writes).
 # route_in_ms '' means the transfers given are the file's routes; a duration means "route it that
 # much later". With refuse_expired '1', a file whose expires_at has passed is refused: nothing is
@@ -39,15 +138,18 @@ end
 # A queued transfer takes its key in keyowner:<storage>; when another file owns that key already,
 # it takes its alt_key (the key tagged with a hash of its file id) instead, and when that is taken
 # too, it is recorded `failed` (never two files under one key).
-# Every intake adds the file to its call's index (a file recorded before the index is added when
-# it is recorded again: a redelivery, a reconciliation). A file with a session_id joins its
-# session's set (session:<cid>:<sid>: what the session's manifest lists), its session the call's set.
-INTAKE = NOW + CALL_FILES + """
+# Every intake indexes the file (INDEX: by call, call type, day; a file recorded before the index is
+# added when it is recorded again: a redelivery, a reconciliation); `custom` (a JSON array of
+# "key=value" terms; '' when the call's data is not known) sets its custom terms. A file with a
+# session_id joins its session's set (session:<cid>:<sid>: what the session's manifest lists), its
+# session the call's set.
+INTAKE = NOW + INDEX + """
 local p, due = ARGV[1], now + tonumber(ARGV[2])
 local file = cjson.decode(ARGV[3])
 local transfers = cjson.decode(ARGV[4])
 local fkey = p .. 'file:' .. file.id
 if ARGV[7] == '1' and tonumber(file.fields.expires_at) <= now then return {0, 0, 1} end
+if redis.call('EXISTS', p .. 'erased:' .. file.id) == 1 then return {0, 0, 0, 1} end
 local is_new = redis.call('EXISTS', fkey) == 0
 local stored_at = not is_new and tonumber(redis.call('HGET', fkey, 'url_at') or '') or nil
 local url_at = tonumber(ARGV[6])
@@ -72,7 +174,8 @@ end
 if take_url then flat[#flat + 1] = 'url_at'; flat[#flat + 1] = url_at end
 if #flat > 0 then redis.call('HSET', fkey, unpack(flat)) end
 if is_new then redis.call('HSET', fkey, 'created_at', now) end
-redis.call('SADD', call_files(p, redis.call('HGET', fkey, 'call_cid') or file.fields.call_cid), file.id)
+if ARGV[8] ~= '' then set_custom(p, fkey, file.id, ARGV[8]) end
+index_file(p, fkey, file.id)
 if file.fields.session_id then
   redis.call('SADD', p .. 'session:' .. file.fields.call_cid .. ':' .. file.fields.session_id, file.id)
   redis.call('SADD', p .. 'sessions:' .. file.fields.call_cid, file.fields.session_id)
@@ -182,6 +285,25 @@ local tkey = ARGV[1] .. 'transfer:' .. ARGV[2]
 local t = redis.call('HMGET', tkey, 'state', 'lease_token')
 if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', tkey, 'commit_bytes', ARGV[4], 'commit_sha256', ARGV[5])
+return 1
+"""
+
+# ARGV: prefix, tid, token, new_key  ->  1 moved, 0 the key belongs to another file, -1 the claim with
+# `token` was taken over
+# A transfer that had to replace its damaged object where a retention period or a hold forbids it writes
+# its copy to `new_key` (`worker.transfer.relocate`): the key is claimed for its file in the storage's
+# key owners (so no other file is ever given it), the old one is kept in replaced_key (its object stays
+# where the store keeps it), and replace is cleared: the write to the new key is create-only.
+MOVE_KEY = """
+local p, tid = ARGV[1], ARGV[2]
+local tkey = p .. 'transfer:' .. tid
+local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage', 'file_id', 'key')
+if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return -1 end
+local owners = p .. 'keyowner:' .. (t[3] or '')
+local owner = redis.call('HGET', owners, ARGV[4])
+if owner and owner ~= t[4] then return 0 end
+redis.call('HSET', owners, ARGV[4], t[4])
+redis.call('HSET', tkey, 'key', ARGV[4], 'replaced_key', t[5] or '', 'replace', '')
 return 1
 """
 
@@ -302,20 +424,22 @@ return 1
 """
 
 # ARGV: prefix, tid, finished_before_ms, now, dry_run ('1' | '0'), actor
-#   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | recent | at_stream
+#   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | held | recent |
+#   at_stream (held: a legal hold on its call, `hold:<cid>`, keeps it)
 # Forget one `archived` transfer (`archiver transfers prune`): its hash and every index entry
 # (transfers, state:*, due, expiry, its file's transfer set), and the file's record with the last
-# of its transfers (and its place in its call's index). Only when it was archived before the cutoff
+# of its transfers (and its entries in the index: INDEX's unindex_file). Only when it was archived before the cutoff
 # and Stream's deletion deadline has passed: a file Stream still lists would otherwise be recorded,
 # and uploaded, again. What is pruned leaves an audit-log entry (action prune; file_forgotten: the
 # file's record went with it).
-PRUNE = CALL_FILES + AUDIT_ENTRY + """
+PRUNE = INDEX + AUDIT_ENTRY + """
 local p, tid, cutoff, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local tkey = p .. 'transfer:' .. tid
-local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id')
+local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id', 'call_cid')
 if not t[1] then return {'missing', '', 0} end
 local fid = t[4] or ''
 if t[1] ~= 'archived' then return {'not_archived', fid, 0} end
+if t[5] and redis.call('EXISTS', p .. 'hold:' .. t[5]) == 1 then return {'held', fid, 0} end
 local finished = tonumber(t[2] or '')
 if finished == nil or finished > cutoff then return {'recent', fid, 0} end
 local expires = tonumber(t[3] or '')
@@ -333,8 +457,7 @@ end
 local fkey = p .. 'file:' .. fid
 redis.call('SREM', fkey .. ':transfers', tid)
 if redis.call('SCARD', fkey .. ':transfers') == 0 and redis.call('HGET', fkey, 'routing') ~= 'pending' then
-  local cid = redis.call('HGET', fkey, 'call_cid')
-  if cid then redis.call('SREM', call_files(p, cid), fid) end
+  unindex_file(p, fkey, fid)
   redis.call('DEL', fkey)
   redis.call('ZREM', p .. 'unrouted', fid)
   entry.file_forgotten = true

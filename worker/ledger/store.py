@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -30,6 +30,7 @@ from worker.clock import to_ms
 from worker.files import StreamFile
 from worker.intake.object_keys import key_of_another_owner
 from worker.ledger import scripts as lua
+from worker.ledger.index import terms_json
 from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.models import (
     Claim,
@@ -62,6 +63,7 @@ class Ledger:
         self._heartbeat = client.register_script(lua.HEARTBEAT)
         self._finish = client.register_script(lua.FINISH)
         self._note_commit = client.register_script(lua.NOTE_COMMIT)
+        self._move_key = client.register_script(lua.MOVE_KEY)
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
         self._retry = client.register_script(lua.RETRY)
@@ -76,7 +78,8 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------------
 
     def record(self, file: StreamFile, transfers: Iterable[NewTransfer], *, expires_at: datetime,
-               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False) -> Intake:
+               dispatch_in_ms: int = 0, route_in_ms: int | None = None, refuse_expired: bool = False,
+               custom: Sequence[str] | None = None) -> Intake:
         """Record `file` and its transfers in one step; existing ones are left as they are. New queued
         transfers are due `dispatch_in_ms` from now; every time written is Redis's (TIME), never
         this process's clock.
@@ -90,7 +93,11 @@ class Ledger:
 
         The file keeps the URL of the newest event (`StreamFile.url_at`): an older one never
         replaces it. With `refuse_expired`, a file whose `expires_at` has passed (by Redis's clock)
-        is not recorded at all (`Intake.expired`).
+        is not recorded at all (`Intake.expired`); nor is a file `archiver erase` erased (`Intake.erased`).
+
+        The file is indexed for `archiver find` in the same step (`worker.ledger.index`): by call,
+        call type and day, and, when `custom` is given (its call's custom terms, from
+        `worker.ledger.index.custom_terms`; none: the call's data is not known here), by those terms.
         """
         expires = to_ms(expires_at)
         file_fields = _strings({
@@ -112,9 +119,10 @@ class Ledger:
                                     json.dumps({"id": file.file_id, "fields": file_fields}),
                                     json.dumps(rows), "" if route_in_ms is None else route_in_ms,
                                     "" if file.url_at is None else round(file.url_at.timestamp() * 1000),
-                                    "1" if refuse_expired else "0"])
-        is_new, created, expired = cast(list[int], result)
-        return Intake(bool(is_new), int(created), bool(expired))
+                                    "1" if refuse_expired else "0",
+                                    "" if custom is None else terms_json(custom)])
+        is_new, created, expired, *erased = cast(list[int], result)
+        return Intake(bool(is_new), int(created), bool(expired), bool(erased and erased[0]))
 
     def now_ms(self) -> int:
         """Redis's clock (TIME), in ms: what leases, waits and due times are judged by."""
@@ -151,6 +159,13 @@ class Ledger:
         """Note the bytes a claimed transfer is about to commit (``commit_bytes``, ``commit_sha256``);
         False when the claim with `token` was taken over."""
         return bool(self._note_commit(args=[self.prefix, transfer_id, token, size, sha256]))
+
+    def move_key(self, transfer_id: str, token: str, new_key: str) -> bool | None:
+        """Give a claimed transfer the object key `new_key` (its old one kept as ``replaced_key``; see
+        `worker.transfer.relocate`): True once moved, False when `new_key` belongs to another file, None
+        when the claim with `token` was taken over."""
+        moved = int(cast(int, self._move_key(args=[self.prefix, transfer_id, token, new_key])))
+        return None if moved < 0 else moved == 1
 
     def take_due(self, redispatch_ms: int, limit: int = 500,
                  index: Literal["due", "unrouted", "notify:due"] = "due") -> list[str]:

@@ -85,7 +85,8 @@ class WaitingFile:
         says why it waits; `updated_at` is the last failed lookup (else when it was recorded)."""
         return {
             "id": self.file_id, "call_cid": self.call_cid, "session_id": self.session_id, "kind": self.kind,
-            "filename": self.filename, "storage": None, "key": None, "state": ROUTING, "bytes": None,
+            "filename": self.filename, "storage": None, "key": None, "replaced_key": None, "state": ROUTING,
+            "bytes": None,
             "sha256": None, "attempts": self.attempts, "error": self.error or PENDING_TEXT, "reason": self.reason,
             "expires_at": rfc3339(self.expires_at), "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.tried_at or self.created_at),

@@ -2,7 +2,9 @@
 
 The worker's start-up check (`archiver storage check`'s full probe) writes it, and so does the
 scheduler every `HEALTH_EVERY` seconds with a lighter probe: one small object written, stat'ed and
-deleted (a multipart-sized probe every few minutes would cost real bytes on a paid store).
+deleted (a multipart-sized probe every few minutes would cost real bytes on a paid store). Neither
+leaves an object behind: they write without the storage's retention or holds and delete the exact
+version they wrote (`worker.storage.write_once.remove_probe`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import structlog
 from config.logging import scrub
 from worker.errors import StorageRefused, StorageUnavailable
 from worker.runtime import Runtime
-from worker.storage import Storage
+from worker.storage import Storage, unprotected
 from worker.storage.checksums import Hasher
+from worker.storage.write_once import remove_probe
 
 log = structlog.get_logger(__name__)
 HEALTH_EVERY = 300.0  # seconds
@@ -28,15 +31,17 @@ def probe(storage: Storage) -> None:
     key = f"archiver-health-{uuid.uuid4()}.txt"
     hasher = Hasher((storage.capabilities.native_checksum,) if storage.capabilities.native_checksum else ())
     hasher.update(_BODY)
+    version: str | None = None
     try:
-        with storage.open_writer(key, content_type="text/plain", metadata={"purpose": "archiver-health"}) as writer:
+        with storage.open_writer(key, content_type="text/plain", metadata={"purpose": "archiver-health"},
+                                 **unprotected(storage)) as writer:
             writer.write(_BODY)
-            writer.commit(hasher.digests())
+            version = writer.commit(hasher.digests()).version
         if storage.stat(key).size != len(_BODY):
             raise StorageUnavailable(f"{key}: wrong size read back", reason="other")
     finally:
         try:
-            storage.delete(key)
+            remove_probe(storage, key, version)
         except Exception:  # noqa: S110 - the probe's own failure is what matters
             pass
 

@@ -32,6 +32,7 @@ from worker.clock import from_ms, rfc3339
 from worker.files import content_type_for
 from worker.ledger.models import Transfer
 from worker.runtime import Runtime
+from worker.storage import unprotected
 from worker.storage.checksums import Digests, Hasher
 
 log = structlog.get_logger(__name__)
@@ -186,8 +187,10 @@ class Manifests:
         for name in storages:
             storage = self.runtime.storage(name)
             native = storage.native_checksum_for(len(body))
+            # no retention: the manifest is rewritten as the session fills (GCS would refuse a retained one)
             with storage.open_writer(key, content_type=CONTENT_TYPE, size_hint=len(body), overwrite=True,
-                                     metadata={"call_cid": session.call_cid, "session_id": session.session_id}) as w:
+                                     metadata={"call_cid": session.call_cid, "session_id": session.session_id},
+                                     **unprotected(storage)) as w:
                 w.write(body)
                 w.commit(_digests(body, native))
         self.ledger.redis.hset(mkey, mapping={

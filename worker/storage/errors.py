@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from config import TransferTuning
-from worker.errors import KeyTaken, StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
+from worker.errors import (
+    KeyTaken,
+    ObjectLocked,
+    StorageReason,
+    StorageRefused,
+    StorageUnavailable,
+    VerificationFailed,
+)
 
 SDK_ATTEMPTS = 3  # tries of one request, the first included (S3's total_max_attempts; Azure retries 2)
 SDK_BACKOFF = 1  # seconds between two tries (Azure's LinearRetry, with as much jitter either way: 0-2 s)
@@ -58,6 +65,8 @@ def unavailable(reason: StorageReason) -> Outcome:
 
 CHECKSUM_MISMATCH = Outcome(VerificationFailed, "checksum_rejected")  # the store found a checksum wrong
 TAKEN = Outcome(KeyTaken, "key_taken")  # the store refused a create-only write: an object holds the key
+LOCKED = Outcome(ObjectLocked, "object_locked")  # a retention period or a hold protects the object
+LOCKED_HINT = "a retention period or a hold protects this object: the store keeps it as it is until they end"
 TAKEN_HINT = "an object is already at this key, and a create-only write never replaces one"
 CONDITION_HINT = ('if it is the create-only condition that the store does not take, set create_only = "head" for '
                   "this storage (see `archiver storage check`)")

@@ -1,4 +1,5 @@
-"""What `archiver storage list` shows: each storage, where it writes, how it logs in, what routes there."""
+"""What `archiver storage list` shows: each storage, where it writes, how it logs in, how it keeps its
+objects (create-only mode, retention and holds, the encryption key), what routes there."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from config import ArchiveConfig, StorageConfig
 from config.logging import redact_url
+from worker.storage.base import Retention
 
 
 def _endpoint(storage: StorageConfig) -> str | None:
@@ -37,6 +39,16 @@ def _credentials(storage: StorageConfig) -> str:
     return "-"
 
 
+def _encryption(storage: StorageConfig) -> str | None:
+    """The key the store encrypts with, when the settings name one (S3 SSE, GCS CMEK, Azure encryption scope)."""
+    if storage.aws_s3 is not None and storage.aws_s3.s3_sse:
+        key = storage.aws_s3.s3_sse_kms_key_id
+        return f"SSE {storage.aws_s3.s3_sse}" + (f", key {key}" if key else "")
+    if storage.azure_blob is not None and storage.azure_blob.abs_encryption_scope:
+        return f"encryption scope {storage.azure_blob.abs_encryption_scope}"
+    return f"CMEK {storage.gcs_kms_key_name}" if storage.gcs_kms_key_name else None
+
+
 def describe_storages(archive: ArchiveConfig) -> list[dict[str, Any]]:
     """One row per storage, with the routing rules that lead to it (no secret in any field)."""
     rows = []
@@ -49,5 +61,7 @@ def describe_storages(archive: ArchiveConfig) -> list[dict[str, Any]]:
         endpoint = _endpoint(storage)
         rows.append({"name": storage.name, "storage_type": storage.storage_type, "bucket": storage.bucket,
                      "path": storage.path, "endpoint": redact_url(endpoint) if endpoint else None,
-                     "credentials": _credentials(storage), "routes": routes})
+                     "credentials": _credentials(storage), "create_only": storage.create_only,
+                     "retention": str(retention) if (retention := Retention.of(storage)) else None,
+                     "encryption": _encryption(storage), "routes": routes})
     return rows

@@ -16,6 +16,16 @@ advice). With ``"head"`` the HEAD refuses the second write, and then the store's
 tried as well: the step says whether the store ignores it, rejects it (HEAD-first is then right) or
 honours it (``"condition"`` would then close the race HEAD-first leaves).
 
+Write-once (`worker.storage.write_once`): run by hand (``protect=True``: `archiver storage check`)
+on a storage whose settings ask for retention or holds, the check first asks the store whether the
+bucket can keep them (`Storage.write_once_problem`: no Object Lock, no versioning, no object
+retention, no version-level immutability is named as the reason, ``retention_unsupported``), writes
+its note with them, and after reading back proves them: the note carries them, a delete of it is
+refused, its holds are released; with a retention period the note is left until it ends, and the
+report says so (``CheckReport.kept``). Every other probe object, and every probe of the start-up
+check, `archiver doctor` and the health probe, is written without retention (``protect=False``) and
+deleted by its exact version, so that they never leave an object behind.
+
 Each step is timed. The check stops at the first failure, with the error's ``reason`` (see
 `worker.errors.StorageReason`; ``"other"`` for a mismatch or an unexpected error) and its message, which
 names the step and never a credential (backends keep them out of their messages). Probe files are
@@ -35,15 +45,17 @@ from datetime import UTC, datetime
 
 from config import TransferTuning
 from worker.errors import KeyTaken, StorageReason, StorageRefused, StorageUnavailable, VerificationFailed
-from worker.storage.base import Storage
+from worker.storage.base import Storage, unprotected
 from worker.storage.checksums import Digests, Hasher
+from worker.storage.write_once import prove, remove_probe
 
 _MiB = 1024 * 1024
 _NOTE = """# archiver storage check
 
 This file was written by `archiver storage check` on {when} to test that the archiver can write
 to this storage ({where}). The check deletes it, and `{big}` beside it, when it is done:
-if you can read this, the check was interrupted first. Both files are safe to delete.
+if you can read this, the check was interrupted first, or this storage keeps every object for a
+retention period and this one is kept until it ends. Both files are safe to delete.
 """
 
 
@@ -67,6 +79,7 @@ class CheckReport:
     ok: bool
     reason: StorageReason | None
     message: str | None
+    kept: tuple[tuple[str, datetime], ...] = ()  # probe objects the store keeps (a retention period), and until when
 
 
 class _Failed(Exception):
@@ -75,24 +88,26 @@ class _Failed(Exception):
         self.reason, self.message = reason, message
 
 
-def check_storage(storage: Storage, tuning: TransferTuning) -> CheckReport:
-    """Run the check on `storage` with the part size and chunk size of `tuning`. Never raises for a
-    storage fault: the report says what failed and why."""
-    probe = _Probe(storage, tuning)
+def check_storage(storage: Storage, tuning: TransferTuning, *, protect: bool = False) -> CheckReport:
+    """Run the check on `storage` with the part size and chunk size of `tuning`; with `protect` (a check
+    run by hand) also its retention and holds, leaving a retained probe behind (see the module
+    docstring). Never raises for a storage fault: the report says what failed and why."""
+    probe = _Probe(storage, tuning, protect=protect and storage.retention is not None)
+    failed: _Failed | None = None
     try:
         probe.run()
-    except _Failed as failed:
-        return probe.report(failed.reason, failed.message)
+    except _Failed as stopped:
+        failed = stopped
     finally:
-        probe.clean_up()
-    return probe.report(None, None)
+        probe.clean_up()  # before the report: it may find a protected note the store keeps
+    return probe.report(failed.reason, failed.message) if failed is not None else probe.report(None, None)
 
 
 class _Probe:
     """The probe files of one check, and the steps taken so far."""
 
-    def __init__(self, storage: Storage, tuning: TransferTuning) -> None:
-        self.storage, self.tuning = storage, tuning
+    def __init__(self, storage: Storage, tuning: TransferTuning, *, protect: bool = False) -> None:
+        self.storage, self.tuning, self.protect = storage, tuning, protect
         name = f"archiver-check-{uuid.uuid4()}"
         self.note_key, self.big_key = f"{name}.md", f"{name}.bin"
         self.big_size = max(2 * int(tuning.part_size), int(tuning.multipart_threshold)) + _MiB
@@ -100,14 +115,21 @@ class _Probe:
         self.steps: list[CheckStep] = []
         self.attempted: list[str] = []  # keys that may exist: removed at the end whatever happened
         self.digests: dict[str, Digests] = {}
+        self.versions: dict[str, str | None] = {}  # the version each commit made (None: unknown, or none)
+        self.written_at = datetime.now(UTC)  # when the protected note was written
+        self.kept: list[tuple[str, datetime]] = []
 
     def run(self) -> None:
         """Every step in order. Raises _Failed at the first failure."""
+        if self.protect:
+            self.step("write-once support", self.supported)
         self.step("write note", self.write_note)
         self.step("write multipart", self.write_big)
         self.step("stat", self.stat)
         self.step("create-only", self.create_only)
         self.step("read back", self.read_back)
+        if self.protect:
+            self.step("write-once", self.write_once)
         self.step("delete", self.delete)
 
     def step(self, name: str, action: Callable[[], str]) -> None:
@@ -120,11 +142,21 @@ class _Probe:
             raise _Failed(reason, message) from exc
         self.steps.append(CheckStep(name, True, time.monotonic() - started, detail))
 
+    def supported(self) -> str:
+        """The bucket can keep the retention and holds asked. Raises StorageRefused (retention_unsupported)."""
+        problem = self.storage.write_once_problem()
+        if problem is not None:
+            raise StorageRefused(f"{problem}; the settings ask every object to carry {self.storage.retention}",
+                                 reason="retention_unsupported")
+        return f"the bucket can keep {self.storage.retention}"
+
     def write_note(self) -> str:
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        self.written_at = datetime.now(UTC)
+        when = self.written_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         text = _NOTE.format(when=when, where=self.storage.describe(), big=self.big_key).encode()
-        self._write(self.note_key, "text/markdown; charset=utf-8", iter([text]))
-        return f"{self.note_key}: {len(text)} bytes"
+        self._write(self.note_key, "text/markdown; charset=utf-8", iter([text]), protect=self.protect)
+        carries = f", with {self.storage.retention}" if self.protect else ""
+        return f"{self.note_key}: {len(text)} bytes{carries}"
 
     def write_big(self) -> str:
         digests = self._write(self.big_key, "application/octet-stream", self._random_chunks())
@@ -177,7 +209,8 @@ class _Probe:
         hasher = Hasher((self.native,) if self.native else ())
         hasher.update(body)
         try:
-            with storage.open_writer(self.note_key, content_type="text/plain", metadata={}) as writer:
+            with storage.open_writer(self.note_key, content_type="text/plain", metadata={},
+                                     **unprotected(storage)) as writer:
                 writer.write(body)
                 writer.commit(hasher.digests())
         except KeyTaken as exc:
@@ -196,40 +229,57 @@ class _Probe:
             )
         return f"{got.size} bytes, SHA-256 {got.sha256} as written"
 
+    def write_once(self) -> str:
+        """The note carries the retention and holds, its deletion is refused, its holds are released
+        (`worker.storage.write_once.prove`)."""
+        assert self.storage.retention is not None  # self.protect says so
+        proof = prove(self.storage, self.storage.retention, self.note_key, self.written_at)
+        if proof.kept is not None:
+            self.kept.append(proof.kept)
+            self.attempted.remove(self.note_key)  # the store keeps it: neither the delete step nor clean-up try
+        return proof.detail
+
     def delete(self) -> str:
-        for key in (self.note_key, self.big_key):
-            self.storage.delete(key)
-        for key in (self.note_key, self.big_key):
+        keys = [key for key in (self.note_key, self.big_key) if key in self.attempted]
+        for key in keys:
+            remove_probe(self.storage, key, self.versions.get(key))
+        for key in keys:
             try:
                 self.storage.stat(key)
             except FileNotFoundError:
                 continue
             raise VerificationFailed(f"{key} is still there after delete")
         self.attempted.clear()
+        if len(keys) == 1:
+            return f"{keys[0]} deleted, and gone ({self.note_key} stays until its retention ends)"
         return "both probe files deleted, and gone"
 
     def clean_up(self) -> None:
-        """Best effort: delete whatever may have been written; errors are not the check's result."""
+        """Best effort: delete whatever may have been written; errors are not the check's result (a
+        protected note the store refuses to delete is reported kept)."""
         for key in self.attempted:
             try:
-                self.storage.delete(key)
-            except Exception:  # noqa: S110 - the failure that stopped the check is what matters
-                pass
+                remove_probe(self.storage, key, self.versions.get(key))
+            except Exception:  # noqa: BLE001 - the failure that stopped the check is what matters
+                if self.protect and key == self.note_key and self.storage.retention is not None:
+                    until = self.storage.retention.until(self.written_at)
+                    self.kept.extend([(key, until)] if until is not None else [])
 
     def report(self, reason: StorageReason | None, message: str | None) -> CheckReport:
         return CheckReport(self.storage.name, self.storage.describe(), list(self.steps), reason is None, reason,
-                           message)  # fmt: skip
+                           message, tuple(self.kept))  # fmt: skip
 
-    def _write(self, key: str, content_type: str, chunks: Iterator[bytes]) -> Digests:
+    def _write(self, key: str, content_type: str, chunks: Iterator[bytes], *, protect: bool = False) -> Digests:
         hasher = Hasher((self.native,) if self.native else ())
         metadata = {"purpose": "archiver-storage-check"}
-        with self.storage.open_writer(key, content_type=content_type, metadata=metadata) as writer:
+        extra = {} if protect else unprotected(self.storage)
+        with self.storage.open_writer(key, content_type=content_type, metadata=metadata, **extra) as writer:
             for chunk in chunks:
                 hasher.update(chunk)
                 writer.write(chunk)
             self.attempted.append(key)  # commit may succeed at the store even if its answer is lost
             self.digests[key] = hasher.digests()
-            writer.commit(self.digests[key])
+            self.versions[key] = writer.commit(self.digests[key]).version
         return self.digests[key]
 
     def _random_chunks(self) -> Iterator[bytes]:

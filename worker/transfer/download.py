@@ -6,8 +6,13 @@ A download may start part-way (``offset``): it then asks for ``Range: bytes=N-``
 at N; a 200 is the whole file again (the server ignored the range, or the file changed), and
 `Download.start` is then 0 so the caller can tell.
 
-Every URL and redirect is checked, and every connection opened, by `worker.transfer.url_guard`
+A download may also be one byte range (``end``): ``Range: bytes=N-M``, for the parallel ranged
+download of a large file (`worker.transfer.ranged`).
+
+Every URL and redirect is checked, and every new connection opened, by `worker.transfer.url_guard`
 (only `download_hosts`, never inside the network unless listed exactly, or a one-file permission).
+Connections whose answer was read to the end are kept for the next request to the same scheme, host
+and port (`worker.transfer.pool`).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import http.client
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from urllib.parse import urljoin
 
@@ -26,6 +32,7 @@ import httpx
 
 from config.logging import redact_url, scrub
 from worker.errors import IncompleteDownload, SourceMissing, SourceUnavailable, UrlRefused
+from worker.transfer.pool import ConnectionPool, PoolKey
 from worker.transfer.url_guard import DEFAULT_PORTS, AddressGuard, Permits, Resolver, check_url, resolve_host
 
 MISSING_STATUSES = frozenset({401, 403, 404, 410})
@@ -34,6 +41,9 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HEADERS = {"Accept-Encoding": "identity", "User-Agent": "stream-archiver"}
 MAX_REDIRECTS = 5
+# A kept connection the server closed as it was reused fails like this before any answer: sent again, once,
+# on a new connection (GET and HEAD are safe to repeat).
+_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.BadStatusLine)
 
 
 class _GuardedHTTP(http.client.HTTPConnection):
@@ -56,17 +66,19 @@ class _GuardedHTTPS(http.client.HTTPSConnection, _GuardedHTTP):
 
 class DownloadClient:
     """GET and HEAD of download URLs with http.client: every URL and redirect checked (`check_url`),
-    every connection opened by the guard, no environment proxy, no content decoding. http.client
+    every new connection opened by the guard, no environment proxy, no content decoding. http.client
     reads a body straight into each chunk (one copy), where httpx's h11 path copied it four times:
-    a third of the worker's CPU per GiB (bench/)."""
+    a third of the worker's CPU per GiB (bench/). Thread-safe: a connection serves one request at a
+    time, then goes back to the pool (`keep_alive` idle connections per host at most)."""
 
     def __init__(self, patterns: Sequence[str], connect_timeout: float, read_timeout: float, *,
-                 resolve: Resolver = resolve_host, permits: Permits | None = None) -> None:
+                 resolve: Resolver = resolve_host, permits: Permits | None = None, keep_alive: int = 4) -> None:
         self.patterns = tuple(patterns)
         self._permits = permits
         self._guard = AddressGuard(patterns, resolve)
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         self._tls = ssl.create_default_context(cafile=certifi.where())
+        self._pool = ConnectionPool(keep_alive)
 
     def __enter__(self) -> DownloadClient:
         return self
@@ -75,7 +87,8 @@ class DownloadClient:
         self.close()
 
     def close(self) -> None:
-        """Nothing is pooled: each download owns its connection."""
+        """Close the kept connections (downloads still open keep theirs until they close)."""
+        self._pool.close()
 
     def check(self, url: str) -> None:
         """Raise DownloadRefused unless this client may download `url` (`check_url`, with its permits)."""
@@ -87,20 +100,35 @@ class DownloadClient:
         for _ in range(MAX_REDIRECTS + 1):
             permitted = check_url(url, self.patterns, self._permits)
             parsed = httpx.URL(url)  # the parser check_url used: what was checked is what is connected to
-            connection = self._connection(parsed, permitted)
-            try:
-                connection.request(method, parsed.raw_path.decode("ascii"), headers={**_HEADERS, **headers})
-                answer = connection.getresponse()
-            except BaseException:
-                connection.close()
-                raise
-            response = Response(connection, answer)
-            location = answer.getheader("location")
-            if answer.status not in _REDIRECTS or not location:
+            response = self._exchange(method, parsed, permitted, headers)
+            location = response.header("location")
+            if response.status not in _REDIRECTS or not location:
                 return url, response
             response.close()
             url = urljoin(url, location)
         raise SourceUnavailable(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _exchange(self, method: str, url: httpx.URL, permitted: bool, headers: Mapping[str, str]) -> Response:
+        """One request and its answer's head, on a kept connection to the same place if there is one."""
+        key: PoolKey = (url.scheme, url.raw_host.decode("ascii").lower(), url.port or DEFAULT_PORTS[url.scheme],
+                        permitted)
+        kept = self._pool.take(key)
+        if kept is not None:
+            try:
+                return self._send(kept, key, method, url, headers)
+            except _STALE:
+                pass
+        return self._send(self._connection(url, permitted), key, method, url, headers)
+
+    def _send(self, connection: http.client.HTTPConnection, key: PoolKey, method: str, url: httpx.URL,
+              headers: Mapping[str, str]) -> Response:
+        try:
+            connection.request(method, url.raw_path.decode("ascii"), headers={**_HEADERS, **headers})
+            answer = connection.getresponse()
+        except BaseException:
+            connection.close()
+            raise
+        return Response(connection, answer, partial(self._pool.give, key))
 
     def _connection(self, url: httpx.URL, permitted: bool) -> http.client.HTTPConnection:
         host = url.raw_host.decode("ascii")
@@ -116,18 +144,24 @@ class DownloadClient:
 
 
 def http_client(patterns: Sequence[str], connect_timeout: float, read_timeout: float, *,
-                resolve: Resolver = resolve_host, permits: Permits | None = None) -> DownloadClient:
+                resolve: Resolver = resolve_host, permits: Permits | None = None, keep_alive: int = 4
+                ) -> DownloadClient:
     """The download client: only allowed hosts and addresses (redirects too), and URLs `permits`
-    holds a one-file permission for. `resolve` (host, port) → addresses is for tests."""
-    return DownloadClient(patterns, connect_timeout, read_timeout, resolve=resolve, permits=permits)
+    holds a one-file permission for; `keep_alive` idle connections kept per host. `resolve`
+    (host, port) → addresses is for tests."""
+    return DownloadClient(patterns, connect_timeout, read_timeout, resolve=resolve, permits=permits,
+                          keep_alive=keep_alive)
 
 
 @dataclass
 class Response:
-    """One open answer and the connection it came on."""
+    """One open answer and the connection it came on (given back to `release` when read to the end)."""
 
     connection: http.client.HTTPConnection
     answer: http.client.HTTPResponse
+    release: Callable[[http.client.HTTPConnection], None] | None = None
+    _closed: bool = field(default=False, repr=False)
+    _interrupted: bool = field(default=False, repr=False)
 
     @property
     def status(self) -> int:
@@ -137,8 +171,27 @@ class Response:
         return self.answer.getheader(name) or ""
 
     def close(self) -> None:
+        """Close the answer; keep the connection when its answer was read to the end (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        # length 0: every byte of the body read (a HEAD has none); a cut body leaves length > 0
+        reusable = not self.answer.will_close and self.answer.length == 0 and not self._interrupted
         self.answer.close()
-        self.connection.close()
+        if reusable and self.release is not None:
+            self.release(self.connection)
+        else:
+            self.connection.close()
+
+    def interrupt(self) -> None:
+        """From another thread: make a read blocked on this answer return now (the connection is not kept)."""
+        self._interrupted = True
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed or never connected: nothing blocks on it
 
 
 @dataclass
@@ -170,6 +223,15 @@ class Download:
         """Release the connection (idempotent)."""
         self._response.close()
 
+    @property
+    def status(self) -> int:
+        """The answer's HTTP status (200, or 206 for a range)."""
+        return self._response.status
+
+    def interrupt(self) -> None:
+        """From another thread: end a read blocked in `chunks()` (it then raises IncompleteDownload)."""
+        self._response.interrupt()
+
     def chunks(self) -> Iterator[bytes]:
         """The body in chunks of `_chunk` bytes (the last may be shorter). When it breaks, or ends
         short of Content-Length, every byte that did arrive is yielded first, then IncompleteDownload
@@ -198,29 +260,29 @@ class Download:
 
 
 def open_download(client: DownloadClient, url: str, chunk_size: int, *, offset: int = 0,
-                  etag: str | None = None) -> Download:
-    """GET `url` as a stream, from byte `offset` on (see the module docstring); map statuses and
-    transport errors to the error tree: UrlRefused, SourceMissing (404), SourceUnavailable."""
+                  etag: str | None = None, end: int | None = None) -> Download:
+    """GET `url` as a stream, from byte `offset` on (to byte `end` included, when given: a range even
+    from 0; see the module docstring); map statuses and transport errors to the error tree:
+    UrlRefused, SourceMissing (404), SourceUnavailable."""
     shown = redact_url(url)
+    ranged = bool(offset) or end is not None
     try:
-        url, response = client.request("GET", url, _range_headers(offset, etag))
+        url, response = client.request("GET", url, _range_headers(offset, etag, end) if ranged else {})
     except (OSError, http.client.HTTPException) as exc:
         raise SourceUnavailable(f"cannot download {shown}: {type(exc).__name__}: {scrub(str(exc))}") from None
     try:
-        start, total = _check_download(response, shown, offset)
+        start, total = _check_download(response, shown, offset, ranged)
     except BaseException:
         response.close()
         raise
     length = _length(response)
-    return Download(url=url, start=start, length=length, total=total if start else length,
+    return Download(url=url, start=start, length=length, total=total if response.status == 206 else length,
                     etag=response.header("etag") or None, content_type=response.header("content-type") or None,
                     _response=response, _chunk=chunk_size)
 
 
-def _range_headers(offset: int, etag: str | None) -> dict[str, str]:
-    if not offset:
-        return {}
-    headers = {"Range": f"bytes={offset}-"}
+def _range_headers(offset: int, etag: str | None, end: int | None) -> dict[str, str]:
+    headers = {"Range": f"bytes={offset}-{'' if end is None else end}"}
     if etag and not etag.startswith("W/"):  # If-Range needs a strong validator
         headers["If-Range"] = etag
     return headers
@@ -231,9 +293,9 @@ def _length(response: Response) -> int | None:
     return int(length) if length.isdigit() else None
 
 
-def _check_download(response: Response, shown: str, offset: int) -> tuple[int, int | None]:
+def _check_download(response: Response, shown: str, offset: int, ranged: bool) -> tuple[int, int | None]:
     """(start, total) of an acceptable answer to a GET from `offset`; raises otherwise."""
-    if response.status != 206 or not offset:
+    if response.status != 206 or not ranged:
         _check_status(response, shown)
         return 0, None
     match = _CONTENT_RANGE.match(response.header("content-range").strip())

@@ -7,7 +7,9 @@ Stream and a broken download resumed, a few times per attempt. Size and SHA-256 
 the way; the download must match its Content-Length and the stored object its size. Writes are
 create-only: an object already at the key counts as archived when it holds the same bytes, and fails
 the transfer (``key_taken``) otherwise (`worker.transfer.taken`); only a transfer queued again because
-its object was found missing or damaged (`Transfer.replaces`) may replace it. Transient errors put
+its object was found missing or damaged (`Transfer.replaces`) may replace it, and where a retention
+period or a hold forbids that, its copy goes to a new key the ledger records (`worker.transfer.relocate`).
+Transient errors put
 the transfer back to ``queued`` with a capped, jittered, exponential wait kept in the ledger (not
 in a Celery countdown); permanent ones make it ``failed``; a file the source no longer has after
 its deletion deadline is ``lost``.
@@ -27,6 +29,7 @@ from worker.errors import (
     CopyRefused,
     KeyTaken,
     LeaseLost,
+    ObjectLocked,
     PermanentError,
     SourceMissing,
     TransientError,
@@ -43,6 +46,7 @@ from worker.storage.checksums import Digests, Hasher
 from worker.transfer import api_source
 from worker.transfer.download import source_size
 from worker.transfer.refresh import SignedUrl
+from worker.transfer.relocate import relocate
 from worker.transfer.stream_copy import CopyJob, Recoveries, stream_copy, with_fresh_url
 
 log = structlog.get_logger(__name__)
@@ -99,7 +103,13 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int
     lease = Heartbeat(ledger, transfer.id, token, lease_ms, stall_ms=stall_ms(runtime, lease_ms))
     try:
         with lease:
-            copied = _copy(runtime, transfer, lease)
+            try:
+                copied = _copy(runtime, transfer, lease)
+            except ObjectLocked as locked:
+                if not transfer.replaces:
+                    raise
+                transfer = relocate(runtime, transfer, token, locked)  # the damaged object stays; a new key
+                copied = _copy(runtime, transfer, lease)
             lease.check()
     except LeaseLost as exc:
         log.warning("transfer_lease_lost", reason=str(exc))
@@ -121,7 +131,8 @@ def _run_claimed(runtime: Runtime, transfer: Transfer, token: str, lease_ms: int
                          reason="", **replaced):
         log.warning("transfer_result_fenced_out", bytes=copied.bytes)
         return "lease_lost"
-    log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256)
+    log.info("recording_archived", key=transfer.key, bytes=copied.bytes, sha256=copied.sha256,
+             **({"replaced_key": transfer.replaced_key} if transfer.replaced_key else {}))
     runtime.stats.archived(transfer.storage, copied.bytes, time.monotonic() - started)
     _update_manifest(runtime, transfer)
     return "archived"

@@ -7,7 +7,9 @@ connections.
   ``Range: bytes=N-`` (+ ``If-Range: <ETag>`` of the first answer), into the same writer and the same
   hasher, so nothing is uploaded twice.
 * A resume answered with the whole file (200: the range was ignored or the file changed): abort the
-  writer and start again from zero with that answer, once per attempt.
+  writer and start again from zero with that answer, over one connection, once per attempt.
+* A large file is fetched as several byte ranges at once (`worker.transfer.ranged`), each range
+  resumed on its own; the bytes still reach the writer and the hasher in order.
 
 The write is create-only unless the job may replace its object (`CopyJob.overwrite`): when the key
 turns out taken (KeyTaken, at commit or before the first part), the rest of the file is still fetched
@@ -22,8 +24,9 @@ chunks pass straight through.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
@@ -34,7 +37,9 @@ from worker.ledger.lease import Heartbeat
 from worker.runtime import Runtime
 from worker.storage import ObjectWriter, Storage
 from worker.storage.checksums import BackgroundHasher, Digests
+from worker.transfer import ranged
 from worker.transfer.download import Download, open_download
+from worker.transfer.ranged import RangeFeed, RangeIgnored
 from worker.transfer.refresh import SignedUrl
 from worker.transfer.taken import resolve_taken
 
@@ -44,16 +49,18 @@ T = TypeVar("T")
 
 
 class Recoveries:
-    """How many more refreshes and resumes this attempt may make."""
+    """How many more refreshes and resumes this attempt may make (shared by its download streams)."""
 
     def __init__(self, allowed: int = MAX_RECOVERIES) -> None:
         self.left = allowed
+        self._lock = threading.Lock()
 
     def spend(self, failure: TransientError) -> None:
         """Take one; raise `failure` when none is left."""
-        if self.left <= 0:
-            raise failure
-        self.left -= 1
+        with self._lock:
+            if self.left <= 0:
+                raise failure
+            self.left -= 1
 
 
 @dataclass(frozen=True)
@@ -70,27 +77,25 @@ class CopyJob:
     recoveries: Recoveries
     overwrite: bool = False  # its object was found damaged: this write may replace it
     noted: tuple[int, str] | None = None  # size and SHA-256 an earlier attempt was about to commit
-
-
-class _RangeIgnored(Exception):
-    """A resume was answered with the whole file, from byte 0: `download` is that open answer."""
-
-    def __init__(self, download: Download) -> None:
-        super().__init__("the download host answered a range request with the whole file")
-        self.download = download
+    refreshing: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
 def with_fresh_url(job: CopyJob, action: Callable[[str], T]) -> T:
-    """`action(url)`, asking Stream for a fresh URL each time the CDN refuses the current one."""
+    """`action(url)`, asking Stream for a fresh URL each time the CDN refuses the current one (once
+    for all the streams the same URL was refused to)."""
     while True:
+        url = job.source.url
         try:
-            return action(job.source.url)
+            return action(url)
         except UrlRefused as exc:
-            # Out of recoveries, a refusal is no proof the file is gone (only a 404 or Stream's
-            # list is): it must not make the file `lost`, so it goes to the backoff as unavailable.
-            job.recoveries.spend(SourceUnavailable(f"{exc} (no refresh left in this attempt)"))
-            job.lease.check()
-            job.source.refresh(exc)
+            with job.refreshing:
+                if job.source.url != url:
+                    continue  # another stream refreshed it meanwhile
+                # Out of recoveries, a refusal is no proof the file is gone (only a 404 or Stream's
+                # list is): it must not make the file `lost`, so it goes to the backoff as unavailable.
+                job.recoveries.spend(SourceUnavailable(f"{exc} (no refresh left in this attempt)"))
+                job.lease.check()
+                job.source.refresh(exc)
 
 
 class _Sink:
@@ -115,8 +120,8 @@ def stream_copy(job: CopyJob) -> Digests:
     download = _open(job, 0, None)
     for restarted in (False, True):
         try:
-            return _write(job, download)
-        except _RangeIgnored as ignored:
+            return _write(job, download, parallel=not restarted)
+        except RangeIgnored as ignored:
             download = ignored.download
             if restarted:
                 download.close()
@@ -125,13 +130,13 @@ def stream_copy(job: CopyJob) -> Digests:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _write(job: CopyJob, first: Download) -> Digests:
+def _write(job: CopyJob, first: Download, *, parallel: bool) -> Digests:
     native = job.storage.native_checksum_for(first.total)
     with BackgroundHasher((native,) if native else ()) as hasher, first, job.storage.open_writer(
         job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total, overwrite=job.overwrite
     ) as writer:
         sink = _Sink(writer)
-        _feed(job, first, sink.write, hasher)
+        _feed(job, first, sink.write, hasher, parallel=parallel)
         job.lease.check()
         digests = hasher.digests()
         if sink.taken is None:
@@ -144,8 +149,12 @@ def _write(job: CopyJob, first: Download) -> Digests:
     return resolve_taken(job.storage, job.key, digests, job.noted, sink.taken)
 
 
-def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
-    """Every byte of the file into `write`, resuming after broken bodies."""
+def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher, *,
+          parallel: bool) -> None:
+    """Every byte of the file into `write`, resuming after broken bodies; in parallel ranges when
+    the file is large and the source serves ranges."""
+    if parallel and _feed_ranges(job, first, write, hasher):
+        return
     download = first
     while True:
         try:
@@ -160,12 +169,54 @@ def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher:
         download = _resume(job, hasher.size, first)
 
 
+def _feed_ranges(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> bool:
+    """The file in parallel ranges (`worker.transfer.ranged`); False, nothing fed, when it is not for them."""
+    tuning = job.runtime.archive.transfer
+    size, streams = int(tuning.part_size), tuning.download_streams
+    if not ranged.wanted(first, int(tuning.parallel_download_threshold), size, streams):
+        return False
+    assert first.total is not None  # `wanted`
+    open_range = _range_opener(job, first)
+    second = ranged.second_range(open_range, first, size)
+    if second is None:
+        log.info("download_ranges_refused", bytes=first.total)
+        return False
+    log.info("download_in_ranges", bytes=first.total, streams=streams, range_size=size)
+    feed = RangeFeed(open_range, lambda exc, at: _recover(job, exc, at), first.total, size, streams)
+    feed.run(first, second, lambda chunk: _take(job, chunk, write, hasher))
+    if hasher.size != first.total:  # each range was checked; this checks their sum
+        raise IncompleteDownload(f"{redact_url(first.url)} gave {hasher.size} of {first.total} bytes in ranges")
+    return True
+
+
+def _range_opener(job: CopyJob, first: Download) -> ranged.OpenRange:
+    """Opens bytes start..end of the file (`ranged.checked` against the first answer); thread-safe."""
+    chunk_size = int(job.runtime.archive.transfer.read_chunk)
+
+    def open_range(start: int, end: int) -> Download:
+        job.lease.check()
+        download = with_fresh_url(job, lambda url: open_download(job.runtime.http, url, chunk_size, offset=start,
+                                                                 etag=first.etag, end=end))
+        return ranged.checked(download, start, end, first.total)
+
+    return open_range
+
+
+def _recover(job: CopyJob, exc: IncompleteDownload, offset: int) -> None:
+    job.recoveries.spend(exc)
+    log.warning("download_resumed", offset=offset, error=str(exc))
+
+
 def _pump(job: CopyJob, download: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
     for chunk in download.chunks():
-        hasher.update(chunk)
-        write(chunk)
-        job.lease.progress()
-        job.lease.check()
+        _take(job, chunk, write, hasher)
+
+
+def _take(job: CopyJob, chunk: bytes, write: Callable[[bytes], None], hasher: BackgroundHasher) -> None:
+    hasher.update(chunk)
+    write(chunk)
+    job.lease.progress()
+    job.lease.check()
 
 
 def _resume(job: CopyJob, offset: int, first: Download) -> Download:
@@ -173,7 +224,7 @@ def _resume(job: CopyJob, offset: int, first: Download) -> Download:
     job.lease.check()
     download = _open(job, offset, first.etag)
     if download.start != offset:
-        raise _RangeIgnored(download)
+        raise RangeIgnored(download)
     if first.total is not None and download.total not in (None, first.total):
         download.close()
         raise SourceUnavailable(

@@ -183,6 +183,32 @@ def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_external_id": "e"}}, "needs s3_role_arn"),
         ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_sse": "DES"}}, "'AES256' or 'aws:kms'"),
         ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_request_checksum": "never"}}, "when_supported"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_object_lock_days": 30}},
+         "s3_object_lock_days needs s3_object_lock_mode"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_object_lock_mode": "COMPLIANCE"}},
+         "s3_object_lock_mode needs s3_object_lock_days"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_object_lock_mode": "WORM", "s3_object_lock_days": 1}},
+         "'GOVERNANCE' or 'COMPLIANCE'"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_object_lock_mode": "GOVERNANCE",
+                                           "s3_object_lock_days": 0}}, "must be at least 1, got "),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "s3_object_lock_mode": "GOVERNANCE",
+                                           "s3_object_lock_days": "7"}}, "expected a whole number, got a string"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x"}, "gcs_retention_days": 7}, "gcs_* does not belong"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x"}, "gcs_temporary_hold": True}, "gcs_* does not belong"),
+        ({"storage_type": "abs", "azure_blob": {"abs_account_name": "a"}, "gcs_kms_key_name": "k"},
+         "gcs_* does not belong"),
+        ({"storage_type": "local", "gcs_event_based_hold": True}, "gcs_* does not belong"),
+        ({"storage_type": "gcs", "gcs_retention_days": 7}, "gcs_retention_days needs gcs_retention_mode"),
+        ({"storage_type": "gcs", "gcs_retention_mode": "Locked"}, "gcs_retention_mode needs gcs_retention_days"),
+        ({"storage_type": "gcs", "gcs_retention_mode": "locked", "gcs_retention_days": 7}, "'Unlocked' or 'Locked'"),
+        ({"storage_type": "gcs", "gcs_retention_mode": "Locked", "gcs_retention_days": -1}, "must be at least 1, got "),
+        ({"storage_type": "abs", "azure_blob": {"abs_account_name": "a", "abs_immutability_mode": "Unlocked"}},
+         "abs_immutability_mode needs abs_immutability_days"),
+        ({"storage_type": "abs", "azure_blob": {"abs_account_name": "a", "abs_immutability_days": 3}},
+         "abs_immutability_days needs abs_immutability_mode"),
+        ({"storage_type": "abs", "azure_blob": {"abs_account_name": "a", "s3_legal_hold": True}},
+         "unknown key 's3_legal_hold'"),
+        ({"storage_type": "s3", "aws_s3": {"s3_region": "x", "abs_legal_hold": True}}, "unknown key 'abs_legal_hold'"),
     ],
 )
 def test_provider_keys_are_checked(tmp_path: Path, storage: dict[str, object], reason: str) -> None:
@@ -191,6 +217,31 @@ def test_provider_keys_are_checked(tmp_path: Path, storage: dict[str, object], r
     config = {"default_storage": "x", "storages": [{"name": "x", "bucket": "b", **storage}]}
     with pytest.raises(ConfigError, match=re.escape(reason)):
         load_settings(env_with(tmp_path, tomli_w.dumps(config)))
+
+
+def test_write_once_and_encryption_keys_are_read_per_storage(tmp_path: Path) -> None:
+    """Each store's retention, holds and encryption key, where its own keys live."""
+    import tomli_w  # noqa: PLC0415
+
+    storages = [
+        {"name": "s3", "storage_type": "s3", "bucket": "b", "aws_s3": {
+            "s3_region": "x", "s3_object_lock_mode": "COMPLIANCE", "s3_object_lock_days": 2555, "s3_legal_hold": True,
+            "s3_sse": "aws:kms", "s3_sse_kms_key_id": "arn:aws:kms:eu-west-1:1:key/k"}},
+        {"name": "gcs", "storage_type": "gcs", "bucket": "b", "gcs_retention_days": 1825,
+         "gcs_retention_mode": "Locked", "gcs_event_based_hold": True, "gcs_temporary_hold": True,
+         "gcs_kms_key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k"},
+        {"name": "abs", "storage_type": "abs", "bucket": "c", "azure_blob": {
+            "abs_account_name": "a", "abs_immutability_days": 365, "abs_immutability_mode": "Unlocked",
+            "abs_legal_hold": True, "abs_encryption_scope": "cmk"}},
+    ]
+    archive = load_settings(env_with(tmp_path, tomli_w.dumps({"default_storage": "s3", "storages": storages}))).archive
+    s3, gcs, abs_ = (archive.storage(name) for name in ("s3", "gcs", "abs"))
+    assert s3.aws_s3 is not None and (s3.aws_s3.s3_object_lock_mode, s3.aws_s3.s3_object_lock_days,
+                                      s3.aws_s3.s3_legal_hold) == ("COMPLIANCE", 2555, True)
+    assert (gcs.gcs_retention_days, gcs.gcs_retention_mode, gcs.gcs_event_based_hold, gcs.gcs_temporary_hold) == \
+        (1825, "Locked", True, True)
+    assert abs_.azure_blob is not None and abs_.azure_blob.abs_encryption_scope == "cmk"
+    assert (abs_.azure_blob.abs_immutability_days, abs_.azure_blob.abs_immutability_mode) == (365, "Unlocked")
 
 
 def test_call_types_may_fan_out_and_stream_s3_stays_alone(tmp_path: Path) -> None:

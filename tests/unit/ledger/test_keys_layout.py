@@ -36,6 +36,11 @@ def test_the_default_prefix() -> None:
     (K.unrouted, "p:unrouted"),
     (K.call("default:c1"), "p:call:default:c1"),
     (K.call_files("c1"), "p:call_files:c1"),
+    (K.index_type("default"), "p:index:type:default"),
+    (K.index_day("2026-03-03"), "p:index:day:2026-03-03"),
+    (K.index_days, "p:index:days"),
+    (K.index_custom("tenant=acme"), "p:index:custom:tenant=acme"),
+    (K.index_migration, "p:index:migration"),
     (K.running("s3"), "p:running:s3"),
     (K.key_owner("s3"), "p:keyowner:s3"),
     (K.session_files("default:c1:s1"), "p:session:default:c1:s1"),
@@ -74,6 +79,9 @@ def test_the_default_prefix() -> None:
     (K.notify_due, "p:notify:due"),
     (K.notify_state("pending"), "p:notify:state:pending"),
     (K.notify_outcomes, "p:notify:outcomes"),
+    (K.hold("default:c1"), "p:hold:default:c1"),
+    (K.holds, "p:holds"),
+    (K.erased("f_1"), "p:erased:f_1"),
 ])
 def test_every_key_is_spelled_as_it_always_was(built: str, spelled: str) -> None:
     assert built == spelled
@@ -115,13 +123,14 @@ def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> No
 
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
-    """Intake, claim, a retry (and its audit-log entry), routing, the lock, a noted failure: every key
-    the scripts wrote under the prefix is one keys.py names."""
+    """Intake (indexing the file, with custom terms), claim, a retry (and its audit-log entry), routing,
+    the lock, a noted failure: every key the scripts wrote under the prefix is one keys.py names."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ledger = Ledger(client, "lay:")
     k = ledger.keys
     waiting, file = a_file("rec_default_x_2.mp4"), a_file()
-    ledger.record(file, [NewTransfer("t1", "s3", "default/x/a.mp4")], expires_at=END + timedelta(days=14))
+    ledger.record(file, [NewTransfer("t1", "s3", "default/x/a.mp4")], expires_at=END + timedelta(days=14),
+                  custom=["tenant=acme"])
     ledger.record(waiting, [], expires_at=END + timedelta(days=14), route_in_ms=0)
     claim = ledger.claim("t1", "w1", 60_000)
     assert ledger.finish("t1", claim.token, "failed", error="boom") and ledger.retry("t1")
@@ -136,7 +145,8 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
             k.call("default:x"), k.call_files("x"), k.session_files("default:x:s1"),
-            k.call_sessions("default:x"), k.auditlog_pending,
+            k.call_sessions("default:x"), k.index_type("default"), k.index_day(f"{file.start_time:%Y-%m-%d}"),
+            k.index_days, k.index_custom("tenant=acme"), k.auditlog_pending,
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))

@@ -15,12 +15,14 @@ from worker.ledger.schema import SCHEMA_VERSION, ensure_schema, ledger_version
 from worker.ledger.store import Ledger
 
 
-def test_a_ledger_from_before_versioning_is_version_1_and_keeps_its_data(ledger: Ledger) -> None:
+def test_a_ledger_from_before_versioning_is_version_1_migrated_and_keeps_its_data(ledger: Ledger) -> None:
     ids = add(ledger, "a1", "archived") + add(ledger, "q1")
+    ledger.redis.delete(*ledger.redis.scan_iter("archiver:index:*"))  # as versions before the index left it
     assert ledger_version(ledger) is None
-    assert ensure_schema(ledger) == SCHEMA_VERSION == 1
-    assert ledger.redis.get("archiver:schema_version") == "1"
+    assert ensure_schema(ledger) == SCHEMA_VERSION == 2
+    assert ledger.redis.get("archiver:schema_version") == "2"
     assert sorted(ledger.ids()) == sorted(ids)
+    assert ledger.redis.zcard("archiver:index:type:default") == 2  # migration 1 → 2: the index of `find`
 
 
 def test_the_current_version_is_accepted_as_it_is(ledger: Ledger) -> None:
@@ -63,7 +65,7 @@ def test_an_older_ledger_without_a_known_migration_is_refused(ledger: Ledger) ->
     assert ledger.redis.get("archiver:schema_version") == "1"
 
 
-@pytest.mark.parametrize("stored", ["2", "abc", "0", "-1", "1.5"])
+@pytest.mark.parametrize("stored", ["3", "abc", "0", "-1", "1.5"])
 def test_a_newer_or_unknown_version_is_refused_and_left_alone(ledger: Ledger, stored: str) -> None:
     ledger.redis.set("archiver:schema_version", stored)
     with pytest.raises(LedgerSchemaError) as raised:
@@ -89,7 +91,8 @@ SERVICE_COMMANDS = (["web", "--port", "9"], ["worker"], ["scheduler"], ["serve",
                     ["sqs", "--queue-url", "http://127.0.0.1:9/q"], ["delete-archived", "--dry-run"],
                     ["backfill", "--since", "1d"], ["reconcile"])
 TRANSFER_COMMANDS = (["transfers", "list"], ["transfers", "show", "t_x"], ["transfers", "export"],
-                     ["transfers", "prune", "--older-than", "90d"], ["transfers", "retry", "--state", "failed"])
+                     ["transfers", "prune", "--older-than", "90d"], ["transfers", "retry", "--state", "failed"],
+                     ["find", "--call", "default:x"])
 
 
 def test_the_cli_refuses_a_newer_ledger_with_exit_2_naming_both_versions(ledger: Ledger, redis_url: str,

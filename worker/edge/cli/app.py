@@ -13,7 +13,9 @@ commands, which live one group to a module:
     trial        try
     transfers    transfers list|retry|export|prune|show
     link         link (a short-lived download URL of an archived file)
+    find         find (archived files, from the index)
     notifications  notifications list|retry
+    compliance   hold (and hold --release), erase (legal holds and erasure of a call)
 
 and `_boot` holds what they all start with (settings, the ledger, the consoles, exit codes).
 """
@@ -28,8 +30,10 @@ from typer.core import TyperOption
 from worker.edge.cli import service
 from worker.edge.cli.audit import audit_command
 from worker.edge.cli.auditlog import auditlog_app
+from worker.edge.cli.compliance import erase_command, hold_command
 from worker.edge.cli.deletion import delete_archived_command
 from worker.edge.cli.discovery import backfill_command, reconcile_command
+from worker.edge.cli.find import find_command
 from worker.edge.cli.link import link_command
 from worker.edge.cli.notifications import notifications_app
 from worker.edge.cli.storages import doctor, storage_app
@@ -54,6 +58,9 @@ app.command("reconcile")(reconcile_command)
 app.command("audit")(audit_command)
 app.command("try")(try_command)
 app.command("link")(link_command)
+app.command("find")(find_command)
+app.command("hold")(hold_command)
+app.command("erase")(erase_command)
 
 # Typer's rich help shows a flag's type as "<bool>" (typer 0.29), though a flag takes no value: show
 # none. Older typer (the lowest allowed) has no such hook and shows no type for flags anyway.

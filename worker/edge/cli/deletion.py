@@ -33,6 +33,8 @@ def delete_archived_command(
     for item in summary.candidates:
         table.add_row(item.call_cid, item.kind, item.filename, ", ".join(item.destinations))
     out.print(table)
+    if summary.held:
+        out.print(f"kept {summary.held} file(s) of calls on legal hold at Stream (archiver hold)")
     if dry_run:
         out.print(f"{len(summary.candidates)} file(s) would be deleted from Stream (dry run: nothing deleted)")
         return

@@ -23,7 +23,8 @@ storage_app = typer.Typer(help="The configured storages.", no_args_is_help=True)
 @storage_app.command("list")
 def list_storages(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
                   ) -> None:
-    """Names, types, buckets, prefixes, and which call types route where (secrets masked)."""
+    """Names, types, buckets, prefixes, write-once settings, encryption keys, and which call types route
+    where (secrets masked)."""
     from worker.storage.listing import describe_storages  # noqa: PLC0415
 
     rows = describe_storages(ledger_settings().archive)
@@ -31,17 +32,20 @@ def list_storages(as_json: Annotated[bool, typer.Option("--json", help="One JSON
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
         return
-    table = Table("name", "type", "bucket", "path", "endpoint", "credentials", "routes")
+    table = Table("name", "type", "bucket", "path", "endpoint", "credentials", "create_only", "retention",
+                  "encryption", "routes")
     for row in rows:
         table.add_row(row["name"], row["storage_type"], row["bucket"], row["path"], row["endpoint"] or "",
-                      row["credentials"], ", ".join(row["routes"]))
+                      row["credentials"], row["create_only"], row["retention"] or "-", row["encryption"] or "-",
+                      ", ".join(row["routes"]))
     out.print(table)
 
 
 @storage_app.command("check")
 def check_storage_command(name: Annotated[str, typer.Argument(help="A storage name from the configuration.")],
                           ) -> None:
-    """Write, read back, verify and remove probe objects (like Stream's check, and more)."""
+    """Write, read back, verify and remove probe objects (like Stream's check, and more); with retention or
+    holds set, prove them on the probe note, which then stays until its retention ends."""
     from worker.storage.probe import check_storage  # noqa: PLC0415
     from worker.storage.registry import build_storage  # noqa: PLC0415
 
@@ -55,7 +59,7 @@ def check_storage_command(name: Annotated[str, typer.Argument(help="A storage na
         err.print(f"[bold red]{name}: cannot be used[/]: {exc}", highlight=False)
         raise typer.Exit(1) from None
     try:
-        report = check_storage(storage, archive.transfer)
+        report = check_storage(storage, archive.transfer, protect=True)
     except ArchiverError as exc:
         err.print(f"[bold red]{name}: cannot be used[/]: {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -66,6 +70,10 @@ def check_storage_command(name: Annotated[str, typer.Argument(help="A storage na
         table.add_row(step.name, "yes" if step.ok else "[red]NO[/]", f"{step.seconds:.2f}", step.detail)
     out.print(f"{report.storage}: {report.described}")
     out.print(table)
+    for key, until in report.kept:
+        out.print(f"[yellow]kept[/]: {key} stays until {until:%Y-%m-%d %H:%M} UTC: its retention forbids deleting "
+                  "it before then (the store refused); delete it afterwards, or let a lifecycle rule do it",
+                  highlight=False)
     if not report.ok:
         err.print(f"[bold red]check failed[/] ({report.reason}): {report.message}", highlight=False)
         raise typer.Exit(1)

@@ -179,6 +179,8 @@ def prune_transfers(
     if summary.outcomes["object_changed"]:
         out.print(f"kept {summary.outcomes['object_changed']} archived transfer(s) whose object no longer "
                   "matches what was archived (see the prune_skipped log lines)", highlight=False)
+    if summary.held:
+        out.print(f"kept {summary.held} archived transfer(s) of calls on legal hold (archiver hold)", highlight=False)
     if summary.kept_at_stream:
         out.print(f"kept {summary.kept_at_stream} archived transfer(s) whose files Stream still holds "
                   "(they would be recorded and uploaded again)", highlight=False)

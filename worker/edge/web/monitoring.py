@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from config import Settings
 from config.celery import TRANSFER_QUEUE
 from config.logging import scrub
-from worker.edge.web import auth, call_page, openapi, paths, status_page
+from worker.edge.web import auth, call_page, find_page, openapi, paths, status_page
 from worker.ledger.connection import connect
 from worker.ledger.store import Ledger
 from worker.monitoring.metrics import ArchiverCollector, registry_for
@@ -96,7 +96,9 @@ def add_status_page(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
 
     @app.get(paths.STATUS, response_class=HTMLResponse, responses=openapi.STATUS_PAGE)
     def status(request: Request, call: Annotated[str, Query(
-            description="a call to show: its cid (type:id) or its id alone")] = "") -> Response:
+            description="a call to show: its cid (type:id) or its id alone")] = "",
+               find: Annotated[str, Query(description="archived files to list: a call's cid or id, or "
+                                                      "KEY=VALUE of the calls' custom data")] = "") -> Response:
         if not token:
             return JSONResponse(_NOT_FOUND, status_code=404)
         header = request.headers.get("authorization")
@@ -105,8 +107,9 @@ def add_status_page(app: FastAPI, settings: Settings, ledger: Ledger) -> None:
         query = call.strip()
         try:
             shown = call_page.render_call(call_page.read_call_view(ledger, query)) if query else ""
+            searches = f"{find_page.section(ledger, find)}\n{call_page.search_form(query)}{shown}"
             page = status_page.render(status_page.read_status(ledger.redis, settings.archive.at_risk_margin,
-                                                              ledger.prefix), call_page.search_form(query) + shown)
+                                                              ledger.prefix), searches)
         except redis.RedisError as exc:
             return JSONResponse({"error": f"ledger unavailable: {scrub(str(exc))}"}, status_code=503)
         return HTMLResponse(page, headers=status_page.HEADERS)

@@ -2,22 +2,25 @@
 
 The container's client (and the azure-identity credential it uses, closed with it), the prefix, where
 it is for messages (never a credential: `worker.storage.azure.auth.public_location`), the block
-threads, how an SDK error reads (`worker.storage.azure.errors`), and the clean-up of blocks staged
-and never committed (see the module docstring of `worker.storage.azure.storage`).
+threads, how an SDK error reads (`worker.storage.azure.errors`), what every request that writes
+carries (``abs_encryption_scope``: `scope`; on a protected commit the immutability policy and legal
+hold: `protected`), and the clean-up of blocks staged and never committed (see the module docstring
+of `worker.storage.azure.storage`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import structlog
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, ContainerClient
+from azure.storage.blob import BlobClient, BlobImmutabilityPolicyMode, ContainerClient, ImmutabilityPolicy
 
 from config import TransferTuning
 from worker.storage.azure.auth import TokenCredential, public_location
 from worker.storage.azure.errors import error_code, map_error
+from worker.storage.base import Retention
 from worker.storage.errors import Scrubber
 from worker.storage.parts import PartPool
 
@@ -45,6 +48,26 @@ class AzureContainer:
         self.scrub = scrub
         self.parts = PartPool(tuning.parts_in_flight, "abs-block")
         self._credential = credential
+        self.retention: Retention | None = None  # the storage's (`AzureStorage`); a protected commit carries it
+        self.encryption_scope: str | None = None  # abs_encryption_scope: on every request that writes
+
+    def scope(self) -> dict[str, Any]:
+        """``encryption_scope`` for a request that writes bytes or commits them, when one is set."""
+        return {"encryption_scope": self.encryption_scope} if self.encryption_scope else {}
+
+    def protected(self, now: datetime | None = None) -> dict[str, Any]:
+        """The immutability policy (until now + the days) and legal hold a protected Put Blob or Put
+        Block List carries for the storage's retention."""
+        retention, found = self.retention, dict[str, Any]()
+        if retention is None:
+            return {}
+        until = retention.until(now or datetime.now(UTC))
+        if until is not None:
+            mode = BlobImmutabilityPolicyMode(retention.mode)
+            found["immutability_policy"] = ImmutabilityPolicy(expiry_time=until, policy_mode=mode)
+        if "legal" in retention.holds:
+            found["legal_hold"] = True
+        return found
 
     def blob(self, full_key: str) -> BlobClient:
         return self.client.get_blob_client(full_key)

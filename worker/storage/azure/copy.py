@@ -3,7 +3,8 @@
 The source is cut into ``part_size`` ranges; each becomes a Put Block From URL
 (``x-ms-source-range``), at most ``parts_in_flight`` at a time, and one Put Block List commits them
 with content type and metadata (no ``sha256``, no Content-MD5: the worker never saw the bytes, so
-the caller verifies the result). The source must be reachable from Azure's network, answer range
+the caller verifies the result), the encryption scope on every request and, as a writer's commit, the
+immutability policy and legal hold. The source must be reachable from Azure's network, answer range
 requests, and its signature must stay valid for the whole copy.
 
 Create-only as a writer is (`worker.storage.create_only`): the name is checked before the first
@@ -91,7 +92,8 @@ def copy_from_url(
         copy.discard(key)
         raise
     etag = str(response.get("etag") or "").strip('"') or None
-    return StoredObject(key, size, decode_header_metadata(metadata), content_type, etag)
+    return StoredObject(key, size, decode_header_metadata(metadata), content_type, etag,
+                        version=response.get("version_id") or None)
 
 
 class _BlockCopy:
@@ -127,7 +129,8 @@ class _BlockCopy:
         blocks = [BlobBlock(block_id=block_id) for block_id in self._blocks]
         self._guard.head_first()
         return dict(self._blob.commit_block_list(blocks, content_settings=settings, metadata=metadata,
-                                                 **condition(self._guard)))
+                                                 **condition(self._guard), **self._container.scope(),
+                                                 **self._container.protected()))
 
     def discard(self, key: str) -> None:
         """Cancel queued ranges, wait for running ones, delete what was staged. Never raises."""
@@ -143,4 +146,5 @@ class _BlockCopy:
             self._failed.set()
 
     def _stage(self, block_id: str, offset: int, length: int) -> None:
-        self._blob.stage_block_from_url(block_id, self._url, source_offset=offset, source_length=length)
+        self._blob.stage_block_from_url(block_id, self._url, source_offset=offset, source_length=length,
+                                        **self._container.scope())

@@ -8,6 +8,8 @@ The mapping, by Azure error code first (a HEAD carries it in ``x-ms-error-code``
   stat/read → FileNotFoundError;
 - ``BlobAlreadyExists`` (409) and ``ConditionNotMet`` (412): a create-only ``If-None-Match: *`` found a
   blob at the name → KeyTaken ``key_taken``;
+- ``BlobImmutableDueToPolicy`` and ``BlobImmutableDueToLegalHold`` (409: an immutability policy or a
+  legal hold protects the blob or version) → ObjectLocked ``object_locked``;
 - ``Md5Mismatch`` / ``Crc64Mismatch`` (the store rejected a checksum; Azurite says ``InvalidOperation``
   "Provided contentMD5 doesn't match.") → VerificationFailed;
 - 403 (``AuthorizationPermissionMismatch``, ``AuthorizationFailure``, ...) → StorageRefused ``permission``,
@@ -39,6 +41,8 @@ from azure.core.exceptions import (
 
 from worker.storage.errors import (
     CHECKSUM_MISMATCH,
+    LOCKED,
+    LOCKED_HINT,
     MISSING,
     SERVER_ERRORS,
     TAKEN,
@@ -58,6 +62,7 @@ TABLE = ErrorTable(
     Rule(refused("missing_bucket"), codes={"ContainerNotFound"}),
     Rule(MISSING, codes={"BlobNotFound"}),
     Rule(TAKEN, codes={"BlobAlreadyExists", "ConditionNotMet"}),
+    Rule(LOCKED, codes={"BlobImmutableDueToPolicy", "BlobImmutableDueToLegalHold"}),
     # a bad signature, whatever the code says (Azurite answers AuthorizationFailure):
     Rule(refused("credentials"), statuses={403}, words="server failed to authenticate the request"),
     Rule(refused("permission"), statuses={403}),
@@ -109,7 +114,8 @@ def map_error(exc: AzureError, where: str, scrub: Scrubber, *, missing: bool = F
     if isinstance(exc, HttpResponseError) and status:
         code = code or ("BlobNotFound" if status == 404 else "")  # a HEAD's 404 carries no code
         outcome = TABLE.outcome(code, status, azure_message(exc), missing=missing)
-        return outcome.error(f"{text} ({TAKEN_HINT})" if outcome is TAKEN else text)
+        hint = f" ({TAKEN_HINT})" if outcome is TAKEN else f" ({LOCKED_HINT})" if outcome is LOCKED else ""
+        return outcome.error(text + hint)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return unavailable("unreachable").error(text)
     return unavailable("other").error(text)

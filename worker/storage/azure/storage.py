@@ -27,6 +27,17 @@ Block List carry ``If-None-Match: *`` and Azure answers 409 BlobAlreadyExists (K
 name holds a blob; with ``"head"`` a Get Blob Properties comes right before either instead. Before
 the first block is staged the name is checked in both modes, so that a taken one leaves no blocks.
 
+Write-once (``abs_immutability_days`` + ``abs_immutability_mode``, ``abs_legal_hold``): a protected
+Put Blob or Put Block List (a server-side copy's too) carries a version-level immutability policy
+(``x-ms-immutability-policy-until-date`` = now + the days, ``-mode``) and ``x-ms-legal-hold``, so the
+blob is protected from the moment it exists; that needs a container with version-level immutability
+support (and so blob versioning), which `write_once_problem` reads from the container's properties.
+Overwriting or deleting the current version makes it a previous version, still protected; deleting a
+protected version (`delete_version`) Azure refuses (409 BlobImmutableDueToPolicy /
+BlobImmutableDueToLegalHold: ObjectLocked). `protection` reads Get Blob Properties.
+``abs_encryption_scope`` goes on every Put Blob, Put Block (From URL) and Put Block List, probes
+included.
+
 Differences from S3: metadata names must be C# identifiers (ASCII letters, digits, ``_``, not
 starting with a digit: no hyphen; ValueError otherwise); Azure keeps their case. Values travel in
 HTTP headers, so they are percent-encoded like S3's (`urllib.parse.quote` of ``%``, space, controls
@@ -38,6 +49,8 @@ keeps its own copies).
 Links (`link`): the blob's URL with a read-only SAS, signed with the account key or a user delegation
 key (`worker.storage.azure.signing`); a storage logged in with a SAS token declares no links.
 
+Holds and erasure (every version and snapshot): `worker.storage.azure.versions`.
+
 Server-side copy (`copy_from_url`): `worker.storage.azure.copy`. Errors: `worker.storage.azure.errors`;
 messages name the storage, container, key, Azure's error code and message, never a credential.
 """
@@ -46,20 +59,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import NoReturn, Self
+from typing import Any, NoReturn, Self
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
 
 from config import StorageConfig, TransferTuning
 from worker.errors import CopyRefused, KeyRefused
+from worker.storage.azure import versions
 from worker.storage.azure.auth import TokenCredential, make_container_client, secrets_of
 from worker.storage.azure.container import AzureContainer
 from worker.storage.azure.copy import copy_from_url
 from worker.storage.azure.errors import error_code
 from worker.storage.azure.signing import sas_url, signing_mode
 from worker.storage.azure.writer import AzureWriter, encode_metadata
-from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.base import Capabilities, ObjectVersion, ObjectWriter, Protection, Retention, Storage, StoredObject
 from worker.storage.checksums import b64
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber
@@ -72,7 +86,7 @@ class AzureStorage(Storage):
     """Block blobs in one container, under one prefix."""
 
     storage_type = "abs"
-    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5",
+    capabilities = Capabilities(multipart=True, server_side_copy=True, native_checksum="md5", legal_hold=True,
                                 content_checksums=frozenset({"sha256"}))  # see __init__
 
     def __init__(
@@ -96,7 +110,7 @@ class AzureStorage(Storage):
         # per instance, as abs_server_side_copy may turn the copy off, and a SAS token cannot sign links
         self.capabilities = Capabilities(multipart=True, server_side_copy=server_side_copy, native_checksum="md5",
                                          content_checksums=frozenset({"sha256"}),  # every commit sets metadata
-                                         links=self.signing is not None)
+                                         links=self.signing is not None, legal_hold=True)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -106,10 +120,17 @@ class AzureStorage(Storage):
         if options is None:
             raise ValueError(f"storage {config.name!r}: storage_type 'abs' needs an azure_blob table")
         client, credential = make_container_client(options, config.bucket, tuning)
-        return cls(
+        storage = cls(
             config.name, client, prefix=config.path, tuning=tuning, secrets=secrets_of(options),
             server_side_copy=options.abs_server_side_copy, credential=credential,
         )  # fmt: skip
+        storage.protect_with(Retention.of(config), encryption_scope=options.abs_encryption_scope)
+        return storage
+
+    def protect_with(self, retention: Retention | None, *, encryption_scope: str | None = None) -> None:
+        """Every protected write from now on carries `retention`, and every write `encryption_scope`."""
+        self.retention = self.container.retention = retention
+        self.container.encryption_scope = encryption_scope
 
     def full_key(self, key: str) -> str:
         """``prefix + key``. Raises KeyRefused (a ValueError) for an illegal or over-long key, or a path segment
@@ -130,12 +151,13 @@ class AzureStorage(Storage):
 
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
-        overwrite: bool = False,
+        overwrite: bool = False, protect: bool = True,
     ) -> ObjectWriter:
         """Nothing is sent until a block is due or commit. Raises ValueError for an illegal key or
-        metadata name; `size_hint` is not needed. Create-only unless `overwrite`."""
+        metadata name; `size_hint` is not needed. Create-only unless `overwrite`; the immutability
+        policy and legal hold unless not `protect`."""
         return AzureWriter(self.container, key, self.full_key(key), content_type, encode_metadata(metadata),
-                           guard(self, key, overwrite=overwrite))
+                           guard(self, key, overwrite=overwrite), protect=protect)
 
     def stat(self, key: str) -> StoredObject:
         """Get Blob Properties. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
@@ -148,7 +170,52 @@ class AzureStorage(Storage):
         if props.content_settings.content_md5:
             checksums["md5"] = b64(bytes(props.content_settings.content_md5))
         etag = (props.etag or "").strip('"') or None
-        return StoredObject(key, props.size, metadata, props.content_settings.content_type, etag, checksums)
+        return StoredObject(key, props.size, metadata, props.content_settings.content_type, etag, checksums,
+                            props.version_id or None)
+
+    def protection(self, key: str) -> Protection:
+        """The current version's immutability policy and legal hold (Get Blob Properties). Raises
+        FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
+        try:
+            props = self.blob(self.full_key(key)).get_blob_properties()
+        except AzureError as exc:
+            self.raise_mapped(exc, "read the retention of", key, missing=True)
+        policy = props.immutability_policy
+        mode = getattr(policy.policy_mode, "value", policy.policy_mode) if policy is not None else None
+        return Protection(policy.expiry_time if policy is not None else None, str(mode) if mode else None,
+                          ("legal",) if props.has_legal_hold else (), props.version_id or None)
+
+    def write_once_problem(self) -> str | None:
+        """The container must have version-level immutability support (Get Container Properties), when
+        ``retention`` asks for anything. Raises StorageRefused / StorageUnavailable."""
+        if self.retention is None:
+            return None
+        try:
+            props = self.container.client.get_container_properties()
+        except AzureError as exc:
+            self.raise_mapped(exc, "read the properties of", "")
+        if props.immutable_storage_with_versioning_enabled:
+            return None
+        return (f"container {self.container.name} has no version-level immutability support: Azure sets an "
+                "immutability policy or a legal hold on a blob version only there (and needs blob versioning on)")
+
+    def delete_version(self, key: str, version: str) -> None:
+        """Delete exactly `version` of the blob. Raises ObjectLocked (a policy or legal hold protects it),
+        ValueError, StorageRefused / StorageUnavailable."""
+        try:
+            self.blob(self.full_key(key)).delete_blob(version_id=version)
+        except AzureError as exc:
+            if error_code(exc) != "BlobNotFound":
+                self.raise_mapped(exc, "delete a version of", key)
+
+    def release_holds(self, key: str, version: str | None = None) -> None:
+        """Set Blob Legal Hold false on `version` (default: the current one). Raises FileNotFoundError,
+        ValueError, StorageRefused / StorageUnavailable."""
+        extra: dict[str, Any] = {"version_id": version} if version else {}
+        try:
+            self.blob(self.full_key(key)).set_legal_hold(False, **extra)
+        except AzureError as exc:
+            self.raise_mapped(exc, "release the legal hold of", key, missing=True)
 
     def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Get Blob in 4 MiB ranges, yielded in chunks of at most `chunk_size`. Raises
@@ -176,6 +243,21 @@ class AzureStorage(Storage):
         except AzureError as exc:
             if error_code(exc) != "BlobNotFound":
                 self.raise_mapped(exc, "delete", key)
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """The current blob, its versions and snapshots, with their holds and immutability policies:
+        `worker.storage.azure.versions`. Raises ValueError, StorageRefused / StorageUnavailable."""
+        return versions.list_versions(self, key)
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete the blob, its snapshots and every version. Raises ErasureRefused, ValueError,
+        StorageRefused / StorageUnavailable."""
+        return versions.erase(self, key)
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """Set Legal Hold on the blob and each version (version-level immutability), read back. Raises
+        FileNotFoundError, StorageRefused (also a store without legal holds), StorageUnavailable."""
+        return versions.set_legal_hold(self, key, on)
 
     def copy_from_url(
         self, key: str, url: str, *, size: int, content_type: str, metadata: Mapping[str, str],

@@ -72,10 +72,11 @@ class AzureWriter(PartedWriter[str]):
 
     def __init__(
         self, container: AzureContainer, key: str, full_key: str, content_type: str, metadata: dict[str, str],
-        guard: Guard,
+        guard: Guard, *, protect: bool = True,
     ) -> None:
         super().__init__(key, container.tuning, container.parts.submit)
         self._container, self._full_key, self._guard = container, full_key, guard
+        self._protect = protect  # the commit carries the storage's immutability policy and legal hold
         self._blob = container.blob(full_key)
         self._content_type, self._metadata = content_type, metadata
         self._nonce = uuid.uuid4().hex  # of this writer's block ids
@@ -97,7 +98,7 @@ class AzureWriter(PartedWriter[str]):
     def _send_part(self, number: int, part: bytes) -> str:
         """Put Block, with a transactional MD5 that Azure checks; returns the block id."""
         name = block_id(self._nonce, number)
-        self._blob.stage_block(name, part, length=len(part), validate_content="md5")
+        self._blob.stage_block(name, part, length=len(part), validate_content="md5", **self._container.scope())
         return name
 
     def _send_whole(self, body: bytes, digests: Digests | None) -> dict[str, Any]:
@@ -109,7 +110,7 @@ class AzureWriter(PartedWriter[str]):
         self._guard.head_first()
         return self._blob.upload_blob(
             body, length=len(body), overwrite=True, metadata=self._metadata, content_settings=settings, **check,
-            **condition(self._guard),
+            **condition(self._guard), **self._container.scope(), **self._protection(),
         )
 
     def _finish_parts(self, parts: list[str], digests: Digests | None) -> dict[str, Any]:
@@ -121,8 +122,14 @@ class AzureWriter(PartedWriter[str]):
             content_settings=content_settings(self._content_type, digests),
             metadata=self._metadata,
             **condition(self._guard),
+            **self._container.scope(),
+            **self._protection(),
         )
         return dict(response)
+
+    def _protection(self) -> dict[str, Any]:
+        """The immutability policy and legal hold, counted from now, unless this write is unprotected."""
+        return self._container.protected() if self._protect else {}
 
     def _discard(self) -> None:
         """Delete what was staged when no committed blob holds the name (`AzureContainer.discard_staged`)."""
@@ -131,4 +138,5 @@ class AzureWriter(PartedWriter[str]):
     def _stored(self, response: Mapping[str, Any], digests: Digests | None) -> StoredObject:
         etag = str(response.get("etag") or "").strip('"') or None
         metadata = decode_header_metadata(self._metadata)
-        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums(digests))
+        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums(digests),
+                            response.get("version_id") or None)

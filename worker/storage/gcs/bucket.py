@@ -2,20 +2,24 @@
 
 The client and its authorized requests session (the raw upload and download requests go through it),
 the bucket and prefix, timeouts and the library's retry, the size of a resumable upload's chunks, how
-a failure reads (`worker.storage.gcs.errors`), and the clean-ups a writer needs: deleting one
-generation of an object, cancelling a resumable session.
+a failure reads (`worker.storage.gcs.errors`), what every upload carries (``gcs_kms_key_name``; on a
+protected write the retention and holds: `protected_fields`), and the clean-ups a writer needs:
+deleting one generation of an object, cancelling a resumable session.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 import structlog
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from config import TransferTuning
+from worker.storage.base import Protection, Retention
 from worker.storage.errors import Failure, Scrubber, sdk_retry_deadline
 from worker.storage.gcs.errors import ERRORS, Missing, build, mapped, response_text
 
@@ -28,6 +32,40 @@ log = structlog.get_logger(__name__)
 def chunk_size(part_size: int) -> int:
     """`part_size` rounded down to a multiple of 256 KiB (at least 256 KiB)."""
     return max(QUANTUM, part_size // QUANTUM * QUANTUM)
+
+
+def rfc3339(moment: datetime) -> str:
+    """`moment` as GCS writes times: UTC, ``Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def protected_fields(retention: Retention | None, now: datetime | None = None) -> dict[str, Any]:
+    """What a protected upload's object resource carries for `retention`, written `now`: ``retention``
+    (mode, retainUntilTime), ``temporaryHold``, ``eventBasedHold``."""
+    if retention is None:
+        return {}
+    fields: dict[str, Any] = {}
+    until = retention.until(now or datetime.now(UTC))
+    if until is not None:
+        fields["retention"] = {"mode": retention.mode, "retainUntilTime": rfc3339(until)}
+    if "temporary" in retention.holds:
+        fields["temporaryHold"] = True
+    if "event_based" in retention.holds:
+        fields["eventBasedHold"] = True
+    return fields
+
+
+def protection_of(resource: Mapping[str, Any]) -> Protection:
+    """A `Protection` from an object resource (JSON API names): ``retention`` (mode, retainUntilTime), a
+    bucket retention policy's ``retentionExpirationTime``, ``temporaryHold``, ``eventBasedHold``,
+    ``generation``."""
+    retention = resource.get("retention") or {}
+    until = retention.get("retainUntilTime") or resource.get("retentionExpirationTime")
+    mode = retention.get("mode") or ("bucket policy" if resource.get("retentionExpirationTime") else None)
+    holds = tuple(name for name, field in (("temporary", "temporaryHold"), ("event_based", "eventBasedHold"))
+                  if resource.get(field))
+    return Protection(datetime.fromisoformat(until) if until else None, mode, holds,
+                      str(resource.get("generation") or "") or None)
 
 
 def transport(client: Any) -> requests.Session:
@@ -54,6 +92,8 @@ class GCSBucket:
         self.retry = DEFAULT_RETRY.with_timeout(sdk_retry_deadline(tuning))
         self.blobs = client.bucket(name)  # the library's bucket, for stat and delete
         self.scrub = scrub
+        self.retention: Retention | None = None  # the storage's (`GCSStorage`); a protected write carries it
+        self.kms_key_name: str | None = None  # gcs_kms_key_name: every upload is encrypted with it
 
     def where(self, action: str, key: str) -> str:
         return f"gcs storage {self.storage!r}: {action} gs://{self.name}/{self.prefix}{key}"
@@ -85,9 +125,14 @@ class GCSBucket:
     ) -> requests.Response:
         """POST a new upload of `kind` (a write into a missing bucket: StorageRefused "missing_bucket");
         `create_only`: with ``ifGenerationMatch=0``, which GCS checks when the object is made (KeyTaken)."""
-        url = f"{self.endpoint}/upload/storage/v1/b/{quote(self.name, safe='')}/o?uploadType={kind}"
-        url += "&ifGenerationMatch=0" if create_only else ""
+        query = {"uploadType": kind, **({"ifGenerationMatch": "0"} if create_only else {}),
+                 **({"kmsKeyName": self.kms_key_name} if self.kms_key_name else {})}
+        url = f"{self.endpoint}/upload/storage/v1/b/{quote(self.name, safe='')}/o?{urlencode(query, safe='')}"
         return self.call("POST", url, action, key, ok=(200, 201), missing="bucket", **kwargs)
+
+    def object_url(self, name: str) -> str:
+        """The JSON API URL of object `name`'s resource."""
+        return f"{self.endpoint}/storage/v1/b/{quote(self.name, safe='')}/o/{quote(name, safe='')}"
 
     def delete(self, key: str, name: str, generation: int | None = None) -> None:
         """Delete object `name` (`key` under the prefix), only in `generation` when given; missing is

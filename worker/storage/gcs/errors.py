@@ -10,7 +10,9 @@ and a text before one table decides:
   401, or as 503 when it says the refusal is retryable), ``TransportError`` when it cannot be reached;
 - requests / urllib3 / http.client raise connection errors and timeouts (status 0).
 
-The table: 401 → StorageRefused "credentials"; 403 → "permission"; 404 → FileNotFoundError for a
+The table: 401 → StorageRefused "credentials"; 403 saying "retention" or "hold" (GCS: "Object '…' is subject to
+object retention…", "… is under active Temporary hold …": a delete or an overwrite of a protected
+object) → ObjectLocked "object_locked"; any other 403 → "permission"; 404 → FileNotFoundError for a
 key, StorageRefused "missing_bucket" for a write or when GCS says "bucket does not exist", and
 StorageUnavailable for an expired upload session; 429 → StorageUnavailable "throttled"; 5xx →
 "server_error"; no answer, 408 → "unreachable"; a 400 about a checksum → VerificationFailed; 412
@@ -36,6 +38,8 @@ from google.cloud.storage import exceptions as media
 from worker.errors import VerificationFailed
 from worker.storage.errors import (
     CHECKSUM_MISMATCH,
+    LOCKED,
+    LOCKED_HINT,
     MISSING,
     SERVER_ERRORS,
     TAKEN,
@@ -64,6 +68,7 @@ ERRORS: tuple[type[BaseException], ...] = (
 TABLE = ErrorTable(
     Rule(unavailable("unreachable"), statuses={0, 408}),
     Rule(refused("credentials"), statuses={401}),
+    Rule(LOCKED, statuses={403}, words="retention|hold"),
     Rule(refused("permission"), statuses={403}),
     Rule(unavailable("throttled"), statuses={429}),
     Rule(refused("missing_bucket"), codes={"NoSuchBucket"}),
@@ -125,7 +130,7 @@ def build(where: str, status: int, text: str, missing: Missing, scrub: Scrubber)
     """The exception for a failure of the call described by `where` (storage, action, object)."""
     outcome = TABLE.outcome(missing_code(status, text, missing), status, text, missing=True)
     detail = scrub(f"HTTP {status}: {text}" if status else text)
-    hint = f" ({TAKEN_HINT})" if outcome is TAKEN else ""
+    hint = f" ({TAKEN_HINT})" if outcome is TAKEN else f" ({LOCKED_HINT})" if outcome is LOCKED else ""
     return outcome.error(f"{where} failed: {detail}{hint}")  # `where` holds the key, which may contain "?" and "="
 
 

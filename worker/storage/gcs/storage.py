@@ -25,12 +25,23 @@ when the object is made) and GCS answers 412 (KeyTaken) when the name holds an o
 ``"head"`` a stat comes right before the one request, or the final chunk, instead. Before a
 resumable session opens, a stat checks the name in both modes (no chunk goes up for a taken one).
 
+Write-once (``gcs_retention_days`` + ``gcs_retention_mode``, ``gcs_temporary_hold``,
+``gcs_event_based_hold``): a protected upload's object resource carries ``retention`` (mode,
+retainUntilTime = now + the days), ``temporaryHold`` and ``eventBasedHold``, on the one request or on
+the request that opens the resumable session, so the object is protected from the moment it exists.
+Object retention needs a bucket with it enabled (`write_once_problem` reads the bucket's
+``objectRetention``); holds need nothing. GCS refuses to delete or overwrite a retained or held
+object (403: ObjectLocked). `protection` reads the object's resource back. ``gcs_kms_key_name``
+(CMEK) goes on every upload as ``kmsKeyName``, probes included.
+
 Memory per writer: at most ``max(multipart_threshold, part_size)`` buffered plus one incoming chunk
 while writing; a chunk being sent is one more ``part_size``; a one-request commit holds the buffered
 bytes twice for a moment (≈ 2 × ``multipart_threshold``).
 
 Links (`link`): a V4 signed URL, signed with the service-account key or through IAM signBlob
 (`worker.storage.gcs.signing`); ``capabilities.links`` says whether these credentials can sign.
+
+Holds and erasure (every generation; the legal hold is GCS's temporary hold): `worker.storage.gcs.versions`.
 
 Differences from S3: metadata values are kept exactly (the JSON API takes any UTF-8); ``etag`` is the
 object's generation; keys are at most 1024 UTF-8 bytes, without CR or LF (GCS's rules: ValueError);
@@ -51,11 +62,12 @@ import requests
 
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused
-from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.base import Capabilities, ObjectVersion, ObjectWriter, Protection, Retention, Storage, StoredObject
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
+from worker.storage.gcs import versions
 from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client
-from worker.storage.gcs.bucket import GCSBucket
+from worker.storage.gcs.bucket import GCSBucket, protection_of
 from worker.storage.gcs.errors import ERRORS
 from worker.storage.gcs.signing import credentials_of, signed_url, signing_mode
 from worker.storage.gcs.writer import GCSWriter, stored_object
@@ -68,7 +80,7 @@ class GCSStorage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "gcs"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c", legal_hold=True,
                                 content_checksums=frozenset({"sha256"}))  # metadata belongs to one generation
 
     def __init__(
@@ -88,7 +100,8 @@ class GCSStorage(Storage):
         self.bucket = GCSBucket(name, client, bucket, self.prefix, tuning, scrub=Scrubber(secrets, queries=True))
         self.signing = signing_mode(credentials_of(self.bucket))  # per instance: what these credentials can sign
         self.capabilities = Capabilities(multipart=True, native_checksum="crc32c",
-                                         content_checksums=frozenset({"sha256"}), links=self.signing is not None)
+                                         content_checksums=frozenset({"sha256"}), links=self.signing is not None,
+                                         legal_hold=True)
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
@@ -97,9 +110,16 @@ class GCSStorage(Storage):
         loaded; nothing is sent to GCS yet."""
         credentials = login(config)
         client = make_client(config, credentials)
-        return cls(
+        storage = cls(
             config.name, client, bucket=config.bucket, prefix=config.path, tuning=tuning, secrets=credentials.secrets
         )
+        storage.protect_with(Retention.of(config), kms_key_name=config.gcs_kms_key_name)
+        return storage
+
+    def protect_with(self, retention: Retention | None, *, kms_key_name: str | None = None) -> None:
+        """Every protected write from now on carries `retention`, and every write the CMEK `kms_key_name`."""
+        self.retention = self.bucket.retention = retention
+        self.bucket.kms_key_name = kms_key_name
 
     @property
     def session(self) -> requests.Session:
@@ -117,12 +137,13 @@ class GCSStorage(Storage):
 
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
-        overwrite: bool = False,
+        overwrite: bool = False, protect: bool = True,
     ) -> ObjectWriter:
         """Nothing is sent until the threshold is passed or commit. Raises ValueError for an
-        illegal key; `size_hint` is not needed. Create-only unless `overwrite`."""
+        illegal key; `size_hint` is not needed. Create-only unless `overwrite`; retention and holds
+        unless not `protect`."""
         return GCSWriter(self.bucket, key, self.full_key(key), content_type, metadata,
-                         guard(self, key, overwrite=overwrite))
+                         guard(self, key, overwrite=overwrite), protect=protect)
 
     def stat(self, key: str) -> StoredObject:
         """The object's resource. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
@@ -140,6 +161,38 @@ class GCSStorage(Storage):
             "md5Hash": blob.md5_hash,
         }
         return stored_object(key, resource)
+
+    def protection(self, key: str) -> Protection:
+        """The object's ``retention``, ``temporaryHold`` and ``eventBasedHold`` (and a bucket retention
+        policy's ``retentionExpirationTime``), from its resource. Raises FileNotFoundError, ValueError,
+        StorageRefused / StorageUnavailable."""
+        url = self.bucket.object_url(self.full_key(key))
+        response = self.bucket.call("GET", url, "read the retention of", key, ok=(200,), missing="key")
+        return protection_of(response.json())
+
+    def write_once_problem(self) -> str | None:
+        """With a retention period asked: the bucket's ``objectRetention`` must be enabled (holds need
+        nothing). Raises StorageRefused / StorageUnavailable."""
+        if self.retention is None or not self.retention.days:
+            return None
+        url = f"{self.bucket.endpoint}/storage/v1/b/{quote(self.bucket.name, safe='')}"
+        resource = self.bucket.call("GET", url, "read the settings of", "", ok=(200,), missing="bucket").json()
+        if (resource.get("objectRetention") or {}).get("mode") == "Enabled":
+            return None
+        return (f"bucket {self.bucket.name} does not have object retention enabled (GCS sets an object's "
+                "retention only in a bucket created with it: --enable-per-object-retention)")
+
+    def delete_version(self, key: str, version: str) -> None:
+        """Delete generation `version` of the object. Raises ObjectLocked (retained or held), ValueError,
+        StorageRefused / StorageUnavailable."""
+        self.bucket.delete(key, self.full_key(key), int(version))
+
+    def release_holds(self, key: str, version: str | None = None) -> None:
+        """Clear the temporary and event-based holds (PATCH the resource; of generation `version` when
+        given). Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
+        url = self.bucket.object_url(self.full_key(key)) + (f"?generation={int(version)}" if version else "")
+        self.bucket.call("PATCH", url, "release the holds of", key, ok=(200,), missing="key",
+                         json={"temporaryHold": False, "eventBasedHold": False})
 
     def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """GET the object's media, streamed. Raises FileNotFoundError at once when there is none;
@@ -160,6 +213,21 @@ class GCSStorage(Storage):
     def delete(self, key: str) -> None:
         """Remove the object; missing is fine. Raises ValueError, StorageRefused / StorageUnavailable."""
         self.bucket.delete(key, self.full_key(key))
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """Every generation of `key`, with its holds and retention: `worker.storage.gcs.versions`.
+        Raises ValueError, StorageRefused / StorageUnavailable."""
+        return versions.list_versions(self, key)
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete every generation of `key`. Raises ErasureRefused, ValueError, StorageRefused /
+        StorageUnavailable."""
+        return versions.erase(self, key)
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """GCS's temporary hold on every generation of `key`, read back. Raises FileNotFoundError,
+        StorageRefused (also when the store does not keep it), StorageUnavailable."""
+        return versions.set_legal_hold(self, key, on)
 
     def link(self, key: str, ttl: timedelta) -> str:
         """A V4 signed GET URL valid for `ttl` (whole seconds, rounded up): see

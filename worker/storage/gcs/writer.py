@@ -19,6 +19,7 @@ import requests
 from worker.errors import StorageUnavailable, VerificationFailed
 from worker.storage.base import ObjectWriter, StoredObject
 from worker.storage.checksums import Digests
+from worker.storage.gcs.bucket import protected_fields
 
 if TYPE_CHECKING:
     from worker.storage.create_only import Guard
@@ -33,14 +34,15 @@ def stored_object(key: str, resource: Mapping[str, Any]) -> StoredObject:
     }
     if "sha256" in metadata:
         checksums["sha256"] = metadata["sha256"]
-    generation = resource.get("generation")
+    generation = str(resource.get("generation") or "") or None
     return StoredObject(
         key,
         int(resource.get("size") or 0),
         metadata,
         resource.get("contentType"),
-        str(generation) if generation else None,
+        generation,
         checksums,
+        generation,
     )
 
 
@@ -57,8 +59,9 @@ class GCSWriter(ObjectWriter):
     them, so that the final chunk, sent at commit, is never empty."""
 
     def __init__(self, bucket: GCSBucket, key: str, name: str, content_type: str, metadata: Mapping[str, str],
-                 guard: Guard):
+                 guard: Guard, *, protect: bool = True):
         self._bucket, self._key, self._name, self._guard = bucket, key, name, guard
+        self._protect = protect  # the object resource carries the storage's retention and holds
         self._content_type, self._metadata = content_type, dict(metadata)
         self._pieces: deque[memoryview] = deque()
         self._buffered = 0
@@ -163,7 +166,8 @@ class GCSWriter(ObjectWriter):
         """One multipart/related request: the object resource (with sha256, crc32c, md5 from
         `digests`, which GCS checks) and the bytes."""
         metadata = {**self._metadata, "sha256": digests.sha256} if digests is not None else self._metadata
-        resource: dict[str, Any] = {"name": self._name, "contentType": self._content_type, "metadata": metadata}
+        resource: dict[str, Any] = {"name": self._name, "contentType": self._content_type, "metadata": metadata,
+                                    **self._protected()}
         if digests is not None and digests.crc32c:
             resource["crc32c"] = digests.crc32c
         if digests is not None and digests.md5:
@@ -186,7 +190,8 @@ class GCSWriter(ObjectWriter):
         """Open the resumable session (metadata is fixed now) and return its URI; a taken name first
         raises KeyTaken (no chunk goes up for it)."""
         self._guard.check()
-        resource = {"name": self._name, "contentType": self._content_type, "metadata": self._metadata}
+        resource = {"name": self._name, "contentType": self._content_type, "metadata": self._metadata,
+                    **self._protected()}
         headers = {"X-Upload-Content-Type": self._content_type}
         response = self._bucket.start_upload("resumable", "start uploading", self._key,
                                              create_only=self._guard.condition, json=resource, headers=headers)
@@ -195,6 +200,10 @@ class GCSWriter(ObjectWriter):
             where = self._bucket.where("start uploading", self._key)
             raise StorageUnavailable(f"{where} failed: no session URI returned")
         return location
+
+    def _protected(self) -> dict[str, Any]:
+        """Retention and holds for the object resource, counted from now, unless this write is unprotected."""
+        return protected_fields(self._bucket.retention) if self._protect else {}
 
     def _finish(self, digests: Digests | None) -> dict[str, Any]:
         self._guard.head_first()

@@ -121,11 +121,11 @@ class LocalStorage(Storage):
 
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
-        overwrite: bool = False,
+        overwrite: bool = False, protect: bool = True,
     ) -> ObjectWriter:
         """Create the key's directories and its temporary file. Raises ValueError for an illegal
         key, StorageRefused / StorageUnavailable when the filesystem says no. Create-only unless
-        `overwrite` (see the module docstring)."""
+        `overwrite` (see the module docstring). A directory keeps no retention: `protect` changes nothing."""
         path = self.path(key)
         try:
             os.makedirs(path.parent, exist_ok=True)

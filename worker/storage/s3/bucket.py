@@ -1,13 +1,15 @@
 """S3Bucket: what an S3 storage and its writers share.
 
 The client, the bucket and prefix, what every upload carries (encryption, storage class, tags: the
-``[storages.aws_s3]`` options; the checksum mode, from the client's ``request_checksum_calculation``),
+``[storages.aws_s3]`` options; Object Lock, on a protected write; the checksum mode, from the client's
+``request_checksum_calculation``),
 the part threads, how a botocore error reads (`worker.storage.s3.errors`), and the clean-up of a key's
 stale multipart uploads (see "Stale uploads" in `worker.storage.s3.storage`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import quote, urlencode
 
@@ -15,6 +17,7 @@ import structlog
 from botocore import exceptions as boto
 
 from config import S3Options, TransferTuning
+from worker.storage.base import Retention
 from worker.storage.errors import Scrubber
 from worker.storage.parts import PartPool
 from worker.storage.s3.errors import CHECKSUM_HINT, MD5_HINT, s3_error
@@ -39,6 +42,20 @@ def object_args(options: S3Options) -> dict[str, Any]:
     return args
 
 
+def lock_args(retention: Retention | None, now: datetime | None = None) -> dict[str, Any]:
+    """What a protected PutObject or CreateMultipartUpload carries for `retention`, written `now`:
+    ObjectLockMode and ObjectLockRetainUntilDate, ObjectLockLegalHoldStatus."""
+    if retention is None:
+        return {}
+    args: dict[str, Any] = {}
+    until = retention.until(now or datetime.now(UTC))
+    if until is not None:
+        args |= {"ObjectLockMode": retention.mode, "ObjectLockRetainUntilDate": until}
+    if "legal" in retention.holds:
+        args["ObjectLockLegalHoldStatus"] = "ON"
+    return args
+
+
 class S3Bucket:
     """One bucket and prefix as storage `storage` writes them (see the module docstring)."""
 
@@ -58,6 +75,7 @@ class S3Bucket:
         required = getattr(client.meta.config, "request_checksum_calculation", None) == "when_required"
         self.checksum: Literal["crc32c", "md5"] = "md5" if required else "crc32c"
         self.object_args: dict[str, Any] = object_args(options) if options is not None else {}
+        self.retention: Retention | None = None  # the storage's (`S3Storage`); a protected write carries it
         self.parts = PartPool(tuning.parts_in_flight, "s3-part")
         self._list_uploads = True  # False once the store refused to list pending uploads
 

@@ -2,6 +2,8 @@
 
 - STS refuses ``AssumeRole`` (AccessDenied, InvalidClientTokenId, ...); InvalidAccessKeyId,
   SignatureDoesNotMatch, ExpiredToken, InvalidToken; no credentials found → StorageRefused ``credentials``
+- AccessDenied saying "object lock" (S3: "Access Denied because object protected by object lock.": a
+  delete of a version under retention or a legal hold) → ObjectLocked ``object_locked``
 - AccessDenied, AllAccessDisabled (and a bare 403 to a HEAD) → StorageRefused ``permission``
 - NoSuchBucket → StorageRefused ``missing_bucket``
 - InvalidArgument, NotImplemented, InvalidRequest (400/501) naming a checksum or Content-MD5 →
@@ -33,6 +35,8 @@ from botocore import exceptions as boto
 
 from worker.storage.errors import (
     CONDITION_HINT,
+    LOCKED,
+    LOCKED_HINT,
     MISSING,
     SERVER_ERRORS,
     TAKEN,
@@ -62,6 +66,7 @@ TABLE = ErrorTable(
     Rule(refused("missing_bucket"), codes={"NoSuchBucket"}),
     Rule(MISSING, codes={"404", "NoSuchKey", "NotFound"}, statuses={404}),
     Rule(refused("credentials"), codes=_CREDENTIAL_CODES),
+    Rule(LOCKED, codes={"AccessDenied"}, words="object lock"),
     Rule(refused("permission"), codes={"AccessDenied", "AllAccessDisabled", "403"}),
     Rule(unavailable("checksum_rejected"), codes={"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}),
     Rule(refused("checksum_rejected"), codes=_HEADER_CODES, words="checksum|content-md5"),
@@ -96,6 +101,8 @@ def s3_error(exc: Exception, where: str, scrub: Scrubber, hint: str, *, missing:
             text += f" ({hint})"
         elif outcome.reason == "key_taken":
             text += f" ({TAKEN_HINT})"
+        elif outcome.reason == "object_locked":
+            text += f" ({LOCKED_HINT})"
         elif code == "NotImplemented" or "if-none-match" in f"{message} {error.get('Header', '')}".lower():
             text += f" ({CONDITION_HINT})"
         return outcome.error(scrub(text))

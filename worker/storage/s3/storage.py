@@ -20,6 +20,18 @@ Options (``[storages.aws_s3]``): ``s3_sse`` / ``s3_sse_kms_key_id``, ``s3_storag
 ``s3_tags`` go on every PutObject and CreateMultipartUpload (ServerSideEncryption, SSEKMSKeyId,
 StorageClass, Tagging). Credentials and roles: `worker.storage.s3.client`.
 
+Object Lock (``s3_object_lock_mode`` + ``s3_object_lock_days``, ``s3_legal_hold``): every protected
+PutObject and CreateMultipartUpload carries ObjectLockMode, ObjectLockRetainUntilDate (now + the days,
+whole seconds) and ObjectLockLegalHoldStatus, so the object is locked from the moment it exists. S3
+wants a checksum on such a request (Content-MD5 or an ``x-amz-sdk-checksum-algorithm``): every
+PutObject and every part here carries one, in either checksum mode. `protection` reads the lock back
+from HeadObject (``x-amz-object-lock-*``, which S3 includes only for credentials allowed
+s3:GetObjectRetention and s3:GetObjectLegalHold; moto_server has no GetObjectRetention at all, and
+answers HeadObject with the lock). `write_once_problem` asks GetObjectLockConfiguration and
+GetBucketVersioning. In a versioned bucket `delete` only adds a delete marker (every version stays);
+`delete_version` deletes one version, which S3 refuses (403 AccessDenied "…protected by object lock":
+ObjectLocked) while it is retained or held.
+
 Checksums, by ``s3_request_checksum``:
 
 - ``when_supported`` (boto3's default; AWS, moto): ``native_checksum = "crc32c"``. A single PUT carries
@@ -63,6 +75,8 @@ Links (`link`): a presigned GetObject URL, SigV4 (``X-Amz-Expires``: at most 7 d
 path-style address the client uses; signing sends nothing. It lasts no longer than the credentials that
 signed it: with ``s3_role_arn`` the role's session (an hour by default) cuts a longer ``ttl`` short.
 
+Holds and erasure (every version by VersionId, delete markers too): `worker.storage.s3.versions`.
+
 Errors map at this edge (`worker.storage.s3.errors`, with a ``reason``); a missing key on stat/read is
 FileNotFoundError. Messages name the storage, bucket, key, S3 code and message, never a credential.
 """
@@ -72,17 +86,27 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from botocore import exceptions as boto
 
 from config import S3Options, StorageConfig, TransferTuning
 from worker.errors import KeyRefused, LinkUnavailable
-from worker.storage.base import MAX_SIGNED_TTL, Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.base import (
+    MAX_SIGNED_TTL,
+    Capabilities,
+    ObjectVersion,
+    ObjectWriter,
+    Protection,
+    Retention,
+    Storage,
+    StoredObject,
+)
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.keys import check_key, check_prefix, decode_header_metadata, encode_header_metadata
+from worker.storage.s3 import versions
 from worker.storage.s3.bucket import S3Bucket
 from worker.storage.s3.client import make_client, presign_with_sigv4
 from worker.storage.s3.writer import S3Writer
@@ -106,8 +130,8 @@ class S3Storage(Storage):
     """Objects in one bucket, under one prefix."""
 
     storage_type = "s3"
-    capabilities = Capabilities(multipart=True, native_checksum="crc32c",
-                                content_checksums=frozenset({"sha256"}), links=True)  # per instance: see __init__
+    capabilities = Capabilities(multipart=True, native_checksum="crc32c", content_checksums=frozenset({"sha256"}),
+                                links=True, legal_hold=True)  # per instance: see __init__
 
     def __init__(
         self,
@@ -131,7 +155,7 @@ class S3Storage(Storage):
         self.capabilities = Capabilities(multipart=True,
                                          native_checksum="crc32c" if self.bucket.checksum == "crc32c" else None,
                                          content_checksums=frozenset({"sha256"}),  # every PUT replaces metadata
-                                         links=True)
+                                         links=True, legal_hold=True)  # in a bucket with Object Lock
         presign_with_sigv4(client)
 
     @classmethod
@@ -143,10 +167,16 @@ class S3Storage(Storage):
             raise ValueError(f"storage {config.name!r}: storage_type 's3' needs an aws_s3 table")
         secrets = [s.get_secret_value() for s in (options.s3_api_key, options.s3_secret) if s]
         client = make_client(options, tuning, name=config.name)
-        return cls(
+        storage = cls(
             config.name, client, bucket=config.bucket, prefix=config.path, tuning=tuning,
             endpoint=options.s3_custom_endpoint_url, secrets=secrets, options=options,
         )  # fmt: skip
+        storage.protect_with(Retention.of(config))
+        return storage
+
+    def protect_with(self, retention: Retention | None) -> None:
+        """Every protected write from now on carries `retention` (Object Lock; None: none)."""
+        self.retention = self.bucket.retention = retention
 
     @property
     def client(self) -> S3Client:
@@ -168,13 +198,13 @@ class S3Storage(Storage):
 
     def open_writer(
         self, key: str, *, content_type: str, metadata: Mapping[str, str], size_hint: int | None = None,
-        overwrite: bool = False,
+        overwrite: bool = False, protect: bool = True,
     ) -> ObjectWriter:
         """Nothing is sent until the first part is full or commit. Raises ValueError for an illegal
         key or metadata key; `size_hint` is not needed. Create-only unless `overwrite` (see "Never
-        overwrite" above)."""
+        overwrite" above); Object Lock unless not `protect`."""
         return S3Writer(self.bucket, key, self.full_key(key), content_type, encode_metadata(metadata),
-                        guard(self, key, overwrite=overwrite))
+                        guard(self, key, overwrite=overwrite), protect=protect)
 
     def stat(self, key: str) -> StoredObject:
         """HEAD the object (asking for its checksum). Raises FileNotFoundError, ValueError,
@@ -190,7 +220,61 @@ class S3Storage(Storage):
         if crc32c and "-" not in crc32c and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
             checksums["crc32c"] = crc32c  # a COMPOSITE one ("…-N") is a checksum of checksums
         etag = head.get("ETag", "").strip('"') or None
-        return StoredObject(key, head["ContentLength"], metadata, head.get("ContentType"), etag, checksums)
+        return StoredObject(key, head["ContentLength"], metadata, head.get("ContentType"), etag, checksums,
+                            head.get("VersionId") or None)
+
+    def protection(self, key: str) -> Protection:
+        """The current version's Object Lock, from HeadObject (see "Object Lock" above). Raises
+        FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket.name, Key=self.full_key(key))
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            self.raise_mapped(exc, "read the retention of", key, missing=True)
+        until = head.get("ObjectLockRetainUntilDate")
+        return Protection(until if isinstance(until, datetime) else None, head.get("ObjectLockMode") or None,
+                          ("legal",) if head.get("ObjectLockLegalHoldStatus") == "ON" else (),
+                          head.get("VersionId") or None)
+
+    def write_once_problem(self) -> str | None:
+        """Object Lock on the bucket (GetObjectLockConfiguration) and versioning (GetBucketVersioning),
+        when ``retention`` asks for anything. Raises StorageRefused / StorageUnavailable."""
+        if self.retention is None:
+            return None
+        name = self.bucket.name
+        try:
+            config = self.client.get_object_lock_configuration(Bucket=name).get("ObjectLockConfiguration", {})
+        except boto.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
+                self.raise_mapped(exc, "read the Object Lock configuration of", "")
+            config = {}
+        except boto.BotoCoreError as exc:
+            self.raise_mapped(exc, "read the Object Lock configuration of", "")
+        if config.get("ObjectLockEnabled") != "Enabled":
+            return (f"bucket {name} has no Object Lock: S3 keeps retention and legal holds only in a bucket with "
+                    "Object Lock enabled (at its creation, or since; it turns versioning on)")
+        try:
+            status = self.client.get_bucket_versioning(Bucket=name).get("Status")
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            self.raise_mapped(exc, "read the versioning of", "")
+        return None if status == "Enabled" else f"bucket {name} is not versioned (Object Lock needs versioning)"
+
+    def delete_version(self, key: str, version: str) -> None:
+        """DeleteObject of exactly `version`. Raises ObjectLocked (retained or held), ValueError,
+        StorageRefused / StorageUnavailable."""
+        try:
+            self.client.delete_object(Bucket=self.bucket.name, Key=self.full_key(key), VersionId=version)
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            self.raise_mapped(exc, "delete a version of", key)
+
+    def release_holds(self, key: str, version: str | None = None) -> None:
+        """PutObjectLegalHold OFF on `version` (default: the current one). Raises FileNotFoundError,
+        ValueError, StorageRefused / StorageUnavailable."""
+        extra: dict[str, Any] = {"VersionId": version} if version else {}
+        try:
+            self.client.put_object_legal_hold(Bucket=self.bucket.name, Key=self.full_key(key),
+                                              LegalHold={"Status": "OFF"}, **extra)
+        except (boto.ClientError, boto.BotoCoreError) as exc:
+            self.raise_mapped(exc, "release the legal hold of", key, missing=True)
 
     def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """GET the object, streamed. Raises FileNotFoundError at once when there is none;
@@ -215,6 +299,21 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket.name, Key=self.full_key(key))
         except (boto.ClientError, boto.BotoCoreError) as exc:
             self.raise_mapped(exc, "delete", key)
+
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """Every version and delete marker of `key`, each with its hold and retention: see
+        `worker.storage.s3.versions`. Raises ValueError, StorageRefused / StorageUnavailable."""
+        return versions.list_versions(self, key)
+
+    def erase(self, key: str) -> list[ObjectVersion]:
+        """Delete every version and delete marker of `key` by VersionId. Raises ErasureRefused,
+        ValueError, StorageRefused / StorageUnavailable."""
+        return versions.erase(self, key)
+
+    def set_legal_hold(self, key: str, on: bool) -> list[ObjectVersion]:
+        """PutObjectLegalHold on every version of `key` (a bucket with Object Lock), read back. Raises
+        FileNotFoundError, StorageRefused (no Object Lock: reason "permission"), StorageUnavailable."""
+        return versions.set_legal_hold(self, key, on)
 
     def link(self, key: str, ttl: timedelta) -> str:
         """A SigV4 presigned GetObject URL valid for `ttl` (whole seconds, rounded up). Sends nothing

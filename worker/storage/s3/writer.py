@@ -18,6 +18,7 @@ from worker.storage.base import StoredObject
 from worker.storage.checksums import Digests, b64, crc32c_b64, crc32c_of_parts, md5_b64
 from worker.storage.keys import decode_header_metadata
 from worker.storage.parts import PartedWriter
+from worker.storage.s3.bucket import lock_args
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -44,10 +45,12 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     botocore, one send by urllib3."""
 
     def __init__(
-        self, bucket: S3Bucket, key: str, full_key: str, content_type: str, metadata: dict[str, str], guard: Guard
+        self, bucket: S3Bucket, key: str, full_key: str, content_type: str, metadata: dict[str, str], guard: Guard,
+        *, protect: bool = True,
     ) -> None:
         super().__init__(key, bucket.tuning, bucket.parts.submit)
         self._bucket, self._full_key, self._guard = bucket, full_key, guard
+        self._protect = protect  # Object Lock on the upload (S3 requires a checksum with it: every request has one)
         self._content_type, self._metadata = content_type, metadata
         self._upload_id = ""  # CreateMultipartUpload's
         self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
@@ -81,6 +84,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             ContentType=self._content_type,
             Metadata=self._metadata,
             **self._bucket.object_args,
+            **self._lock(),
             **(full_object if self._bucket.checksum == "crc32c" else {}),
         )
         self._upload_id = created["UploadId"]
@@ -125,6 +129,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             ContentType=self._content_type,
             Metadata=self._metadata,
             **self._bucket.object_args,
+            **self._lock(),
             **self._body_checksum(body, digests),
             **self._condition(),
         )
@@ -150,6 +155,10 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
             **self._condition(),
         )
 
+    def _lock(self) -> dict[str, Any]:
+        """Object Lock for the storage's retention, counted from now, unless this write is unprotected."""
+        return lock_args(self._bucket.retention) if self._protect else {}
+
     def _condition(self) -> dict[str, Any]:
         """``If-None-Match: *`` on the request that makes the object visible, unless it may replace one
         (or the storage checks with a HEAD instead)."""
@@ -170,4 +179,5 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         if "-" not in response.get("ChecksumCRC32C", "-"):
             checksums["crc32c"] = response["ChecksumCRC32C"]
         etag = str(response.get("ETag", "")).strip('"') or None
-        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums)
+        version = str(response.get("VersionId") or "") or None
+        return StoredObject(self._key, self._size, metadata, self._content_type, etag, checksums, version)
