@@ -193,6 +193,19 @@ class ArchiveConfig(Strict):
         description="The scheduled audit reads every object back and compares its SHA-256 with the ledger's "
                     "(`archiver audit --deep`), instead of checking its presence and size: proof against silent "
                     "corruption, at the cost of reading every byte archived in the window once per audit_every.")
+    audit_log_every: Duration = Field(
+        default=timedelta(hours=1),
+        description="How often the scheduler exports the audit log (every archive, deletion from Stream, prune, "
+                    "retry, hold, release and erasure, each entry hashed with the one before it: docs/audit-log.md) "
+                    "as a new JSONL object under audit-log/ in audit_log_storage, then trims the exported entries "
+                    "from Redis. On its own period, also when shorter than sweep_every. Nothing new: nothing "
+                    "written.")
+    audit_log_storage: str | None = Field(
+        default=None,
+        description="The storage the audit log is exported into (a configured storage's name). Make it write-once "
+                    "(Object Lock, a retention policy, immutability) for the log to be tamper-proof, not only "
+                    "tamper-evident. Unset: the first storage of default_storage (the first storage declared when "
+                    'that is "stream-s3").')
     notify: tuple[NotifyConfig, ...] = Field(
         default=(), description="Endpoints told of archived, failed, at-risk and lost files and of Stream's failure "
                                 "events: signed POSTs, delivered at least once (docs/notifications.md).")
@@ -216,6 +229,13 @@ class ArchiveConfig(Strict):
         description="The most of each Stream API endpoint's rate limit the archiver spends, all its processes "
                     "together, in any minute (and of the per-second limit in any second): the app's own backend "
                     "spends the rest.")
+
+    @field_validator("audit_log_every")
+    @classmethod
+    def _audit_log_every(cls, every: timedelta) -> timedelta:
+        if every < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return every
 
     @field_validator("default_storage", "call_types")
     @classmethod
@@ -302,7 +322,18 @@ class ArchiveConfig(Strict):
                     raise ValueError(f"{where}: no storage named {target!r}")
             if STREAM_S3 in names_in(route) and len(names_in(route)) > 1:
                 raise ValueError(f"{where}: {STREAM_S3!r} (leave it with Stream) cannot be combined with others")
+        if self.audit_log_storage is not None and self.audit_log_storage not in known - {STREAM_S3}:
+            raise ValueError(f"audit_log_storage: no storage named {self.audit_log_storage!r}"
+                             f" (declared: {', '.join(s.name for s in self.effective_storages())})")
         return self
+
+    def audit_log_storage_name(self) -> str:
+        """Where the audit log is exported: `audit_log_storage`, else the first storage of
+        `default_storage`, else (that is "stream-s3") the first storage declared."""
+        if self.audit_log_storage is not None:
+            return self.audit_log_storage
+        first = self.default_names()[0]
+        return self.effective_storages()[0].name if first == STREAM_S3 else first
 
     def default_names(self) -> list[str]:
         """The storages of `default_storage`."""

@@ -29,7 +29,8 @@ mapped at the edge that calls them, with ``raise ... from exc``::
     ├── LinkUnavailable           no download link for this object: the storage cannot sign one (and what it
     │                             would need), local disk without `public_url`, or the transfer is not archived
     ├── LeaseLost                 another worker holds the transfer now: stop without writing
-    └── LedgerSchemaError         the ledger's schema version is newer than (or unknown to) this archiver
+    ├── LedgerSchemaError         the ledger's schema version is newer than (or unknown to) this archiver
+    └── AuditLogError             an audit-log export cannot be written, or its entries in Redis are not as expected
 
 Configuration errors are `config.ConfigError` (the config package sits below this one).
 """
@@ -212,3 +213,9 @@ class LedgerSchemaError(ArchiverError):
     def __init__(self, message: str, *, found: str | None, supported: int) -> None:
         super().__init__(message)
         self.found, self.supported = found, supported
+
+
+class AuditLogError(ArchiverError):
+    """The audit log cannot be exported as it stands: its entries in Redis do not follow the last
+    export, or an export could not be written or read back. Nothing is trimmed from Redis; the next
+    export tries again (`worker.auditlog.export`)."""

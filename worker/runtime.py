@@ -33,9 +33,11 @@ class Runtime:
     _stream: StreamClient | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Runtime:
+    def from_settings(cls, settings: Settings, *, actor: str = "worker") -> Runtime:
+        """`actor`: who this process is in the audit log (worker, scheduler, cli)."""
         tuning = settings.archive.transfer
-        ledger = Ledger(connect_env(settings.env, name="archiver-worker"), outbox=routes_json(settings.archive))
+        ledger = Ledger(connect_env(settings.env, name="archiver-worker"), outbox=routes_json(settings.archive),
+                        actor=actor)
         return cls(
             settings=settings,
             ledger=ledger,

@@ -90,32 +90,44 @@ class PeriodicJob:
             log.error("periodic_job_failed", job=self.name, error=str(exc))
 
 
+def next_wake(now: float, next_sweep: float, jobs: Sequence[PeriodicJob]) -> float:
+    """Seconds until the next sweep or the next job due (a job still running is not started again, so
+    it does not count), whichever comes first: a job's period shorter than `sweep_every` is kept."""
+    soonest = min([next_sweep, *(job.next_at for job in jobs if not job.running)])
+    return max(0.01, soonest - now)
+
+
 def run_scheduler(ledger: Ledger, archive: ArchiveConfig, enqueue: Enqueue, stop: threading.Event,
                   jobs: Sequence[PeriodicJob] = ()) -> None:
-    """Sweep every `sweep_every`, and run `jobs` when due, while holding the scheduler lock, until
-    `stop` is set. Jobs run in threads of their own (see `PeriodicJob`)."""
+    """Sweep every `sweep_every`, and run `jobs` when due (on their own periods, shorter ones too),
+    while holding the scheduler lock, until `stop` is set. Jobs run in threads of their own (see
+    `PeriodicJob`)."""
     token = uuid.uuid4().hex
     every = archive.sweep_every.total_seconds()
     ttl_ms = int(every * 3000) + 5000
-    leading = False
+    leading, next_sweep = False, 0.0
     log.info("scheduler_started", sweep_every_s=every, jobs=[job.name for job in jobs])
     while not stop.is_set():
+        failed = True  # until the pass ends well: then wait `every`, not spin on a due job
         try:
             holds = ledger.acquire_lock(token, ttl_ms)
             if holds != leading:
                 log.info("scheduler_lock_acquired" if holds else "scheduler_standby")
                 leading = holds
-            if holds:
+            if holds and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + every
                 queued = sweep_once(ledger, archive, enqueue)
                 if queued:
                     log.info("sweep_queued_transfers", count=queued)
+            if holds:
                 for job in jobs:
                     job.run_if_due()
+            failed = False
         except redis.RedisError as exc:
             log.warning("sweep_skipped", reason=f"ledger unavailable: {exc}")
         except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the scheduler
             log.error("sweep_failed", error=str(exc))
-        stop.wait(every)
+        stop.wait(every if failed or not leading else next_wake(time.monotonic(), next_sweep, jobs))
     for job in jobs:
         job.wait(timeout=30)
     try:

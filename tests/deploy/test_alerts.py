@@ -28,6 +28,7 @@ EXPECTED = {
     "ArchiverFullReconcileOverdue",
     "ArchiverNotificationsFailed",
     "ArchiverAuditFoundProblems",
+    "ArchiverAuditLogExportStalled",
 }
 RULES: list[dict[str, Any]] = [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
 

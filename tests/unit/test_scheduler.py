@@ -12,7 +12,7 @@ from tests.unit.ledger.test_ledger import END, a_file, record
 from worker.files import transfer_id
 from worker.ledger.models import NewTransfer
 from worker.ledger.store import Ledger
-from worker.scheduler import run_scheduler, sweep_once
+from worker.scheduler import PeriodicJob, run_scheduler, sweep_once
 
 
 def test_sweep_queues_what_is_due_once_per_redispatch_period(ledger: Ledger, make_settings: Any) -> None:
@@ -34,14 +34,14 @@ def test_sweep_goes_through_more_than_one_batch(ledger: Ledger, make_settings: A
     assert len(set(queued)) == 1203
 
 
-def run_for(ledger: Ledger, archive: Any, seconds: float) -> list[str]:
+def run_for(ledger: Ledger, archive: Any, seconds: float, jobs: Sequence[PeriodicJob] = ()) -> list[str]:
     queued: list[str] = []
     stop = threading.Event()
 
     def enqueue(ids: Sequence[str]) -> None:
         queued.extend(ids)
 
-    thread = threading.Thread(target=run_scheduler, args=(ledger, archive, enqueue, stop))
+    thread = threading.Thread(target=run_scheduler, args=(ledger, archive, enqueue, stop, jobs))
     thread.start()
     time.sleep(seconds)
     stop.set()
@@ -69,3 +69,15 @@ def test_due_transfers_go_out_soonest_to_expire_first(ledger: Ledger, make_setti
     queued: list[str] = []
     sweep_once(ledger, archive, queued.extend)
     assert queued == [tid for _, tid in sorted(ids)]
+
+
+def test_a_job_whose_period_is_shorter_than_the_sweeps_runs_on_its_own_period(ledger: Ledger,
+                                                                              make_settings: Any) -> None:
+    """audit_log_every may be shorter than sweep_every: the scheduler wakes for the job, not only at sweeps."""
+    archive = make_settings(sweep_every="10s").archive
+    runs: list[float] = []
+    job = PeriodicJob("short", 0.1, lambda: runs.append(time.monotonic()))
+    record(ledger, a_file(), dispatch_in_ms=-1)
+    assert len(run_for(ledger, archive, 1.0, [job])) == 1  # the sweep at the start
+    assert len(runs) >= 6, runs
+    assert all(0.08 <= later - earlier for earlier, later in zip(runs, runs[1:], strict=False))  # its own period

@@ -75,7 +75,18 @@ Around the transfers (each module's docstring says what the values hold)::
   P stream_api:<part>:<E>   HASH/ZSET  Stream's rate-limit budget of endpoint E (`worker.stream.limits`):
                                   part state, minute or second
   P auditlog:pending        LIST  audit-log entries noted and not chained yet (JSON, oldest first;
-                                  `worker.auditlog`)
+                                  written by the scripts of the changes they record:
+                                  `worker.ledger.audit_entries`, and by `worker.auditlog.note`)
+  P auditlog:chain          LIST  entries chained (seq, prev, hash: `worker.auditlog.chain`) and not
+                                  exported yet: their exported lines, oldest first
+  P auditlog:head           HASH  the chain's head: seq and hash (of its last entry: the CAS every
+                                  chaining checks), exported_seq, exported_hash, exported_key and
+                                  exported_at (ms) of the last export; exporting (JSON: the export
+                                  under way, redone the same after a crash)
+  P auditlog:exports        ZSET  every export written (JSON: key, first, last, entries, bytes,
+                                  sha256, at, storage), by its first seq: what `archiver audit-log
+                                  verify` reads back
+  P auditlog:export_lock    STRING held by the process exporting (redis-py's lock: its token)
   P trial_permit:<url>      STRING a download permission of ``archiver try`` (`worker.intake.permits`)
   P link_key                STRING the random key (hex) that signs links to local files, served by
                                   ``archiver web`` at /files/<token> (`worker.links.served`); set once
@@ -222,7 +233,12 @@ class Keys:
     audit_rows = _Named("audit:run:{}:rows")
     audit_last = _Fixed("audit:last")
     trial_permit = _Named("trial_permit:{}")
+    # the audit log (Lua: worker.ledger.audit_entries, worker.auditlog.chain and .export)
     auditlog_pending = _Fixed("auditlog:pending")
+    auditlog_chain = _Fixed("auditlog:chain")
+    auditlog_head = _Fixed("auditlog:head")
+    auditlog_exports = _Fixed("auditlog:exports")
+    auditlog_export_lock = _Fixed("auditlog:export_lock")
     link_key = _Fixed("link_key")
     tally = _Named("stats:tally:{}")
 

@@ -9,7 +9,8 @@ any transfer not archived (queued, transferring, failed, lost, skipped) keeps it
 transfers are never touched. `archiver transfers prune` first checks each object is still the bytes
 archived (`worker.discovery.deletion.object_problem`): the entry of one that is not is kept. A transfer
 of a call on legal hold (`archiver hold`, ``hold:<cid>``) is never pruned (outcome ``held``; the script
-checks the hold itself, so a hold placed meanwhile counts).
+checks the hold itself, so a hold placed meanwhile counts). Each transfer pruned leaves an audit-log
+entry (action prune), written by the same script.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _run(ledger: Ledger, script: Any, chunk: list[str], summary: PruneSummary, n
     with `count`, every answer is counted in ``summary.outcomes``."""
     pipe = ledger.redis.pipeline(transaction=False)
     for tid in chunk:
-        script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry else "0"], client=pipe)
+        script(args=[ledger.prefix, tid, summary.cutoff_ms, now, "1" if dry else "0", ledger.actor], client=pipe)
     answers = list(zip(chunk, cast(list[list[Any]], pipe.execute()), strict=True))
     if count:
         summary.outcomes.update(str(answer[0]) for _, answer in answers)

@@ -7,6 +7,7 @@ integer milliseconds since the epoch.
 """
 
 from worker.ledger.announce import ANNOUNCE
+from worker.ledger.audit_entries import AUDIT_ENTRY
 
 # Every script below judges leases, waits and due times by Redis's clock (`NOW`: TIME, in ms), never
 # by the caller's: one worker or scheduler whose clock is off must not steal live leases, write leases
@@ -306,11 +307,12 @@ redis.call('HSET', tkey, 'key', ARGV[4], 'replaced_key', t[5] or '', 'replace', 
 return 1
 """
 
-# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json
+# ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json, actor
 #   ->  1 or 0 (fenced out)
 # A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now. `archived`,
-# `failed` and `lost` are announced (file.<state>) in the same step.
-FINISH = NOW + ANNOUNCE + """
+# `failed` and `lost` are announced (file.<state>) in the same step; `archived` leaves an audit-log
+# entry (action archive) too.
+FINISH = NOW + ANNOUNCE + AUDIT_ENTRY + """
 local p, tid, new = ARGV[1], ARGV[2], ARGV[4]
 local tkey = p .. 'transfer:' .. tid
 local t = redis.call('HMGET', tkey, 'state', 'lease_token', 'storage')
@@ -331,6 +333,7 @@ else
   redis.call('ZREM', p .. 'due', tid)
   redis.call('ZREM', p .. 'expiry', tid)
   if new ~= 'skipped' then announce(p, ARGV[7], 'file.' .. new, tid, snapshot(tkey), now) end
+  if new == 'archived' then audit_entry(p, audit_subject(tkey, 'archive', {actor = ARGV[8] or ''})) end
 end
 return 1
 """
@@ -391,12 +394,16 @@ if redis.call('GET', key) == ARGV[2] then return redis.call('DEL', key) end
 return 0
 """
 
-# ARGV: prefix, tid, expires_ms ('' = unknown: now)  ->  1 if a failed (or lost) transfer was queued again
-RETRY = NOW + """
+# ARGV: prefix, tid, expires_ms ('' = unknown: now), actor  ->  1 if a failed (or lost) transfer was
+# queued again (an audit-log entry, action retry, says what it was and why)
+RETRY = NOW + AUDIT_ENTRY + """
 local p, tid = ARGV[1], ARGV[2]
 local tkey = p .. 'transfer:' .. tid
 local state = redis.call('HGET', tkey, 'state')
 if state ~= 'failed' and state ~= 'lost' then return 0 end
+local was = redis.call('HMGET', tkey, 'reason', 'error')
+audit_entry(p, audit_subject(tkey, 'retry', {previous_state = state, reason = was[1] or '', error = was[2] or '',
+                                             actor = ARGV[4] or ''}))
 redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,
            'error', 'retried by an operator; before: ' .. (redis.call('HGET', tkey, 'error') or ''))
 redis.call('ZREM', p .. 'state:' .. state, tid)
@@ -416,15 +423,16 @@ announce(ARGV[4], ARGV[5], 'stream.failure', string.sub(KEYS[1], #ARGV[4] + 1), 
 return 1
 """
 
-# ARGV: prefix, tid, finished_before_ms, now, dry_run ('1' | '0')
+# ARGV: prefix, tid, finished_before_ms, now, dry_run ('1' | '0'), actor
 #   ->  {status, file_id, file_deleted}; status: pruned | would_prune | missing | not_archived | held | recent |
 #   at_stream (held: a legal hold on its call, `hold:<cid>`, keeps it)
 # Forget one `archived` transfer (`archiver transfers prune`): its hash and every index entry
 # (transfers, state:*, due, expiry, its file's transfer set), and the file's record with the last
 # of its transfers (and its entries in the index: INDEX's unindex_file). Only when it was archived before the cutoff
 # and Stream's deletion deadline has passed: a file Stream still lists would otherwise be recorded,
-# and uploaded, again.
-PRUNE = INDEX + """
+# and uploaded, again. What is pruned leaves an audit-log entry (action prune; file_forgotten: the
+# file's record went with it).
+PRUNE = INDEX + AUDIT_ENTRY + """
 local p, tid, cutoff, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local tkey = p .. 'transfer:' .. tid
 local t = redis.call('HMGET', tkey, 'state', 'updated_at', 'expires_at', 'file_id', 'call_cid')
@@ -437,6 +445,8 @@ if finished == nil or finished > cutoff then return {'recent', fid, 0} end
 local expires = tonumber(t[3] or '')
 if expires == nil or expires > now then return {'at_stream', fid, 0} end
 if ARGV[5] == '1' then return {'would_prune', fid, 0} end
+local entry = audit_subject(tkey, 'prune', {actor = ARGV[6] or ''})
+entry.file_forgotten = false
 redis.call('DEL', tkey)
 redis.call('ZREM', p .. 'transfers', tid)
 redis.call('ZREM', p .. 'due', tid)
@@ -450,19 +460,25 @@ if redis.call('SCARD', fkey .. ':transfers') == 0 and redis.call('HGET', fkey, '
   unindex_file(p, fkey, fid)
   redis.call('DEL', fkey)
   redis.call('ZREM', p .. 'unrouted', fid)
+  entry.file_forgotten = true
+  audit_entry(p, entry)
   return {'pruned', fid, 1}
 end
+audit_entry(p, entry)
 return {'pruned', fid, 0}
 """
 
-# ARGV: prefix, tid, error  ->  1 if an `archived` transfer was queued again (its object changed)
+# ARGV: prefix, tid, error, actor  ->  1 if an `archived` transfer was queued again (its object changed)
 # Deletion and prune found the object at its key no longer the bytes archived: archive it again, with
 # replace=1 (its write may replace that object, the one exception to create-only writes for a file).
-# Time from Redis itself, as every script's should be.
-REQUEUE_ARCHIVED = NOW + """
+# Time from Redis itself, as every script's should be. An audit-log entry (action retry, reason
+# object_changed) records it.
+REQUEUE_ARCHIVED = NOW + AUDIT_ENTRY + """
 local p, tid = ARGV[1], ARGV[2]
 local tkey = p .. 'transfer:' .. tid
 if redis.call('HGET', tkey, 'state') ~= 'archived' then return 0 end
+audit_entry(p, audit_subject(tkey, 'retry', {previous_state = 'archived', reason = 'object_changed',
+                                             error = ARGV[3], actor = ARGV[4] or ''}))
 redis.call('HSET', tkey, 'state', 'queued', 'updated_at', now, 'next_attempt_at', now,
            'error', ARGV[3], 'reason', 'object_changed', 'replace', '1')
 redis.call('ZREM', p .. 'state:archived', tid)
@@ -470,5 +486,20 @@ redis.call('ZADD', p .. 'state:queued', now, tid)
 redis.call('ZADD', p .. 'due', now, tid)
 local expires = tonumber(redis.call('HGET', tkey, 'expires_at') or '')
 if expires then redis.call('ZADD', p .. 'expiry', expires, tid) end
+return 1
+"""
+
+# ARGV: prefix, file_id, outcome, actor  ->  1 (0: the file's record is gone; the entry is still written)
+# The file no longer needs deleting from Stream (deleted_from_stream_at, and how that ended), and its
+# audit-log entry (action delete_from_stream), in one step. A record pruned meanwhile is not made again.
+DELETED_FROM_STREAM = NOW + AUDIT_ENTRY + """
+local p, fid = ARGV[1], ARGV[2]
+local fkey = p .. 'file:' .. fid
+local f = redis.call('HMGET', fkey, 'call_cid', 'session_id', 'kind', 'filename')
+audit_entry(p, {action = 'delete_from_stream', file_id = fid, call_cid = f[1] or nil, session_id = f[2] or nil,
+                kind = f[3] or nil, filename = f[4] or nil, outcome = ARGV[3],
+                actor = ARGV[4] ~= '' and ARGV[4] or nil})
+if redis.call('EXISTS', fkey) == 0 then return 0 end
+redis.call('HSET', fkey, 'deleted_from_stream_at', now, 'deleted_from_stream', ARGV[3])
 return 1
 """

@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 
 import redis
 
-from worker.clock import now_ms, to_ms
+from worker.clock import to_ms
 from worker.files import StreamFile
 from worker.intake.object_keys import key_of_another_owner
 from worker.ledger import scripts as lua
@@ -48,12 +48,15 @@ def _strings(values: dict[str, Any]) -> dict[str, str]:
 class Ledger:
     """Typed access to the ledger's keys and scripts."""
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *, outbox: str = "") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, *, outbox: str = "",
+                 actor: str = "archiver") -> None:
         self.redis = client
         self.prefix = prefix
         # The notifications' routes (`worker.notify.outbox.routes_json`; '' = none): the scripts that
         # change a state announce it in the same step (`worker.ledger.announce`).
         self.outbox = outbox
+        # Who makes the changes through this ledger (worker, scheduler, cli): the audit log's `actor`.
+        self.actor = actor
         self.keys = Keys(prefix)
         self._intake = client.register_script(lua.INTAKE)
         self._claim = client.register_script(lua.CLAIM)
@@ -66,6 +69,7 @@ class Ledger:
         self._retry = client.register_script(lua.RETRY)
         self._set_url = client.register_script(lua.SET_URL)
         self._requeue_archived = client.register_script(lua.REQUEUE_ARCHIVED)
+        self._deleted_from_stream = client.register_script(lua.DELETED_FROM_STREAM)
         self._note_failure = client.register_script(lua.NOTE_FAILURE)
         self._publish_at_risk = client.register_script(lua.PUBLISH_AT_RISK)
         self._lock = client.register_script(lua.LOCK)
@@ -144,10 +148,11 @@ class Ledger:
     def finish(self, transfer_id: str, token: str, state: State, *, retry_in_ms: int | None = None,
                **fields: Any) -> bool:
         """Move a claimed transfer to `state` (``queued``: due again, and its next_attempt_at,
-        `retry_in_ms` from now); False when the claim with `token` was taken over."""
+        `retry_in_ms` from now); False when the claim with `token` was taken over. ``archived`` leaves
+        an audit-log entry in the same step."""
         args: list[str | int] = [self.prefix, transfer_id, token, state,
                                  "" if retry_in_ms is None else retry_in_ms, json.dumps(_strings(fields)),
-                                 self.outbox]
+                                 self.outbox, self.actor]
         return bool(self._finish(args=args))
 
     def note_commit(self, transfer_id: str, token: str, size: int, sha256: str) -> bool:
@@ -185,18 +190,20 @@ class Ledger:
         return bool(self._defer_routing(args=[self.prefix, file_id, delay_ms, error]))
 
     def retry(self, transfer_id: str) -> bool:
-        """Queue a `failed` (or `lost`) transfer again, now; False for any other state."""
+        """Queue a `failed` (or `lost`) transfer again, now, with its audit-log entry; False for any
+        other state."""
         transfer = self.get(transfer_id)
         if transfer is None:
             return False
         expires = to_ms(transfer.expires_at) if transfer.expires_at else ""
-        return bool(self._retry(args=[self.prefix, transfer_id, expires]))
+        return bool(self._retry(args=[self.prefix, transfer_id, expires, self.actor]))
 
     def requeue_archived(self, transfer_id: str, error: str) -> bool:
         """Queue an `archived` transfer again, due now (reason ``object_changed``, and ``replace``: its
         write may replace the object, `Transfer.replaces`): its object is no longer the bytes archived.
-        False when it is not `archived` (any more)."""
-        return bool(self._requeue_archived(args=[self.prefix, transfer_id, error]))
+        Its audit-log entry (a retry, reason ``object_changed``) is written in the same step. False
+        when it is not `archived` (any more)."""
+        return bool(self._requeue_archived(args=[self.prefix, transfer_id, error, self.actor]))
 
     def set_file_url(self, file_id: str, url: str) -> bool:
         """A fresher signed URL for the file, just listed by Stream's API: newer than any event's, so
@@ -204,9 +211,9 @@ class Ledger:
         return bool(self._set_url(args=[self.prefix, file_id, url]))
 
     def mark_deleted_from_stream(self, file_id: str, outcome: str) -> None:
-        """Record that the file no longer needs deleting from Stream (and how that ended)."""
-        self.redis.hset(self.keys.file(file_id),
-                        mapping={"deleted_from_stream_at": now_ms(), "deleted_from_stream": outcome})
+        """Record that the file no longer needs deleting from Stream (and how that ended), with its
+        audit-log entry, in one step."""
+        self._deleted_from_stream(args=[self.prefix, file_id, outcome, self.actor])
 
     def note_failure(self, record: dict[str, Any], keep: int = 10_000, remember_ms: int = 15 * 86_400_000) -> bool:
         """Keep a failure event Stream reported (newest first, the last `keep` of them), once per

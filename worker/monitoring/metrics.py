@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from worker.audit.last import read_last
 from worker.audit.model import PROBLEMS
+from worker.auditlog.figures import read_figures
 from worker.discovery.reconcile_state import MODES, read_marks
 from worker.ledger.keys import DEFAULT_PREFIX, Keys
 from worker.ledger.unrouted import REASONS, read_routing
@@ -104,6 +105,7 @@ class ArchiverCollector(Collector):
         yield self._storages()
         yield from self._reconciliation()
         yield from self._audit()
+        yield from self._audit_log()
         yield from self._notifications()
 
     def _notifications(self) -> Iterator[Metric]:
@@ -211,6 +213,18 @@ class ArchiverCollector(Collector):
                 problems.add_metric([verdict], last.counts.verdicts.get(verdict, 0))
         yield when
         yield problems
+
+
+    def _audit_log(self) -> Iterator[Metric]:
+        figures = read_figures(self.redis, self.prefix)
+        entries = gauge(names.AUDIT_LOG_ENTRIES)
+        entries.add_metric(["pending"], figures.pending)
+        entries.add_metric(["chained"], figures.chained)
+        yield entries
+        yield gauge(names.AUDIT_LOG_SEQ, figures.seq)
+        yield gauge(names.AUDIT_LOG_LAST_EXPORT, figures.last_export_at)
+        oldest = figures.oldest_unexported_at
+        yield gauge(names.AUDIT_LOG_OLDEST_AGE, 0.0 if oldest is None else max(0.0, time.time() - oldest))
 
 
 def registry_for(collector: ArchiverCollector) -> CollectorRegistry:

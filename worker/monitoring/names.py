@@ -91,6 +91,15 @@ LAST_AUDIT = Gauge("archiver_audit_last_run_timestamp_seconds",
 AUDIT_PROBLEMS = Gauge("archiver_audit_problems",
                        "Files × destinations the last audit found a problem with, by verdict.",
                        ("verdict",))  # missing, mismatch, lost, unknown_to_ledger, at_risk, unchecked
+# The audit log (worker.auditlog: chained in Redis, exported every audit_log_every).
+AUDIT_LOG_ENTRIES = Gauge("archiver_audit_log_entries",
+                          "Audit-log entries in Redis not exported yet, by stage (pending: not chained yet; "
+                          "chained: sealed, waiting for the next export).", ("stage",))
+AUDIT_LOG_SEQ = Gauge("archiver_audit_log_seq", "The seq of the last audit-log entry chained (0: none yet).")
+AUDIT_LOG_LAST_EXPORT = Gauge("archiver_audit_log_last_export_timestamp_seconds",
+                              "Unix time of the last audit-log export (no sample before the first).")
+AUDIT_LOG_OLDEST_AGE = Gauge("archiver_audit_log_oldest_unexported_age_seconds",
+                             "How long the oldest audit-log entry not exported yet has waited (0 when none).")
 # Notifications ([[notify]]).
 NOTIFICATIONS = Counter("archiver_notifications_total",
                         "Notification delivery attempts by outcome (delivered, retried, failed).", ("outcome",))
@@ -104,6 +113,7 @@ ALL: tuple[Metric, ...] = (
     QUEUE_DEPTH, DUE_TRANSFERS, OLDEST_DUE_AGE, FILES_AT_RISK, OLDEST_UNARCHIVED_AGE, UNARCHIVED_DEADLINE,
     FILES_ROUTING, OLDEST_ROUTING_AGE, WEBHOOK_REQUESTS, FILES_RECEIVED, LAST_WEBHOOK, STREAM_REQUESTS,
     STREAM_RATE_LIMIT_WAIT, STORAGE_UP, LAST_RECONCILE, RECONCILE_FAILED_CALLS, LAST_AUDIT, AUDIT_PROBLEMS,
+    AUDIT_LOG_ENTRIES, AUDIT_LOG_SEQ, AUDIT_LOG_LAST_EXPORT, AUDIT_LOG_OLDEST_AGE,
     NOTIFICATIONS,
     NOTIFICATIONS_PENDING, NOTIFICATIONS_FAILED,
 )

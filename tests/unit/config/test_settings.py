@@ -309,8 +309,8 @@ def test_several_storages_without_a_default_name_them_and_ask_for_default_storag
     [
         ('defualt_storage = "local"', "(top level): unknown key 'defualt_storage': did you mean 'default_storage'?"),
         ('[transfer]\npart_sise = "8MiB"', "transfer: unknown key 'part_sise': did you mean 'part_size'?"),
-        ('zzz = 1', "unknown key 'zzz' (known keys: api_share, at_risk_margin, audit_deep, audit_every, audit_rate, "
-                    "call_cache_ttl,"),
+        ('zzz = 1', "unknown key 'zzz' (known keys: api_share, at_risk_margin, audit_deep, audit_every, "
+                    "audit_log_every, audit_log_storage, audit_rate, call_cache_ttl,"),
         ('download_hosts = "*.example.com"',
          'download_hosts: expected a list of host patterns such as ["*.example.com"], got a string'),
         ("default_storage = 5", 'default_storage: expected a storage name, or a list of names such as '

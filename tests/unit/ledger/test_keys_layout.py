@@ -67,6 +67,11 @@ def test_the_default_prefix() -> None:
     (K.audit_last, "p:audit:last"),
     (K.trial_permit(URL), f"p:trial_permit:{URL}"),
     (K.link_key, "p:link_key"),
+    (K.auditlog_pending, "p:auditlog:pending"),
+    (K.auditlog_chain, "p:auditlog:chain"),
+    (K.auditlog_head, "p:auditlog:head"),
+    (K.auditlog_exports, "p:auditlog:exports"),
+    (K.auditlog_export_lock, "p:auditlog:export_lock"),
     (K.tally("archived"), "p:stats:tally:archived"),
     (K.notify_event("ev_1"), "p:notify:event:ev_1"),
     (K.notify_delivery("ev_1:e1"), "p:notify:delivery:ev_1:e1"),
@@ -118,8 +123,8 @@ def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> No
 
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
-    """Intake (indexing the file, with custom terms), claim, a retry, routing, the lock, a noted failure:
-    every key the scripts wrote under the prefix is one keys.py names."""
+    """Intake (indexing the file, with custom terms), claim, a retry (and its audit-log entry), routing,
+    the lock, a noted failure: every key the scripts wrote under the prefix is one keys.py names."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ledger = Ledger(client, "lay:")
     k = ledger.keys
@@ -141,7 +146,7 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
             k.call("default:x"), k.call_files("x"), k.session_files("default:x:s1"),
             k.call_sessions("default:x"), k.index_type("default"), k.index_day(f"{file.start_time:%Y-%m-%d}"),
-            k.index_days, k.index_custom("tenant=acme"),
+            k.index_days, k.index_custom("tenant=acme"), k.auditlog_pending,
         ])
     finally:
         client.delete(*client.scan_iter(match="lay:*"))

@@ -13,17 +13,20 @@ from config.celery import TRANSFER_QUEUE
 from tests.support.ledger_states import add, add_waiting
 from worker.audit.last import keep_last
 from worker.audit.model import AuditCounts, AuditQuery, AuditSummary
+from worker.auditlog import note
+from worker.auditlog.export import export_log
 from worker.clock import now_ms
 from worker.discovery.reconcile_state import completed
 from worker.ledger.store import Ledger
 from worker.monitoring import names
 from worker.monitoring.metrics import ArchiverCollector, registry_for, render
 from worker.monitoring.stats import Stats
+from worker.storage.local.storage import LocalStorage
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "monitoring.md"
 
 
-def a_scrape_with_every_figure(ledger: Ledger) -> str:
+def a_scrape_with_every_figure(ledger: Ledger, tmp_path: Path) -> str:
     """The text of a scrape of a real registry, after every kind of figure was written."""
     add(ledger, "a", "archived", storages=("s3",))
     add(ledger, "q", "queued", storages=("disk",))
@@ -40,12 +43,15 @@ def a_scrape_with_every_figure(ledger: Ledger) -> str:
     completed(ledger, "full", now_ms(), 0)
     moment = datetime.now(UTC)
     keep_last(ledger.redis, ledger.prefix, AuditSummary(moment, moment, AuditQuery.build(moment), AuditCounts()))
+    note(ledger, "hold", call_cid="default:a")
+    assert export_log(ledger, LocalStorage("disk", tmp_path))  # the audit log's last export
     collector = ArchiverCollector(ledger.redis, ledger.redis, TRANSFER_QUEUE, timedelta(days=14))
     return render(registry_for(collector)).decode()
 
 
-def test_a_scrape_exports_exactly_the_tables_metrics_with_their_type_help_and_labels(ledger: Ledger) -> None:
-    text = a_scrape_with_every_figure(ledger)
+def test_a_scrape_exports_exactly_the_tables_metrics_with_their_type_help_and_labels(ledger: Ledger,
+                                                                                     tmp_path: Path) -> None:
+    text = a_scrape_with_every_figure(ledger, tmp_path)
     exported = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
     assert exported == {metric.name: metric.type for metric in names.ALL}
     helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, flags=re.MULTILINE))

@@ -97,12 +97,14 @@ def check_storages(settings: Settings, *, probe: bool = False) -> None:
         runtime.close()
 
 
-def open_ledger(settings: LedgerSettings, *, fail_fast: bool = False, starting: str | None = None) -> Ledger:
+def open_ledger(settings: LedgerSettings, *, fail_fast: bool = False, starting: str | None = None,
+                actor: str = "cli") -> Ledger:
     """The ledger, or stop (exit 3) when Redis is unreachable. A service part `starting` also logs
-    a warning for each Redis setting that puts the ledger at risk (never stops for them)."""
+    a warning for each Redis setting that puts the ledger at risk (never stops for them). `actor`:
+    who makes its changes, in the audit log."""
     from worker.notify.outbox import routes_json  # noqa: PLC0415
 
-    ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast), outbox=routes_json(settings.archive))
+    ledger = Ledger(connect_env(settings.env, fail_fast=fail_fast), outbox=routes_json(settings.archive), actor=actor)
     try:
         ledger.redis.ping()
     except redis.RedisError as exc:

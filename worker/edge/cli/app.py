@@ -9,6 +9,7 @@ commands, which live one group to a module:
     storages     doctor, storage list|check
     discovery    backfill, reconcile
     audit        audit
+    auditlog     audit-log verify|export (the tamper-evident audit log)
     trial        try
     transfers    transfers list|retry|export|prune|show
     link         link (a short-lived download URL of an archived file)
@@ -28,6 +29,7 @@ from typer.core import TyperOption
 
 from worker.edge.cli import service
 from worker.edge.cli.audit import audit_command
+from worker.edge.cli.auditlog import auditlog_app
 from worker.edge.cli.compliance import erase_command, hold_command
 from worker.edge.cli.deletion import delete_archived_command
 from worker.edge.cli.discovery import backfill_command, reconcile_command
@@ -43,6 +45,7 @@ app = typer.Typer(help="Archive Stream Video recordings and transcriptions into 
 app.add_typer(transfers_app, name="transfers")
 app.add_typer(storage_app, name="storage")
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(auditlog_app, name="audit-log")
 app.command()(service.web)
 app.command()(service.worker)
 app.command()(service.scheduler)

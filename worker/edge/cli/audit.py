@@ -62,7 +62,7 @@ def audit_command(
         err.print(f"[bold red]bad arguments:[/] --format takes {', '.join(FORMATS)}, got {fmt!r}", highlight=False)
         raise typer.Exit(2)
     open_ledger(settings).redis.close()  # exits 3 when Redis is unreachable
-    runtime = Runtime.from_settings(settings)
+    runtime = Runtime.from_settings(settings, actor="cli")
     try:
         name = checkpoint_name("audit", since, until, sorted(query.calls), deep)
         if restart:

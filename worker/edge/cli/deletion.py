@@ -24,7 +24,7 @@ def delete_archived_command(
 
     settings = stream_settings()
     open_ledger(settings)
-    runtime = Runtime.from_settings(settings)
+    runtime = Runtime.from_settings(settings, actor="cli")
     try:
         summary = delete_archived(runtime, dry_run=dry_run)
     finally:

@@ -117,7 +117,7 @@ def _runtime(settings: Settings | None = None) -> Runtime:
     """The configuration, a reachable Redis and a Stream client (exits 2 or 3 as `archiver` does)."""
     settings = settings or stream_settings()
     open_ledger(settings).redis.close()
-    return Runtime.from_settings(settings)
+    return Runtime.from_settings(settings, actor="cli")
 
 
 def _enqueue(ids: Sequence[str]) -> None:

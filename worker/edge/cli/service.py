@@ -54,7 +54,7 @@ def web_app(*, quiet_start: bool = False) -> Any:
     from worker.edge.web.app import create_app  # noqa: PLC0415
 
     settings = stream_settings(advise=not quiet_start)
-    ledger = open_ledger(settings, fail_fast=True, starting=None if quiet_start else "web")
+    ledger = open_ledger(settings, fail_fast=True, starting=None if quiet_start else "web", actor="web")
     return create_app(settings, ledger, celery_enqueue())
 
 
@@ -84,8 +84,10 @@ def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
     """Queue due transfers every `sweep_every` (one scheduler at a time, under a Redis lock);
     reconcile with Stream's listings every `reconcile_every` (the calls changed since the last time)
     and `full_reconcile_every` (every call of `retention`), and then delete archived files from
-    Stream when `delete_from_stream` is on; audit the last `retention` every `audit_every`."""
+    Stream when `delete_from_stream` is on; audit the last `retention` every `audit_every`; export
+    the audit log every `audit_log_every`."""
     from worker.audit.run import audit_job  # noqa: PLC0415
+    from worker.auditlog.export import export_job  # noqa: PLC0415
     from worker.discovery.deletion import delete_archived  # noqa: PLC0415
     from worker.discovery.reconcile import never_reconciled, reconcile, reconcile_if_due  # noqa: PLC0415
     from worker.monitoring.health import HEALTH_EVERY, check_health  # noqa: PLC0415
@@ -94,7 +96,7 @@ def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
 
     settings = stream_settings(advise=not quiet_start)
     ledger = open_ledger(settings, starting=None if quiet_start else "scheduler")
-    runtime = Runtime.from_settings(settings)
+    runtime = Runtime.from_settings(settings, actor="scheduler")
     every, enqueue = settings.archive.reconcile_every.total_seconds(), celery_enqueue()
     full = PeriodicJob("full_reconcile", every, lambda: reconcile_if_due(runtime, enqueue))  # runs when due
 
@@ -106,6 +108,7 @@ def scheduler(quiet_start: Annotated[bool, QUIET_START] = False) -> None:
         jobs.append(PeriodicJob("delete_from_stream", every, lambda: delete_archived(runtime, dry_run=False)))
     jobs.append(PeriodicJob("storage_health", HEALTH_EVERY, lambda: check_health(runtime)))
     jobs.append(audit_job(runtime, enqueue))
+    jobs.append(export_job(runtime))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

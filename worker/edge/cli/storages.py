@@ -86,7 +86,7 @@ def doctor() -> None:
     from worker.runtime import Runtime  # noqa: PLC0415
 
     settings = stream_settings()
-    runtime = Runtime.from_settings(settings)
+    runtime = Runtime.from_settings(settings, actor="cli")
     try:
         findings = diagnose(runtime)
     finally:

@@ -261,8 +261,13 @@ def test_prune_forgets_only_archived_transfers_older_than_the_cutoff(ledger: Led
     for key, value in kept.items():  # everything else is exactly as it was
         if key.startswith("archiver:index:"):  # the index of `archiver find` lost the pruned file only
             assert after.get(key, ("zset", []))[1] == [m for m in value[1] if m[0] != file_of[old]], key
-        elif key not in ("archiver:transfers", "archiver:state:archived") and not key.startswith("archiver:file:"):
+        elif key not in ("archiver:transfers", "archiver:state:archived", "archiver:auditlog:pending") \
+                and not key.startswith("archiver:file:"):
             assert after[key] == value, key
+    noted = [json.loads(raw) for raw in after["archiver:auditlog:pending"][1]]
+    assert noted[:-2] == [json.loads(raw) for raw in kept["archiver:auditlog:pending"][1]]
+    assert sorted((e["action"], e["actor"], e["transfer_id"]) for e in noted[-2:]) == sorted(
+        [("prune", "cli", old), ("prune", "cli", mixed[0])])  # the audit log's entries, one per transfer pruned
     assert sorted(ledger.ids()) == sorted([recent, mixed[1], failed, lost, queued, skipped])
     assert ledger.ids("archived") == [recent]
     for tid in (recent, mixed[1], failed, lost, queued, skipped):
