@@ -270,7 +270,7 @@ def test_describe_names_the_place_never_a_secret(azurite: str, container: str) -
 
 def test_memory_stays_bounded(storage: AzureStorage) -> None:
     """40 MiB and 80 MiB in 1 MiB chunks: peak Python memory under part_size × (parts_in_flight + 1) +
-    3 MiB (the SDK's copies of a request, the create-only HEAD's answer), and no higher for twice the
+    3 MiB (the SDK's copies of a request, the create-only HEAD's answer), and not growing with twice the
     bytes: memory does not grow with the object."""
     bound = TEST_TUNING.part_size * (TEST_TUNING.parts_in_flight + 1) + 3 * MiB
     chunk = os.urandom(MiB)
@@ -284,7 +284,9 @@ def test_memory_stays_bounded(storage: AzureStorage) -> None:
             tracemalloc.stop()
         assert storage.stat(f"mem-{chunks}.mp4").size == chunks * MiB
     assert max(peaks) < bound, f"peaks {[round(p / MiB, 1) for p in peaks]} MiB"
-    assert peaks[1] - peaks[0] < MiB, f"peaks {[round(p / MiB, 1) for p in peaks]} MiB"
+    # Twice the bytes, not twice the memory: 40 MiB more written may move the peak by a chunk or two
+    # (which part is in flight when the peak is taken), never by anything like the 40 MiB.
+    assert peaks[1] - peaks[0] < 4 * MiB, f"peaks {[round(p / MiB, 1) for p in peaks]} MiB"
 
 
 # --- Entra ID: a service principal and a managed identity, against Azurite over HTTPS ---------------
