@@ -13,33 +13,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from worker.ledger.calls import CallFile, read_call
-from worker.ledger.models import Transfer
+from worker.ledger.calls import read_call
 from worker.ledger.store import Ledger
 
 BATCH = 500
-
-
-def read_files(ledger: Ledger, file_ids: Sequence[str]) -> dict[str, CallFile]:
-    """Each file of `file_ids` with its transfers (two round trips); a file the ledger lacks has no
-    fields (`CallFile.fields` empty) and no transfers. Never the file's signed URL."""
-    pipe = ledger.redis.pipeline(transaction=False)
-    for fid in file_ids:
-        pipe.hgetall(ledger.keys.file(fid))
-        pipe.smembers(ledger.keys.file_transfers(fid))
-    answers = pipe.execute()
-    heads = [(fid, cast(dict[str, str], answers[2 * i]), sorted(cast(set[str], answers[2 * i + 1])))
-             for i, fid in enumerate(file_ids)]
-    pipe = ledger.redis.pipeline(transaction=False)
-    for _, _, tids in heads:
-        for tid in tids:
-            pipe.hgetall(ledger.keys.transfer(tid))
-    hashes = iter(cast(list[dict[str, str]], pipe.execute()))
-    found = {}
-    for fid, fields, tids in heads:
-        transfers = sorted((Transfer.from_hash(h) for h in (next(hashes) for _ in tids) if h), key=lambda t: t.storage)
-        found[fid] = CallFile(fid, {k: v for k, v in fields.items() if k != "url"}, tuple(transfers))
-    return found
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import structlog
 from worker.audit.checkpoint import AuditCheckpoint, saved_query
 from worker.audit.judge import Judge
 from worker.audit.last import keep_last, read_last
-from worker.audit.ledger_side import BATCH, created_between, files_of_calls, read_files, waiting_between
+from worker.audit.ledger_side import BATCH, created_between, files_of_calls, waiting_between
 from worker.audit.model import PROBLEMS_KEPT, AuditCounts, AuditQuery, AuditRow, AuditSummary
 from worker.audit.pacing import Pacer
 from worker.clock import from_ms, now_ms, to_ms
@@ -47,7 +47,7 @@ from worker.discovery.reports import session_reports
 from worker.discovery.run import call_cid_of, list_call_files
 from worker.files import LISTED_KINDS, StreamFile
 from worker.intake.record import enqueue_quietly, record_routes
-from worker.ledger.calls import CallFile
+from worker.ledger.calls import CallFile, read_files
 from worker.ledger.models import Enqueue
 from worker.runtime import Runtime
 from worker.scheduler import PeriodicJob

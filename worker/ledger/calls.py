@@ -7,6 +7,7 @@ Reading is bounded: at most `MAX_FILES` files, in three pipelined round trips.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,6 +58,40 @@ class Call:
         return found
 
 
+Head = tuple[str, dict[str, str], list[str]]  # a file's id, its hash, its transfer ids
+
+
+def read_files(ledger: Ledger, file_ids: Sequence[str]) -> dict[str, CallFile]:
+    """Each file of `file_ids` with its transfers (two round trips); a file the ledger lacks has no
+    fields (`CallFile.fields` empty) and no transfers. Never the file's signed URL."""
+    return {file.id: file for file in _with_transfers(ledger, _heads(ledger, file_ids))}
+
+
+def _heads(ledger: Ledger, file_ids: Sequence[str]) -> list[Head]:
+    pipe = ledger.redis.pipeline(transaction=False)
+    for fid in file_ids:
+        pipe.hgetall(ledger.keys.file(fid))
+        pipe.smembers(ledger.keys.file_transfers(fid))
+    answers = pipe.execute()
+    return [(fid, cast(dict[str, str], answers[2 * i]), sorted(cast(set[str], answers[2 * i + 1])))
+            for i, fid in enumerate(file_ids)]
+
+
+def _with_transfers(ledger: Ledger, heads: Sequence[Head]) -> list[CallFile]:
+    """The files of `heads` with their transfers, by storage (one round trip)."""
+    pipe = ledger.redis.pipeline(transaction=False)
+    for _, _, tids in heads:
+        for tid in tids:
+            pipe.hgetall(ledger.keys.transfer(tid))
+    hashes = iter(cast(list[dict[str, str]], pipe.execute()))
+    result = []
+    for fid, fields, tids in heads:
+        transfers = [Transfer.from_hash(h) for h in (next(hashes) for _ in tids) if h]
+        public = {k: v for k, v in fields.items() if k != "url"}  # a signed URL is a credential
+        result.append(CallFile(fid, public, tuple(sorted(transfers, key=lambda t: t.storage))))
+    return result
+
+
 def split_query(query: str) -> tuple[str, str | None]:
     """(call id, call cid or None) of a search: ``default:abc`` → ("abc", "default:abc"); ``abc`` → ("abc", None)."""
     query = query.strip()
@@ -71,28 +106,12 @@ def read_call(ledger: Ledger, query: str, limit: int | None = MAX_FILES) -> Call
     if not call_id:
         return Call(query.strip(), ())
     file_ids = sorted(cast(set[str], ledger.redis.smembers(ledger.keys.call_files(call_id))))
-    pipe = ledger.redis.pipeline(transaction=False)
-    for fid in file_ids:
-        pipe.hgetall(ledger.keys.file(fid))
-        pipe.smembers(ledger.keys.file_transfers(fid))
-    answers = pipe.execute()
-    files = [(fid, cast(dict[str, str], answers[2 * i]), sorted(cast(set[str], answers[2 * i + 1])))
-             for i, fid in enumerate(file_ids)]
-    files = [f for f in files if f[1] and (call_cid is None or f[1].get("call_cid") == call_cid)]
+    files = [f for f in _heads(ledger, file_ids) if f[1] and (call_cid is None or f[1].get("call_cid") == call_cid)]
     files.sort(key=lambda f: (f[1].get("call_cid", ""), f[1].get("session_id", ""), f[1].get("kind", ""),
                               f[1].get("filename", "")))
     kept = files if limit is None else files[:limit]
     more = len(files) - len(kept)
-    pipe = ledger.redis.pipeline(transaction=False)
-    for _, _, tids in kept:
-        for tid in tids:
-            pipe.hgetall(ledger.keys.transfer(tid))
-    hashes = iter(cast(list[dict[str, str]], pipe.execute()))
-    result = []
-    for fid, fields, tids in kept:
-        transfers = [Transfer.from_hash(h) for h in (next(hashes) for _ in tids) if h]
-        public = {k: v for k, v in fields.items() if k != "url"}  # a signed URL is a credential
-        result.append(CallFile(fid, public, tuple(sorted(transfers, key=lambda t: t.storage))))
+    result = _with_transfers(ledger, kept)
     return Call(query.strip(), tuple(result), more)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.support.ledger_states import add
-from worker.audit.ledger_side import Cursor, created_between, read_files
+from worker.audit.ledger_side import Cursor, created_between
+from worker.ledger.calls import read_files
 from worker.ledger.store import Ledger
 
 
