@@ -81,12 +81,13 @@ class GCSWriter(ObjectWriter):
         self._drop, self._dropped, self._drop_crc = 0, 0, 0
 
     def settings(self) -> str:
-        """A digest of what opening the session fixed for the whole upload (content type, metadata, the
+        """A digest of what opening the session fixed for the whole upload (the name, content type, metadata, the
         retention and holds asked for, the KMS key, the create-only condition): a session is resumed only
         when they are still the same (`take_over`)."""
         retention = self._bucket.retention if self._protect else None
         protected = [retention.days, retention.mode, list(retention.holds)] if retention is not None else None
-        fixed = [self._content_type, self._metadata, protected, self._bucket.kms_key_name, self._guard.condition]
+        fixed = [self._bucket.name, self._name, self._content_type, self._metadata, protected,
+                 self._bucket.kms_key_name, self._guard.condition]
         return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:32]
 
     def take_over(self, state: UploadState, session: str, held: int) -> bool:

@@ -246,7 +246,7 @@ class S3Storage(Storage):
         while True:
             try:
                 page = self.client.list_parts(Bucket=self.bucket.name, Key=self.full_key(key), UploadId=upload_id,
-                                              **marker)
+                                              MaxParts=self.bucket.list_parts_page, **marker)
             except boto.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404", "NoSuchKey"):
                     return None

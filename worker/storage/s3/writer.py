@@ -58,12 +58,13 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
 
     def settings(self) -> str:
-        """A digest of what CreateMultipartUpload fixes for the whole upload (content type, metadata,
-        encryption, storage class, tags, the Object Lock asked for, the checksum mode): a resumed upload
-        keeps its own, so it is resumed only when they are still the same (`resumed`)."""
+        """A digest of what CreateMultipartUpload fixes for the whole upload (the key, content type,
+        metadata, encryption, storage class, tags, the Object Lock asked for, the checksum mode): a resumed
+        upload keeps its own, so it is resumed only when they are still the same (`take_over`)."""
         retention = self._bucket.retention if self._protect else None
         lock = [retention.days, retention.mode, list(retention.holds)] if retention is not None else None
-        fixed = [self._content_type, self._metadata, self._bucket.object_args, lock, self._bucket.checksum]
+        fixed = [self._bucket.name, self._full_key, self._content_type, self._metadata, self._bucket.object_args, lock,
+                 self._bucket.checksum]
         return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
