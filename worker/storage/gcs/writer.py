@@ -111,17 +111,18 @@ class GCSWriter(ObjectWriter):
                                                                           "settings": self.settings()})
 
     def detach(self) -> None:
-        """Wait for the chunk on its way, and leave the session open for a later attempt. Never raises."""
+        """Wait for the chunk on its way (one at most: it goes on, so that the session holds it), and leave
+        the session open for a later attempt. Never raises."""
         if self._state != "open":
             return
         self._state = "detached"
         self._pieces.clear()
         self._buffered = 0
         try:
-            self._stop_sender()
-        except Exception:  # noqa: BLE001, S110 - the chunk's failure is the session's business now
+            self._wait_in_flight()
+        except Exception:  # noqa: BLE001, S110 - a chunk that failed is not in `durable`: the next attempt resends it
             pass
-        self._in_flight = None
+        self._stop_sender()
 
     @property
     def committed(self) -> bool:
