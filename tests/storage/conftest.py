@@ -4,6 +4,7 @@ A module says which backend it tests with ``BACKEND = "s3"`` (or "gcs", "abs", "
 
 - ``storage``: that backend's storage under ``prefix`` (``p/``; the conformance suite: `conformance.PREFIX`),
   in a fresh bucket of its emulator, built the way the service builds it, closed after the test;
+- ``second_storage``: another instance on the same bucket and prefix (a resume in another worker process);
 - ``bucket``: that fresh bucket (S3: in moto_server; GCS: in the emulator); Azure's is ``container``;
 - ``proxy``: a `FaultProxy` in front of moto_server; ``root``: a local storage's root directory;
 - ``azure_auth``: how an Azure storage logs in (the account key unless a module overrides it);
