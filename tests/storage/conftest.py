@@ -4,6 +4,7 @@ A module says which backend it tests with ``BACKEND = "s3"`` (or "gcs", "abs", "
 
 - ``storage``: that backend's storage under ``prefix`` (``p/``; the conformance suite: `conformance.PREFIX`),
   in a fresh bucket of its emulator, built the way the service builds it, closed after the test;
+- ``second_storage``: another instance on the same bucket and prefix (a resume in another worker process);
 - ``bucket``: that fresh bucket (S3: in moto_server; GCS: in the emulator); Azure's is ``container``;
 - ``proxy``: a `FaultProxy` in front of moto_server; ``root``: a local storage's root directory;
 - ``azure_auth``: how an Azure storage logs in (the account key unless a module overrides it);
@@ -86,6 +87,22 @@ def gcs_auth() -> dict[str, Any]:
 @pytest.fixture
 def storage(request: pytest.FixtureRequest, backend: str, prefix: str) -> Iterator[Storage]:
     """The module's backend under `prefix`, in a fresh bucket (see the module docstring)."""
+    built = build_storage(request, backend, prefix)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def second_storage(request: pytest.FixtureRequest, backend: str, prefix: str, storage: Storage) -> Iterator[Storage]:
+    """Another instance of the module's backend on the same bucket and prefix as ``storage``: what another
+    worker process would build (nothing shared with ``storage`` but the store)."""
+    built = build_storage(request, backend, prefix)
+    yield built
+    built.close()
+
+
+def build_storage(request: pytest.FixtureRequest, backend: str, prefix: str) -> Storage:
+    """The module's backend under `prefix`, in the test's bucket (the ``storage`` fixture's)."""
     built: Storage
     if backend == "s3":
         built = moto.s3_storage(request.getfixturevalue("moto_server"), request.getfixturevalue("bucket"), prefix)
@@ -97,5 +114,4 @@ def storage(request: pytest.FixtureRequest, backend: str, prefix: str) -> Iterat
         built = azure_storage(endpoint, container, prefix, **request.getfixturevalue("azure_auth"))
     else:
         built = LocalStorage("disk", request.getfixturevalue("root"), prefix)
-    yield built
-    built.close()
+    return built

@@ -8,6 +8,14 @@ blocks beyond that), each joined into one bytes object only once a slot is free.
 the next write (or at commit), and any error aborts the writer: queued parts are cancelled, running
 ones waited for, and what was sent is discarded.
 
+Resume (`ObjectWriter.durable`, `detach`): every part the store acknowledged is noted, on its part thread
+right after the answer, with its size and CRC32C (`_piece_crc32c`: the one the part carried where the
+backend computes it anyway, else google-crc32c over the part, once); `durable` is the run of them
+contiguous from part 1, with the backend's `_handle` for their answers. `detach` cancels queued parts and
+waits for running ones, but leaves what was sent in the store. A backend's resumed writer starts with
+`_resume_from(state, answers)`: the next part is number ``len(state.pieces) + 1``, the object already
+``state.offset`` bytes long and in parts, and commit finishes the state's parts followed by the new ones.
+
 A backend says how each step is sent: `_start_parts` (S3 CreateMultipartUpload; Azure nothing),
 `_send_part` (UploadPart; Put Block), `_send_whole` (PutObject; Put Blob), `_finish_parts`
 (CompleteMultipartUpload; Put Block List), `_discard` (what abort removes), `_raise_mapped` (its
@@ -19,14 +27,14 @@ from __future__ import annotations
 import contextvars
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from config import TransferTuning
-from worker.storage.base import ObjectWriter, StoredObject
-from worker.storage.checksums import Digests
+from worker.storage.base import ObjectWriter, Piece, StoredObject, UploadState
+from worker.storage.checksums import Digests, crc32c_b64
 
 R = TypeVar("R")  # what sending one part returns: `_finish_parts` gets them all, in order
 
@@ -46,6 +54,27 @@ class PartedWriter(ObjectWriter, Generic[R]):
         self._failure: BaseException | None = None
         self._slots = threading.BoundedSemaphore(tuning.parts_in_flight)
         self._state = "open"
+        # Resume: the parts a resumed writer found in the store (their answers), and every part the store
+        # acknowledged (number → piece, answer), the first `_contiguous` of them without a gap.
+        self._before: list[R] = []
+        self._acked: dict[int, tuple[Piece, R]] = {}
+        self._contiguous = 0
+        self._noting = threading.Lock()
+        self._durable: UploadState | None = None  # cached for `_contiguous` parts
+
+    def _resume_from(self, state: UploadState, answers: Sequence[R]) -> None:
+        """Go on from `state`, whose parts the store holds (`answers`: what `_send_part` returned for each,
+        as `_finish_parts` needs them): the next write is byte ``state.offset``, the next part number
+        ``len(state.pieces) + 1``."""
+        if len(answers) != len(state.pieces):
+            raise ValueError(f"{len(answers)} answers for {len(state.pieces)} pieces")
+        self._before = list(answers)
+        self._acked = {number: (piece, answer)
+                       for number, (piece, answer) in enumerate(zip(state.pieces, answers, strict=True), 1)}
+        self._contiguous = len(state.pieces)
+        self._durable = state if state.pieces else None
+        self._size = state.offset
+        self._parted = True
 
     @property
     def committed(self) -> bool:
@@ -94,7 +123,7 @@ class PartedWriter(ObjectWriter, Generic[R]):
                 response = self._send_whole(body, digests)
             else:
                 self._send_buffered()
-                response = self._finish_parts([future.result() for future in self._parts], digests)
+                response = self._finish_parts([*self._before, *(future.result() for future in self._parts)], digests)
         self._state = "committed"
         return self._stored(response, digests)
 
@@ -110,6 +139,37 @@ class PartedWriter(ObjectWriter, Generic[R]):
         wait(self._parts)
         if self._parted:
             self._discard()
+
+    def durable(self) -> UploadState | None:
+        """The parts the store acknowledged, contiguous from part 1 (see the module docstring); None while
+        the object may still go in one request, or before the first part is acknowledged."""
+        with self._noting:
+            count, cached = self._contiguous, self._durable
+            if count == 0:
+                return None
+            if cached is not None and len(cached.pieces) == count:
+                return cached
+            noted = [self._acked[number] for number in range(1, count + 1)]
+        handle = self._handle([answer for _, answer in noted])
+        if handle is None:
+            return None
+        pieces = tuple(piece for piece, _ in noted)
+        state = UploadState(sum(piece.size for piece in pieces), pieces, handle)
+        with self._noting:
+            if self._durable is None or len(self._durable.pieces) < count:
+                self._durable = state
+        return state
+
+    def detach(self) -> None:
+        """Cancel queued parts and wait for running ones, leaving what the store holds for a later attempt
+        (no `_discard`). Idempotent; never raises."""
+        if self._state != "open":
+            return
+        self._state = "detached"
+        self._pieces, self._held = [], []
+        for future in self._parts:
+            future.cancel()
+        wait(self._parts)
 
     def _fits_one_request(self) -> bool:
         """Whether the object may still go up in one request: no part sent, within the threshold."""
@@ -137,9 +197,19 @@ class PartedWriter(ObjectWriter, Generic[R]):
         self._slots.acquire()  # blocks while parts_in_flight parts are in flight
         part = b"".join(pieces)  # joined only now, so that memory stays bounded
         pieces.clear()
-        future = self._run(self._send_part, len(self._parts) + 1, part)
+        future = self._run(self._send_noted, len(self._before) + len(self._parts) + 1, part)
         future.add_done_callback(self._part_done)
         self._parts.append(future)
+
+    def _send_noted(self, number: int, part: bytes) -> R:
+        """`_send_part`, then note the part as acknowledged (with its size and CRC32C)."""
+        answer = self._send_part(number, part)
+        piece = Piece(len(part), self._piece_crc32c(part, answer))
+        with self._noting:
+            self._acked[number] = (piece, answer)
+            while self._contiguous + 1 in self._acked:
+                self._contiguous += 1
+        return answer
 
     def _part_done(self, future: Future[R]) -> None:
         self._slots.release()
@@ -162,6 +232,16 @@ class PartedWriter(ObjectWriter, Generic[R]):
     @abstractmethod
     def _send_part(self, number: int, part: bytes) -> R:
         """Send part `number` (from 1), on a pool thread; return what `_finish_parts` needs of it."""
+
+    def _piece_crc32c(self, part: bytes, answer: R) -> str:
+        """The CRC32C (wire form) of `part`, which the store acknowledged with `answer`: computed here
+        unless the backend already has it (S3 sends one with each part in "crc32c" mode)."""
+        return crc32c_b64(part)
+
+    def _handle(self, answers: list[R]) -> Mapping[str, Any] | None:
+        """`UploadState.handle` for the parts acknowledged so far (their answers, in order), or None for a
+        backend that cannot resume (its `durable` is then None), as this default."""
+        return None
 
     @abstractmethod
     def _send_whole(self, body: bytes, digests: Digests | None) -> Mapping[str, Any]:

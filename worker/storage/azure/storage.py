@@ -22,6 +22,16 @@ existing blob, its blocks stay uncommitted until the next Put Block List to that
 them, or Azure does, seven days after the last Put Block; the same seven days apply if Azure
 answers that an uncommitted blob does not exist (Azurite deletes it).
 
+Resume (`resume_writer`, issue 18): a writer's `durable` state is its nonce and the ids of the blocks Azure
+acknowledged (contiguous from block 1); each id names its block's CRC32C (`writer.piece_block_id`), computed
+once before Put Block. A later attempt, in any process, reads the blob's uncommitted block list and resumes
+when every block of the state is there with its size, and its id names the state's CRC32C for it; otherwise
+(the blocks were discarded by an abort, a commit to the name, or Azure's seven days) it returns None. The
+resumed writer stages the next block numbers (an id staged again replaces the block: blocks an earlier
+attempt staged past the state are replaced), and commits the state's ids and the new ones in one Put Block
+List with the same content type, metadata, If-None-Match and immutability policy as a fresh writer (all of
+them are set at commit, so nothing from the first attempt carries over but the blocks).
+
 Never overwrite (`worker.storage.create_only`): with ``create_only = "condition"`` Put Blob and Put
 Block List carry ``If-None-Match: *`` and Azure answers 409 BlobAlreadyExists (KeyTaken) when the
 name holds a blob; with ``"head"`` a Get Blob Properties comes right before either instead. Before
@@ -61,7 +71,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn, Self
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
 
 from config import StorageConfig, TransferTuning
@@ -73,7 +83,16 @@ from worker.storage.azure.copy import copy_from_url
 from worker.storage.azure.errors import error_code
 from worker.storage.azure.signing import sas_url, signing_mode
 from worker.storage.azure.writer import AzureWriter, encode_metadata
-from worker.storage.base import Capabilities, ObjectVersion, ObjectWriter, Protection, Retention, Storage, StoredObject
+from worker.storage.base import (
+    Capabilities,
+    ObjectVersion,
+    ObjectWriter,
+    Protection,
+    Retention,
+    Storage,
+    StoredObject,
+    UploadState,
+)
 from worker.storage.checksums import b64
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber
@@ -158,6 +177,26 @@ class AzureStorage(Storage):
         policy and legal hold unless not `protect`."""
         return AzureWriter(self.container, key, self.full_key(key), content_type, encode_metadata(metadata),
                            guard(self, key, overwrite=overwrite), protect=protect)
+
+    def resume_writer(
+        self, key: str, state: UploadState, *, content_type: str, metadata: Mapping[str, str],
+        size_hint: int | None = None, overwrite: bool = False, protect: bool = True,
+    ) -> ObjectWriter | None:
+        """The staged blocks of `state`, checked against the uncommitted block list (see "Resume" above);
+        None when Azure no longer holds them. Raises ValueError for an illegal key or metadata name,
+        StorageRefused / StorageUnavailable when Azure cannot be asked."""
+        full_key = self.full_key(key)
+        writer = AzureWriter(self.container, key, full_key, content_type, encode_metadata(metadata),
+                             guard(self, key, overwrite=overwrite), protect=protect)
+        if not state.pieces:
+            return None
+        try:
+            _, uncommitted = self.blob(full_key).get_block_list("uncommitted")
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            self.raise_mapped(exc, "list the blocks of", key)
+        return writer if writer.take_over(state, {block.id: block.size for block in uncommitted}) else None
 
     def stat(self, key: str) -> StoredObject:
         """Get Blob Properties. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobBlock, ContentSettings
 
-from worker.storage.base import StoredObject
-from worker.storage.checksums import Digests
+from worker.storage.base import StoredObject, UploadState
+from worker.storage.checksums import Digests, b64, crc32c_b64
 from worker.storage.keys import decode_header_metadata, encode_header_metadata
 from worker.storage.parts import PartedWriter
 
@@ -39,6 +39,18 @@ def block_id(nonce: str, number: int) -> str:
     """Block `number` of one blob: all of one length (Azure requires it), unique to one writer by
     `nonce` so that another writer's uncommitted blocks under the same name are never mistaken for ours."""
     return f"{nonce}{number:08d}"
+
+
+def piece_block_id(nonce: str, number: int, crc32c: str) -> str:
+    """Block `number` of a writer's blob, naming its CRC32C (wire form): ``nonce`` (24 hex digits, unique to
+    the writer) + the CRC32C in 8 hex digits + the number in 8, 40 characters as `block_id`'s. Azure's block
+    list gives ids and sizes only: the id is how a resumed writer knows the block holds the bytes of that CRC32C."""
+    return f"{nonce}{base64.b64decode(crc32c).hex()}{number:08d}"
+
+
+def piece_crc32c(name: str) -> str:
+    """The CRC32C (wire form) a `piece_block_id` names."""
+    return b64(bytes.fromhex(name[24:32]))
 
 
 def block_ids() -> Iterator[str]:
@@ -79,7 +91,7 @@ class AzureWriter(PartedWriter[str]):
         self._protect = protect  # the commit carries the storage's immutability policy and legal hold
         self._blob = container.blob(full_key)
         self._content_type, self._metadata = content_type, metadata
-        self._nonce = uuid.uuid4().hex  # of this writer's block ids
+        self._nonce = uuid.uuid4().hex[:24]  # of this writer's block ids (`piece_block_id`)
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
         if isinstance(exc, AzureError):
@@ -95,11 +107,33 @@ class AzureWriter(PartedWriter[str]):
         blocks of a name a committed blob holds."""
         self._guard.check()
 
+    def take_over(self, state: UploadState, uncommitted: Mapping[str, int]) -> bool:
+        """Go on with the blocks of `state` when every one is among the blob's `uncommitted` blocks (id →
+        size) with its size, and its id names its piece's CRC32C; False when not."""
+        nonce, blocks = state.handle.get("nonce"), list(state.handle.get("blocks") or [])
+        if not isinstance(nonce, str) or len(nonce) != 24 or len(blocks) != len(state.pieces):
+            return False
+        for number, (piece, name) in enumerate(zip(state.pieces, blocks, strict=True), 1):
+            if name != piece_block_id(nonce, number, piece.crc32c) or uncommitted.get(name) != piece.size:
+                return False
+        self._nonce = nonce
+        self._resume_from(state, blocks)
+        return True
+
     def _send_part(self, number: int, part: bytes) -> str:
-        """Put Block, with a transactional MD5 that Azure checks; returns the block id."""
-        name = block_id(self._nonce, number)
+        """Put Block, with a transactional MD5 that Azure checks; returns the block id, which names the
+        part's CRC32C (`piece_block_id`)."""
+        name = piece_block_id(self._nonce, number, crc32c_b64(part))
         self._blob.stage_block(name, part, length=len(part), validate_content="md5", **self._container.scope())
         return name
+
+    def _piece_crc32c(self, part: bytes, answer: str) -> str:
+        """The CRC32C the block id names: computed once, before the block was staged."""
+        return piece_crc32c(answer)
+
+    def _handle(self, answers: list[str]) -> Mapping[str, Any]:
+        """The writer's nonce and the ids of the blocks staged."""
+        return {"nonce": self._nonce, "blocks": list(answers)}
 
     def _send_whole(self, body: bytes, digests: Digests | None) -> dict[str, Any]:
         """Put Blob, with content type, metadata and the MD5 of `digests` as Content-MD5 (checked)."""

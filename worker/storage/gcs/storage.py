@@ -38,6 +38,20 @@ Memory per writer: at most ``max(multipart_threshold, part_size)`` buffered plus
 while writing; a chunk being sent is one more ``part_size``; a one-request commit holds the buffered
 bytes twice for a moment (≈ 2 × ``multipart_threshold``).
 
+Resume (`resume_writer`, issue 18): a writer's `durable` state is its resumable session URI (a credential:
+kept in the ledger, never logged; error messages show it as ``?***``), the pieces the session acknowledged
+(each 308's advance, with its CRC32C, computed once per chunk) and a digest of what opening the session fixed
+(`GCSWriter.settings`: metadata, content type, retention and holds, KMS key, ``ifGenerationMatch=0``). A later
+attempt, in any process, asks the session its status (``PUT`` with ``Content-Range: bytes */*``): gone (404,
+410, 499: cancelled, expired after a week, or finished) or holding fewer bytes than the state's offset, or
+other settings, and `resume_writer` returns None. Otherwise the writer goes on at the state's offset; GCS
+cannot rewind a session, so when it holds more (a chunk acknowledged after the state was saved) the writer
+drops those bytes as they are written again (they were sent already) and sends from where the session
+stands. GCS keeps no checksum per chunk: it cannot tell a state's piece CRC32C or sizes from others of the
+same total (the transfer layer checks them against the source); the final chunk's ``x-goog-hash`` and the
+commit's check of the whole object's CRC32C cover every byte, the dropped ones included. The session's
+``ifGenerationMatch=0``, retention and holds apply when it makes the object, as for a fresh one.
+
 Links (`link`): a V4 signed URL, signed with the service-account key or through IAM signBlob
 (`worker.storage.gcs.signing`); ``capabilities.links`` says whether these credentials can sign.
 
@@ -62,7 +76,16 @@ import requests
 
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused
-from worker.storage.base import Capabilities, ObjectVersion, ObjectWriter, Protection, Retention, Storage, StoredObject
+from worker.storage.base import (
+    Capabilities,
+    ObjectVersion,
+    ObjectWriter,
+    Protection,
+    Retention,
+    Storage,
+    StoredObject,
+    UploadState,
+)
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
 from worker.storage.gcs import versions
@@ -70,7 +93,7 @@ from worker.storage.gcs.auth import DEFAULT_ENDPOINT, login, make_client
 from worker.storage.gcs.bucket import GCSBucket, protection_of
 from worker.storage.gcs.errors import ERRORS
 from worker.storage.gcs.signing import credentials_of, signed_url, signing_mode
-from worker.storage.gcs.writer import GCSWriter, stored_object
+from worker.storage.gcs.writer import GCSWriter, persisted, stored_object
 from worker.storage.keys import check_key, check_prefix
 
 MAX_NAME_BYTES = 1024
@@ -144,6 +167,26 @@ class GCSStorage(Storage):
         unless not `protect`."""
         return GCSWriter(self.bucket, key, self.full_key(key), content_type, metadata,
                          guard(self, key, overwrite=overwrite), protect=protect)
+
+    def resume_writer(
+        self, key: str, state: UploadState, *, content_type: str, metadata: Mapping[str, str],
+        size_hint: int | None = None, overwrite: bool = False, protect: bool = True,
+    ) -> ObjectWriter | None:
+        """The resumable session of `state`, after a status query (see "Resume" above); None when it is gone
+        or holds less. Raises ValueError for an illegal key, StorageRefused / StorageUnavailable when GCS
+        cannot be asked."""
+        writer = GCSWriter(self.bucket, key, self.full_key(key), content_type, metadata,
+                           guard(self, key, overwrite=overwrite), protect=protect)
+        session = state.handle.get("session")
+        if not state.pieces or not isinstance(session, str) or not session.startswith(self.bucket.endpoint + "/"):
+            return None
+        response = self.bucket.call("PUT", session, "ask the upload session of", key,
+                                    ok=(200, 201, 308, 404, 410, 499), missing="session",
+                                    headers={"Content-Range": "bytes */*"})
+        response.close()
+        if response.status_code != 308:
+            return None  # gone, or finished: an object was made (a fresh writer finds the key taken)
+        return writer if writer.take_over(state, session, persisted(response)) else None
 
     def stat(self, key: str) -> StoredObject:
         """The object's resource. Raises FileNotFoundError, ValueError, StorageRefused / StorageUnavailable."""

@@ -6,7 +6,9 @@ See `worker.storage.gcs.storage` for the design, the memory bound and what commi
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
+import threading
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -14,11 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import google_crc32c
 import requests
 
 from worker.errors import StorageUnavailable, VerificationFailed
-from worker.storage.base import ObjectWriter, StoredObject
-from worker.storage.checksums import Digests
+from worker.storage.base import ObjectWriter, Piece, StoredObject, UploadState
+from worker.storage.checksums import Digests, b64, crc32c_b64
 from worker.storage.gcs.bucket import protected_fields
 
 if TYPE_CHECKING:
@@ -71,6 +74,55 @@ class GCSWriter(ObjectWriter):
         self._state = "open"
         self._sender: ThreadPoolExecutor | None = None  # one chunk on its way while the next one fills
         self._in_flight: Future[Any] | None = None
+        # Resume: the pieces the session acknowledged (each a 308's advance), and after `take_over` the bytes
+        # still to drop because the session holds them already (with the CRC32C of those dropped so far).
+        self._acked: list[Piece] = []
+        self._noting = threading.Lock()
+        self._drop, self._dropped, self._drop_crc = 0, 0, 0
+
+    def settings(self) -> str:
+        """A digest of what opening the session fixed for the whole upload (the name, content type, metadata, the
+        retention and holds asked for, the KMS key, the create-only condition): a session is resumed only
+        when they are still the same (`take_over`)."""
+        retention = self._bucket.retention if self._protect else None
+        protected = [retention.days, retention.mode, list(retention.holds)] if retention is not None else None
+        fixed = [self._bucket.name, self._name, self._content_type, self._metadata, protected,
+                 self._bucket.kms_key_name, self._guard.condition]
+        return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:32]
+
+    def take_over(self, state: UploadState, session: str, held: int) -> bool:
+        """Go on with the session of `state`, which holds `held` bytes (its status query said): False when
+        that is fewer than the state's offset, or other settings. The next `held - state.offset` bytes
+        written are dropped (sent already); the final CRC32C check at commit covers them."""
+        if held < state.offset or state.handle.get("settings") != self.settings():
+            return False
+        self._session, self._sent, self._size = session, held, state.offset
+        self._acked = list(state.pieces)
+        self._drop = held - state.offset
+        return True
+
+    def durable(self) -> UploadState | None:
+        """The chunks the resumable session acknowledged, from byte 0 (none before a session opens)."""
+        with self._noting:
+            pieces, session = tuple(self._acked), self._session
+        if not pieces or session is None:
+            return None
+        return UploadState(sum(piece.size for piece in pieces), pieces, {"session": session,
+                                                                          "settings": self.settings()})
+
+    def detach(self) -> None:
+        """Wait for the chunk on its way (one at most: it goes on, so that the session holds it), and leave
+        the session open for a later attempt. Never raises."""
+        if self._state != "open":
+            return
+        self._state = "detached"
+        self._pieces.clear()
+        self._buffered = 0
+        try:
+            self._wait_in_flight()
+        except Exception:  # noqa: BLE001, S110 - a chunk that failed is not in `durable`: the next attempt resends it
+            pass
+        self._stop_sender()
 
     @property
     def committed(self) -> bool:
@@ -90,6 +142,8 @@ class GCSWriter(ObjectWriter):
         """Buffer `data`; past the threshold, send every full chunk that more bytes follow.
         Raises StorageRefused / StorageUnavailable (the writer is then aborted); ValueError when closed."""
         with self._aborting_on_error():
+            if self._drop:
+                data = self._dropping(data)
             if not data:
                 return
             self._pieces.append(memoryview(data if type(data) is bytes else bytes(data)))
@@ -100,6 +154,19 @@ class GCSWriter(ObjectWriter):
             self._session = self._session or self._start()
             while self._buffered > self._bucket.chunk_size:
                 self._send_behind(self._take(self._bucket.chunk_size))
+
+    def _dropping(self, data: bytes) -> bytes:
+        """What is left of `data` once the bytes the resumed session holds already are dropped (counted in
+        the object's size, and noted as one piece once all are)."""
+        take = min(self._drop, len(data))
+        self._drop -= take
+        self._size += take
+        self._dropped += take
+        self._drop_crc = google_crc32c.extend(self._drop_crc, bytes(data[:take]))
+        if not self._drop:
+            with self._noting:
+                self._acked.append(Piece(self._dropped, b64(self._drop_crc.to_bytes(4, "big"))))
+        return data[take:]
 
     def _send_behind(self, chunk: bytes) -> None:
         """Send `chunk` on the writer's thread once the one before it is in (its error is raised
@@ -238,12 +305,20 @@ class GCSWriter(ObjectWriter):
                 self._sent = start + len(chunk)
                 return dict(response.json())
             held = persisted(response)
+            if held > self._sent:
+                self._note(chunk, self._sent - start, held - start)
             if total is None and held == start + len(chunk):
                 self._sent = held
                 return None
             if held <= self._sent:
                 raise StorageUnavailable(f"{self._bucket.where('upload', self._key)} failed: GCS kept none of a chunk")
             self._sent = held
+
+    def _note(self, chunk: bytes, begin: int, end: int) -> None:
+        """Note `chunk[begin:end]` as a piece the session acknowledged."""
+        piece = chunk if begin == 0 and end == len(chunk) else chunk[begin:end]
+        with self._noting:
+            self._acked.append(Piece(len(piece), crc32c_b64(piece)))
 
     def _verify(self, stored: StoredObject, digests: Digests | None) -> None:
         problems = [] if stored.size == self._size else [f"size {stored.size}, sent {self._size}"]

@@ -78,6 +78,7 @@ class S3Bucket:
         self.retention: Retention | None = None  # the storage's (`S3Storage`); a protected write carries it
         self.parts = PartPool(tuning.parts_in_flight, "s3-part")
         self._list_uploads = True  # False once the store refused to list pending uploads
+        self.list_parts_page = 1000  # parts per ListParts page (S3's most), when a resumed upload is checked
 
     def raise_mapped(self, exc: Exception, action: str, key: str, *, missing: bool = False) -> NoReturn:
         """Raise the `worker.errors` exception (with its reason) for a botocore error; `missing`: a

@@ -71,6 +71,23 @@ that transfer a retry, never a file.) Listing pending uploads needs ``s3:ListBuc
 without it the clean-up is skipped (logged once) and the bucket's ``AbortIncompleteMultipartUpload``
 lifecycle rule is the only clean-up.
 
+Resume (`resume_writer`, issue 18): a writer's `durable` state is its multipart upload's id, the ETags,
+sizes and CRC32Cs of the parts S3 acknowledged (contiguous from part 1), and a digest of what
+CreateMultipartUpload fixed (`S3Writer.settings`). A later attempt, in any process, resumes it after
+ListParts (every page, up to the state's last part) shows each of those parts with the same size and ETag,
+and the same CRC32C where S3 lists one ("crc32c" mode); otherwise (NoSuchUpload: aborted, expired or
+completed; a part missing or different; other settings) `resume_writer` returns None and the caller starts
+afresh. The resumed writer sends the next part numbers (S3 lets a part number be sent again, so parts an
+earlier attempt sent past the state are replaced), and completes with the state's parts and the new ones,
+the whole object's FULL_OBJECT CRC32C and size, and ``If-None-Match: *`` (or the HEAD) as a fresh one:
+a key taken meanwhile is refused at completion (KeyTaken) and the upload aborted. It never runs
+`abort_stale_uploads`: that would abort the upload it resumes. Object Lock, encryption, storage class,
+tags, metadata and content type are fixed by CreateMultipartUpload, and S3 does not list them for a
+pending upload: the resumed upload carries those of the attempt that created it, so it is resumed only
+when `settings` is unchanged (a storage reconfigured meanwhile starts afresh, with its new settings). The
+Object Lock's retain-until date was counted from that first attempt's CreateMultipartUpload, so the
+object is retained until that date, a little less than the full period after its completion.
+
 Links (`link`): a presigned GetObject URL, SigV4 (``X-Amz-Expires``: at most 7 days), at the endpoint and
 path-style address the client uses; signing sends nothing. It lasts no longer than the credentials that
 signed it: with ``s3_role_arn`` the role's session (an hour by default) cuts a longer ``ttl`` short.
@@ -102,6 +119,7 @@ from worker.storage.base import (
     Retention,
     Storage,
     StoredObject,
+    UploadState,
 )
 from worker.storage.create_only import guard
 from worker.storage.errors import Scrubber, public_url
@@ -205,6 +223,42 @@ class S3Storage(Storage):
         overwrite" above); Object Lock unless not `protect`."""
         return S3Writer(self.bucket, key, self.full_key(key), content_type, encode_metadata(metadata),
                         guard(self, key, overwrite=overwrite), protect=protect)
+
+    def resume_writer(
+        self, key: str, state: UploadState, *, content_type: str, metadata: Mapping[str, str],
+        size_hint: int | None = None, overwrite: bool = False, protect: bool = True,
+    ) -> ObjectWriter | None:
+        """The multipart upload of `state`, checked with ListParts (see "Resume" above); None when S3 no
+        longer holds it as it was. Raises ValueError for an illegal key or metadata key, StorageRefused /
+        StorageUnavailable when S3 cannot be asked."""
+        writer = S3Writer(self.bucket, key, self.full_key(key), content_type, encode_metadata(metadata),
+                          guard(self, key, overwrite=overwrite), protect=protect)
+        upload_id = state.handle.get("upload_id")
+        if not state.pieces or not isinstance(upload_id, str) or not upload_id:
+            return None
+        listed = self._list_parts(key, upload_id, len(state.pieces))
+        return writer if listed is not None and writer.take_over(state, listed) else None
+
+    def _list_parts(self, key: str, upload_id: str, last: int) -> dict[int, dict[str, Any]] | None:
+        """ListParts of `upload_id`, every page up to part `last`, by part number; None for NoSuchUpload."""
+        found: dict[int, dict[str, Any]] = {}
+        marker: dict[str, Any] = {}
+        while True:
+            try:
+                page = self.client.list_parts(Bucket=self.bucket.name, Key=self.full_key(key), UploadId=upload_id,
+                                              MaxParts=self.bucket.list_parts_page, **marker)
+            except boto.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404", "NoSuchKey"):
+                    return None
+                self.raise_mapped(exc, "list the parts of", key)
+            except boto.BotoCoreError as exc:
+                self.raise_mapped(exc, "list the parts of", key)
+            for part in page.get("Parts", []):
+                found[int(part["PartNumber"])] = dict(part)
+            following = page.get("NextPartNumberMarker")
+            if not page.get("IsTruncated") or not following or int(following) >= last:
+                return found
+            marker = {"PartNumberMarker": int(following)}
 
     def stat(self, key: str) -> StoredObject:
         """HEAD the object (asking for its checksum). Raises FileNotFoundError, ValueError,

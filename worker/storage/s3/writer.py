@@ -1,11 +1,13 @@
 """The S3 streaming writer: one PutObject, or a multipart upload with bounded parts in flight.
 
-See `worker.storage.s3.storage` for the memory bound, the checksums sent in each mode and the error mapping,
-and `worker.storage.parts` for the buffering and the parts in flight.
+See `worker.storage.s3.storage` for the memory bound, the checksums sent in each mode and the error mapping
+(and "Resume" there for `resumed`), and `worker.storage.parts` for the buffering and the parts in flight.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,7 @@ import structlog
 from botocore import exceptions as boto
 
 from worker.errors import VerificationFailed
-from worker.storage.base import StoredObject
+from worker.storage.base import StoredObject, UploadState
 from worker.storage.checksums import Digests, b64, crc32c_b64, crc32c_of_parts, md5_b64
 from worker.storage.keys import decode_header_metadata
 from worker.storage.parts import PartedWriter
@@ -54,6 +56,16 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         self._content_type, self._metadata = content_type, metadata
         self._upload_id = ""  # CreateMultipartUpload's
         self._part_sizes: dict[int, int] = {}  # part number → bytes (set by the part threads)
+
+    def settings(self) -> str:
+        """A digest of what CreateMultipartUpload fixes for the whole upload (the key, content type,
+        metadata, encryption, storage class, tags, the Object Lock asked for, the checksum mode): a resumed
+        upload keeps its own, so it is resumed only when they are still the same (`take_over`)."""
+        retention = self._bucket.retention if self._protect else None
+        lock = [retention.days, retention.mode, list(retention.holds)] if retention is not None else None
+        fixed = [self._bucket.name, self._full_key, self._content_type, self._metadata, self._bucket.object_args, lock,
+                 self._bucket.checksum]
+        return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
     def _raise_mapped(self, exc: Exception, action: str) -> None:
         if isinstance(exc, (boto.ClientError, boto.BotoCoreError)):
@@ -105,6 +117,39 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         if "ChecksumCRC32C" in checksum:
             completed["ChecksumCRC32C"] = checksum["ChecksumCRC32C"]
         return completed
+
+    def _piece_crc32c(self, part: bytes, answer: CompletedPartTypeDef) -> str:
+        """The CRC32C the part carried ("crc32c" mode), else one computed now ("md5" mode)."""
+        return answer.get("ChecksumCRC32C") or crc32c_b64(part)
+
+    def _handle(self, answers: list[CompletedPartTypeDef]) -> Mapping[str, Any]:
+        """The upload id, the parts' ETags, and `settings`."""
+        return {"upload_id": self._upload_id, "etags": [answer["ETag"] for answer in answers],
+                "settings": self.settings()}
+
+    def take_over(self, state: UploadState, listed: Mapping[int, Mapping[str, Any]]) -> bool:
+        """Go on with the upload of `state` when ListParts (`listed`, by part number) shows every one of its
+        parts with the same size and ETag (and CRC32C, where the store lists one); False when it does not."""
+        etags = list(state.handle.get("etags") or [])
+        answers: list[CompletedPartTypeDef] = []
+        if len(etags) != len(state.pieces) or state.handle.get("settings") != self.settings():
+            return False
+        for number, (piece, etag) in enumerate(zip(state.pieces, etags, strict=True), 1):
+            part = listed.get(number)
+            if part is None or part.get("Size") != piece.size:
+                return False
+            if str(part.get("ETag")).strip('"') != str(etag).strip('"'):
+                return False
+            if part.get("ChecksumCRC32C") and part["ChecksumCRC32C"] != piece.crc32c:
+                return False
+            answer: CompletedPartTypeDef = {"PartNumber": number, "ETag": str(etag)}
+            if self._bucket.checksum == "crc32c":
+                answer["ChecksumCRC32C"] = piece.crc32c
+            answers.append(answer)
+            self._part_sizes[number] = piece.size
+        self._upload_id = str(state.handle["upload_id"])
+        self._resume_from(state, answers)
+        return True
 
     def _body_checksum(self, body: bytes, digests: Digests | None = None) -> dict[str, Any]:
         """The checksum a request carries for `body`: from `digests` when they describe it, else
