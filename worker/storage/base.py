@@ -66,12 +66,13 @@ what it would need. Local disk has no store to sign for it: `archiver web` serve
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from config import CreateOnly, StorageConfig
 from worker.errors import ErasureReason, ErasureRefused, LinkUnavailable
@@ -232,6 +233,43 @@ class Capabilities:
     legal_hold: bool = False
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One durable piece of an unfinished upload: its size and the CRC32C (base64, as
+    worker.storage.checksums.crc32c_b64 gives it) of its bytes as they were sent."""
+    size: int
+    crc32c: str
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """What the store durably holds of an unfinished upload, from the object's first byte: enough for a
+    later attempt, in any process, to go on from `offset` (`Storage.resume_writer`). JSON-able via
+    `to_json()` / `UploadState.from_json(text)` (handle is the backend's own plain-JSON dict:
+    S3 {"upload_id": ..., "etags": [...]}, GCS {"session": <resumable session URL>}, Azure {"nonce": ..., "blocks": [...]},
+    local {"temp": <temporary file name>}). The handle may be a capability (GCS session URL): never log it."""  # noqa: E501 - the spec's text
+    offset: int                    # == sum(p.size for p in pieces)
+    pieces: tuple[Piece, ...]
+    handle: Mapping[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps({"offset": self.offset, "pieces": [[p.size, p.crc32c] for p in self.pieces],
+                           "handle": dict(self.handle)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> UploadState:
+        """Raises ValueError for text that is not an UploadState (or whose offset is not its pieces' sum)."""
+        try:
+            data = json.loads(text)
+            pieces = tuple(Piece(int(size), str(crc)) for size, crc in data["pieces"])
+            state = cls(int(data["offset"]), pieces, dict(data["handle"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an upload state: {exc}") from None
+        if state.offset != sum(p.size for p in pieces):
+            raise ValueError(f"upload state of {state.offset} bytes in pieces of {sum(p.size for p in pieces)}")
+        return state
+
+
 class ObjectWriter(ABC):
     """One object being written. Use as a context manager: leaving it uncommitted aborts it."""
 
@@ -256,6 +294,19 @@ class ObjectWriter(ABC):
     @abstractmethod
     def committed(self) -> bool:
         """True once `commit` has succeeded."""
+
+    def durable(self) -> UploadState | None:
+        """What the store holds durably of the bytes written so far (a prefix of them; the pieces whose
+        upload the store acknowledged, contiguous from byte 0), for a later attempt to resume; None while
+        nothing is (the object may still go in one request) or when the backend cannot resume. Cheap: called
+        from the copying thread after writes; thread-safe against the writer's part threads."""
+        return None
+
+    def detach(self) -> None:
+        """Close the writer WITHOUT discarding what the store holds durably (a later attempt resumes it
+        from the ledger's UploadState): parts queued are cancelled, running ones waited for. Idempotent;
+        never raises. After it, `committed` is False and abort() does nothing. Default: abort()."""
+        self.abort()
 
     def __enter__(self) -> Self:
         return self
@@ -296,6 +347,18 @@ class Storage(ABC):
         `overwrite`, one that replaces whatever is there once committed (ObjectLocked, at commit or at
         the first part, when a retention period or a hold protects it). With ``retention`` set the
         object carries it from its upload on, unless `protect` is False (see "Write-once" above)."""
+
+    def resume_writer(self, key: str, state: UploadState, *, content_type: str, metadata: Mapping[str, str],
+                      size_hint: int | None = None, overwrite: bool = False, protect: bool = True) -> ObjectWriter | None:  # noqa: E501 - the spec's line
+        """A writer that goes on from `state`: its next `write` is byte `state.offset` of the object, and
+        its `commit(digests)` takes digests of the WHOLE object (as a fresh writer's). Checks first that the
+        store still holds every piece of `state` (S3: ListParts sizes/ETags; GCS: the session's persisted
+        size >= offset; Azure: the uncommitted block list; local: the temporary file, its prefix re-read and
+        checked against the pieces' CRC32C, then cut to `offset`). Returns None when it does not (upload
+        aborted or expired, file gone, a piece differs): the caller then opens a fresh writer. Raises
+        StorageUnavailable when the store cannot be asked. The same create-only condition (`overwrite`),
+        retention/legal hold (`protect`) and KMS settings apply at commit as for a fresh writer. Default: None."""
+        return None
 
     @abstractmethod
     def stat(self, key: str) -> StoredObject:
