@@ -125,7 +125,8 @@ def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> No
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
     """Intake (indexing the file, with custom terms), claim, a retry (and its audit-log entry), routing,
-    the lock, an unfinished upload recorded, a noted failure: every key the scripts wrote under the prefix is one keys.py names."""
+    the lock, an unfinished upload recorded, a noted failure: every key the scripts wrote under the prefix
+    is one keys.py names."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ledger = Ledger(client, "lay:")
     k = ledger.keys
