@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "ARCHIVER_RESUME_TEST_MIB": str(args.mib)}
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--timeout", "3600",
                           "tests/chaos/test_resume.py"], env=env, capture_output=True, text=True, check=False)
     figures = [line for line in run.stdout.splitlines() if line.startswith("killed at")]
     print("\n".join(figures) or run.stdout[-4000:])

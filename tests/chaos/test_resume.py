@@ -137,14 +137,14 @@ def test_a_worker_killed_at_three_quarters_leaves_only_the_rest_to_write(
     done = wait_for_transfer(archiver.ledger, tid, lambda t: t.state == "archived", WAIT, "worker-b's archive")
     written_by_b = group_wchar(worker_b.pid) - before
     seconds = time.monotonic() - resumed_from
+    rest = SIZE - state.offset
+    print(f"\nkilled at {killed_at / MiB:.0f} MiB in the store, resumed from {state.offset / MiB:.0f} MiB; "
+          f"worker-b wrote {written_by_b / MiB:.1f} MiB (the rest: {rest / MiB:.0f} MiB) in {seconds:.1f} s")
 
     assert (done.bytes, done.sha256) == (SIZE, digest) and done.upload is None
     assert destination.object_sha256(done.key) == digest
     assert (destination.root / done.key).stat().st_ino == inode  # the killed worker's file, gone on with
     (resumed,) = logged(archiver, "worker-b", "upload_resumed")
     assert resumed["offset"] == state.offset and resumed["transfer_id"] == tid
-    rest = SIZE - state.offset
     assert rest <= SIZE * (1 - KILL_AT) + 2 * CHECKPOINT
     assert rest <= written_by_b <= rest + 2 * MiB, (rest, written_by_b)  # logs and Redis: well under 2 MiB
-    print(f"\nkilled at {killed_at / MiB:.0f} MiB in the store, resumed from {state.offset / MiB:.0f} MiB; "
-          f"worker-b wrote {written_by_b / MiB:.1f} MiB (the rest: {rest / MiB:.0f} MiB) in {seconds:.1f} s")
