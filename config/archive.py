@@ -48,11 +48,20 @@ class TransferTuning(Strict):
                     "parallel downloads off. The ranges wait in memory to be written in order: up to "
                     "download_streams × part_size more per transfer. Also how many idle connections per download "
                     "host a worker process keeps open for the next file.")
+    resume_checkpoint: ByteSize = Field(
+        default=ByteSize(64 * 1024 * 1024),
+        description="How much more of an upload the store must hold durably before the ledger records it again "
+                    "(its parts, session or blocks; on local disk, a fsync of the temporary file): an attempt "
+                    "cut short by a crash, a deploy or a lost lease is resumed from the last record, re-reading "
+                    "the bytes before it from the source for the SHA-256 without uploading them again. At least "
+                    "part_size.")
 
     @model_validator(mode="after")
     def _s3_minimum(self) -> TransferTuning:
         if self.part_size < 5 * 1024 * 1024:
             raise ValueError("part_size must be at least 5MiB (S3's minimum part size)")
+        if self.resume_checkpoint < self.part_size:
+            raise ValueError("resume_checkpoint must be at least part_size")
         return self
 
 

@@ -18,6 +18,11 @@ Keys (prefix P, default ``archiver:``).  The transfers::
                                 (its object was found changed: its next write may replace it);
                                 replaced_key (its key before a retention period or a hold kept the
                                 damaged object there and the copy went to a new key)
+  P upload:<tid>          STRING what the store durably holds of the transfer's unfinished upload (the
+                                JSON of `worker.storage.base.UploadState`), for its next attempt to
+                                resume; written by its running attempt (fenced by the claim's token),
+                                deleted when it ends in a final state or starts a fresh upload. Its
+                                handle may be a capability (a GCS session URL): never shown
   P transfers             ZSET  every transfer by creation time (ms)
   P state:<state>         ZSET  transfers in a state, by last update (ms)
   P due                   ZSET  when a transfer should next be dispatched (ms): the retry time of a
@@ -177,6 +182,7 @@ class Keys:
     file = _Named("file:{}")
     file_transfers = _Named("file:{}:transfers")
     transfer = _Named("transfer:{}")
+    upload = _Named("upload:{}")
     transfers = _Fixed("transfers")
     state = _Named("state:{}")
     due = _Fixed("due")

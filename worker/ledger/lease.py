@@ -96,6 +96,14 @@ class Heartbeat:
             self._lost = True
             self.check()
 
+    def save_upload(self, state_json: str) -> None:
+        """Keep in the ledger what the store durably holds of this attempt's upload (`Ledger.save_upload`;
+        '' deletes it). Raises LeaseLost when the transfer was taken over (nothing written) or the lease is gone."""
+        self.check()
+        if not self._ledger.save_upload(self._id, self._token, state_json):
+            self._lost = True
+            self.check()
+
     def _run(self) -> None:
         interval = self._lease_ms / 3000
         while not self._stop.wait(interval):

@@ -56,9 +56,12 @@ class Transfer:
     lease_owner: str | None = None
     lease_until: datetime | None = None
     raw: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # What the store durably holds of the upload its last attempt left unfinished (``upload:<tid>``: the
+    # JSON of `worker.storage.base.UploadState`), read by `Ledger.get` only. A capability, maybe: not shown.
+    upload: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> Transfer:
+    def from_hash(cls, h: dict[str, str], upload: str | None = None) -> Transfer:
         def opt(name: str) -> str | None:
             return h.get(name) or None
 
@@ -71,7 +74,7 @@ class Transfer:
             error=opt("error"), reason=opt("reason"), created_at=from_ms(opt("created_at")),
             updated_at=from_ms(opt("updated_at")),
             next_attempt_at=from_ms(opt("next_attempt_at")), expires_at=from_ms(opt("expires_at")),
-            lease_owner=opt("lease_owner"), lease_until=from_ms(opt("lease_until")), raw=h,
+            lease_owner=opt("lease_owner"), lease_until=from_ms(opt("lease_until")), raw=h, upload=upload or None,
         )
 
     @property

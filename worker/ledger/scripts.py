@@ -288,6 +288,19 @@ redis.call('HSET', tkey, 'commit_bytes', ARGV[4], 'commit_sha256', ARGV[5])
 return 1
 """
 
+# ARGV: prefix, tid, token, state_json ('' = delete)  ->  1 if written, 0 if the claim with `token` was taken over
+# What the store durably holds of the running attempt's upload (`upload:<tid>`: an UploadState's JSON), for
+# a later attempt to resume; '' deletes it (a fresh upload started). Fenced like NOTE_COMMIT: a worker that
+# lost its lease cannot point the next attempt at its upload. FINISH deletes it for every final state.
+SAVE_UPLOAD = """
+local tkey = ARGV[1] .. 'transfer:' .. ARGV[2]
+local t = redis.call('HMGET', tkey, 'state', 'lease_token')
+if t[1] ~= 'transferring' or t[2] ~= ARGV[3] then return 0 end
+if ARGV[4] == '' then redis.call('DEL', ARGV[1] .. 'upload:' .. ARGV[2]) else
+  redis.call('SET', ARGV[1] .. 'upload:' .. ARGV[2], ARGV[4]) end
+return 1
+"""
+
 # ARGV: prefix, tid, token, new_key  ->  1 moved, 0 the key belongs to another file, -1 the claim with
 # `token` was taken over
 # A transfer that had to replace its damaged object where a retention period or a hold forbids it writes
@@ -309,7 +322,8 @@ return 1
 
 # ARGV: prefix, tid, token, new_state, retry_in_ms ('' = none), fields_json, outbox_json, actor
 #   ->  1 or 0 (fenced out)
-# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now. `archived`,
+# A transfer back to `queued` is due, and its next_attempt_at set, retry_in_ms from now, and keeps its
+# upload:<tid> (its next attempt resumes it); in any other state that record is deleted. `archived`,
 # `failed` and `lost` are announced (file.<state>) in the same step; `archived` leaves an audit-log
 # entry (action archive) too.
 FINISH = NOW + ANNOUNCE + AUDIT_ENTRY + """
@@ -332,6 +346,7 @@ if new == 'queued' then
 else
   redis.call('ZREM', p .. 'due', tid)
   redis.call('ZREM', p .. 'expiry', tid)
+  redis.call('DEL', p .. 'upload:' .. tid)
   if new ~= 'skipped' then announce(p, ARGV[7], 'file.' .. new, tid, snapshot(tkey), now) end
   if new == 'archived' then audit_entry(p, audit_subject(tkey, 'archive', {actor = ARGV[8] or ''})) end
 end

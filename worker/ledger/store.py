@@ -63,6 +63,7 @@ class Ledger:
         self._heartbeat = client.register_script(lua.HEARTBEAT)
         self._finish = client.register_script(lua.FINISH)
         self._note_commit = client.register_script(lua.NOTE_COMMIT)
+        self._save_upload = client.register_script(lua.SAVE_UPLOAD)
         self._move_key = client.register_script(lua.MOVE_KEY)
         self._take_due = client.register_script(lua.TAKE_DUE)
         self._defer_routing = client.register_script(lua.DEFER_ROUTING)
@@ -160,6 +161,12 @@ class Ledger:
         False when the claim with `token` was taken over."""
         return bool(self._note_commit(args=[self.prefix, transfer_id, token, size, sha256]))
 
+    def save_upload(self, transfer_id: str, token: str, state_json: str) -> bool:
+        """Keep what the store durably holds of a claimed transfer's upload (``upload:<tid>``, an
+        UploadState's JSON; '' deletes it), for a later attempt to resume; False when the claim with
+        `token` was taken over (nothing written)."""
+        return bool(self._save_upload(args=[self.prefix, transfer_id, token, state_json]))
+
     def move_key(self, transfer_id: str, token: str, new_key: str) -> bool | None:
         """Give a claimed transfer the object key `new_key` (its old one kept as ``replaced_key``; see
         `worker.transfer.relocate`): True once moved, False when `new_key` belongs to another file, None
@@ -256,8 +263,12 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, transfer_id: str) -> Transfer | None:
-        h = cast(dict[str, str], self.redis.hgetall(self.keys.transfer(transfer_id)))
-        return Transfer.from_hash(h) if h else None
+        """The transfer, with the upload its last attempt left to resume (`Transfer.upload`)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.transfer(transfer_id))
+        pipe.get(self.keys.upload(transfer_id))
+        h, upload = cast(tuple[dict[str, str], str | None], tuple(pipe.execute()))
+        return Transfer.from_hash(h, upload=upload) if h else None
 
     def file(self, file_id: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.file(file_id)))

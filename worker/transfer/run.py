@@ -203,7 +203,7 @@ def _copy(runtime: Runtime, transfer: Transfer, lease: Heartbeat) -> Copied:
         runtime=runtime, source=SignedUrl(runtime, transfer.file_id, file), lease=lease,
         storage=runtime.storage(transfer.storage), key=transfer.key,
         content_type=content_type_for(transfer.filename), metadata=_metadata(file, transfer),
-        recoveries=Recoveries(), overwrite=transfer.replaces, noted=transfer.noted_commit,
+        recoveries=Recoveries(), overwrite=transfer.replaces, noted=transfer.noted_commit, resume=transfer.upload,
     )
     if job.storage.capabilities.server_side_copy:
         try:

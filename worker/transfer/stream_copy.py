@@ -10,6 +10,8 @@ connections.
   writer and start again from zero with that answer, over one connection, once per attempt.
 * A large file is fetched as several byte ranges at once (`worker.transfer.ranged`), each range
   resumed on its own; the bytes still reach the writer and the hasher in order.
+* Across attempts, the upload itself is resumed (`worker.transfer.resume`): what the store holds
+  durably is recorded in the ledger as the copy goes, and the next attempt writes only the rest.
 
 The write is create-only unless the job may replace its object (`CopyJob.overwrite`): when the key
 turns out taken (KeyTaken, at commit or before the first part), the rest of the file is still fetched
@@ -41,6 +43,7 @@ from worker.transfer import ranged
 from worker.transfer.download import Download, open_download
 from worker.transfer.ranged import RangeFeed, RangeIgnored
 from worker.transfer.refresh import SignedUrl
+from worker.transfer.resume import PrefixDiffers, Upload
 from worker.transfer.taken import resolve_taken
 
 log = structlog.get_logger(__name__)
@@ -77,6 +80,7 @@ class CopyJob:
     recoveries: Recoveries
     overwrite: bool = False  # its object was found damaged: this write may replace it
     noted: tuple[int, str] | None = None  # size and SHA-256 an earlier attempt was about to commit
+    resume: str | None = None  # the upload an earlier attempt left to resume (`Transfer.upload`)
     refreshing: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
@@ -99,9 +103,9 @@ def with_fresh_url(job: CopyJob, action: Callable[[str], T]) -> T:
 
 
 class _Sink:
-    """The writer's `write`, until it finds the key taken: then the bytes go nowhere (still hashed)."""
+    """The upload's `write`, until it finds the key taken: then the bytes go nowhere (still hashed)."""
 
-    def __init__(self, writer: ObjectWriter) -> None:
+    def __init__(self, writer: ObjectWriter | Upload) -> None:
         self.writer = writer
         self.taken: KeyTaken | None = None
 
@@ -117,32 +121,33 @@ def stream_copy(job: CopyJob) -> Digests:
     """Write the whole file into a new object under `job.key` and commit it; the digests archived
     (those of an object already at the key, see the module docstring). Raises KeyTaken when other
     bytes are there."""
-    download = _open(job, 0, None)
-    for restarted in (False, True):
+    download, record, restarted = _open(job, 0, None), job.resume, False
+    while True:
         try:
-            return _write(job, download, parallel=not restarted)
+            return _write(job, download, parallel=not restarted, record=record)
         except RangeIgnored as ignored:
-            download = ignored.download
+            download, record = ignored.download, None
             if restarted:
                 download.close()
                 raise SourceUnavailable(f"{redact_url(download.url)} ignored a range request twice") from None
+            restarted = True
             log.warning("download_restarted", reason=str(ignored))
-    raise AssertionError("unreachable")  # pragma: no cover
+        except PrefixDiffers as differs:  # the resumed upload is aborted: once more, afresh
+            log.warning("upload_resume_refused", reason=str(differs))
+            download, record = _open(job, 0, None), None
 
 
-def _write(job: CopyJob, first: Download, *, parallel: bool) -> Digests:
+def _write(job: CopyJob, first: Download, *, parallel: bool, record: str | None) -> Digests:
     native = job.storage.native_checksum_for(first.total)
-    with BackgroundHasher((native,) if native else ()) as hasher, first, job.storage.open_writer(
-        job.key, content_type=job.content_type, metadata=job.metadata, size_hint=first.total, overwrite=job.overwrite
-    ) as writer:
-        sink = _Sink(writer)
+    with BackgroundHasher((native,) if native else ()) as hasher, first, Upload(job, first.total, record) as upload:
+        sink = _Sink(upload)
         _feed(job, first, sink.write, hasher, parallel=parallel)
         job.lease.check()
         digests = hasher.digests()
         if sink.taken is None:
             try:
                 job.lease.note_commit(digests.size, digests.sha256)
-                writer.commit(digests)
+                upload.writer.commit(digests)
                 return digests
             except KeyTaken as exc:
                 sink.taken = exc

@@ -29,6 +29,7 @@ def test_the_default_prefix() -> None:
     (K.file("f1"), "p:file:f1"),
     (K.file_transfers("f1"), "p:file:f1:transfers"),
     (K.transfer("t1"), "p:transfer:t1"),
+    (K.upload("t1"), "p:upload:t1"),
     (K.transfers, "p:transfers"),
     (K.state("queued"), "p:state:queued"),
     (K.due, "p:due"),
@@ -124,7 +125,8 @@ def test_the_outbox_scripts_write_the_names_keys_py_builds(redis_url: str) -> No
 
 def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
     """Intake (indexing the file, with custom terms), claim, a retry (and its audit-log entry), routing,
-    the lock, a noted failure: every key the scripts wrote under the prefix is one keys.py names."""
+    the lock, an unfinished upload recorded, a noted failure: every key the scripts wrote under the prefix
+    is one keys.py names."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     ledger = Ledger(client, "lay:")
     k = ledger.keys
@@ -136,13 +138,14 @@ def test_the_scripts_write_the_names_keys_py_builds(redis_url: str) -> None:
     assert ledger.finish("t1", claim.token, "failed", error="boom") and ledger.retry("t1")
     assert ledger.defer_routing(waiting.file_id, 1_000, "no call yet")
     assert ledger.acquire_lock("tok", 60_000)
-    assert ledger.claim("t1", "w1", 60_000).claimed
+    claim = ledger.claim("t1", "w1", 60_000)
+    assert claim.claimed and ledger.save_upload("t1", claim.token, '{"offset": 0, "pieces": [], "handle": {}}')
     assert ledger.note_failure({"kind": "recording", "call_cid": "default:x", "egress_id": "eg1"})
     ledger.cache_call("default:x", {"id": "x"}, 60_000)
     try:
         assert sorted(client.scan_iter(match="lay:*")) == sorted([
             k.file(file.file_id), k.file_transfers(file.file_id), k.file(waiting.file_id), k.transfer("t1"),
-            k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
+            k.upload("t1"), k.transfers, k.state("transferring"), k.due, k.expiry, k.unrouted, k.running("s3"),
             k.key_owner("s3"), k.scheduler_lock, k.failure("recording", "default:x", "eg1"), k.stream_failures,
             k.call("default:x"), k.call_files("x"), k.session_files("default:x:s1"),
             k.call_sessions("default:x"), k.index_type("default"), k.index_day(f"{file.start_time:%Y-%m-%d}"),

@@ -23,6 +23,9 @@ Differences from S3, and why:
   StorageRefused, where S3 would keep both;
 - a symbolic link inside the root that leads outside it is refused (StorageRefused), never followed.
 
+An interrupted write can be resumed (`resume_writer`): its temporary file is fsynced every ``sync_every``
+bytes (``resume_checkpoint``), and kept by `LocalWriter.detach` (see `worker.storage.local.writer`).
+
 OS errors map to `worker.errors`: permission and shape errors (EACCES, EPERM, EROFS, ENOTDIR, ...)
 are StorageRefused (reason ``permission`` for EACCES, EPERM, EROFS; else ``other``); everything else is
 StorageUnavailable (reason ``disk_full`` for ENOSPC, EDQUOT, EFBIG; else ``other``), so a full disk is
@@ -37,17 +40,25 @@ import os
 import stat as stat_mode
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Self
+from typing import IO, Self
 
 import structlog
 
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused, StorageRefused
-from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject
+from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject, UploadState
+from worker.storage.checksums import b64
 from worker.storage.create_only import guard
 from worker.storage.errors import ErrorTable, Failure, Rule, refused, unavailable
 from worker.storage.keys import check_key, check_prefix
-from worker.storage.local.writer import PARTIAL_SUFFIX, LocalWriter, remove_stale_partials
+from worker.storage.local.writer import (
+    PARTIAL_SUFFIX,
+    SYNC_EVERY,
+    LocalWriter,
+    is_temp_of,
+    new_crc32c,
+    remove_stale_partials,
+)
 
 __all__ = ["PARTIAL_SUFFIX", "XATTR", "LocalStorage", "storage_error"]
 
@@ -82,10 +93,12 @@ class LocalStorage(Storage):
     storage_type = "local"
     capabilities = Capabilities()  # no content_checksums: the xattr survives a rewrite; verify hashes
 
-    def __init__(self, name: str, root: str | os.PathLike[str], prefix: str = "") -> None:
+    def __init__(self, name: str, root: str | os.PathLike[str], prefix: str = "", sync_every: int = SYNC_EVERY) -> None:
         """Create ``root/prefix`` if missing. Raises ValueError for a bad prefix, StorageRefused /
-        StorageUnavailable when the directory cannot be created."""
+        StorageUnavailable when the directory cannot be created. A writer fsyncs every `sync_every` bytes
+        (what a later attempt may resume from)."""
         super().__init__(name)
+        self.sync_every = sync_every
         self.root = Path(os.path.abspath(root))
         self.prefix = check_prefix(prefix)
         self.base = self.root / self.prefix
@@ -97,8 +110,8 @@ class LocalStorage(Storage):
 
     @classmethod
     def from_config(cls, config: StorageConfig, tuning: TransferTuning) -> Self:
-        """``bucket`` is the root directory, ``path`` the prefix; `tuning` is not used."""
-        return cls(config.name, config.bucket, config.path)
+        """``bucket`` is the root directory, ``path`` the prefix; a writer fsyncs every `resume_checkpoint` bytes."""
+        return cls(config.name, config.bucket, config.path, int(tuning.resume_checkpoint))
 
     def error(self, exc: OSError, action: str, key: str) -> Failure:
         return storage_error(exc, self.name, action, f"{self.prefix}{key}")
@@ -126,6 +139,11 @@ class LocalStorage(Storage):
         """Create the key's directories and its temporary file. Raises ValueError for an illegal
         key, StorageRefused / StorageUnavailable when the filesystem says no. Create-only unless
         `overwrite` (see the module docstring). A directory keeps no retention: `protect` changes nothing."""
+        path = self._prepare(key)
+        return LocalWriter(self, key, path, content_type, dict(metadata), guard(self, key, overwrite=overwrite))
+
+    def _prepare(self, key: str, keep: str | None = None) -> Path:
+        """The key's file, its directories made, the stale temporary files beside it removed (but `keep`)."""
         path = self.path(key)
         try:
             os.makedirs(path.parent, exist_ok=True)
@@ -133,10 +151,59 @@ class LocalStorage(Storage):
             raise self.error(exc, "create the directory for", key) from exc
         self._check_inside(path.parent, key)  # again: a link may have been planted meanwhile
         try:
-            remove_stale_partials(path)
+            remove_stale_partials(path, keep)
         except OSError as exc:
             raise self.error(exc, "clean the directory of", key) from exc
-        return LocalWriter(self, key, path, content_type, dict(metadata), guard(self, key, overwrite=overwrite))
+        return path
+
+    def resume_writer(
+        self, key: str, state: UploadState, *, content_type: str, metadata: Mapping[str, str],
+        size_hint: int | None = None, overwrite: bool = False, protect: bool = True,
+    ) -> ObjectWriter | None:
+        """The temporary file `state` names, its pieces re-read and checked against their CRC32C, cut to
+        `state.offset`; None when it is gone, shorter, or a piece differs. The other temporary files of the
+        key are removed as for a fresh writer. Raises as `open_writer`."""
+        temp = state.handle.get("temp")
+        path = self.path(key)
+        if not isinstance(temp, str) or not is_temp_of(path, temp):
+            return None
+        try:
+            file = open(path.with_name(temp), "r+b")  # noqa: SIM115 - the writer closes it
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self.error(exc, "open the temporary file of", key) from exc
+        try:
+            same = self._holds(file, state)
+            if same:
+                file.truncate(state.offset)
+                file.seek(state.offset)
+        except OSError as exc:
+            file.close()
+            raise self.error(exc, "read the temporary file of", key) from exc
+        if not same:
+            file.close()
+            return None
+        self._prepare(key, keep=temp)
+        return LocalWriter(self, key, path, content_type, dict(metadata), guard(self, key, overwrite=overwrite),
+                           resumed=(file, state))
+
+    @staticmethod
+    def _holds(file: IO[bytes], state: UploadState, chunk: int = 1 << 20) -> bool:
+        """Whether `file` begins with the pieces of `state` (sizes and CRC32C)."""
+        if os.fstat(file.fileno()).st_size < state.offset:
+            return False
+        for piece in state.pieces:
+            crc, left = new_crc32c(), piece.size
+            while left:
+                data = file.read(min(chunk, left))
+                if not data:
+                    return False
+                crc.update(data)
+                left -= len(data)
+            if b64(crc.digest()) != piece.crc32c:
+                return False
+        return True
 
     def save_attributes(self, fd: int, key: str, content_type: str, metadata: Mapping[str, str]) -> None:
         """Store content type and metadata on the open file; drop them (warning) without xattrs."""

@@ -2,6 +2,13 @@
 at commit (create-only), or renamed over it.
 
 See `worker.storage.local.storage` for the names of temporary files and what a reader sees.
+
+Resuming (`ObjectWriter.durable`, `LocalStorage.resume_writer`): every `sync_every` bytes the writer fsyncs
+the temporary file, and what was written until then is durable: one `Piece` (its size and the CRC32C of
+its bytes, computed as they were written) per fsync, the temporary file's name as the handle. `detach`
+closes the file and keeps it; a later writer re-opens it by that name, re-reads the pieces and checks each
+CRC32C (a file cut short or changed is not resumed), and cuts it to the durable offset, so that bytes
+written after the last fsync the ledger knows of (maybe torn by a crash) are written again.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ import os
 import uuid
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
+import google_crc32c
 import structlog
 
 from worker.errors import KeyTaken, StorageRefused
-from worker.storage.base import ObjectWriter, StoredObject
-from worker.storage.checksums import Digests
+from worker.storage.base import ObjectWriter, Piece, StoredObject, UploadState
+from worker.storage.checksums import Digests, b64
 from worker.storage.errors import CONDITION_HINT, TAKEN_HINT, Failure
 
 if TYPE_CHECKING:
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     from worker.storage.local.storage import LocalStorage
 
 PARTIAL_SUFFIX = ".partial"
+SYNC_EVERY = 64 * 1024 * 1024  # the default of `resume_checkpoint` (config/archive.py)
+new_crc32c: Any = google_crc32c.Checksum  # the library ships no types
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})  # link(2): not here
 
 log = structlog.get_logger(__name__)
@@ -42,17 +52,23 @@ def temp_name(name: str) -> str:
     return f"{_temp_prefix(name)}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
 
 
-def remove_stale_partials(path: Path) -> None:
+def is_temp_of(path: Path, name: str) -> bool:
+    """Whether `name` is one of the temporary files `temp_name` names for `path` (and nothing else: no
+    other key's, no path)."""
+    return (name.startswith(_temp_prefix(path.name)) and name.endswith(PARTIAL_SUFFIX)
+            and len(name) == len(temp_name(path.name)) and "/" not in name)
+
+
+def remove_stale_partials(path: Path, keep: str | None = None) -> None:
     """Remove temporary files a killed writer left beside `path`: only this key's own, named
-    exactly as `temp_name` names them.
+    exactly as `temp_name` names them, but `keep` (the one a resumed writer goes on with).
 
     Safe: a key belongs to one transfer, and a transfer's lease (with its fencing token) lets only
     one writer run at a time, so any other temporary file of this name is a dead writer's.
     """
-    prefix, size = _temp_prefix(path.name), len(temp_name(path.name))
     for sibling in path.parent.iterdir():
         name = sibling.name
-        if name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX) and len(name) == size:
+        if name != keep and is_temp_of(path, name):
             with suppress(FileNotFoundError):
                 sibling.unlink()
                 log.info("storage_stale_partial_removed", key=path.name)
@@ -70,14 +86,22 @@ class LocalWriter(ObjectWriter):
     """A hidden temporary file beside the final one, linked to it (or renamed over it) at commit."""
 
     def __init__(self, storage: LocalStorage, key: str, path: Path, content_type: str, metadata: dict[str, str],
-                 guard: Guard):
+                 guard: Guard, resumed: tuple[IO[bytes], UploadState] | None = None):
+        """A new temporary file; or, `resumed`, the open temporary file of `UploadState` (cut to its offset)."""
         self._storage, self._key, self._path, self._guard = storage, key, path, guard
         self._content_type, self._metadata = content_type, metadata
+        self._state = "open"
+        self._crc = new_crc32c()  # of the bytes written since the last fsync
+        if resumed is not None:
+            self._file, self._durable = resumed
+            self._temp = path.with_name(str(self._durable.handle["temp"]))
+            self._size = self._durable.offset
+            return
         self._temp = path.with_name(temp_name(path.name))
         self._size = 0
-        self._state = "open"
+        self._durable = UploadState(0, (), {"temp": self._temp.name})
         try:
-            self._file: IO[bytes] = open(self._temp, "xb")  # closed by commit() or abort()
+            self._file = open(self._temp, "xb")  # closed by commit(), abort() or detach()
         except OSError as exc:
             raise storage.error(exc, "create a temporary file for", key) from exc
 
@@ -101,6 +125,30 @@ class LocalWriter(ObjectWriter):
         except OSError as exc:
             raise self._fail(exc, "write") from exc
         self._size += len(data)
+        self._crc.update(data)
+
+    def durable(self) -> UploadState | None:
+        """The bytes fsynced so far (one piece per fsync); fsyncs first when `sync_every` bytes or more were
+        written since the last one. Raises StorageUnavailable / StorageRefused when the fsync fails (the
+        writer is then aborted)."""
+        if self._state == "open" and self._size - self._durable.offset >= self._storage.sync_every:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise self._fail(exc, "sync") from exc
+            piece = Piece(self._size - self._durable.offset, b64(self._crc.digest()))
+            self._durable = UploadState(self._size, (*self._durable.pieces, piece), self._durable.handle)
+            self._crc = new_crc32c()
+        return self._durable if self._durable.pieces else None
+
+    def detach(self) -> None:
+        """Close the temporary file and keep it, for a later writer to resume (`LocalStorage.resume_writer`)."""
+        if self._state != "open":
+            return
+        self._state = "detached"
+        with suppress(OSError):
+            self._file.close()
 
     def commit(self, digests: Digests | None = None) -> StoredObject:
         """fsync, label (with the SHA-256 from `digests`), put under the final name (`_place`), fsync
