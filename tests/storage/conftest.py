@@ -113,5 +113,7 @@ def build_storage(request: pytest.FixtureRequest, backend: str, prefix: str) -> 
         endpoint, container = request.getfixturevalue("azurite"), request.getfixturevalue("container")
         built = azure_storage(endpoint, container, prefix, **request.getfixturevalue("azure_auth"))
     else:
-        built = LocalStorage("disk", request.getfixturevalue("root"), prefix)
+        # fsynced every part_size (8 MiB, the tests' tuning), as `resume_checkpoint` may be set: the resume tests
+        # take a durable state after one part, as they do from the other stores
+        built = LocalStorage("disk", request.getfixturevalue("root"), prefix, sync_every=8 * 1024 * 1024)
     return built
