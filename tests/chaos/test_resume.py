@@ -8,10 +8,14 @@ What the storage counts (the destination is a parameter, `Destination`):
   worker's whole process group read while it is still alive; and the object is the first worker's
   temporary file itself (same inode), not a copy;
 - S3 (moto_server behind `FaultProxy`, which sees every request either worker makes): what the killed worker
-  left is what ListParts lists of the multipart upload; what the second worker wrote is the UploadPart
-  requests that reached the store after the kill: exactly the parts after the resumed offset, each once, of
-  the upload the ledger names (no other upload of the key), and the completed object's multipart ETag
-  (MD5 of the parts' MD5s, "-N") is that of the source cut in parts of the same size.
+  left is what ListParts lists of the multipart upload once the proxy is idle (the ledger's parts among
+  them, same sizes and ETags, each ETag the MD5 of that part of the source); what the second worker wrote
+  is the UploadPart requests that reached the store after the kill: exactly the parts after the resumed
+  offset, each once, of the upload the ledger names (no other upload of the key); the completed object's
+  multipart ETag (MD5 of the parts' MD5s, "-N") is that of the source cut in parts of the same size, and
+  none of its uploads is left pending. While worker-a runs, progress is the UploadPart bytes the proxy
+  received (not ListParts: moto computes a part's ETag lazily, unlocked, and a ListParts racing the
+  UploadPart that stores the part can leave a wrong ETag cached, which the object's ETag then carries).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -166,8 +170,8 @@ def query(request: Recorded) -> dict[str, str]:
 @dataclass
 class S3Destination:
     """moto_server behind a `FaultProxy` (every request of either worker goes through it; the test's own
-    look-ups go to moto directly): progress is the parts ListParts lists; worker-b's writes, the UploadPart
-    requests the proxy forwarded after the kill."""
+    look-ups go to moto directly): progress is the UploadPart bytes the proxy received; what the killed
+    worker left, the parts ListParts lists; worker-b's writes, the UploadPart requests after the kill."""
 
     proxy: FaultProxy
     s3: S3Client
@@ -177,6 +181,7 @@ class S3Destination:
     upload_id: str = ""
     key: str = ""
     parts: int = 0  # in the state resumed
+    etags: list[str] = field(default_factory=list)  # of those parts, as the ledger holds them
     mark: int = 0  # proxy.requests before worker-b
 
     def storage(self) -> dict[str, Any]:
@@ -193,9 +198,11 @@ class S3Destination:
         return {int(p["PartNumber"]): dict(p) for p in page.get("Parts", [])}
 
     def uploaded(self) -> int:
-        return sum(sum(p["Size"] for p in self.listed(u["Key"], u["UploadId"]).values()) for u in self.uploads())
+        """UploadPart bytes on their way to the store (at most a part more than it holds)."""
+        return sum(int(r.headers["content-length"]) for r in self.sent_parts())
 
     def killed(self, state: UploadState) -> int:
+        wait_for(self.proxy.idle, 30, "the killed worker's last request through the proxy")
         (upload,) = self.uploads()
         self.key, self.upload_id = upload["Key"], upload["UploadId"]
         assert state.handle["upload_id"] == self.upload_id
@@ -205,6 +212,7 @@ class S3Destination:
         for number, (piece, etag) in enumerate(zip(state.pieces, state.handle["etags"], strict=True), 1):
             assert listed[number]["Size"] == piece.size == S3_PART
             assert listed[number]["ETag"].strip('"') == etag.strip('"')
+        self.etags = [str(etag).strip('"') for etag in state.handle["etags"]]
         self.mark = len(self.proxy.requests)
         return sum(p["Size"] for p in listed.values())
 
@@ -213,7 +221,7 @@ class S3Destination:
 
     def sent_parts(self) -> list[Recorded]:
         """UploadPart requests of a recording after the kill (any upload)."""
-        return [r for r in self.proxy.requests[self.mark:]
+        return [r for r in list(self.proxy.requests)[self.mark:]
                 if r.method == "PUT" and "partNumber" in query(r) and "archiver-check-" not in r.target]
 
     def written(self) -> int:
@@ -232,9 +240,10 @@ class S3Destination:
             digest_of.update(chunk)
         assert (head["ContentLength"], digest_of.hexdigest()) == (size, digest)
         sent = self.sent_parts()
-        print([(query(r)["partNumber"], r.headers["content-length"]) for r in sent], head)
         assert int(query(sent[-1])["partNumber"]) == -(-size // S3_PART)  # worker-b sent up to the last part
         assert head["ETag"].strip('"') == multipart_etag(source, S3_PART)  # parts 1..N, cut where a fresh one cuts
+        with source.open("rb") as file:  # worker-a's parts, kept: the source's first bytes
+            assert [hashlib.md5(file.read(S3_PART)).hexdigest() for _ in self.etags] == self.etags
         assert pending_uploads(self.s3, self.bucket) == []
 
 
@@ -268,7 +277,7 @@ def test_a_worker_killed_at_three_quarters_leaves_only_the_rest_to_write(
             out.write(os.urandom(16 * MiB))
     digest = sha256_of(source)
     proxy = slow_cdn(24 * MiB)  # per connection: worker-a needs seconds to reach 75 %
-    transfer = {**dict(CHAOS["transfer"]), **destination.transfer, "resume_checkpoint": f"{CHECKPOINT // MiB}MiB"}
+    transfer = {**cast(dict[str, Any], CHAOS["transfer"]), **destination.transfer, "resume_checkpoint": f"{CHECKPOINT // MiB}MiB"}
     archiver = chaos_archiver([destination.storage()], proxy=proxy, call_storage_key="", transfer=transfer)
     file = fake.add_recording("default:resume-kill", source)
     assert deliver_slowly(fake, archiver.start_web(), file, proxy).status_code == 202
