@@ -23,9 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
@@ -277,7 +280,8 @@ def test_a_worker_killed_at_three_quarters_leaves_only_the_rest_to_write(
             out.write(os.urandom(16 * MiB))
     digest = sha256_of(source)
     proxy = slow_cdn(24 * MiB)  # per connection: worker-a needs seconds to reach 75 %
-    transfer = {**cast(dict[str, Any], CHAOS["transfer"]), **destination.transfer, "resume_checkpoint": f"{CHECKPOINT // MiB}MiB"}
+    transfer = {**cast(dict[str, Any], CHAOS["transfer"]), **destination.transfer,
+                "resume_checkpoint": f"{CHECKPOINT // MiB}MiB"}
     archiver = chaos_archiver([destination.storage()], proxy=proxy, call_storage_key="", transfer=transfer)
     file = fake.add_recording("default:resume-kill", source)
     assert deliver_slowly(fake, archiver.start_web(), file, proxy).status_code == 202
@@ -314,3 +318,36 @@ def test_a_worker_killed_at_three_quarters_leaves_only_the_rest_to_write(
     assert resumed["offset"] == state.offset and resumed["transfer_id"] == tid
     assert rest <= SIZE * (1 - KILL_AT) + 2 * CHECKPOINT
     assert rest <= written_by_b <= rest + 2 * MiB, (rest, written_by_b)  # local: logs and Redis, well under 2 MiB
+
+
+def test_the_fault_proxy_forwards_nothing_of_a_request_cut_short() -> None:
+    """A worker killed while it sends a part: the proxy in front of moto forwards nothing of the body it
+    never got whole (as S3 keeps nothing of it), so ListParts after the kill shows no half part."""
+    got: list[int] = []
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            got.append(len(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        with FaultProxy(f"http://127.0.0.1:{upstream.server_address[1]}") as proxy:
+            port = int(proxy.url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port)) as whole:
+                whole.sendall(b"PUT /b/k?partNumber=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd")
+                assert whole.recv(64).startswith(b"HTTP/1.1 200")
+            with socket.create_connection(("127.0.0.1", port)) as cut:
+                cut.sendall(b"PUT /b/k?partNumber=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabcd")
+            wait_for(lambda: proxy.idle() and len(proxy.requests) == 1 or None, 10, "the proxy done with both")
+            time.sleep(0.2)  # a forward would be on its way by now
+            assert got == [4] and [r.target for r in proxy.requests] == ["/b/k?partNumber=1"]
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
