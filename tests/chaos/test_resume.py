@@ -229,6 +229,7 @@ class S3Destination:
 
     def written(self) -> int:
         sent = self.sent_parts()
+        assert sent, "worker-b sent no part"
         assert {query(r)["uploadId"] for r in sent} <= {self.upload_id}  # the upload resumed, no other
         numbers = sorted(int(query(r)["partNumber"]) for r in sent)
         assert numbers == list(range(self.parts + 1, numbers[-1] + 1)), numbers  # each part after, once
