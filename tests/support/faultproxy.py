@@ -17,7 +17,9 @@ has uses left, acts:
 
 Each rule keeps the requests it matched in ``rule.seen`` (method, target, headers with lower-case
 names, the start of the body), and ``proxy.requests`` keeps every request, so a test can see what
-really went on the wire::
+really went on the wire; ``proxy.relaying`` counts the requests on their way (read, not yet answered). A
+request whose body ends before its Content-Length (a client killed mid-send) is neither recorded nor
+forwarded: the connection is closed, as a server discards a request it never got whole::
 
     with FaultProxy(moto_server) as proxy:
         rejected = proxy.add(answer(400, "InvalidArgument", "x-amz-checksum-crc32 header not supported",
@@ -136,6 +138,7 @@ class FaultProxy:
         self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
         self.rules: list[Rule] = []
         self.requests: list[Recorded] = []
+        self.relaying = 0  # requests read and not yet answered (see `idle`)
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
@@ -165,6 +168,16 @@ class FaultProxy:
                     rule.seen.append(request)
                     return rule
         return None
+
+    def idle(self) -> bool:
+        """True while no request is on its way through (after a client was killed: the store has acted
+        on every request it will get from it)."""
+        with self._lock:
+            return self.relaying == 0
+
+    def _relaying(self, change: int) -> None:
+        with self._lock:
+            self.relaying += change
 
     def start(self) -> Self:
         self._thread.start()
@@ -207,7 +220,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._upstream.close()
 
     def relay(self) -> None:
+        self.server.proxy._relaying(+1)
+        try:
+            self._relay()
+        finally:
+            self.server.proxy._relaying(-1)
+
+    def _relay(self) -> None:
         body = self._read_body()
+        length = self.headers.get("Content-Length")
+        if length is not None and len(body) < int(length):
+            self.close_connection = True  # the client went away mid-body: nothing to forward
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
         request = Recorded(self.command, self.path, headers, body[:RECORDED_BODY])
         rule = self.server.proxy.decide(request)
