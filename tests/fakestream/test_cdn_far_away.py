@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,9 @@ def test_first_byte_delay_comes_before_every_answer_heads_and_errors_too(fake: F
     url = fake.signed_url(fake.add_recording("default:far", b"x" * 1000))
     fake.cdn_first_byte_delay = 0.15
     with httpx.Client(timeout=10) as http:
-        for request in (lambda: http.get(url), lambda: http.head(url), lambda: http.get(url + "0")):
+        requests: list[Callable[[], httpx.Response]] = [
+            lambda: http.get(url), lambda: http.head(url), lambda: http.get(url + "0")]  # the last: a bad signature
+        for request in requests:
             started = time.monotonic()
             answer = request()
             assert time.monotonic() - started >= 0.15
