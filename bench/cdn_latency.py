@@ -18,7 +18,8 @@ Contenders, each run in processes of its own, taking turns in every round (media
 Seconds are the wall time of the whole case (for the archiver, from the moment its ready worker
 processes are told to start to the last transfer's end), CPU seconds are the contender's own (every
 worker process's, summed; rclone's and curl's from wait4), peak RSS is the largest of any one of its
-processes. Every stored object's size is checked, then the object is removed.
+processes; CDN connections are the TCP connections the fake CDN accepted during the run. Every stored
+object's size is checked, then the object is removed.
 
 ``python -m bench.cdn_latency [--quick]``, or ``bench/run --cdn-latency``. Prints its tables only.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,17 +198,21 @@ def contenders(stack: Stack, destination: Destination, case: Case, source: Path,
 def measure_case(stack: Stack, names: list[str], case: Case, source: Path, rounds: int, streams: list[int],
                  in_flight: list[int]) -> Table:
     """Every contender of `case` into every destination, `rounds` interleaved rounds; the medians."""
-    table = Table("destination", "contender", "MB/s", "s", "CPU s", "peak RSS MiB", "÷ rclone copyurl",
+    table = Table("destination", "contender", "MB/s", "s", "CPU s", "peak RSS MiB", "CDN connections",
+                  "÷ rclone copyurl",
                   "kept ÷ one per file", title=f"{case.title} (per connection {RATE // MiB} MiB/s, "
                   f"{FIRST_BYTE * 1000:.0f} ms to the first byte; medians of {rounds})")
     for name in names:
         with started(DESTINATIONS[name](stack.workdir / name)) as destination:
             runs = contenders(stack, destination, case, source, streams, in_flight)
             figures: dict[str, list[Figures]] = {contender: [] for contender in runs}
+            connections: dict[str, list[int]] = {contender: [] for contender in runs}
             for round_ in range(rounds):
                 order = list(runs)[round_ % len(runs):] + list(runs)[:round_ % len(runs)]
                 for contender in order:
+                    before = stack.fake.cdn_connections
                     figures[contender].append(runs[contender]())
+                    connections[contender].append(stack.fake.cdn_connections - before)
                     console.print(f"  {destination.name}: {contender}: {figures[contender][-1].seconds:.1f} s",
                                   style="dim")
             medians = {contender: median(values) for contender, values in figures.items()}
@@ -219,7 +225,7 @@ def measure_case(stack: Stack, names: list[str], case: Case, source: Path, round
                     kept = f"{closing.seconds / value.seconds:.2f}"
                 table.add_row(destination.name, contender, f"{value.mb_per_s(case.total):.1f}",
                               f"{value.seconds:.2f}", f"{value.cpu_seconds:.2f}", f"{value.peak_rss_mib:.0f}",
-                              vs_rclone, kept)
+                              f"{statistics.median(connections[contender]):.0f}", vs_rclone, kept)
     return table
 
 
