@@ -230,8 +230,8 @@ def measure_case(stack: Stack, names: list[str], case: Case, source: Path, round
 
 
 def run(*, names: list[str], rounds: int, large_mib: int, files: int, file_mib: int, streams: list[int],
-        in_flight: list[int]) -> list[Table]:
-    """Both cases with their own Redis and fake Stream (rate-capped, late first bytes); their tables."""
+        in_flight: list[int], cases: tuple[str, ...] = ("large", "small"), handshake_ms: float = 0) -> list[Table]:
+    """The cases with their own Redis and fake Stream (rate-capped, late first bytes); their tables."""
     names = [name for name in names if name in DESTINATIONS]
     workdir = Path(tempfile.mkdtemp(prefix="archiver-bench-cdn-"))
     redis_server = RedisServer(workdir / "redis").start()
@@ -239,10 +239,12 @@ def run(*, names: list[str], rounds: int, large_mib: int, files: int, file_mib: 
     try:
         with start_fake_stream(API_KEY, API_SECRET) as fake:
             fake.cdn_rate, fake.cdn_first_byte_delay = RATE, FIRST_BYTE
+            fake.cdn_handshake_delay = handshake_ms / 1000
             stack = Stack(redis_server.url, fake, workdir)
-            cases = [(Case(f"One {large_mib} MiB file", large_mib * MiB, 1), [1]),
-                     (Case(f"{files} files of {file_mib} MiB", file_mib * MiB, files), in_flight)]
-            for case, flights in cases:
+            handshake = f", {handshake_ms:.0f} ms more on a new connection" if handshake_ms else ""
+            chosen = {"large": (Case(f"One {large_mib} MiB file{handshake}", large_mib * MiB, 1), [1]),
+                      "small": (Case(f"{files} files of {file_mib} MiB{handshake}", file_mib * MiB, files), in_flight)}
+            for case, flights in (chosen[name] for name in cases):
                 source = make_file(workdir / f"source-{case.size}.mp4", case.size)
                 console.print(f"[bold]{case.title}[/]")
                 table = measure_case(stack, names, case, source, rounds, streams, flights)
@@ -264,12 +266,16 @@ def main() -> None:
     parser.add_argument("--file-mib", type=int, default=1)
     parser.add_argument("--streams", default="4,8", help="download_streams for the large file")
     parser.add_argument("--in-flight", default="1,4", help="worker processes at once for the small files")
+    parser.add_argument("--cases", default="large,small")
+    parser.add_argument("--handshake-ms", type=float, default=0,
+                        help="more before the first answer on each new connection (TCP + TLS handshakes; 0: loopback)")
     parser.add_argument("--quick", action="store_true", help="64 MiB and 40 files, one round: a smoke run")
     args = parser.parse_args()
     run(names=args.destinations.split(","), rounds=1 if args.quick else args.rounds,
         large_mib=64 if args.quick else args.large_mib, files=40 if args.quick else args.files,
         file_mib=args.file_mib, streams=[int(n) for n in args.streams.split(",")],
-        in_flight=[int(n) for n in args.in_flight.split(",")])
+        in_flight=[int(n) for n in args.in_flight.split(",")], cases=tuple(args.cases.split(",")),
+        handshake_ms=args.handshake_ms)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ bodies in 1 MiB chunks (``socket.sendfile`` for files on disk). Knobs for tests:
 (answer every GET with the whole file, as a source without range support does), faults that cut
 only the answer to a range from a given byte, and `Cdn.connections` (TCP connections accepted). For the
 benchmark of a CDN far away: `Cdn.first_byte_delay` (seconds before the first byte of every answer),
+`Cdn.handshake_delay` (seconds more before the first answer on each new connection: the TCP and TLS
+handshakes' round trips, which plain HTTP on loopback does not have),
 `Cdn.rate` (bytes per second at most, per connection, for bodies) and `Cdn.close_connections` (every
 answer says ``Connection: close``: one connection per request).
 """
@@ -168,6 +170,7 @@ class Cdn:
         self.ignore_range = False  # True: every GET gets the whole file (200), as from a source without ranges
         self.connections = 0  # TCP connections accepted
         self.first_byte_delay = 0.0  # seconds before the first byte of every answer (a far-away CDN)
+        self.handshake_delay = 0.0  # seconds more before the first answer on a new connection (TCP + TLS setup)
         self.rate = 0  # bytes per second per connection for bodies (0: no cap)
         self.close_connections = False  # True: every answer says `Connection: close` and the connection ends
         self._lock = threading.Lock()
@@ -196,6 +199,7 @@ class CdnHandler(QuietHandler):
         """Count the connection (a handler serves one connection)."""
         super().setup()
         self.cdn.connected()
+        self._answered = False
 
     def end_headers(self) -> None:
         """Say `Connection: close` (and close after the answer) when the CDN is told to."""
@@ -214,8 +218,10 @@ class CdnHandler(QuietHandler):
     def _serve(self, *, head: bool) -> None:
         """Check faults, signature and existence, then send the file or the right error."""
         self.read_body()
-        if self.cdn.first_byte_delay > 0:
-            time.sleep(self.cdn.first_byte_delay)
+        delay = self.cdn.first_byte_delay + (0.0 if self._answered else self.cdn.handshake_delay)
+        self._answered = True
+        if delay > 0:
+            time.sleep(delay)
         split = urlsplit(self.path)
         path = split.path
         self.cdn.store.log_cdn(self.command, path, self.request_headers())
@@ -292,7 +298,8 @@ class CdnHandler(QuietHandler):
 
     def _write_body(self, stored: StoredFile, start: int, count: int) -> None:
         """Write ``count`` bytes of the content from ``start``: sendfile for paths, 1 MiB slices for bytes;
-        in smaller slices, each sent no sooner than `Cdn.rate` allows, when the rate is capped."""
+        in smaller slices, each sent no sooner than `Cdn.rate` allows, when the rate is capped (a strict cap:
+        by any moment, at most rate × the time since the body began has been sent)."""
         if count <= 0:
             return
         rate = self.cdn.rate
@@ -302,13 +309,14 @@ class CdnHandler(QuietHandler):
         try:
             for offset in range(start, end, step):
                 size = min(step, end - offset)
+                # sent once the rate allows every byte up to its end: never ahead of the cap
+                if rate > 0 and (wait := began + (offset + size - start) / rate - time.monotonic()) > 0:
+                    time.sleep(wait)
                 if handle is None:
                     assert isinstance(stored.content, bytes)
                     self.wfile.write(memoryview(stored.content)[offset : offset + size])
                 else:
                     self.connection.sendfile(handle, offset=offset, count=size)
-                if rate > 0 and (wait := began + (offset + size - start) / rate - time.monotonic()) > 0:
-                    time.sleep(wait)
         finally:
             if handle is not None:
                 handle.close()

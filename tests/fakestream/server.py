@@ -420,6 +420,16 @@ class FakeStream:
         self._cdn.first_byte_delay = seconds
 
     @property
+    def cdn_handshake_delay(self) -> float:
+        """Seconds more the CDN waits before the first answer on each new connection (0: none), as the TCP
+        and TLS handshakes with a CDN far away would take."""
+        return self._cdn.handshake_delay
+
+    @cdn_handshake_delay.setter
+    def cdn_handshake_delay(self, seconds: float) -> None:
+        self._cdn.handshake_delay = seconds
+
+    @property
     def cdn_rate(self) -> int:
         """The most bytes per second the CDN sends a body at, on each connection (0: no cap)."""
         return self._cdn.rate

@@ -1,5 +1,6 @@
 """The fake CDN's knobs for a CDN far away (bench/cdn_latency.py): a wait before the first byte of every
-answer, a cap per connection on the body's rate, and ``Connection: close`` on every answer.
+answer, a wait more before the first answer of each connection, a cap per connection on the body's rate,
+and ``Connection: close`` on every answer.
 
 Each knob is checked by what it must at least cost (a lower bound, never an upper one) or by what a
 keep-alive client sees; the bytes stay the same."""
@@ -32,6 +33,25 @@ def test_first_byte_delay_comes_before_every_answer_heads_and_errors_too(fake: F
     fake.cdn_first_byte_delay = 0
     with httpx.Client(timeout=10) as http:
         assert http.get(url).content == b"x" * 1000
+
+
+def test_handshake_delay_comes_before_the_first_answer_of_each_connection_only(fake: FakeStream) -> None:
+    url = fake.signed_url(fake.add_recording("default:far", b"z" * 10))
+    fake.cdn_handshake_delay = 0.3
+    with httpx.Client(timeout=10) as http:
+        started = time.monotonic()
+        http.get(url)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert http.get(url).content == b"z" * 10  # the same connection: no handshake again
+        again = time.monotonic() - started
+    assert first >= 0.3 and again < first
+    fake.cdn_closes_connections = True
+    with httpx.Client(timeout=10) as http:
+        http.get(url)
+        started = time.monotonic()
+        http.get(url)  # a new connection each time
+        assert time.monotonic() - started >= 0.3
 
 
 def test_rate_caps_each_connection_from_bytes_and_from_disk(fake: FakeStream, tmp_path: Path) -> None:
