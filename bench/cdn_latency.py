@@ -126,8 +126,8 @@ def archiver_files(stack: Stack, destination: Destination, source: Path, count: 
                    max(r["peak_rss_mib"] for r in results))
 
 
-def archiver_large(stack: Stack, destination: Destination, source: Path, streams: int) -> Figures:
-    figures, key = run_archiver(stack, destination, source, {"download_streams": streams})
+def archiver_large(stack: Stack, destination: Destination, source: Path, tuning: dict[str, Any]) -> Figures:
+    figures, key = run_archiver(stack, destination, source, tuning)
     _check(destination, key, source.stat().st_size)
     return figures
 
@@ -169,23 +169,24 @@ def _check(destination: Destination, key: str, size: int) -> None:
 
 
 def contenders(stack: Stack, destination: Destination, case: Case, source: Path, streams: list[int],
-               in_flight: list[int]) -> dict[str, Callable[[], Figures]]:
+               in_flight: list[int], tuning: dict[str, Any]) -> dict[str, Callable[[], Figures]]:
     """Name → one measured run of the whole case."""
     runs: dict[str, Callable[[], Figures]] = {}
     if case.count == 1:
         for n in streams:
             runs[f"archiver, download_streams {n}"] = (
-                lambda n=n: archiver_large(stack, destination, source, n))  # type: ignore[misc]
+                lambda n=n: archiver_large(stack, destination, source,  # type: ignore[misc]
+                                           {**tuning, "download_streams": n}))
     else:
         for processes in in_flight:
             where = "1 worker process" if processes == 1 else f"{processes} worker processes"
             runs[f"archiver, kept connections, {where}"] = (
-                lambda p=processes: archiver_files(stack, destination, source, case.count, p, {}))  # type: ignore[misc]
+                lambda p=processes: archiver_files(stack, destination, source, case.count, p, tuning))  # type: ignore[misc]
 
             def closing(p: int = processes) -> Figures:
                 stack.fake.cdn_closes_connections = True
                 try:
-                    return archiver_files(stack, destination, source, case.count, p, {})
+                    return archiver_files(stack, destination, source, case.count, p, tuning)
                 finally:
                     stack.fake.cdn_closes_connections = False
             runs[f"archiver, one connection per file, {where}"] = closing
@@ -196,7 +197,7 @@ def contenders(stack: Stack, destination: Destination, case: Case, source: Path,
 
 
 def measure_case(stack: Stack, names: list[str], case: Case, source: Path, rounds: int, streams: list[int],
-                 in_flight: list[int]) -> Table:
+                 in_flight: list[int], tuning: dict[str, Any]) -> Table:
     """Every contender of `case` into every destination, `rounds` interleaved rounds; the medians."""
     table = Table("destination", "contender", "MB/s", "s", "CPU s", "peak RSS MiB", "CDN connections",
                   "÷ rclone copyurl",
@@ -204,7 +205,7 @@ def measure_case(stack: Stack, names: list[str], case: Case, source: Path, round
                   f"{FIRST_BYTE * 1000:.0f} ms to the first byte; medians of {rounds})")
     for name in names:
         with started(DESTINATIONS[name](stack.workdir / name)) as destination:
-            runs = contenders(stack, destination, case, source, streams, in_flight)
+            runs = contenders(stack, destination, case, source, streams, in_flight, tuning)
             figures: dict[str, list[Figures]] = {contender: [] for contender in runs}
             connections: dict[str, list[int]] = {contender: [] for contender in runs}
             for round_ in range(rounds):
@@ -230,7 +231,8 @@ def measure_case(stack: Stack, names: list[str], case: Case, source: Path, round
 
 
 def run(*, names: list[str], rounds: int, large_mib: int, files: int, file_mib: int, streams: list[int],
-        in_flight: list[int], cases: tuple[str, ...] = ("large", "small"), handshake_ms: float = 0) -> list[Table]:
+        in_flight: list[int], cases: tuple[str, ...] = ("large", "small"), handshake_ms: float = 0,
+        tuning: dict[str, Any] | None = None) -> list[Table]:
     """The cases with their own Redis and fake Stream (rate-capped, late first bytes); their tables."""
     names = [name for name in names if name in DESTINATIONS]
     workdir = Path(tempfile.mkdtemp(prefix="archiver-bench-cdn-"))
@@ -247,7 +249,7 @@ def run(*, names: list[str], rounds: int, large_mib: int, files: int, file_mib: 
             for case, flights in (chosen[name] for name in cases):
                 source = make_file(workdir / f"source-{case.size}.mp4", case.size)
                 console.print(f"[bold]{case.title}[/]")
-                table = measure_case(stack, names, case, source, rounds, streams, flights)
+                table = measure_case(stack, names, case, source, rounds, streams, flights, tuning or {})
                 console.print(table)
                 tables.append(table)
                 source.unlink()
@@ -269,13 +271,14 @@ def main() -> None:
     parser.add_argument("--cases", default="large,small")
     parser.add_argument("--handshake-ms", type=float, default=0,
                         help="more before the first answer on each new connection (TCP + TLS handshakes; 0: loopback)")
+    parser.add_argument("--tuning", default="{}", help='the archiver\'s [transfer] settings, JSON: \'{"part_size": "5MiB"}\'')
     parser.add_argument("--quick", action="store_true", help="64 MiB and 40 files, one round: a smoke run")
     args = parser.parse_args()
     run(names=args.destinations.split(","), rounds=1 if args.quick else args.rounds,
         large_mib=64 if args.quick else args.large_mib, files=40 if args.quick else args.files,
         file_mib=args.file_mib, streams=[int(n) for n in args.streams.split(",")],
         in_flight=[int(n) for n in args.in_flight.split(",")], cases=tuple(args.cases.split(",")),
-        handshake_ms=args.handshake_ms)
+        handshake_ms=args.handshake_ms, tuning=json.loads(args.tuning))
 
 
 if __name__ == "__main__":
