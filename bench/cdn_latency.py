@@ -271,7 +271,8 @@ def main() -> None:
     parser.add_argument("--cases", default="large,small")
     parser.add_argument("--handshake-ms", type=float, default=0,
                         help="more before the first answer on each new connection (TCP + TLS handshakes; 0: loopback)")
-    parser.add_argument("--tuning", default="{}", help='the archiver\'s [transfer] settings, JSON: \'{"part_size": "5MiB"}\'')
+    parser.add_argument("--tuning", default="{}",
+                        help='the archiver\'s [transfer] settings, JSON: \'{"part_size": "5MiB"}\'')
     parser.add_argument("--quick", action="store_true", help="64 MiB and 40 files, one round: a smoke run")
     args = parser.parse_args()
     run(names=args.destinations.split(","), rounds=1 if args.quick else args.rounds,
