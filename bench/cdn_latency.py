@@ -17,9 +17,11 @@ Contenders, each run in processes of its own, taking turns in every round (media
 
 Seconds are the wall time of the whole case (for the archiver, from the moment its ready worker
 processes are told to start to the last transfer's end), CPU seconds are the contender's own (every
-worker process's, summed; rclone's and curl's from wait4), peak RSS is the largest of any one of its
-processes; CDN connections are the TCP connections the fake CDN accepted during the run. Every stored
-object's size is checked, then the object is removed.
+worker process's, summed; rclone's and curl's from wait4), worker peak RSS is the largest VmHWM of any
+one worker process (not shown for rclone and curl: wait4's ru_maxrss of a child started from this
+process still counts this process's pages from before its exec, about 115 MiB); CDN connections are
+the TCP connections the fake CDN accepted during the run. Every stored object's size is checked, then
+the object is removed.
 
 ``python -m bench.cdn_latency [--quick]``, or ``bench/run --cdn-latency``. Prints its tables only.
 """
@@ -199,7 +201,7 @@ def contenders(stack: Stack, destination: Destination, case: Case, source: Path,
 def measure_case(stack: Stack, names: list[str], case: Case, source: Path, rounds: int, streams: list[int],
                  in_flight: list[int], tuning: dict[str, Any]) -> Table:
     """Every contender of `case` into every destination, `rounds` interleaved rounds; the medians."""
-    table = Table("destination", "contender", "MB/s", "s", "CPU s", "peak RSS MiB", "CDN connections",
+    table = Table("destination", "contender", "MB/s", "s", "CPU s", "worker peak RSS MiB", "CDN connections",
                   "÷ rclone copyurl",
                   "kept ÷ one per file", title=f"{case.title} (per connection {RATE // MiB} MiB/s, "
                   f"{FIRST_BYTE * 1000:.0f} ms to the first byte; medians of {rounds})")
@@ -224,8 +226,9 @@ def measure_case(stack: Stack, names: list[str], case: Case, source: Path, round
                 if "kept connections" in contender:
                     closing = medians[contender.replace("kept connections", "one connection per file")]
                     kept = f"{closing.seconds / value.seconds:.2f}"
+                rss = f"{value.peak_rss_mib:.0f}" if contender.startswith("archiver") else ""
                 table.add_row(destination.name, contender, f"{value.mb_per_s(case.total):.1f}",
-                              f"{value.seconds:.2f}", f"{value.cpu_seconds:.2f}", f"{value.peak_rss_mib:.0f}",
+                              f"{value.seconds:.2f}", f"{value.cpu_seconds:.2f}", rss,
                               f"{statistics.median(connections[contender]):.0f}", vs_rclone, kept)
     return table
 
