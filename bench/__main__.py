@@ -8,6 +8,9 @@
 3. Many files end to end through webhooks and Celery workers (`bench.many`).
 4. Webhook intake at a fixed offered rate (`bench.intake`).
 5. `archiver find` at 1,000,000 indexed files (`bench.find`; not in the default cases: ``--cases find``).
+6. A CDN far away: every connection capped at 16 MiB/s, 40 ms before every answer's first byte; 1 GiB and
+   200 × 1 MiB into s3rver and local disk, the archiver vs rclone copyurl vs curl (`bench.cdn_latency`;
+   not in the default cases: ``--cdn-latency``, or ``--cases cdn-latency`` beside others).
 
 Every emulator is CPU-bound on this machine: wall time mostly measures the server, so each row
 also gives the contender's own CPU seconds per GiB. Results go to bench/RESULTS.md as well.
@@ -125,9 +128,11 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="case 1's file")
     parser.add_argument("--memory-mib", default="64,1024,4096", help="case 2's files")
     parser.add_argument("--quick", action="store_true", help="small files, one round: a smoke run")
+    parser.add_argument("--cdn-latency", action="store_true",
+                        help="only case 6, a CDN far away (s3rver and local disk of --destinations)")
     args = parser.parse_args()
     names = args.destinations.split(",")
-    cases = args.cases.split(",")
+    cases = ["cdn-latency"] if args.cdn_latency else args.cases.split(",")
     size = 64 * MiB if args.quick else args.size_mib * MiB
     rounds = 1 if args.quick else args.rounds
     memory_sizes = [16 * MiB, 64 * MiB] if args.quick else [int(m) * MiB for m in args.memory_mib.split(",")]
@@ -151,6 +156,7 @@ def main() -> None:
                 "many": lambda: many_files_case(args.quick),
                 "intake": lambda: intake_case(args.quick),
                 "find": lambda: find_case(args.quick),
+                "cdn-latency": lambda: cdn_latency_case(args.quick, names, rounds),
             }
             for case in cases:
                 console.print(f"[bold]case {case}[/]")
@@ -183,6 +189,13 @@ def find_case(quick: bool) -> list[Table]:
     from bench import find  # noqa: PLC0415
 
     return list(find.run(files=20_000 if quick else 1_000_000, calls_count=1_000 if quick else find.CALLS))
+
+
+def cdn_latency_case(quick: bool, names: list[str], rounds: int) -> list[Table]:
+    from bench import cdn_latency  # noqa: PLC0415 - its own Redis and a rate-capped fake Stream
+
+    return cdn_latency.run(names=names, rounds=rounds, large_mib=64 if quick else 1024, files=40 if quick else 200,
+                           file_mib=1, streams=[4, 8], in_flight=[1, 4])
 
 
 if __name__ == "__main__":

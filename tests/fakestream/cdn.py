@@ -4,7 +4,12 @@ Answers like CloudFront + S3: 403 XML for a missing, forged or expired signature
 for a deleted or unknown key, 200/206/416 with ``Range``/``If-Range`` support, and streams
 bodies in 1 MiB chunks (``socket.sendfile`` for files on disk). Knobs for tests: `Cdn.ignore_range`
 (answer every GET with the whole file, as a source without range support does), faults that cut
-only the answer to a range from a given byte, and `Cdn.connections` (TCP connections accepted).
+only the answer to a range from a given byte, and `Cdn.connections` (TCP connections accepted). For the
+benchmark of a CDN far away: `Cdn.first_byte_delay` (seconds before the first byte of every answer),
+`Cdn.handshake_delay` (seconds more before the first answer on each new connection: the TCP and TLS
+handshakes' round trips, which plain HTTP on loopback does not have),
+`Cdn.rate` (bytes per second at most, per connection, for bodies) and `Cdn.close_connections` (every
+answer says ``Connection: close``: one connection per request).
 """
 
 from __future__ import annotations
@@ -164,6 +169,10 @@ class Cdn:
         self.missing_file_status = 404  # set to 403 to mimic S3 buckets without s3:ListBucket
         self.ignore_range = False  # True: every GET gets the whole file (200), as from a source without ranges
         self.connections = 0  # TCP connections accepted
+        self.first_byte_delay = 0.0  # seconds before the first byte of every answer (a far-away CDN)
+        self.handshake_delay = 0.0  # seconds more before the first answer on a new connection (TCP + TLS setup)
+        self.rate = 0  # bytes per second per connection for bodies (0: no cap)
+        self.close_connections = False  # True: every answer says `Connection: close` and the connection ends
         self._lock = threading.Lock()
 
     def connected(self) -> None:
@@ -190,6 +199,13 @@ class CdnHandler(QuietHandler):
         """Count the connection (a handler serves one connection)."""
         super().setup()
         self.cdn.connected()
+        self._answered = False
+
+    def end_headers(self) -> None:
+        """Say `Connection: close` (and close after the answer) when the CDN is told to."""
+        if self.cdn.close_connections:
+            self.send_header("Connection", "close")  # sets close_connection
+        super().end_headers()
 
     def do_GET(self) -> None:
         """Serve a file body (honours Range/If-Range and queued faults)."""
@@ -202,6 +218,10 @@ class CdnHandler(QuietHandler):
     def _serve(self, *, head: bool) -> None:
         """Check faults, signature and existence, then send the file or the right error."""
         self.read_body()
+        delay = self.cdn.first_byte_delay + (0.0 if self._answered else self.cdn.handshake_delay)
+        self._answered = True
+        if delay > 0:
+            time.sleep(delay)
         split = urlsplit(self.path)
         path = split.path
         self.cdn.store.log_cdn(self.command, path, self.request_headers())
@@ -277,13 +297,26 @@ class CdnHandler(QuietHandler):
             self.close_connection = True  # the client sees fewer bytes than Content-Length
 
     def _write_body(self, stored: StoredFile, start: int, count: int) -> None:
-        """Write ``count`` bytes of the content from ``start``: sendfile for paths, 1 MiB slices for bytes."""
+        """Write ``count`` bytes of the content from ``start``: sendfile for paths, 1 MiB slices for bytes;
+        in smaller slices, each sent no sooner than `Cdn.rate` allows, when the rate is capped (a strict cap:
+        by any moment, at most rate × the time since the body began has been sent)."""
         if count <= 0:
             return
-        if isinstance(stored.content, bytes):
-            view = memoryview(stored.content)
-            for offset in range(start, start + count, CHUNK_SIZE):
-                self.wfile.write(view[offset : min(offset + CHUNK_SIZE, start + count)])
-            return
-        with stored.content.open("rb") as handle:
-            self.connection.sendfile(handle, offset=start, count=count)
+        rate = self.cdn.rate
+        step = max(16 * 1024, min(CHUNK_SIZE, rate // 64)) if rate > 0 else CHUNK_SIZE
+        began, end = time.monotonic(), start + count
+        handle = None if isinstance(stored.content, bytes) else stored.content.open("rb")
+        try:
+            for offset in range(start, end, step):
+                size = min(step, end - offset)
+                # sent once the rate allows every byte up to its end: never ahead of the cap
+                if rate > 0 and (wait := began + (offset + size - start) / rate - time.monotonic()) > 0:
+                    time.sleep(wait)
+                if handle is None:
+                    assert isinstance(stored.content, bytes)
+                    self.wfile.write(memoryview(stored.content)[offset : offset + size])
+                else:
+                    self.connection.sendfile(handle, offset=offset, count=size)
+        finally:
+            if handle is not None:
+                handle.close()

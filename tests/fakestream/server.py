@@ -411,6 +411,43 @@ class FakeStream:
         self._cdn.ignore_range = on
 
     @property
+    def cdn_first_byte_delay(self) -> float:
+        """Seconds the CDN waits before the first byte of every answer (0: none), as a CDN far away."""
+        return self._cdn.first_byte_delay
+
+    @cdn_first_byte_delay.setter
+    def cdn_first_byte_delay(self, seconds: float) -> None:
+        self._cdn.first_byte_delay = seconds
+
+    @property
+    def cdn_handshake_delay(self) -> float:
+        """Seconds more the CDN waits before the first answer on each new connection (0: none), as the TCP
+        and TLS handshakes with a CDN far away would take."""
+        return self._cdn.handshake_delay
+
+    @cdn_handshake_delay.setter
+    def cdn_handshake_delay(self, seconds: float) -> None:
+        self._cdn.handshake_delay = seconds
+
+    @property
+    def cdn_rate(self) -> int:
+        """The most bytes per second the CDN sends a body at, on each connection (0: no cap)."""
+        return self._cdn.rate
+
+    @cdn_rate.setter
+    def cdn_rate(self, bytes_per_second: int) -> None:
+        self._cdn.rate = bytes_per_second
+
+    @property
+    def cdn_closes_connections(self) -> bool:
+        """True: every CDN answer says ``Connection: close`` and ends its connection (no kept connections)."""
+        return self._cdn.close_connections
+
+    @cdn_closes_connections.setter
+    def cdn_closes_connections(self, on: bool) -> None:
+        self._cdn.close_connections = on
+
+    @property
     def cdn_connections(self) -> int:
         """How many TCP connections the CDN accepted."""
         return self._cdn.connections
