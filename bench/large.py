@@ -13,13 +13,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.destinations import Destination, GcsEmulator, rclone_env
+from bench.destinations import Destination, GcsEmulator, LocalDisk, rclone_env
 from bench.measure import Figures, run_command, run_forked
 from config import load_settings
 from tests.fakestream.server import FakeStream
@@ -31,6 +32,7 @@ from worker.ledger.store import Ledger
 
 API_KEY, API_SECRET = "bench-key", "bench-secret-0123456789-0123456789-0123456789"
 RAW = "curl to /dev/null"
+RCLONE_SYNC = "rclone copyurl + sync"
 PLAIN = "plain streaming copy"
 ARCHIVER = "archiver"
 
@@ -61,6 +63,14 @@ def make_file(path: Path, size: int) -> Path:
             out.write(block)
         out.write(block[: size & ((1 << 20) - 1)])
     return path
+
+
+def sequence(*steps: Callable[[], Figures]) -> Figures:
+    """Steps run one after the other, measured as one: wall time and CPU summed, the highest peak RSS."""
+    started = time.perf_counter()
+    figures = [step() for step in steps]
+    return Figures(time.perf_counter() - started, sum(f.cpu_seconds for f in figures),
+                   max(f.peak_rss_mib for f in figures))
 
 
 def run_archiver(stack: Stack, destination: Destination, source: Path, tuning: dict[str, Any] | None = None
@@ -122,9 +132,13 @@ def contenders(stack: Stack, destination: Destination, source: Path, size: int
     rclone = destination.rclone()
     if rclone is not None:
         env, prefix = rclone
-        runs["rclone copyurl"] = checked(
-            lambda src, key: run_command(["rclone", "copyurl", "--config", "/dev/null", src, prefix + key],
-                                    env=rclone_env(env)))
+        copyurl = lambda src, key: run_command(  # noqa: E731
+            ["rclone", "copyurl", "--config", "/dev/null", src, prefix + key], env=rclone_env(env))
+        runs["rclone copyurl"] = checked(copyurl)
+        if isinstance(destination, LocalDisk):  # as durable as the archiver's file: fsync of it and its directory
+            runs[RCLONE_SYNC] = checked(lambda src, key: sequence(
+                lambda: copyurl(src, key),
+                lambda: run_command(["sync", str(destination.root / key), str((destination.root / key).parent)])))
     if isinstance(destination, GcsEmulator):
         chunk = destination.chunk_mib
         runs[f"google-cloud-storage resumable ({chunk} MiB chunks)"] = checked(

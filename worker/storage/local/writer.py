@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PARTIAL_SUFFIX = ".partial"
 SYNC_EVERY = 64 * 1024 * 1024  # the default of `resume_checkpoint` (config/archive.py)
 new_crc32c: Any = google_crc32c.Checksum  # the library ships no types
+WRITE_BEHIND = 32 << 20  # bytes written between two hints to the kernel (`LocalWriter._write_behind`)
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})  # link(2): not here
 
 log = structlog.get_logger(__name__)
@@ -95,11 +96,12 @@ class LocalWriter(ObjectWriter):
         if resumed is not None:
             self._file, self._durable = resumed
             self._temp = path.with_name(str(self._durable.handle["temp"]))
-            self._size = self._durable.offset
+            self._size = self._hinted = self._durable.offset
             return
         self._temp = path.with_name(temp_name(path.name))
         self._size = 0
         self._durable = UploadState(0, (), {"temp": self._temp.name})
+        self._hinted = 0  # bytes written up to the last `_write_behind`
         try:
             self._file = open(self._temp, "xb")  # closed by commit(), abort() or detach()
         except OSError as exc:
@@ -126,6 +128,19 @@ class LocalWriter(ObjectWriter):
             raise self._fail(exc, "write") from exc
         self._size += len(data)
         self._crc.update(data)
+        if self._size - self._hinted >= WRITE_BEHIND:
+            self._write_behind()
+
+    def _write_behind(self) -> None:
+        """Start writing the last `WRITE_BEHIND` bytes to disk now, and drop the window before it from
+        the page cache (written by now): commit's fsync then has little left to wait for, and a large
+        file does not push other data out of memory. ``POSIX_FADV_DONTNEED`` starts writeback of dirty
+        pages without waiting, and drops only clean ones. Advice only: an error changes nothing."""
+        start, self._hinted = self._hinted, self._size
+        with suppress(OSError, AttributeError):  # AttributeError: no posix_fadvise on this platform
+            fd = self._file.fileno()  # (what the file object still buffers, at most a few KiB, waits)
+            os.posix_fadvise(fd, start, self._size - start, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(fd, max(0, start - WRITE_BEHIND), WRITE_BEHIND, os.POSIX_FADV_DONTNEED)
 
     def durable(self) -> UploadState | None:
         """The bytes fsynced so far (one piece per fsync); fsyncs first when `sync_every` bytes or more were
