@@ -34,7 +34,7 @@ def fetch(http: DownloadClient, url: str, streams: int, range_size: int) -> tupl
         raise exc
 
     with first:
-        second = ranged.second_range(open_range, first, range_size) if streams > 1 else None
+        second = ranged.second_range(open_range, first, 0, range_size) if streams > 1 else None
         if second is None:
             for chunk in first.chunks():
                 digest.update(chunk)

@@ -42,6 +42,10 @@ class TransferTuning(Strict):
         default=ByteSize(64 * 1024 * 1024),
         description="A download at least this large is fetched as download_streams byte ranges at once (when the "
                     "source answers a range request with 206; otherwise over one connection).")
+    parallel_download_max_rate: ByteSize = Field(
+        default=ByteSize(128 * 1024 * 1024),
+        description="Bytes a second: a large download whose first part_size bytes arrive at least this fast stays on "
+                    "one connection (more would cost CPU and gain nothing); a slower one goes on in parallel ranges.")
     download_streams: int = Field(
         default=4, ge=1, le=32,
         description="Connections one large download uses at once, each fetching the next part_size range; 1 turns "

@@ -2,13 +2,17 @@
 many connections, fed to the storage writer in order (one CDN connection's throughput is capped by
 the CDN and by latency; several ranges at once are not).
 
-Which files: every download starts with a plain GET, as a small file's does (`worker.transfer.stream_copy`).
-When that first answer is a 200 of at least ``parallel_download_threshold`` bytes, larger than one
-range, the file is cut into ranges of ``part_size`` bytes. The first range is read from that first
-answer (its connection is closed after it: the rest of its body is not wanted); the second is asked
-for at once with ``Range: bytes=N-M`` and ``If-Range`` (the first answer's ETag), and its answer
-decides (`second_range`): a 206 of exactly that range goes on in parallel; a 200 (the source ignores
-ranges) leaves the whole file to the first answer, over one connection.
+Which files: every download starts with a plain GET, as a small file's does
+(`worker.transfer.stream_copy`). When that first answer is a 200 of at least
+``parallel_download_threshold`` bytes, larger than one range, its first ``part_size`` bytes are read and
+timed: a source that sent them at ``parallel_download_max_rate`` (128 MiB/s) or faster keeps the whole
+file on that one connection (more would cost CPU and connections and gain nothing: one connection is not
+what limits such a transfer). Otherwise the rest of the file is cut into ranges of ``part_size`` bytes
+from there. The first of them is read from the first answer (its connection is closed after it: the rest
+of its body is not wanted); the next is asked for at once with ``Range: bytes=N-M`` and ``If-Range``
+(the first answer's ETag), and its answer decides (`second_range`): a 206 of exactly that range goes on
+in parallel; a 200 (the source ignores ranges) leaves the whole file to the first answer, over one
+connection.
 
 How: each range is fetched by one of `download_streams` threads into a queue of its own; the feeding
 thread empties the queues in order, so hashing, writing and the size and SHA-256 checks are those of
@@ -55,9 +59,9 @@ class _Cancelled(Exception):
     """The feed stopped (done or failed): a stream thread leaves quietly."""
 
 
-def ranges_of(total: int, size: int) -> list[tuple[int, int]]:
-    """The file's ranges as (first byte, end) pairs, end exclusive."""
-    return [(start, min(start + size, total)) for start in range(0, total, size)]
+def ranges_of(total: int, size: int, start: int = 0) -> list[tuple[int, int]]:
+    """The file's ranges from byte `start` as (first byte, end) pairs, end exclusive."""
+    return [(at, min(at + size, total)) for at in range(start, total, size)]
 
 
 def wanted(first: Download, threshold: int, range_size: int, streams: int) -> bool:
@@ -79,12 +83,13 @@ def checked(download: Download, start: int, end: int, total: int | None) -> Down
                              f"{download.length} bytes from {download.start} of {download.total}")
 
 
-def second_range(open_range: OpenRange, first: Download, range_size: int) -> Download | None:
-    """The second range's open answer when the source serves ranges, None when it does not (its
-    answer is then closed and the first answer serves the whole file)."""
+def second_range(open_range: OpenRange, first: Download, start: int, range_size: int) -> Download | None:
+    """The open answer for the range after the one the first answer serves from `start`, when the source
+    serves ranges; None when it does not (its answer is then closed and the first answer serves the
+    whole file)."""
     assert first.total is not None  # `wanted`
     try:
-        return open_range(range_size, min(2 * range_size, first.total) - 1)
+        return open_range(start + range_size, min(start + 2 * range_size, first.total) - 1)
     except RangeIgnored as ignored:
         ignored.download.close()
     except IncompleteDownload:
@@ -107,16 +112,19 @@ class _Range:
 class RangeFeed:
     """One parallel download: `run` it once (see the module docstring)."""
 
-    def __init__(self, open_range: OpenRange, recover: Recover, total: int, range_size: int, streams: int) -> None:
+    def __init__(self, open_range: OpenRange, recover: Recover, total: int, range_size: int, streams: int, *,
+                 start: int = 0) -> None:
+        """The file from byte `start` (what comes before was read already)."""
         self._open_range, self._recover, self._streams = open_range, recover, streams
-        self._ranges = [_Range(start, end) for start, end in ranges_of(total, range_size)]
+        self._ranges = [_Range(at, end) for at, end in ranges_of(total, range_size, start)]
         self._cancelled = False
         self._open: dict[int, Download] = {}  # by id(): the answers a cancel interrupts
         self._lock = threading.Lock()
 
     def run(self, first: Download, second: Download, consume: Callable[[bytes], None]) -> None:
-        """Every byte of the file into `consume`, in order; the first range from `first`, the second
-        from `second` (both closed by then). Raises what a stream or `consume` raised."""
+        """Every byte of the file from `start` into `consume`, in order; the first range from `first` (which
+        goes on from there), the second from `second` (both closed by then). Raises what a stream or
+        `consume` raised."""
         initial = {0: first, 1: second}
         window = min(self._streams, len(self._ranges))
         pool = ThreadPoolExecutor(max_workers=window, thread_name_prefix="download-range")

@@ -27,6 +27,7 @@ chunks pass straight through.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -175,22 +176,47 @@ def _feed(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher:
 
 
 def _feed_ranges(job: CopyJob, first: Download, write: Callable[[bytes], None], hasher: BackgroundHasher) -> bool:
-    """The file in parallel ranges (`worker.transfer.ranged`); False, nothing fed, when it is not for them."""
+    """The file in parallel ranges (`worker.transfer.ranged`), after a first range read from the first answer
+    and timed; False when it is not for them: too small, a source that refuses ranges, or one fast enough
+    over one connection (``parallel_download_max_rate``): the caller then goes on with the first answer where it is."""
     tuning = job.runtime.archive.transfer
     size, streams = int(tuning.part_size), tuning.download_streams
     if not ranged.wanted(first, int(tuning.parallel_download_threshold), size, streams):
         return False
     assert first.total is not None  # `wanted`
+    if _first_range_fast(job, first, size, int(tuning.parallel_download_max_rate), write, hasher):
+        return False
+    start = hasher.size  # the first answer goes on from here, as the first range of the feed
     open_range = _range_opener(job, first)
-    second = ranged.second_range(open_range, first, size)
+    second = ranged.second_range(open_range, first, start, size)
     if second is None:
         log.info("download_ranges_refused", bytes=first.total)
         return False
-    log.info("download_in_ranges", bytes=first.total, streams=streams, range_size=size)
-    feed = RangeFeed(open_range, lambda exc, at: _recover(job, exc, at), first.total, size, streams)
+    log.info("download_in_ranges", bytes=first.total, streams=streams, range_size=size, start=start)
+    feed = RangeFeed(open_range, lambda exc, at: _recover(job, exc, at), first.total, size, streams, start=start)
     feed.run(first, second, lambda chunk: _take(job, chunk, write, hasher))
     if hasher.size != first.total:  # each range was checked; this checks their sum
         raise IncompleteDownload(f"{redact_url(first.url)} gave {hasher.size} of {first.total} bytes in ranges")
+    return True
+
+
+def _first_range_fast(job: CopyJob, first: Download, size: int, fast: int, write: Callable[[bytes], None],
+                      hasher: BackgroundHasher) -> bool:
+    """At least `size` bytes of the first answer fed, timed: True when they came at `fast` bytes a second or
+    faster (more connections would cost CPU and gain nothing). An answer that broke is no proof of speed: False,
+    and the feed's first range resumes it on its own."""
+    started = time.monotonic()
+    try:
+        for chunk in first.chunks():
+            _take(job, chunk, write, hasher)
+            if hasher.size >= size:
+                break
+    except IncompleteDownload:
+        return False
+    rate = hasher.size / max(time.monotonic() - started, 1e-6)
+    if rate < fast:
+        return False
+    log.info("download_one_stream", bytes=first.total, mib_per_s=round(rate / 2**20))
     return True
 
 

@@ -27,7 +27,8 @@ SIZE, CHECKPOINT = 24 * MiB, 5 * MiB
 def runtime(request: pytest.FixtureRequest, make_runtime: Callable[..., Runtime], tmp_path: Path) -> Runtime:
     disk = {"name": "disk", "storage_type": "local", "bucket": str(tmp_path / "archive")}
     return make_runtime(disk, transfer={"part_size": "5MiB", "resume_checkpoint": "5MiB",
-                                        "parallel_download_threshold": "5MiB", "download_streams": request.param})
+                                        "parallel_download_threshold": "5MiB", "download_streams": request.param,
+                                        "parallel_download_max_rate": "1TiB"})
 
 
 @pytest.fixture
