@@ -269,3 +269,19 @@ def test_when_supported_single_put_carries_the_digest(proxy: FaultProxy, bucket:
         assert bytes.fromhex(digests.sha256) == base64.b64decode(put.headers["x-amz-checksum-sha256"])
         assert s3.stat("s.mp4").checksums == {"sha256": digests.sha256}
     s3.close()
+
+
+def test_a_part_refused_once_is_sent_again_whole_from_its_chunks(
+    proxy: FaultProxy, moto_client: S3Client, bucket: str
+) -> None:
+    """A part goes up as the chunks it was written in (no join): when S3 answers its first try 503,
+    botocore rewinds that body and sends it again, and the object holds exactly the bytes written
+    (moto checks the part's CRC32C, and the completion's whole-object CRC32C)."""
+    s3 = storage(proxy.url, bucket)
+    refused = proxy.add(answer(503, "SlowDown", method="PUT", path=r"partNumber=2", times=1))
+    data = os.urandom(2 * PART + 5)
+    write(s3, "again.mp4", data)
+    assert len(refused.seen) == 1
+    assert len([r for r in uploads(proxy) if "partNumber=2" in r.target]) == 2  # refused, then sent again
+    assert moto_client.get_object(Bucket=bucket, Key="p/again.mp4")["Body"].read() == data
+    s3.close()

@@ -26,8 +26,13 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def crc32c_b64(data: bytes) -> str:
-    """CRC32C of `data` in its wire form."""
+def crc32c_b64(data: bytes | tuple[bytes, ...]) -> str:
+    """CRC32C of `data` (or of its chunks, one after the other) in its wire form."""
+    if isinstance(data, tuple):
+        checksum = _new_crc32c()
+        for chunk in data:
+            checksum.update(chunk)
+        return b64(checksum.digest())
     return b64(google_crc32c.value(data).to_bytes(4, "big"))
 
 
@@ -73,8 +78,12 @@ def crc32c_of_parts(parts: list[tuple[str, int]]) -> str:
     return b64(total.to_bytes(4, "big"))
 
 
-def md5_b64(data: bytes) -> str:
-    return b64(hashlib.md5(data, usedforsecurity=False).digest())
+def md5_b64(data: bytes | tuple[bytes, ...]) -> str:
+    """MD5 of `data` (or of its chunks, one after the other) in its wire form."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    for chunk in data if isinstance(data, tuple) else (data,):
+        md5.update(chunk)
+    return b64(md5.digest())
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Incoming chunks are kept as they are (no copy) until a part of ``part_size`` is full. While the
 object may still go up in one request (no larger than ``multipart_threshold``), full parts are held;
 past it, they go to the storage's thread pool with at most ``parts_in_flight`` in flight (``write``
-blocks beyond that), each joined into one bytes object only once a slot is free. Memory: about
+blocks beyond that), each joined into one bytes object only once a slot is free (S3 sends the chunks as
+they are, `_part_of`). Memory: about
 ``part_size × (parts_in_flight + 1)`` plus one incoming chunk. The first part that fails is raised at
 the next write (or at commit), and any error aborts the writer: queued parts are cancelled, running
 ones waited for, and what was sent is discarded.
@@ -195,16 +196,21 @@ class PartedWriter(ObjectWriter, Generic[R]):
         if self._failure is not None:
             raise self._failure  # a part failed: stop now rather than at commit
         self._slots.acquire()  # blocks while parts_in_flight parts are in flight
-        part = b"".join(pieces)  # joined only now, so that memory stays bounded
+        part = self._part_of(pieces)  # made only now, so that memory stays bounded
         pieces.clear()
         future = self._run(self._send_noted, len(self._before) + len(self._parts) + 1, part)
         future.add_done_callback(self._part_done)
         self._parts.append(future)
 
-    def _send_noted(self, number: int, part: bytes) -> R:
+    def _part_of(self, pieces: list[bytes]) -> tuple[bytes, ...]:
+        """What `_send_part` gets of a full part: its chunks joined into one bytes object (a store that
+        can send the chunks as they are returns them, one copy of every byte fewer)."""
+        return (b"".join(pieces),)
+
+    def _send_noted(self, number: int, part: tuple[bytes, ...]) -> R:
         """`_send_part`, then note the part as acknowledged (with its size and CRC32C)."""
         answer = self._send_part(number, part)
-        piece = Piece(len(part), self._piece_crc32c(part, answer))
+        piece = Piece(sum(len(chunk) for chunk in part), self._piece_crc32c(part, answer))
         with self._noting:
             self._acked[number] = (piece, answer)
             while self._contiguous + 1 in self._acked:
@@ -230,12 +236,14 @@ class PartedWriter(ObjectWriter, Generic[R]):
         """Make the store ready for parts, before the first one is sent."""
 
     @abstractmethod
-    def _send_part(self, number: int, part: bytes) -> R:
-        """Send part `number` (from 1), on a pool thread; return what `_finish_parts` needs of it."""
+    def _send_part(self, number: int, part: tuple[bytes, ...]) -> R:
+        """Send part `number` (from 1), the chunks written in order, on a pool thread; return what
+        `_finish_parts` needs of it."""
 
-    def _piece_crc32c(self, part: bytes, answer: R) -> str:
-        """The CRC32C (wire form) of `part`, which the store acknowledged with `answer`: computed here
-        unless the backend already has it (S3 sends one with each part in "crc32c" mode)."""
+    def _piece_crc32c(self, part: tuple[bytes, ...], answer: R) -> str:
+        """The CRC32C (wire form) of `part` (its chunks, one after the other), which the store acknowledged
+        with `answer`: computed here unless the backend already has it (S3 sends one with each part in
+        "crc32c" mode)."""
         return crc32c_b64(part)
 
     def _handle(self, answers: list[R]) -> Mapping[str, Any] | None:

@@ -120,14 +120,15 @@ class AzureWriter(PartedWriter[str]):
         self._resume_from(state, blocks)
         return True
 
-    def _send_part(self, number: int, part: bytes) -> str:
+    def _send_part(self, number: int, part: tuple[bytes, ...]) -> str:
         """Put Block, with a transactional MD5 that Azure checks; returns the block id, which names the
         part's CRC32C (`piece_block_id`)."""
-        name = piece_block_id(self._nonce, number, crc32c_b64(part))
-        self._blob.stage_block(name, part, length=len(part), validate_content="md5", **self._container.scope())
+        (body,) = part  # joined by `PartedWriter._part_of`: the SDK wants one body for its MD5 and its request
+        name = piece_block_id(self._nonce, number, crc32c_b64(body))
+        self._blob.stage_block(name, body, length=len(body), validate_content="md5", **self._container.scope())
         return name
 
-    def _piece_crc32c(self, part: bytes, answer: str) -> str:
+    def _piece_crc32c(self, part: tuple[bytes, ...], answer: str) -> str:
         """The CRC32C the block id names: computed once, before the block was staged."""
         return piece_crc32c(answer)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from io import SEEK_CUR, SEEK_END, SEEK_SET, RawIOBase
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import structlog
 from botocore import exceptions as boto
@@ -31,20 +31,57 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-class _OneRead(BytesIO):
-    """A request body that urllib3 sends in one call: botocore turns bytes into a file, and urllib3
-    reads a file in 16 KiB blocks, one send each (65,536 system calls per GiB). Every read returns
-    all that is left, whatever size is asked (botocore seeks back to 0 on a retry)."""
+class _Chunks(RawIOBase):
+    """A request body sent as the chunks it was written in, one send each, with no copy: botocore
+    would turn bytes into a file that urllib3 reads in 16 KiB blocks, one send each (65,536 system
+    calls per GiB), and joining a part's chunks first copies every byte once more. Every read returns
+    the next whole chunk, whatever size is asked; botocore seeks back to 0 on a retry."""
+
+    def __init__(self, chunks: tuple[bytes, ...]) -> None:
+        super().__init__()
+        self._chunks, self._next, self._at = chunks, 0, 0
+        self.size = sum(len(chunk) for chunk in chunks)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
 
     def read(self, size: int | None = -1) -> bytes:
-        return super().read()
+        while self._next < len(self._chunks):
+            chunk = self._chunks[self._next]
+            self._next += 1
+            if chunk:
+                self._at += len(chunk)
+                return chunk
+        return b""
+
+    def readall(self) -> bytes:
+        rest = b"".join(self._chunks[self._next :])
+        self._next, self._at = len(self._chunks), self.size
+        return rest
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = SEEK_SET) -> int:
+        """Only to the start, or to where it is (or its end): a chunk is sent whole or not at all."""
+        target = {SEEK_SET: offset, SEEK_CUR: self._at + offset, SEEK_END: self.size + offset}[whence]
+        if target == 0:
+            self._next, self._at = 0, 0
+        elif target == self.size:
+            self._next, self._at = len(self._chunks), self.size
+        elif target != self._at:
+            raise OSError(f"a chunked request body seeks to its start or its end, not to byte {target}")
+        return self._at
 
 
 class S3Writer(PartedWriter["CompletedPartTypeDef"]):
     """One PutObject, or a multipart upload with a bounded number of parts in flight.
 
-    A part, and the body of a PutObject, is sent as a `_OneRead` over its bytes: no further copy by
-    botocore, one send by urllib3."""
+    A part is sent as a `_Chunks` of the chunks written, the body of a PutObject as one: no copy
+    by the writer or by botocore, one send per chunk by urllib3."""
 
     def __init__(
         self, bucket: S3Bucket, key: str, full_key: str, content_type: str, metadata: dict[str, str], guard: Guard,
@@ -101,25 +138,31 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         )
         self._upload_id = created["UploadId"]
 
-    def _send_part(self, number: int, part: bytes) -> CompletedPartTypeDef:
+    def _part_of(self, pieces: list[bytes]) -> tuple[bytes, ...]:
+        """The chunks as they are: `_Chunks` sends them one after the other, never joined."""
+        return tuple(pieces)
+
+    def _send_part(self, number: int, part: tuple[bytes, ...]) -> CompletedPartTypeDef:
+        body = _Chunks(part)
         checksum = self._body_checksum(part)
         response = self._bucket.client.upload_part(
             Bucket=self._bucket.name,
             Key=self._full_key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=_OneRead(part),
-            ContentLength=len(part),
+            Body=cast("IO[bytes]", body),  # a file to botocore (typed as IO, not as RawIOBase)
+            ContentLength=body.size,
             **checksum,
         )
-        self._part_sizes[number] = len(part)
+        self._part_sizes[number] = body.size
         completed: CompletedPartTypeDef = {"PartNumber": number, "ETag": response["ETag"]}
         if "ChecksumCRC32C" in checksum:
             completed["ChecksumCRC32C"] = checksum["ChecksumCRC32C"]
         return completed
 
-    def _piece_crc32c(self, part: bytes, answer: CompletedPartTypeDef) -> str:
-        """The CRC32C the part carried ("crc32c" mode), else one computed now ("md5" mode)."""
+    def _piece_crc32c(self, part: tuple[bytes, ...], answer: CompletedPartTypeDef) -> str:
+        """The CRC32C the part carried ("crc32c" mode: computed once over its chunks, for the request),
+        else one computed now over its chunks ("md5" mode)."""
         return answer.get("ChecksumCRC32C") or crc32c_b64(part)
 
     def _handle(self, answers: list[CompletedPartTypeDef]) -> Mapping[str, Any]:
@@ -151,7 +194,7 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         self._resume_from(state, answers)
         return True
 
-    def _body_checksum(self, body: bytes, digests: Digests | None = None) -> dict[str, Any]:
+    def _body_checksum(self, body: tuple[bytes, ...], digests: Digests | None = None) -> dict[str, Any]:
         """The checksum a request carries for `body`: from `digests` when they describe it, else
         computed here (CRC32C in "crc32c" mode, Content-MD5 in "md5" mode)."""
         if self._bucket.checksum == "md5":
@@ -169,13 +212,13 @@ class S3Writer(PartedWriter["CompletedPartTypeDef"]):
         return self._bucket.client.put_object(
             Bucket=self._bucket.name,
             Key=self._full_key,
-            Body=_OneRead(body),
+            Body=cast("IO[bytes]", _Chunks((body,))),
             ContentLength=len(body),
             ContentType=self._content_type,
             Metadata=self._metadata,
             **self._bucket.object_args,
             **self._lock(),
-            **self._body_checksum(body, digests),
+            **self._body_checksum((body,), digests),
             **self._condition(),
         )
 
