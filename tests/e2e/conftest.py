@@ -77,7 +77,9 @@ class Archiver(ArchiverProcesses):
                 raise AssertionError(f"{exc}\nledger: {self.transfers()}\nlogs:\n{self.logs()[-6000:]}") from None
         finally:
             ledger.redis.close()
-        return self.transfers(state)
+        listed = self.transfers(state)
+        assert len(listed) >= count, f"the ledger has {count} transfer(s) {state}, the CLI lists {listed}"
+        return listed
 
     def notifications(self, *args: str) -> list[dict[str, Any]]:
         """The outbox as `archiver notifications list --json` shows it (`args`: its options)."""
