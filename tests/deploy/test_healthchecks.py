@@ -76,4 +76,8 @@ def test_worker_check_pings_the_running_worker(processes: ArchiverProcesses) -> 
     check = compose_services()["worker"]["healthcheck"]["test"]
     assert run_check(check, processes) != 0
     processes.start_worker(concurrency=1)
+    # Each ping before the worker answers waits out the check's own --timeout (10 s): ping once Celery
+    # says it is ready (retried, should its control channel lag behind).
+    log = processes.log_dir / "worker.log"
+    wait_until(lambda: " ready." in log.read_text(errors="replace"), timeout=90, message="the worker ready")
     wait_until(lambda: run_check(check, processes) == 0, timeout=90, interval=1, message="the worker's ping")

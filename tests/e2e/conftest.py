@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 
+from config import load_settings
 from tests.conftest import API_KEY, API_SECRET
 from tests.fakestream.server import FakeStream
 from tests.support.hooks import Hook, HookReceiver
 from tests.support.moto import ACCESS_KEY, REGION, SECRET_KEY
 from tests.support.processes import ArchiverProcesses, wait_until
 from tests.support.settings import write_config
+from worker.ledger.connection import connect_env
+from worker.ledger.store import Ledger
+from worker.ledger.unrouted import listed_rows
 
 FAST = {
     "sweep_every": "0.5s",
@@ -42,10 +46,14 @@ class Archiver(ArchiverProcesses):
     """The archiver's processes plus ways to read its ledger through its own CLI."""
 
     def start_all(self) -> str:
-        """Web receiver, one worker and the scheduler; returns the webhook URL."""
-        url = self.start_web()
+        """Web receiver, one worker and the scheduler, started together (as Compose starts them) and
+        returned once the receiver listens and the scheduler's first reconciliation is done; returns
+        the webhook URL."""
+        url = self.start_web(wait=False)
         self.start_worker()
-        self.start_scheduler()
+        self.start_scheduler(wait=False)
+        self.wait_for_web()
+        self.wait_for_scheduler()
         return url
 
     def transfers(self, state: str | None = None) -> list[dict[str, Any]]:
@@ -55,14 +63,23 @@ class Archiver(ArchiverProcesses):
         return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
     def wait_for_states(self, count: int, state: str = "archived", timeout: float = 60.0) -> list[dict[str, Any]]:
-        def done() -> bool:
-            return len(self.transfers(state)) >= count
-
+        """The transfers in `state` (as `archiver transfers list --json` prints them) once there are
+        `count`. Polled in this process with the rows that command lists (`listed_rows`) on the
+        archiver's own Redis: a CLI run per poll would take a CPU-second from the processes under test."""
+        ledger = Ledger(connect_env(load_settings(self.env).env, name="archiver-test"))
         try:
-            wait_until(done, timeout=timeout, interval=0.5, message=f"{count} transfer(s) {state}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nledger: {self.transfers()}\nlogs:\n{self.logs()[-6000:]}") from None
-        return self.transfers(state)
+            def done() -> bool:
+                return sum(1 for _ in listed_rows(ledger, state)) >= count
+
+            try:
+                wait_until(done, timeout=timeout, interval=0.1, message=f"{count} transfer(s) {state}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\nledger: {self.transfers()}\nlogs:\n{self.logs()[-6000:]}") from None
+        finally:
+            ledger.redis.close()
+        listed = self.transfers(state)
+        assert len(listed) >= count, f"the ledger has {count} transfer(s) {state}, the CLI lists {listed}"
+        return listed
 
     def notifications(self, *args: str) -> list[dict[str, Any]]:
         """The outbox as `archiver notifications list --json` shows it (`args`: its options)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,3 +101,11 @@ def run_cli(redis_url: str, *args: str, cwd: Path | None = None, **env: str) -> 
     done = subprocess.run([sys.executable, "-m", "worker.edge.cli.app", *args], env=environ, capture_output=True,
                           text=True, timeout=120, cwd=cwd, check=False)
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def run_clis(redis_url: str, commands: Sequence[Sequence[str]], cwd: Path | None = None, **env: str) -> list[Run]:
+    """`run_cli` of each command, a few at a time, in their order: only for commands that do not depend
+    on each other (reads, refusals). Each run is mostly the interpreter starting; the suite runs one
+    test at a time, so together they use the cores one run at a time leaves idle."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run_cli(redis_url, *args, cwd=cwd, **env), commands))

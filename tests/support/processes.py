@@ -33,11 +33,17 @@ class ArchiverProcesses:
         self.running[name] = process
         return process
 
-    def start_web(self) -> str:
+    def start_web(self, wait: bool = True) -> str:
+        """The web receiver; with `wait` (the default), once it listens."""
         self.web_port = self.web_port or free_port()
         self.start("web", "web", "--host", "127.0.0.1", "--port", str(self.web_port))
-        wait_for_port(self.web_port, timeout=30)
+        if wait:
+            self.wait_for_web()
         return self.webhook_url
+
+    def wait_for_web(self) -> None:
+        assert self.web_port is not None
+        wait_for_port(self.web_port, timeout=30)
 
     @property
     def webhook_url(self) -> str:
@@ -46,14 +52,19 @@ class ArchiverProcesses:
     def start_worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
         return self.start(name, "worker", "--concurrency", str(concurrency))
 
-    def start_scheduler(self) -> subprocess.Popen[bytes]:
-        """The scheduler, once its first reconciliation with Stream's listings is done: files a test
-        adds to the fake Stream afterwards are then first seen through their webhooks."""
+    def start_scheduler(self, wait: bool = True) -> subprocess.Popen[bytes]:
+        """The scheduler; with `wait` (the default), once its first reconciliation with Stream's
+        listings is done: files a test adds to the fake Stream afterwards are then first seen through
+        their webhooks."""
         process = self.start("scheduler", "scheduler")
+        if wait:
+            self.wait_for_scheduler()
+        return process
+
+    def wait_for_scheduler(self) -> None:
         log = self.log_dir / "scheduler.log"
         wait_until(lambda: '"reconcile_finished"' in log.read_text(errors="replace"), timeout=30,
                    message="the scheduler's first reconciliation")
-        return process
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.running.pop(name, None)
@@ -67,8 +78,18 @@ class ArchiverProcesses:
             process.wait()
 
     def stop_all(self) -> None:
-        for name in list(self.running):
-            self.stop(name)
+        """SIGTERM to every process at once, then wait for each (one by one, each warm shutdown of a
+        Celery worker or the scheduler adds up)."""
+        processes = [p for p in self.running.values() if p.poll() is None]
+        self.running.clear()
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a one-shot archiver command and return its result."""

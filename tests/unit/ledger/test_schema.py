@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.ledger_states import add, run_cli
+from tests.support.ledger_states import add, run_cli, run_clis
 from worker.errors import LedgerSchemaError
 from worker.ledger.schema import SCHEMA_VERSION, ensure_schema, ledger_version
 from worker.ledger.store import Ledger
@@ -99,8 +99,8 @@ def test_the_cli_refuses_a_newer_ledger_with_exit_2_naming_both_versions(ledger:
                                                                          tmp_path: Path) -> None:
     """Every process stops before it starts anything: no server, no worker, no call to Stream."""
     ledger.redis.set("archiver:schema_version", "7")
-    for command in SERVICE_COMMANDS + TRANSFER_COMMANDS:
-        result = run_cli(redis_url, *command, cwd=tmp_path)
+    commands = SERVICE_COMMANDS + TRANSFER_COMMANDS
+    for command, result in zip(commands, run_clis(redis_url, commands, cwd=tmp_path), strict=True):
         assert result.returncode == 2, (command, result.stderr)
         assert "schema version 7" in result.stderr and f"supports ledger schema version {SCHEMA_VERSION}" in \
             result.stderr, command

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.support.ledger_states import add, run_cli
+from tests.support.ledger_states import add, run_cli, run_clis
 from worker.edge.cli.app import app
 from worker.ledger.store import Ledger
 
@@ -20,11 +20,10 @@ def test_read_only_commands_need_neither_stream_key_nor_secret(ledger: Ledger, r
                                                                tmp_path: Path) -> None:
     """transfers list|show|export|prune and storage list|check run with Redis and the configuration alone."""
     (tid,) = add(ledger, "a1", "archived")
-    for args in (["transfers", "list"], ["transfers", "list", "--json"], ["transfers", "show", tid],
-                 ["transfers", "export", "--format", "json"], ["transfers", "prune", "--older-than", "90d",
-                                                                 "--dry-run"],
-                 ["storage", "list"], ["storage", "check", "local"]):
-        result = run_cli(redis_url, *args, cwd=tmp_path, **NO_STREAM)
+    commands = (["transfers", "list"], ["transfers", "list", "--json"], ["transfers", "show", tid],
+                ["transfers", "export", "--format", "json"], ["transfers", "prune", "--older-than", "90d", "--dry-run"],
+                ["storage", "list"], ["storage", "check", "local"])
+    for args, result in zip(commands, run_clis(redis_url, commands, cwd=tmp_path, **NO_STREAM), strict=True):
         assert result.returncode == 0, (args, result.stderr)
         assert "STREAM_API" not in result.stderr, args
     assert tid in run_cli(redis_url, "transfers", "list", "--json", **NO_STREAM).stdout

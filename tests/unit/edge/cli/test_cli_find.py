@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from tests.support.ledger_states import run_cli
+from tests.support.ledger_states import run_cli, run_clis
 from tests.unit.ledger.test_search import add
 from worker.ledger.store import Ledger
 
@@ -64,20 +64,21 @@ def test_the_table_and_its_limit(ledger: Ledger, redis_url: str) -> None:
 
 def test_no_match_says_so_and_succeeds(ledger: Ledger, redis_url: str) -> None:
     seed(ledger)
-    for args in (["--custom", "tenant=nobody"], ["--json", "--call", "default:nope"]):
-        result = run_cli(redis_url, "find", *args)
+    commands = (["find", "--custom", "tenant=nobody"], ["find", "--json", "--call", "default:nope"])
+    for result in run_clis(redis_url, commands):
         assert (result.returncode, result.stdout) == (0, ""), result.stderr
         assert "no archived file matches" in result.stderr
 
 
 def test_bad_arguments_exit_2_with_the_reason(redis_url: str) -> None:
-    for args, reason in ((["--custom", "tenant"], "--custom takes KEY=VALUE"),
-                         (["--custom", "=acme"], "--custom takes KEY=VALUE"),
-                         (["--kind", "video"], "--kind takes one of recording"),
-                         (["--since", "yesterday"], "is not a date"),
-                         (["--since", "2026-05-12", "--until", "2026-05-10"], "--since must be before --until"),
-                         (["--call", "default:"], "--call takes a call cid"),
-                         (["--limit", "-1"], "Invalid value for '--limit'")):
-        result = run_cli(redis_url, "find", *args)
+    cases = ((["--custom", "tenant"], "--custom takes KEY=VALUE"),
+             (["--custom", "=acme"], "--custom takes KEY=VALUE"),
+             (["--kind", "video"], "--kind takes one of recording"),
+             (["--since", "yesterday"], "is not a date"),
+             (["--since", "2026-05-12", "--until", "2026-05-10"], "--since must be before --until"),
+             (["--call", "default:"], "--call takes a call cid"),
+             (["--limit", "-1"], "Invalid value for '--limit'"))
+    results = run_clis(redis_url, [["find", *args] for args, _ in cases])
+    for (args, reason), result in zip(cases, results, strict=True):
         assert result.returncode == 2, (args, result.stderr)
         assert reason in result.stderr, (args, result.stderr)

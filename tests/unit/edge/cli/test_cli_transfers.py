@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.ledger_states import DAY_MS, a_file, add, add_waiting, age, run_cli, snapshot
+from tests.support.ledger_states import DAY_MS, a_file, add, add_waiting, age, run_cli, run_clis, snapshot
 from tests.support.settings import write_config
 from worker.clock import now_ms
 from worker.ledger.schema import SCHEMA_VERSION
@@ -154,7 +154,10 @@ def test_list_and_show_give_a_file_waiting_for_its_routes_as_a_routing_row(ledge
     (queued,) = add(ledger, "q1")
     failing, fresh = add_waiting(ledger, "w1"), add_waiting(ledger, "w2")
     ledger.defer_routing(failing, 60_000, ERROR)
-    result = run_cli(redis_url, "transfers", "list", "--json")
+    result, only, table, unknown_state, shown, unknown = run_clis(redis_url, [  # reads only: run together
+        ["transfers", "list", "--json"], ["transfers", "list", "--json", "--state", "routing"],
+        ["transfers", "list", "--state", "routing"], ["transfers", "list", "--state", "done"],
+        ["transfers", "show", failing], ["transfers", "show", "f_unknown"]])
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert set(rows) == {queued, failing, fresh}
@@ -164,17 +167,14 @@ def test_list_and_show_give_a_file_waiting_for_its_routes_as_a_routing_row(ledge
     assert row["expires_at"] == "2026-01-24T12:00:00.000Z"
     assert rows[fresh]["error"] == PENDING_TEXT and rows[queued]["storage"] == "disk"
 
-    only = run_cli(redis_url, "transfers", "list", "--json", "--state", "routing")
     assert sorted(json.loads(line)["id"] for line in only.stdout.splitlines()) == sorted([failing, fresh])
-    table = run_cli(redis_url, "transfers", "list", "--state", "routing")
     assert table.returncode == 0 and failing in table.stdout and "ConnectError" in table.stdout
     assert queued not in table.stdout and "routing" in table.stdout
-    assert "routing" in run_cli(redis_url, "transfers", "list", "--state", "done").stderr  # the states it accepts
+    assert "routing" in unknown_state.stderr  # the states it accepts
 
-    shown = run_cli(redis_url, "transfers", "show", failing)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == row
-    assert run_cli(redis_url, "transfers", "show", "f_unknown").returncode == 1
+    assert unknown.returncode == 1
 
 
 def test_export_includes_files_waiting_for_their_routes(ledger: Ledger, redis_url: str) -> None:
@@ -335,8 +335,9 @@ def test_prune_checks_the_state_again_and_leaves_a_transfer_retried_meanwhile(le
 
 
 def test_prune_refuses_a_bad_duration(redis_url: str) -> None:
-    for bad in ("ninety days", "0d", "-5d"):
-        result = run_cli(redis_url, "transfers", "prune", "--older-than", bad)
+    bads = ("ninety days", "0d", "-5d")
+    for bad, result in zip(bads, run_clis(redis_url, [["transfers", "prune", "--older-than", b] for b in bads]),
+                           strict=True):
         assert result.returncode == 2, bad
         assert "--older-than" in result.stderr
 
@@ -357,14 +358,15 @@ def test_list_by_call_gives_that_calls_transfers_and_waiting_files_only(ledger: 
     add(ledger, "c2", "failed")
     later = replace(a_file("c1"), filename="rec_c1_b.mp4")
     ledger.record(later, [], expires_at=later.end_time + timedelta(days=14), route_in_ms=0)  # waits for its routes
-    result = run_cli(redis_url, "transfers", "list", "--json", "--call", "default:c1")
+    result, by_id, none_queued, table = run_clis(redis_url, [  # reads only: run together
+        ["transfers", "list", "--json", "--call", "default:c1"],
+        ["transfers", "list", "--json", "--call", "c2", "--state", "failed"],
+        ["transfers", "list", "--json", "--call", "c2", "--state", "queued"], ["transfers", "list", "--call", "c1"]])
     assert result.returncode == 0, result.stderr
     rows = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert set(rows) == {*both, later.file_id} and {r["call_cid"] for r in rows.values()} == {"default:c1"}
     assert {(rows[t]["state"], rows[t]["bytes"], rows[t]["sha256"]) for t in both} == {("archived", 1234, "ab" * 32)}
     assert rows[later.file_id]["state"] == "routing"
-    by_id = run_cli(redis_url, "transfers", "list", "--json", "--call", "c2", "--state", "failed")
     assert [json.loads(line)["call_cid"] for line in by_id.stdout.splitlines()] == ["default:c2"]
-    assert run_cli(redis_url, "transfers", "list", "--json", "--call", "c2", "--state", "queued").stdout == ""
-    table = run_cli(redis_url, "transfers", "list", "--call", "c1")
+    assert none_queued.stdout == ""
     assert table.returncode == 0 and "rec_c1_b.mp4" in table.stdout and "rec_c2" not in table.stdout
