@@ -19,7 +19,7 @@ from typing import Any
 import google_crc32c
 
 NATIVE = ("crc32c", "md5")
-_new_crc32c: Callable[[], Any] = google_crc32c.Checksum  # the library ships no types
+new_crc32c: Callable[[], Any] = google_crc32c.Checksum  # the library ships no types
 
 
 def b64(raw: bytes) -> str:
@@ -29,7 +29,7 @@ def b64(raw: bytes) -> str:
 def crc32c_b64(data: bytes | tuple[bytes, ...]) -> str:
     """CRC32C of `data` (or of its chunks, one after the other) in its wire form."""
     if isinstance(data, tuple):
-        checksum = _new_crc32c()
+        checksum = new_crc32c()
         for chunk in data:
             checksum.update(chunk)
         return b64(checksum.digest())
@@ -109,7 +109,7 @@ class Hasher:
             raise ValueError(f"unknown checksum(s): {sorted(unknown)}")
         self._sha256 = hashlib.sha256()
         self._md5: Any = hashlib.md5(usedforsecurity=False) if "md5" in extra else None
-        self._crc32c: Any = _new_crc32c() if "crc32c" in extra else None
+        self._crc32c: Any = new_crc32c() if "crc32c" in extra else None
         self.size = 0
 
     def update(self, chunk: bytes) -> None:

@@ -31,21 +31,19 @@ on, in its next attempt and in any process, from what the store durably holds of
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import google_crc32c
 import structlog
 
 from worker.errors import PermanentError
 from worker.storage.base import ObjectWriter, Piece, UploadState
-from worker.storage.checksums import b64
+from worker.storage.checksums import b64, new_crc32c
 from worker.transfer.ranged import RangeIgnored
 
 if TYPE_CHECKING:
     from worker.transfer.stream_copy import CopyJob
 
 log = structlog.get_logger(__name__)
-new_crc32c: Any = google_crc32c.Checksum  # the library ships no types
 
 
 class PrefixDiffers(Exception):

@@ -47,7 +47,7 @@ import structlog
 from config import StorageConfig, TransferTuning
 from worker.errors import KeyRefused, StorageRefused
 from worker.storage.base import Capabilities, ObjectWriter, Storage, StoredObject, UploadState
-from worker.storage.checksums import b64
+from worker.storage.checksums import b64, new_crc32c
 from worker.storage.create_only import guard
 from worker.storage.errors import ErrorTable, Failure, Rule, refused, unavailable
 from worker.storage.keys import check_key, check_prefix
@@ -56,7 +56,6 @@ from worker.storage.local.writer import (
     SYNC_EVERY,
     LocalWriter,
     is_temp_of,
-    new_crc32c,
     remove_stale_partials,
 )
 

@@ -19,14 +19,13 @@ import os
 import uuid
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
-import google_crc32c
 import structlog
 
 from worker.errors import KeyTaken, StorageRefused
 from worker.storage.base import ObjectWriter, Piece, StoredObject, UploadState
-from worker.storage.checksums import Digests, b64
+from worker.storage.checksums import Digests, b64, new_crc32c
 from worker.storage.errors import CONDITION_HINT, TAKEN_HINT, Failure
 
 if TYPE_CHECKING:
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 PARTIAL_SUFFIX = ".partial"
 SYNC_EVERY = 64 * 1024 * 1024  # the default of `resume_checkpoint` (config/archive.py)
-new_crc32c: Any = google_crc32c.Checksum  # the library ships no types
 WRITE_BEHIND = 32 << 20  # bytes written between two hints to the kernel (`LocalWriter._write_behind`)
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})  # link(2): not here
 
