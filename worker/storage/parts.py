@@ -131,14 +131,7 @@ class PartedWriter(ObjectWriter, Generic[R]):
     def abort(self) -> None:
         """Cancel queued parts, wait for running ones, then discard what was sent (`_discard`).
         Never raises: a failure is logged so that it cannot hide the error that led here."""
-        if self._state != "open":
-            return
-        self._state = "aborted"
-        self._pieces, self._held = [], []
-        for future in self._parts:
-            future.cancel()
-        wait(self._parts)
-        if self._parted:
+        if self._stop("aborted") and self._parted:
             self._discard()
 
     def durable(self) -> UploadState | None:
@@ -164,13 +157,19 @@ class PartedWriter(ObjectWriter, Generic[R]):
     def detach(self) -> None:
         """Cancel queued parts and wait for running ones, leaving what the store holds for a later attempt
         (no `_discard`). Idempotent; never raises."""
+        self._stop("detached")
+
+    def _stop(self, state: str) -> bool:
+        """Close the writer as `state`: drop what is buffered, cancel queued parts, wait for running ones.
+        False, doing nothing, when it was closed already."""
         if self._state != "open":
-            return
-        self._state = "detached"
+            return False
+        self._state = state
         self._pieces, self._held = [], []
         for future in self._parts:
             future.cancel()
         wait(self._parts)
+        return True
 
     def _fits_one_request(self) -> bool:
         """Whether the object may still go up in one request: no part sent, within the threshold."""
