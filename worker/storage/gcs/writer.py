@@ -16,12 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import google_crc32c
 import requests
 
 from worker.errors import StorageUnavailable, VerificationFailed
 from worker.storage.base import ObjectWriter, Piece, StoredObject, UploadState
-from worker.storage.checksums import Digests, b64, crc32c_b64
+from worker.storage.checksums import Digests, b64, crc32c_b64, new_crc32c
 from worker.storage.gcs.bucket import protected_fields
 
 if TYPE_CHECKING:
@@ -78,7 +77,8 @@ class GCSWriter(ObjectWriter):
         # still to drop because the session holds them already (with the CRC32C of those dropped so far).
         self._acked: list[Piece] = []
         self._noting = threading.Lock()
-        self._drop, self._dropped, self._drop_crc = 0, 0, 0
+        self._drop, self._dropped, self._drop_crc = 0, 0, new_crc32c()
+        self._durable: UploadState | None = None  # cached for as many pieces as `_acked` holds
 
     def settings(self) -> str:
         """A digest of what opening the session fixed for the whole upload (the name, content type, metadata, the
@@ -102,13 +102,21 @@ class GCSWriter(ObjectWriter):
         return True
 
     def durable(self) -> UploadState | None:
-        """The chunks the resumable session acknowledged, from byte 0 (none before a session opens)."""
+        """The chunks the resumable session acknowledged, from byte 0 (none before a session opens); built
+        again only when a chunk was acknowledged since."""
         with self._noting:
-            pieces, session = tuple(self._acked), self._session
-        if not pieces or session is None:
-            return None
-        return UploadState(sum(piece.size for piece in pieces), pieces, {"session": session,
-                                                                          "settings": self.settings()})
+            session, cached = self._session, self._durable
+            if not self._acked or session is None:
+                return None
+            if cached is not None and len(cached.pieces) == len(self._acked):
+                return cached
+            pieces = tuple(self._acked)
+        state = UploadState(sum(piece.size for piece in pieces), pieces, {"session": session,
+                                                                           "settings": self.settings()})
+        with self._noting:
+            if self._durable is None or len(self._durable.pieces) < len(pieces):
+                self._durable = state
+        return state
 
     def detach(self) -> None:
         """Wait for the chunk on its way (one at most: it goes on, so that the session holds it), and leave
@@ -162,10 +170,10 @@ class GCSWriter(ObjectWriter):
         self._drop -= take
         self._size += take
         self._dropped += take
-        self._drop_crc = google_crc32c.extend(self._drop_crc, bytes(data[:take]))
+        self._drop_crc.update(data[:take])
         if not self._drop:
             with self._noting:
-                self._acked.append(Piece(self._dropped, b64(self._drop_crc.to_bytes(4, "big"))))
+                self._acked.append(Piece(self._dropped, b64(self._drop_crc.digest())))
         return data[take:]
 
     def _send_behind(self, chunk: bytes) -> None:
