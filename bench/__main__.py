@@ -24,15 +24,14 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.destinations import AzuriteBlob, Destination, GcsEmulator, LocalDisk, S3rver
+from bench.destinations import AzuriteBlob, Destination, GcsEmulator, LocalDisk, S3rver, started
 from bench.large import API_KEY, API_SECRET, ARCHIVER, Stack, contenders, curl_raw, make_file, run_archiver
 from bench.measure import Figures, MiB, median
 from tests.fakestream.server import start_fake_stream
@@ -44,16 +43,6 @@ DESTINATIONS: dict[str, type[Destination]] = {
 FOUR_GIB_OK = ("s3rver", "local")  # moto holds objects in RAM, Azurite stops at 2 GiB, the GCS emulator is quadratic
 RESULTS = Path(__file__).with_name("RESULTS.md")
 console = Console(width=250)
-
-
-@contextmanager
-def started(destination: Destination) -> Iterator[Destination]:
-    destination.workdir.mkdir(parents=True, exist_ok=True)
-    destination.start()
-    try:
-        yield destination
-    finally:
-        destination.stop()
 
 
 def large_file_case(stack: Stack, names: list[str], source: Path, size: int, rounds: int) -> Table:

@@ -37,8 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.destinations import Destination, LocalDisk, S3rver, rclone_env
+from bench.destinations import Destination, LocalDisk, S3rver, rclone_env, started
 from bench.large import API_KEY, API_SECRET, Stack, make_file, run_archiver
 from bench.measure import Figures, MiB, median, run_command
 from config import load_settings
@@ -76,16 +75,6 @@ class Case:
     @property
     def total(self) -> int:
         return self.size * self.count
-
-
-@contextmanager
-def started(destination: Destination) -> Iterator[Destination]:
-    destination.workdir.mkdir(parents=True, exist_ok=True)
-    destination.start()
-    try:
-        yield destination
-    finally:
-        destination.stop()
 
 
 def archiver_files(stack: Stack, destination: Destination, source: Path, count: int, processes: int,

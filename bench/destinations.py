@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -286,3 +287,14 @@ def rclone_env(remote: dict[str, str]) -> dict[str, str]:
 
 def make_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="archiver-bench-"))
+
+
+@contextmanager
+def started(destination: Destination) -> Iterator[Destination]:
+    """`destination` started (its working directory made) for the block, stopped after it."""
+    destination.workdir.mkdir(parents=True, exist_ok=True)
+    destination.start()
+    try:
+        yield destination
+    finally:
+        destination.stop()
