@@ -187,6 +187,8 @@ def _feed_ranges(job: CopyJob, first: Download, write: Callable[[bytes], None], 
     if _first_range_fast(job, first, size, int(tuning.parallel_download_max_rate), write, hasher):
         return False
     start = hasher.size  # the first answer goes on from here, as the first range of the feed
+    if start + size >= first.total:  # a range or less left: the first answer brings it
+        return False
     open_range = _range_opener(job, first)
     second = ranged.second_range(open_range, first, start, size)
     if second is None:

@@ -282,3 +282,12 @@ def test_a_kept_connection_the_server_closed_is_replaced() -> None:
     finally:
         origin.server.shutdown()
         origin.server.server_close()
+
+
+def test_a_file_less_than_a_range_longer_than_the_timed_part_is_one_plain_get(runtime: Runtime, fake: FakeStream,
+                                                                             archive: Path) -> None:
+    """Past its timed first range the file has less than one range left: the first answer brings it all, no
+    range is asked for (a range past the file's end would be)."""
+    file = fake.add_recording("default:just-over", os.urandom(RANGE + MiB // 2))
+    assert archived(runtime, fake, archive, file) == file.read_bytes()
+    assert ranges(fake, file) == [""]
